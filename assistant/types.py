@@ -1,0 +1,70 @@
+"""Typed results of the assistant: retrieved sources, citations, verified sentences, answers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ingest.types import Chunk
+
+
+@dataclass
+class Retrieved:
+    """A chunk returned by retrieval, with its fused score and the per-retriever ranks behind it."""
+
+    chunk: Chunk
+    score: float
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+    dense_score: float | None = None
+    bm25_score: float | None = None
+
+
+@dataclass
+class Citation:
+    """A numbered source as shown to the user: where it is and the span that supports the answer."""
+
+    n: int
+    document_id: str
+    file: str
+    title: str
+    page: int | None
+    clause: str | None
+    quote: str
+    score: float
+    chunk_id: str = ""
+    page_label: str | None = None
+    passage_id: str | None = None
+    content_hash: str = ""
+    version: int = 1
+    char_start: int = 0
+    char_end: int = 0
+
+
+@dataclass
+class Sentence:
+    """One sentence of an answer with the sources it cites and the verifier's verdict."""
+
+    text: str
+    citations: list[int] = field(default_factory=list)
+    supported: bool = False
+    support_score: float = 0.0
+    attached: list[int] = field(default_factory=list)  # citations the verifier added
+
+
+@dataclass
+class Answer:
+    """A full answer: text, verified sentences, citations, abstention, and provenance."""
+
+    question: str
+    answer: str
+    abstained: bool
+    sentences: list[Sentence]
+    citations: list[Citation]
+    model: str
+    adapter: str | None
+    timings: dict[str, float]
+    sources: list[Citation] = field(default_factory=list)  # every retrieved source, numbered as in the prompt
+    raw_answer: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)

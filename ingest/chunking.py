@@ -1,0 +1,238 @@
+"""Clause-aware chunking: break at article/section/clause boundaries first, then at sentences within a token budget.
+
+A chunk never crosses a page (so it cites one page), never mixes two documents, and its text is exactly
+`page.text[char_start:char_end]`, so the UI can highlight it. Passage records stay one chunk each.
+Sentence spans come from llama-index's bundled Punkt tokenizer; its node parsers are not used for the rest because
+they neither keep character spans on the page nor know clause boundaries (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ingest.types import Chunk, SourceDocument, doc_key
+
+# Lines that open a new clause. Order matters: the first match wins.
+_ARTICLE = re.compile(r"^(?:Article|ARTICLE|Art\.)\s+(\d+[a-z]?)\b")
+_HEADING = re.compile(r"^(PART|Part|CHAPTER|Chapter|TITLE|Title|SECTION|Section|ANNEX|Annex|APPENDIX|Appendix|"
+                      r"SCHEDULE|Schedule)\s+([0-9]+[A-Z]?|[IVXLC]+)\b")
+_DOTTED = re.compile(r"^((?:\d{1,3}\.)+\d{1,3}(?:\.?\([a-zA-Z0-9]{1,4}\))*)\.?(?=\s+\S)")
+_DOTTED_SUB = re.compile(r"^(\d{1,3}(?:\.\d{1,3})*\.\([a-zA-Z0-9]{1,4}\)(?:\([a-zA-Z0-9]{1,4}\))*)(?=\s+\S)")
+_CONTROL = re.compile(r"^([A-Z]{2,3}-\d{1,3}(?:\(\d{1,2}\))?)(?=\s|$)")
+_MARKDOWN = re.compile(r"^(#{1,6})\s+(.+)$")
+_LEVELS = {"part": 0, "title": 0, "chapter": 1, "annex": 1, "appendix": 1, "schedule": 1, "section": 2}
+
+TokenCounter = Callable[[list[str]], list[int]]
+
+
+@dataclass
+class _Block:
+    page_index: int
+    start: int
+    end: int
+    clause: str | None
+    heading_path: list[str]
+    is_heading: bool = False
+
+
+@dataclass
+class _Draft:
+    page_index: int
+    start: int
+    end: int
+    clause: str | None
+    heading_path: list[str] = field(default_factory=list)
+    tokens: int = 0
+    is_heading: bool = False
+    passage: bool = False
+
+
+def recognise_clause(line: str) -> tuple[str | None, int | None, str | None]:
+    """Return (clause id, heading level or None, heading text) for a line that opens a clause, else Nones."""
+    line = line.strip()
+    m = _MARKDOWN.match(line)
+    if m:
+        text = m.group(2).strip()
+        inner, _, _ = recognise_clause(text)
+        return inner, len(m.group(1)) - 1, text
+    m = _ARTICLE.match(line)
+    if m:
+        return f"Article {m.group(1)}", 3, line[:120]
+    m = _HEADING.match(line)
+    if m:
+        word = m.group(1).lower()
+        return f"{m.group(1).title()} {m.group(2)}", _LEVELS.get(word, 2), line[:120]
+    m = _DOTTED_SUB.match(line) or _DOTTED.match(line)
+    if m:
+        return m.group(1), None, None
+    m = _CONTROL.match(line)
+    if m:
+        return m.group(1), None, None
+    return None, None, None
+
+
+def chunk_document(doc: SourceDocument, document_id: str, version: int, count_tokens: TokenCounter,
+                   budget: int = 256, min_tokens: int = 40) -> list[Chunk]:
+    """Split a document into citation-ready chunks of at most `budget` tokens (where sentences allow)."""
+    if doc.kind == "passages":
+        drafts = [_Draft(i, 0, len(p.text), p.passage_id, passage=True) for i, p in enumerate(doc.pages)
+                  if p.text.strip()]
+    else:
+        drafts = [_Draft(b.page_index, b.start, b.end, b.clause, b.heading_path, is_heading=b.is_heading)
+                  for b in _blocks(doc)]
+    texts = [doc.pages[d.page_index].text[d.start:d.end] for d in drafts]
+    for d, n in zip(drafts, count_tokens(texts) if texts else [], strict=True):
+        d.tokens = n
+    drafts = _split_oversized(doc, drafts, count_tokens, budget)
+    drafts = _merge_small(drafts, budget, min_tokens)
+    return [_to_chunk(doc, d, document_id, version, seq) for seq, d in enumerate(drafts)]
+
+
+def _blocks(doc: SourceDocument) -> list[_Block]:
+    boilerplate = _boilerplate_lines(doc)
+    headings: dict[int, str] = {}
+    clause: str | None = None
+    blocks: list[_Block] = []
+    for pi, page in enumerate(doc.pages):
+        current: _Block | None = None
+        offset = 0
+        for raw in page.text.split("\n"):
+            start, offset = offset, offset + len(raw) + 1
+            line = raw.strip()
+            if not line or _normalise(line) in boilerplate:
+                continue
+            line_start = start + (len(raw) - len(raw.lstrip()))
+            line_end = start + len(raw.rstrip())
+            cid, level, heading = recognise_clause(line)
+            if cid is not None or level is not None:
+                if level is not None:
+                    headings = {k: v for k, v in headings.items() if k < level}
+                    headings[level] = heading
+                clause = cid if cid is not None else clause
+                if level is not None and cid is None:
+                    clause = None
+                current = _Block(pi, line_start, line_end, clause, [headings[k] for k in sorted(headings)],
+                                 is_heading=level is not None)
+                blocks.append(current)
+            elif current is None:
+                current = _Block(pi, line_start, line_end, clause, [headings[k] for k in sorted(headings)])
+                blocks.append(current)
+            else:
+                current.end = line_end
+                current.is_heading = False
+    return blocks
+
+
+def _boilerplate_lines(doc: SourceDocument) -> set[str]:
+    """Running headers and footers: short lines repeated (digits aside) on at least half of 3+ pages."""
+    if doc.kind != "pdf" or len(doc.pages) < 3:
+        return set()
+    counts: Counter[str] = Counter()
+    for page in doc.pages:
+        lines = [ln.strip() for ln in page.text.split("\n") if ln.strip()]
+        edge = lines[:3] + lines[-3:]
+        counts.update({_normalise(ln) for ln in edge if len(ln) <= 100})
+    return {ln for ln, c in counts.items() if c >= max(3, len(doc.pages) // 2) and ln}
+
+
+def _normalise(line: str) -> str:
+    return re.sub(r"\d+", "#", " ".join(line.split()).lower())
+
+
+def _split_oversized(doc: SourceDocument, drafts: list[_Draft], count_tokens: TokenCounter,
+                     budget: int) -> list[_Draft]:
+    out: list[_Draft] = []
+    for d in drafts:
+        if d.tokens <= budget:
+            out.append(d)
+            continue
+        text = doc.pages[d.page_index].text
+        spans = [(d.start + s, d.start + e) for s, e in sentence_spans(text[d.start:d.end])]
+        counts = count_tokens([text[s:e] for s, e in spans])
+        pieces: list[tuple[int, int, int]] = []
+        for (s, e), n in zip(spans, counts, strict=True):
+            if n > budget:  # one sentence over budget: fall back to clause punctuation, then words
+                pieces.extend(_split_long_sentence(text, s, e, n, budget))
+            else:
+                pieces.append((s, e, n))
+        group: _Draft | None = None
+        for s, e, n in pieces:
+            if group is not None and group.tokens + n <= budget:
+                group.end, group.tokens = e, group.tokens + n
+                continue
+            group = _Draft(d.page_index, s, e, d.clause, d.heading_path, n, passage=d.passage)
+            out.append(group)
+    return out
+
+
+def _split_long_sentence(text: str, start: int, end: int, tokens: int, budget: int) -> list[tuple[int, int, int]]:
+    parts = max(2, -(-tokens // budget) + 1)
+    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
+    per = -(-len(words) // parts)
+    out = []
+    for i in range(0, len(words), per):
+        group = words[i:i + per]
+        out.append((group[0][0], group[-1][1], -(-tokens * len(group) // len(words))))
+    return out
+
+
+def _merge_small(drafts: list[_Draft], budget: int, min_tokens: int) -> list[_Draft]:
+    """Fold headings and fragments into their neighbour on the same page; passages are never merged."""
+    out: list[_Draft] = []
+    for d in drafts:
+        prev = out[-1] if out else None
+        if (prev is not None and not d.passage and not prev.passage and prev.page_index == d.page_index
+                and (prev.tokens < min_tokens or prev.is_heading) and prev.tokens + d.tokens <= budget):
+            prev.end, prev.tokens = d.end, prev.tokens + d.tokens
+            if d.clause is not None:
+                prev.clause, prev.heading_path = d.clause, d.heading_path
+            prev.is_heading = d.is_heading
+            continue
+        out.append(d)
+    return out
+
+
+def _to_chunk(doc: SourceDocument, d: _Draft, document_id: str, version: int, seq: int) -> Chunk:
+    page = doc.pages[d.page_index]
+    text = page.text[d.start:d.end]
+    extra = dict(page.extra)
+    return Chunk(
+        chunk_id=f"{doc_key(document_id, version)}#{seq:05d}",
+        document_id=document_id,
+        version=version,
+        title=doc.title,
+        source_file=doc.path.name,
+        text=text,
+        seq=seq,
+        page=page.number,
+        page_label=page.label,
+        char_start=d.start,
+        char_end=d.end,
+        clause=d.clause,
+        heading_path=list(d.heading_path),
+        passage_id=page.passage_id,
+        content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        extra=extra,
+    )
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Sentence (start, end) offsets in `text`, from llama-index's bundled Punkt model; newlines between list
+    items also end a sentence."""
+    from llama_index.core.utils import globals_helper
+
+    spans = []
+    for s, e in globals_helper.punkt_tokenizer.span_tokenize(text):
+        sub = text[s:e]
+        pos = 0
+        for part in re.split(r"(?<=[.;:])\s*\n", sub):
+            idx = sub.find(part, pos)
+            if part.strip():
+                ps = s + idx + (len(part) - len(part.lstrip()))
+                spans.append((ps, s + idx + len(part.rstrip())))
+            pos = idx + len(part)
+    return spans

@@ -1,0 +1,270 @@
+"""Ingest files into the library: read -> chunk -> embed -> catalog (pending) -> Chroma -> catalog (active) -> BM25.
+
+`Library` owns the catalog and both indexes; `Library.ingest` takes files and folders and never lets one bad file
+abort the batch or touch what is already ingested.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ingest.catalog import Catalog, now_iso
+from ingest.chunking import chunk_document
+from ingest.embedding import Embedder, load_embedder
+from ingest.index import BM25Index, VectorStore
+from ingest.readers import is_supported, read_file
+from ingest.settings import Settings
+from ingest.types import DocumentRecord, IngestError, SourceDocument, doc_key
+
+ProgressFn = Callable[[str, int, int, str], None]  # (stage, done, total, detail)
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one input file."""
+
+    file: str
+    status: str  # added | new_version | unchanged | failed
+    document_id: str | None = None
+    version: int | None = None
+    title: str | None = None
+    pages: int = 0
+    chunks: int = 0
+    superseded: list[str] = field(default_factory=list)
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestReport:
+    """The summary of one ingest call."""
+
+    files: list[FileOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def chunks_added(self) -> int:
+        return sum(f.chunks for f in self.files if f.status in ("added", "new_version"))
+
+    @property
+    def pages_read(self) -> int:
+        return sum(f.pages for f in self.files if f.status in ("added", "new_version"))
+
+    def to_dict(self) -> dict:
+        counts: dict[str, int] = {}
+        for f in self.files:
+            counts[f.status] = counts.get(f.status, 0) + 1
+        return {"files": [asdict(f) for f in self.files], "counts": counts, "chunks_added": self.chunks_added,
+                "pages_read": self.pages_read, "seconds": round(self.seconds, 2), "ok": not self.failed}
+
+
+def slugify(text: str) -> str:
+    """A stable, readable document id from a title."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    if len(slug) > 60:
+        slug = slug[:60].rsplit("-", 1)[0]
+    return slug or "document"
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given plus supported files found (recursively, sorted) inside given folders."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_supported(f)
+                              and not any(part.startswith(".") for part in f.relative_to(p).parts)))
+        else:
+            out.append(p)
+    return out
+
+
+class Library:
+    """The document library: catalog + Chroma + BM25, kept consistent with each other."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None):
+        self.settings = settings
+        settings.ensure_home()
+        self.catalog = Catalog(settings.catalog_path)
+        self.vectors = VectorStore(settings.chroma_dir, settings.collection, url=settings.chroma_url)
+        self.bm25 = BM25Index(settings.bm25_dir)
+        self._embedder = embedder
+        self.recover()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder(self.settings)
+        return self._embedder
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    # consistency
+    def recover(self) -> list[str]:
+        """Roll back versions left pending by an interrupted ingest and bring BM25 up to date."""
+        rolled = []
+        for rec in self.catalog.documents(status="pending"):
+            self.vectors.delete_key(rec.doc_key)
+            self.catalog.remove_version(rec.document_id, rec.version)
+            rolled.append(rec.doc_key)
+        for rec in self.catalog.documents(status="deleted"):
+            if self.catalog.chunks_of(rec.doc_key):  # a delete interrupted between Chroma and the catalog
+                self.vectors.delete_key(rec.doc_key)
+                self.catalog.delete_chunks(rec.doc_key)
+        self.refresh_bm25()
+        return rolled
+
+    def refresh_bm25(self) -> bool:
+        """Rebuild BM25 if the catalog changed since it was built; True when rebuilt."""
+        generation = self.catalog.generation()
+        if self.bm25.built_generation() == generation:
+            return False
+        self.bm25.rebuild(self.catalog.all_chunk_rows(), generation)
+        return True
+
+    def check_consistency(self) -> dict:
+        """Compare catalog, Chroma and BM25 chunk counts per live version; `ok` is True when all agree."""
+        expected = {r.doc_key: r.chunks for r in self.catalog.documents() if r.status in ("active", "superseded")}
+        in_chroma = self.vectors.keys()
+        rows = self.catalog.all_chunk_rows()
+        in_catalog: dict[str, int] = {}
+        for _, key, _ in rows:
+            in_catalog[key] = in_catalog.get(key, 0) + 1
+        problems = []
+        for key in sorted(set(expected) | set(in_chroma) | set(in_catalog)):
+            want = expected.get(key, 0)
+            if in_chroma.get(key, 0) != want or in_catalog.get(key, 0) != want:
+                problems.append({"doc_key": key, "catalog": want, "chunks": in_catalog.get(key, 0),
+                                 "chroma": in_chroma.get(key, 0)})
+        bm25_ok = self.bm25.built_generation() == self.catalog.generation()
+        return {"ok": not problems and bm25_ok, "problems": problems, "bm25_current": bm25_ok,
+                "chunks": sum(expected.values())}
+
+    # ingest
+    def ingest(self, paths: Iterable[str | Path], *, supersedes: str | None = None,
+               effective_date: str | None = None, title: str | None = None,
+               progress: ProgressFn | None = None) -> IngestReport:
+        """Ingest files and folders; each file succeeds or fails on its own."""
+        start = time.perf_counter()
+        report = IngestReport()
+        files = expand_paths(paths)
+        if supersedes and len(files) != 1:
+            raise ValueError("--supersedes takes exactly one file")
+        for i, path in enumerate(files):
+            if progress:
+                progress("file", i, len(files), path.name)
+            try:
+                outcome = self._ingest_one(path, supersedes=supersedes, effective_date=effective_date,
+                                           title=title, progress=progress)
+            except IngestError as e:
+                outcome = FileOutcome(file=str(path), status="failed", error=e.reason)
+            report.files.append(outcome)
+        if progress:
+            progress("file", len(files), len(files), "updating BM25")
+        self.refresh_bm25()
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _ingest_one(self, path: Path, *, supersedes: str | None, effective_date: str | None, title: str | None,
+                    progress: ProgressFn | None) -> FileOutcome:
+        doc = read_file(path, max_file_mb=self.settings.max_file_mb,
+                        min_chars_per_page=self.settings.min_chars_per_page)
+        if title:
+            doc.title = title
+        effective_date = effective_date or find_effective_date(doc)
+        existing = self.catalog.find_sha(doc.sha256)
+        if existing is not None:
+            if effective_date and existing.effective_date != effective_date:
+                self.catalog.update_effective_date(existing.document_id, existing.version, effective_date)
+            return FileOutcome(file=str(path), status="unchanged", document_id=existing.document_id,
+                               version=existing.version, title=existing.title, pages=existing.pages)
+        document_id = supersedes or self._document_id(doc)
+        if supersedes and self.catalog.get(supersedes) is None:
+            raise IngestError(path, f"--supersedes names an unknown document id '{supersedes}'")
+        version = self.catalog.next_version(document_id)
+        chunks = chunk_document(doc, document_id, version, self.embedder.count_tokens,
+                                budget=min(self.settings.chunk_tokens, self.embedder.max_tokens - 2))
+        if not chunks:
+            raise IngestError(path, "no text could be chunked")
+        if progress:
+            progress("pages", len(doc.pages), len(doc.pages), f"{path.name}: embedding {len(chunks)} chunks")
+        vectors = self.embedder.encode([embedding_text(c.title, c.clause, c.heading_path, c.text) for c in chunks])
+        warnings = []
+        if doc.empty_pages and doc.kind == "pdf":
+            warnings.append(f"no text layer on page(s) {', '.join(map(str, doc.empty_pages))}: "
+                            "scanned pages? their content is not searchable")
+        stored = self._store_file(doc)
+        record = DocumentRecord(
+            document_id=document_id, version=version, title=doc.title, file_name=path.name, sha256=doc.sha256,
+            status="pending", effective_date=effective_date, pages=len(doc.pages), chunks=len(chunks),
+            ingested_at=now_iso(), source_path=str(path.resolve()), stored_path=str(stored), kind=doc.kind,
+            external_id=doc.external_id, supersedes=None, errors=warnings)
+        previous = self.catalog.get(document_id)
+        if previous is not None and previous.status == "active":
+            record.supersedes = previous.doc_key
+        self.catalog.add_pending(record, chunks)
+        self.vectors.upsert(chunks, vectors)
+        superseded = self.catalog.activate(record)
+        return FileOutcome(file=str(path), status="new_version" if version > 1 else "added",
+                           document_id=document_id, version=version, title=doc.title, pages=len(doc.pages),
+                           chunks=len(chunks), superseded=[s.doc_key for s in superseded], warnings=warnings)
+
+    def _document_id(self, doc: SourceDocument) -> str:
+        return slugify(doc.title if doc.kind != "passages" else f"{doc.title}")
+
+    def _store_file(self, doc: SourceDocument) -> Path:
+        """Keep our own copy of the source so citations can be opened even if the original moves."""
+        self.settings.files_dir.mkdir(parents=True, exist_ok=True)
+        target = self.settings.files_dir / f"{doc.sha256[:16]}{doc.path.suffix.lower()}"
+        if not target.exists():
+            tmp = target.with_suffix(target.suffix + ".tmp")
+            shutil.copyfile(doc.path, tmp)
+            tmp.replace(target)
+        return target
+
+    # library management
+    def delete(self, document_id: str, version: int | None = None) -> list[str]:
+        """Mark a document (all versions, or one) deleted and drop its chunks from both indexes."""
+        targets = [v for v in self.catalog.versions(document_id) if v.status != "deleted"
+                   and (version is None or v.version == version)]
+        if not targets:
+            raise KeyError(document_id)
+        for rec in targets:
+            self.catalog.set_status(rec.document_id, rec.version, "deleted")
+            self.vectors.delete_key(rec.doc_key)
+            self.catalog.delete_chunks(rec.doc_key)
+        self.refresh_bm25()
+        return [r.doc_key for r in targets]
+
+
+_EFFECTIVE = re.compile(r"effective(?:\s+date)?(?:\s+from)?\s*[:\-]?\s*(\d{4}-\d{2}-\d{2})", re.I)
+
+
+def find_effective_date(doc: SourceDocument) -> str | None:
+    """An ISO effective date stated on the first page ("Effective date: 2025-03-01"), if any."""
+    for page in doc.pages[:2]:
+        m = _EFFECTIVE.search(page.text)
+        if m:
+            return m.group(1)
+    return None
+
+
+def embedding_text(title: str, clause: str | None, heading_path: list[str], text: str) -> str:
+    """What we embed: the chunk text behind a short header naming where it sits, so a clause out of context
+    still matches questions about its document and section."""
+    header = " > ".join([title, *heading_path[-1:]])
+    if clause and clause not in header:
+        header += f" > {clause}"
+    return f"{header}\n{text}"
+
+
+__all__ = ["Library", "IngestReport", "FileOutcome", "expand_paths", "slugify", "doc_key", "embedding_text"]

