@@ -177,5 +177,77 @@ def docs_check(as_json: JsonOpt = False):
         raise typer.Exit(1)
 
 
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer from the loaded documents.")],
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter: a folder, a registered name, or 'none'.")] = None,
+    document: Annotated[list[str] | None, typer.Option("--document", "-d", help="Limit to these document ids.")] = None,
+    as_of: Annotated[str | None, typer.Option(help="Answer from the versions in force on this date.")] = None,
+    k: Annotated[int | None, typer.Option(help="Number of sources to retrieve.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Answer a question with verified citations (streams the answer as it is written)."""
+    from assistant.pipeline import Assistant
+    from assistant.types import Answer
+
+    try:
+        assistant = Assistant(settings(), adapter=adapter)
+    except FileNotFoundError as e:
+        fail(str(e), as_json)
+    answer = None
+    for item in assistant.stream(question, document_ids=document or None, as_of=as_of, k=k):
+        if isinstance(item, Answer):
+            answer = item
+        elif not as_json:
+            typer.echo(item, nl=False, err=True)
+    if not as_json:
+        typer.echo("", err=True)
+    if as_json:
+        emit(answer_json(answer), True)
+    else:
+        typer.echo(format_answer(answer))
+
+
+def answer_json(answer) -> dict:
+    """The documented JSON shape of an answer."""
+    return {
+        "question": answer.question,
+        "answer": answer.answer,
+        "abstained": answer.abstained,
+        "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
+                       "support_score": s.support_score, "attached_by_verifier": s.attached}
+                      for s in answer.sentences],
+        "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "title": c.title, "page": c.page,
+                       "page_label": c.page_label, "clause": c.clause, "quote": c.quote, "score": c.score,
+                       "chunk_id": c.chunk_id, "content_hash": c.content_hash} for c in answer.citations],
+        "sources": [{"n": c.n, "document_id": c.document_id, "title": c.title, "page": c.page, "clause": c.clause,
+                     "score": c.score} for c in answer.sources],
+        "model": answer.model,
+        "adapter": answer.adapter,
+        "timings": answer.timings,
+    }
+
+
+def format_answer(answer) -> str:
+    """A readable answer: text, flagged sentences, then sources."""
+    lines = []
+    if answer.abstained:
+        lines.append(answer.answer)
+        if answer.sources:
+            lines.append("\nNearest sources:")
+            lines.extend(f"  [{c.n}] {c.title}, page {c.page or '-'}, clause {c.clause or '-'}" for c in answer.sources)
+        return "\n".join(lines)
+    for s in answer.sentences:
+        flag = "" if s.supported else "  <-- not supported by the cited sources"
+        extra = " (citation attached by the verifier)" if s.attached else ""
+        lines.append(f"{s.text}{extra}{flag}")
+    lines.append("\nSources:")
+    for c in answer.citations:
+        where = f"page {c.page_label or c.page}" if c.page is not None else "no page"
+        lines.append(f"  [{c.n}] {c.title} ({c.file}), {where}, clause {c.clause or '-'}")
+        lines.append(f"      \"{c.quote}\"")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

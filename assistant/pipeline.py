@@ -1,0 +1,131 @@
+"""Answer a question: retrieve -> (abstain early?) -> generate with numbered sources -> verify -> Answer.
+
+`Assistant.stream` yields text pieces as the model writes them and finally the verified `Answer`;
+`Assistant.ask` returns only the Answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from assistant.citations import Verifier, is_abstention, make_citation
+from assistant.prompt import ABSTAIN_TEXT, build_messages
+from assistant.retrieval import RetrievalFilter, Retriever
+from assistant.types import Answer, Retrieved
+from ingest.pipeline import Library
+from ingest.settings import Settings
+
+
+def resolve_adapter(settings: Settings, adapter: str | None) -> str | None:
+    """An adapter argument or setting -> a peft folder path or None.
+
+    'none' means the base model; a path is used as is; a name is looked up in the adapter registry
+    (`<home>/adapters/<name>`); unset means the registry's active adapter, if any."""
+    choice = adapter if adapter is not None else settings.adapter
+    if choice is not None and choice.lower() == "none":
+        return None
+    if choice:
+        path = Path(choice)
+        if path.is_dir():
+            return str(path)
+        named = settings.adapters_dir / choice
+        if named.is_dir():
+            return str(named)
+        raise FileNotFoundError(f"adapter '{choice}' is neither a folder nor a registered adapter name")
+    active = settings.adapters_dir / "ACTIVE"
+    if active.is_file():
+        name = active.read_text().strip()
+        if name and (settings.adapters_dir / name).is_dir():
+            return str(settings.adapters_dir / name)
+    return None
+
+
+class Assistant:
+    """Grounded question answering over a Library with a local generator."""
+
+    def __init__(self, settings: Settings, library: Library | None = None, adapter: str | None = None,
+                 retrieval_mode: str = "hybrid"):
+        self.settings = settings
+        self.library = library or Library(settings)
+        self.retriever = Retriever(self.library, mode=retrieval_mode)
+        self.verifier = Verifier(self.library.embedder, settings.support_threshold)
+        self.adapter = resolve_adapter(settings, adapter)
+        self._generator = None
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            from assistant.generation import load_generator
+
+            self._generator = load_generator(self.settings, adapter=self.adapter)
+        return self._generator
+
+    def ask(self, question: str, **kwargs) -> Answer:
+        """The verified answer to one question."""
+        answer = None
+        for item in self.stream(question, **kwargs):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def stream(self, question: str, *, document_ids: list[str] | None = None, as_of: str | None = None,
+               include_superseded: bool = False, history: list[tuple[str, str]] | None = None,
+               k: int | None = None) -> Iterator[str | Answer]:
+        """Yield answer text pieces as generated, then the final Answer."""
+        t0 = time.perf_counter()
+        query = question if not history else f"{history[-1][0]} {question}"
+        flt = RetrievalFilter(document_ids=document_ids, as_of=as_of, include_superseded=include_superseded)
+        sources = self.retriever.retrieve(query, k or self.settings.top_k, flt)
+        relevance = self.retriever.relevance(question, sources)
+        timings = {"retrieval_ms": _ms(t0)}
+        if not sources or relevance < self.settings.abstain_threshold:
+            timings.update(first_token_ms=0.0, total_ms=_ms(t0))
+            yield self._abstain(question, sources, timings, raw="")
+            return
+        messages = build_messages(question, [s.chunk for s in sources], history)
+        pieces: list[str] = []
+        first = None
+        for piece in self.generator.stream(messages, self.settings.max_new_tokens):
+            if first is None:
+                first = _ms(t0)
+            pieces.append(piece)
+            yield piece
+        raw = "".join(pieces).strip()
+        timings["first_token_ms"] = first or _ms(t0)
+        answer = self._finish(question, raw, sources, timings)
+        answer.timings["total_ms"] = _ms(t0)
+        yield answer
+
+    def _finish(self, question: str, raw: str, sources: list[Retrieved], timings: dict) -> Answer:
+        if not raw or is_abstention(raw):
+            return self._abstain(question, sources, timings, raw)
+        sentences, quotes = self.verifier.verify(raw, sources)
+        if not any(s.supported for s in sentences):
+            return self._abstain(question, sources, timings, raw, sentences=sentences)
+        cited = sorted({n for s in sentences for n in s.citations})
+        citations = [make_citation(n, sources[n - 1], quotes.get(n)) for n in cited]
+        text = " ".join(_with_markers(s.text, s.attached) for s in sentences)
+        return Answer(question=question, answer=text, abstained=False, sentences=sentences, citations=citations,
+                      model=self.generator.model_name, adapter=self.adapter, timings=timings,
+                      sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw)
+
+    def _abstain(self, question: str, sources: list[Retrieved], timings: dict, raw: str,
+                 sentences=None) -> Answer:
+        model = self._generator.model_name if self._generator is not None else self.settings.generator_model
+        return Answer(question=question, answer=ABSTAIN_TEXT, abstained=True, sentences=sentences or [],
+                      citations=[], model=model, adapter=self.adapter, timings=timings,
+                      sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw)
+
+
+def _with_markers(text: str, attached: list[int]) -> str:
+    """Append the citations the verifier attached, before the sentence's final punctuation is kept as is."""
+    if not attached:
+        return text
+    return f"{text} " + "".join(f"[{n}]" for n in attached)
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 1)

@@ -1,0 +1,83 @@
+"""Hybrid retrieval: dense (Chroma) and BM25 candidates fused with reciprocal rank fusion, filtered by the catalog
+(active versions by default, a date's version with `as_of`, chosen documents)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from assistant.types import Retrieved
+from ingest.pipeline import Library
+
+MODES = ("hybrid", "dense", "bm25")
+
+
+@dataclass
+class RetrievalFilter:
+    """Which document versions a query may see."""
+
+    document_ids: list[str] | None = None
+    as_of: str | None = None
+    include_superseded: bool = False
+
+
+class Retriever:
+    """Retrieves chunks from a Library; `mode` picks hybrid (default), dense or bm25 alone."""
+
+    def __init__(self, library: Library, mode: str = "hybrid"):
+        if mode not in MODES:
+            raise ValueError(f"retrieval mode must be one of {', '.join(MODES)}, not '{mode}'")
+        self.library = library
+        self.settings = library.settings
+        self.mode = mode
+
+    def retrieve(self, query: str, k: int | None = None, flt: RetrievalFilter | None = None,
+                 mode: str | None = None) -> list[Retrieved]:
+        """Top-k chunks for a query, best first, with fused and per-retriever scores."""
+        mode = mode or self.mode
+        k = k or self.settings.top_k
+        flt = flt or RetrievalFilter()
+        keys = self.library.catalog.searchable_keys(as_of=flt.as_of, include_superseded=flt.include_superseded,
+                                                    document_ids=flt.document_ids)
+        if not keys or not query.strip():
+            return []
+        n = max(self.settings.candidates, k)
+        dense = bm25 = []
+        if mode in ("hybrid", "dense"):
+            vector = self.library.embedder.encode_query(query)
+            dense = self.library.vectors.query(vector, n, keys)
+        if mode in ("hybrid", "bm25"):
+            bm25 = self.library.bm25.query(query, n, keys)
+        fused = fuse(dense, bm25, self.settings.rrf_k)[:k]
+        chunks = self.library.catalog.chunks(cid for cid, _ in fused)
+        dense_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(dense)}
+        bm25_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(bm25)}
+        out = []
+        for cid, score in fused:
+            if cid not in chunks:  # deleted between the query and now
+                continue
+            d, b = dense_rank.get(cid), bm25_rank.get(cid)
+            out.append(Retrieved(chunk=chunks[cid], score=score, dense_rank=d[0] if d else None,
+                                 dense_score=d[1] if d else None, bm25_rank=b[0] if b else None,
+                                 bm25_score=b[1] if b else None))
+        return out
+
+    def relevance(self, query: str, results: list[Retrieved]) -> float:
+        """How well the best result matches the query: cosine similarity of query and chunk embeddings (0..1),
+        comparable across queries unlike fused ranks."""
+        if not results:
+            return 0.0
+        scored = [r.dense_score for r in results if r.dense_score is not None]
+        if scored:
+            return max(scored)
+        vector = self.library.embedder.encode_query(query)
+        chunk_vectors = self.library.embedder.encode([r.chunk.text for r in results[:5]])
+        return float((chunk_vectors @ vector).max())
+
+
+def fuse(dense: list[tuple[str, float]], bm25: list[tuple[str, float]], k: int = 60) -> list[tuple[str, float]]:
+    """Reciprocal rank fusion: score(d) = sum over lists of 1 / (k + rank). Lists may be empty."""
+    scores: dict[str, float] = {}
+    for ranked in (dense, bm25):
+        for rank, (cid, _) in enumerate(ranked, start=1):
+            scores[cid] = scores.get(cid, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
