@@ -21,6 +21,7 @@ from ingest.chunking import sentence_spans
 from ingest.embedding import Embedder
 
 _MARKER = re.compile(r"\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
+_LEADING_MARKERS = re.compile(r"^(?:\[\d{1,2}(?:\s*[,;]\s*\d{1,2})*\]\s*)+\.?")
 _WORD = re.compile(r"[A-Za-z]+|\d+(?:[.,]\d+)*")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _STOP = set("""a an the and or of to in on for by with at from as is are was were be been being it its this that these
@@ -68,10 +69,14 @@ def split_sentences(text: str) -> list[str]:
     out: list[str] = []
     for s, e in sentence_spans(text):
         piece = text[s:e].strip()
-        if out and (_MARKER.fullmatch(piece.replace(" ", "")) or re.fullmatch(r"(\[\d+\]\s*)+\.?", piece)):
-            out[-1] = f"{out[-1]} {piece}"
-        elif piece:
+        lead = _LEADING_MARKERS.match(piece)
+        if lead and out:
+            out[-1] = f"{out[-1]} {lead.group(0).strip()}"
+            piece = piece[lead.end():].strip()
+        if piece and not re.fullmatch(r"[.;,\s]*", piece):
             out.append(piece)
+        elif piece and out:
+            out[-1] += piece
     return out
 
 

@@ -246,15 +246,23 @@ class Library:
         return [r.doc_key for r in targets]
 
 
-_EFFECTIVE = re.compile(r"effective(?:\s+date)?(?:\s+from)?\s*[:\-]?\s*(\d{4}-\d{2}-\d{2})", re.I)
+_EFFECTIVE = re.compile(r"effective(?:\s+date)?(?:\s+from)?\s*[:\-]?\s*"
+                        r"(\d{4}-\d{2}-\d{2}|\d{1,2}\s+[A-Z][a-z]+\s+\d{4}|[A-Z][a-z]+\s+\d{1,2},\s*\d{4})", re.I)
 
 
 def find_effective_date(doc: SourceDocument) -> str | None:
-    """An ISO effective date stated on the first page ("Effective date: 2025-03-01"), if any."""
+    """An effective date stated on the first pages ("Effective date: 2025-03-01", "Effective date 1 March 2025"),
+    as ISO YYYY-MM-DD, if any."""
+    from datetime import datetime
+
     for page in doc.pages[:2]:
-        m = _EFFECTIVE.search(page.text)
-        if m:
-            return m.group(1)
+        for m in _EFFECTIVE.finditer(page.text):
+            raw = " ".join(m.group(1).replace(",", " ").split())
+            for fmt in ("%Y-%m-%d", "%d %B %Y", "%d %b %Y", "%B %d %Y", "%b %d %Y"):
+                try:
+                    return datetime.strptime(raw, fmt).date().isoformat()
+                except ValueError:
+                    continue
     return None
 
 

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     candidates: int = 50
     rrf_k: int = 60
     support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")
-    abstain_threshold: float = Field(default=0.35, description="Best retrieval relevance below which we abstain.")
+    abstain_threshold: float = Field(default=0.40, description="Best retrieval relevance below which we abstain.")
 
     # serving
     host: str = "127.0.0.1"
