@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from assistant.prompt import ABSTAIN_TEXT
+from assistant.prompt import ABSTAIN_TEXT, neutralise
 from assistant.types import Citation, Retrieved, Sentence
 from ingest.chunking import sentence_spans
 from ingest.embedding import Embedder
@@ -105,25 +105,26 @@ class Verifier:
 
     def _source_sentences(self, chunk_id: str, text: str) -> tuple[list[tuple[int, int]], np.ndarray]:
         if chunk_id not in self._cache:
-            spans = sentence_spans(text) or [(0, len(text))]
+            spans = [sp for sp in sentence_spans(text) if text[sp[0]:sp[1]].strip()] or [(0, len(text))]
             self._cache[chunk_id] = (spans, self.embedder.encode([text[s:e] for s, e in spans]))
         return self._cache[chunk_id]
 
     def support(self, sentence: str, sentence_vec: np.ndarray, source: Retrieved) -> Support:
         """How well one source supports one sentence (0..1) and the source sentence that does it best."""
         chunk = source.chunk
+        text = neutralise(chunk.text)  # instructions planted in a document never count as support
         claim = strip_markers(sentence)
         words = content_words(claim)
-        lexical = len(words & content_words(chunk.text)) / len(words) if words else 0.0
-        spans, vecs = self._source_sentences(chunk.chunk_id, chunk.text)
+        lexical = len(words & content_words(text)) / len(words) if words else 0.0
+        spans, vecs = self._source_sentences(chunk.chunk_id, text)
         sims = vecs @ sentence_vec
         best = int(np.argmax(sims))
         score = 0.5 * lexical + 0.5 * max(0.0, float(sims[best]))
-        missing = numbers(claim) - numbers(chunk.text)
+        missing = numbers(claim) - numbers(text)
         if missing:
             score *= 0.5
         s, e = spans[best]
-        return Support(score=score, quote=chunk.text[s:e].strip(), start=s, end=e)
+        return Support(score=score, quote=text[s:e].strip(), start=s, end=e)
 
     def verify(self, answer: str, sources: list[Retrieved]) -> tuple[list[Sentence], dict[int, Support]]:
         """Verdicts for every sentence of an answer against numbered sources (1-based, as in the prompt).

@@ -72,7 +72,7 @@ class Embedder:
         return self.encode([text])[0]
 
 
-def use_bf16_for_embedding(settings: Settings, device: str) -> bool:
+def use_bf16(settings: Settings, device: str) -> bool:
     """bf16 on CUDA, on CPUs with native bf16, or when forced; off when the setting says so."""
     if settings.bf16 == "off":
         return False
@@ -81,7 +81,7 @@ def use_bf16_for_embedding(settings: Settings, device: str) -> bool:
     return device == "cuda" or cpu_supports_bf16()
 
 
-def embedding_device(settings: Settings) -> str:
+def pick_device(settings: Settings) -> str:
     """cuda when asked for or available (auto), else cpu."""
     if settings.device != "auto":
         return settings.device
@@ -97,6 +97,6 @@ def _cached(model: str, device: str, bf16: bool, batch_size: int) -> Embedder:
 
 def load_embedder(settings: Settings) -> Embedder:
     """The process-wide embedder for these settings (loaded once)."""
-    device = embedding_device(settings)
-    return _cached(settings.embedding_model, device, use_bf16_for_embedding(settings, device),
+    device = pick_device(settings)
+    return _cached(settings.embedding_model, device, use_bf16(settings, device),
                    settings.embedding_batch_size)

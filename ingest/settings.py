@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     min_chars_per_page: int = Field(default=16, description="A PDF page with less text is reported as having no text layer.")
 
     # retrieval and answering
-    top_k: int = 5
+    top_k: int = Field(default=3, description="Sources given to the generator (the 135M default model does best with few).")
     candidates: int = 50
     rrf_k: int = 60
     support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")
