@@ -41,12 +41,15 @@ class Retriever:
         if not keys or not query.strip():
             return []
         n = max(self.settings.candidates, k)
+        # Chroma's metadata filter is slow; skip it when every indexed version is allowed anyway.
+        everything = self.library.catalog.searchable_keys(include_superseded=True)
+        index_keys = None if keys == everything else keys
         dense = bm25 = []
         if mode in ("hybrid", "dense"):
             vector = self.library.embedder.encode_query(query)
-            dense = self.library.vectors.query(vector, n, keys)
+            dense = self.library.vectors.query(vector, n, index_keys)
         if mode in ("hybrid", "bm25"):
-            bm25 = self.library.bm25.query(query, n, keys)
+            bm25 = self.library.bm25.query(query, n, index_keys)
         fused = fuse(dense, bm25, self.settings.rrf_k)[:k]
         chunks = self.library.catalog.chunks(cid for cid, _ in fused)
         dense_rank = {cid: (i + 1, s) for i, (cid, s) in enumerate(dense)}
