@@ -1,0 +1,182 @@
+"""Clause-aware chunking: clause ids, the token budget, one page per chunk, exact character spans, whole
+sentences, and passage records kept apart."""
+
+import json
+import re
+
+import pytest
+
+from ingest.chunking import chunk_document, recognise_clause, sentence_spans
+from ingest.readers import read_file
+from tests.library import CORPUS, FIXTURES
+
+DEFAULT_BUDGET = 224  # Settings.chunk_tokens
+SENTENCE_END = re.compile(r"""[.!?;:][)\]"']*$""")
+
+
+@pytest.mark.parametrize("line, clause, level", [
+    ("Article 33 Notification of a personal data breach", "Article 33", 3),
+    ("3.5.2 Records are kept for seven years.", "3.5.2", None),
+    ("1.1.2.(a) identify the customer;", "1.1.2.(a)", None),
+    ("3.1.(c) opens an account", "3.1.(c)", None),
+    ("AC-2 Account management. Every account has an owner.", "AC-2", None),
+    ("Section 3 - Customer Due Diligence", "Section 3", 2),
+    ("Annex A - Customers Eligible for Simplified Due Diligence", "Annex A", 1),
+    ("A.2 Simplified due diligence reduces the extent of verification", "A.2", None),
+    ("A.1.(c) credit and financial institutions", "A.1.(c)", None),
+])
+def test_recognise_clause(line, clause, level):
+    found, found_level, heading = recognise_clause(line)
+    assert (found, found_level) == (clause, level)
+    assert heading == (line if level is not None else None)
+
+
+def test_markdown_heading_is_a_heading_and_may_name_a_clause():
+    assert recognise_clause("## 2. Personal Account Dealing") == (None, 1, "2. Personal Account Dealing")
+    assert recognise_clause("### Article 5 Principles") == ("Article 5", 2, "Article 5 Principles")
+
+
+@pytest.mark.parametrize("line", ["The Bank keeps records for 5 years.", "2024 was a year of change.",
+                                  "1. Purpose and Scope", "- Identify and verify every customer", ""])
+def test_ordinary_lines_open_no_clause(line):
+    assert recognise_clause(line) == (None, None, None)
+
+
+def page_of(doc, chunk):
+    """The page a chunk was cut from."""
+    if doc.kind == "passages":
+        return next(p for p in doc.pages if p.passage_id == chunk.passage_id)
+    return next(p for p in doc.pages if p.number == chunk.page)
+
+
+def ends_cleanly(text: str, end: int) -> bool:
+    """A chunk ending at `end` of its page text ends a sentence or a line."""
+    return bool(SENTENCE_END.search(text[:end])) or text[end:end + 1] in ("", "\n") or not text[end:].strip()
+
+
+def in_a_sentence_over_budget(text: str, end: int, embedder, budget: int) -> bool:
+    """Whether `end` falls inside one sentence that alone exceeds the budget (only such a sentence may be cut)."""
+    for s, e in sentence_spans(text):
+        if s < end < e:
+            return embedder.count_tokens([text[s:e]])[0] > budget
+    return False
+
+
+@pytest.mark.parametrize("name", ["aml_kyc_policy.pdf", "information_security_policy.pdf",
+                                  "data_retention_policy_v2.pdf", "whistleblowing_policy.md"])
+@pytest.mark.parametrize("budget", [DEFAULT_BUDGET, 64])
+def test_chunks_respect_budget_pages_spans_and_sentences(name, budget, embedder):
+    doc = read_file(CORPUS / name)
+    chunks = chunk_document(doc, "doc", 1, embedder.count_tokens, budget=budget)
+    assert len(chunks) >= 8
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert [c.chunk_id for c in chunks] == [f"doc@v1#{i:05d}" for i in range(len(chunks))]
+    counts = embedder.count_tokens([c.text for c in chunks])
+    for chunk, tokens in zip(chunks, counts, strict=True):
+        assert tokens <= budget, (tokens, chunk.text)
+        page = page_of(doc, chunk)
+        # One page per chunk, and the span on that page is exactly the chunk text.
+        assert page.text[chunk.char_start:chunk.char_end] == chunk.text
+        assert chunk.page_label == page.label
+        assert chunk.text == chunk.text.strip() and chunk.text
+        if not ends_cleanly(page.text, chunk.char_end):
+            assert in_a_sentence_over_budget(page.text, chunk.char_end, embedder, budget), chunk.text
+    if budget == DEFAULT_BUDGET:
+        assert all(ends_cleanly(page_of(doc, c).text, c.char_end) for c in chunks)
+    else:  # the small budget really splits clauses at sentence ends
+        assert len(chunks) > len(chunk_document(doc, "doc", 1, embedder.count_tokens, budget=DEFAULT_BUDGET))
+
+
+@pytest.mark.parametrize("budget", [DEFAULT_BUDGET, 64])
+def test_chunks_carry_the_clause_found_in_their_text(embedder, budget):
+    doc = read_file(CORPUS / "aml_kyc_policy.pdf")
+    chunks = chunk_document(doc, "aml", 1, embedder.count_tokens, budget=budget)
+    previous = None
+    for chunk in chunks:
+        if chunk.clause is not None:
+            # Either the clause starts in this chunk, or the chunk continues the clause of the one before it.
+            starts_here = re.search(rf"(?m)^{re.escape(chunk.clause)}\s", chunk.text)
+            assert starts_here or (previous is not None and previous.clause == chunk.clause), chunk
+        previous = chunk
+    clauses = {c.clause for c in chunks}
+    assert {"1.1", "3.1.(c)", "4.2.1", "6.1", "7.1"} <= clauses or budget != DEFAULT_BUDGET
+    assert {"3.3.2", "6.1", "8.2"} <= clauses
+
+
+def test_chunks_know_their_section_and_printed_page(embedder):
+    doc = read_file(CORPUS / "aml_kyc_policy.pdf")
+    chunks = chunk_document(doc, "aml", 1, embedder.count_tokens, budget=DEFAULT_BUDGET)
+    sar = next(c for c in chunks if "6.1 Any employee" in c.text)
+    assert (sar.clause, sar.page, sar.page_label) == ("6.1", 6, "4")
+    assert sar.heading_path == ["Section 6 - Suspicious Activity Reporting"]
+    body = [c for c in chunks if c.page >= 3]
+    assert all(c.heading_path and c.heading_path[-1].startswith(("Section ", "Annex ")) for c in body)
+    # The lettered annex after section 8 is cited as the annex, not as clause 8.3.
+    annex = next(c for c in chunks if "A.2 Simplified due diligence" in c.text)
+    assert annex.clause.startswith("A.") and annex.page == 7
+    assert annex.heading_path == ["Annex A - Customers Eligible for Simplified Due Diligence"]
+
+
+def test_control_ids_are_clauses(embedder):
+    doc = read_file(CORPUS / "information_security_policy.pdf")
+    chunks = chunk_document(doc, "infosec", 1, embedder.count_tokens, budget=DEFAULT_BUDGET)
+    by_clause = {c.clause: c for c in chunks}
+    assert {"AC-2", "IA-5", "SI-2", "CP-9"} <= set(by_clause)
+    assert by_clause["IA-5"].page == 2
+    assert by_clause["IA-5"].heading_path == ["Section 3 - Identification and Authentication (IA)"]
+
+
+def test_markdown_heading_path_nests(embedder):
+    doc = read_file(FIXTURES / "good" / "policy.md")
+    chunks = chunk_document(doc, "coi", 1, embedder.count_tokens, budget=DEFAULT_BUDGET)
+    dealing = next(c for c in chunks if "2.1 Employees must obtain pre-clearance" in c.text)
+    assert dealing.heading_path == ["Conflicts of Interest Policy", "2. Personal Account Dealing"]
+    assert dealing.page is None and dealing.clause == "2.1"
+
+
+def test_passage_records_become_one_chunk_each_never_merged(embedder):
+    doc = read_file(FIXTURES / "good" / "passages.json")
+    chunks = chunk_document(doc, "rulebook", 1, embedder.count_tokens, budget=DEFAULT_BUDGET)
+    # Several passages are shorter than the 40-token merge threshold, yet each stays its own chunk.
+    assert min(embedder.count_tokens([p.text for p in doc.pages])) < 40
+    assert [c.passage_id for c in chunks] == [p.passage_id for p in doc.pages]
+    assert [c.text for c in chunks] == [p.text for p in doc.pages]
+    assert [c.clause for c in chunks] == [p.passage_id for p in doc.pages]
+    assert all(c.extra["DocumentID"] == 901 and c.page is None for c in chunks)
+
+
+def test_a_passage_over_budget_is_split_at_sentences(tmp_path, embedder):
+    sentence = "An Authorised Person must keep a record of each customer due diligence check it performs. "
+    long_text = (sentence * 30).strip()
+    path = tmp_path / "rulebook.json"
+    path.write_text(json.dumps([
+        {"DocumentID": 7, "PassageID": "1.1", "Passage": "This Rulebook applies to every Authorised Person."},
+        {"DocumentID": 7, "PassageID": "1.2", "Passage": long_text},
+        {"DocumentID": 7, "PassageID": "1.3", "Passage": "Guidance may be issued by the Regulator."},
+    ]))
+    doc = read_file(path)
+    budget = 100
+    chunks = chunk_document(doc, "rulebook", 1, embedder.count_tokens, budget=budget)
+    assert [c.passage_id for c in chunks][0] == "1.1" and chunks[-1].passage_id == "1.3"
+    pieces = [c for c in chunks if c.passage_id == "1.2"]
+    assert len(pieces) >= 3
+    assert all(n <= budget for n in embedder.count_tokens([c.text for c in pieces]))
+    assert all(c.text.endswith("performs.") for c in pieces)
+    assert " ".join(c.text for c in pieces) == long_text
+    assert all(long_text[c.char_start:c.char_end] == c.text for c in pieces)
+    assert len(chunks) == len(pieces) + 2
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("*.pdf")), ids=lambda p: p.name)
+def test_every_corpus_pdf_chunks_within_budget_with_clauses_and_sections(path, embedder):
+    doc = read_file(path)
+    chunks = chunk_document(doc, "doc", 1, embedder.count_tokens, budget=DEFAULT_BUDGET)
+    assert chunks
+    assert max(embedder.count_tokens([c.text for c in chunks])) <= DEFAULT_BUDGET
+    for chunk in chunks:
+        assert page_of(doc, chunk).text[chunk.char_start:chunk.char_end] == chunk.text
+        assert chunk.content_hash and chunk.title == doc.title and chunk.source_file == path.name
+    with_clause = [c for c in chunks if c.clause]
+    assert len(with_clause) >= 0.6 * len(chunks), [(c.clause, c.text[:40]) for c in chunks]
+    assert sum(bool(c.heading_path) for c in chunks) >= 0.6 * len(chunks)
+    assert len({c.content_hash for c in chunks}) == len(chunks)
