@@ -1,0 +1,203 @@
+"""The ingestion pipeline end to end: a corpus in, consistent indexes out; re-ingest, versions, deletes, and a
+batch in which bad files fail on their own."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from assistant.cli import app
+from ingest.pipeline import Library, expand_paths
+from ingest.settings import Settings
+from tests.library import CORPUS, FIXTURES
+
+GOOD = FIXTURES / "good"
+BAD = FIXTURES / "bad"
+RETENTION = "data-retention-policy"
+
+
+def comply(*args: str) -> tuple[int, dict | list]:
+    """Run the `comply` CLI in-process with --json after the command; returns (exit code, parsed output)."""
+    result = CliRunner().invoke(app, list(args) + ["--json"])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def chunk_ids(library: Library, key: str) -> list[str]:
+    return [c.chunk_id for c in library.catalog.chunks_of(key)]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, embedder):
+    """The sample corpus ingested once into a fresh home: (library, report)."""
+    library = Library(Settings(home=tmp_path_factory.mktemp("corpus")), embedder=embedder)
+    report = library.ingest([CORPUS])
+    yield library, report
+    library.close()
+
+
+def test_every_corpus_file_is_ingested_and_the_indexes_agree(corpus):
+    library, report = corpus
+    assert report.failed == []
+    assert [f.file for f in report.files] == [str(p) for p in expand_paths([CORPUS])]
+    assert len(report.files) == 8
+    statuses = {f.file.rsplit("/", 1)[1]: f.status for f in report.files}
+    assert statuses.pop("data_retention_policy_v2.pdf") == "new_version"  # same title as v1
+    assert set(statuses.values()) == {"added"}
+    assert all(f.chunks > 0 and f.pages > 0 for f in report.files)
+
+    check = library.check_consistency()
+    assert check["ok"], check
+    assert check["chunks"] == report.chunks_added
+    assert library.vectors.count() == report.chunks_added
+    aml = library.catalog.get("anti-money-laundering-and-know-your-customer-policy")
+    assert (aml.status, aml.pages, aml.kind) == ("active", 7, "pdf")
+    assert library.vectors.count(aml.doc_key) == aml.chunks == len(library.catalog.chunks_of(aml.doc_key))
+
+
+def test_ingesting_the_same_files_again_changes_nothing(corpus):
+    library, _ = corpus
+    generation, total = library.catalog.generation(), library.vectors.count()
+    again = library.ingest([CORPUS])
+    assert {f.status for f in again.files} == {"unchanged"}
+    assert again.chunks_added == 0
+    assert library.catalog.generation() == generation
+    assert library.vectors.count() == total
+    assert library.check_consistency()["ok"]
+
+
+def test_searches_find_the_ingested_chunks(corpus, embedder):
+    library, _ = corpus
+    question = "Within what time must a complaint be acknowledged?"
+    dense = library.catalog.chunks([cid for cid, _ in library.vectors.query(embedder.encode_query(question), 3)])
+    assert "complaints_handling_policy.pdf" in {c.source_file for c in dense.values()}
+    keyword = library.catalog.chunks([cid for cid, _ in library.bm25.query("acknowledge complaint", 3)])
+    assert "complaints_handling_policy.pdf" in {c.source_file for c in keyword.values()}
+
+
+def test_a_new_version_supersedes_the_old_one(new_library):
+    library = new_library()
+    first = library.ingest([CORPUS / "data_retention_policy_v1.pdf"]).files[0]
+    assert (first.status, first.document_id, first.version) == ("added", RETENTION, 1)
+    second = library.ingest([CORPUS / "data_retention_policy_v2.pdf"]).files[0]
+    assert (second.status, second.document_id, second.version) == ("new_version", RETENTION, 2)
+    assert second.superseded == [f"{RETENTION}@v1"]
+
+    v2, v1 = library.catalog.versions(RETENTION)
+    assert (v1.status, v2.status) == ("superseded", "active")
+    assert v2.supersedes == f"{RETENTION}@v1"
+    # Effective dates come from the text of the PDFs ("Effective date 1 January 2023").
+    assert (v1.effective_date, v2.effective_date) == ("2023-01-01", "2025-03-01")
+
+    assert library.catalog.searchable_keys() == {f"{RETENTION}@v2"}
+    assert library.catalog.searchable_keys(as_of="2024-06-01") == {f"{RETENTION}@v1"}
+    assert library.catalog.searchable_keys(as_of="2025-06-01") == {f"{RETENTION}@v2"}
+    assert library.catalog.searchable_keys(as_of="2022-06-01") == set()
+    assert library.catalog.searchable_keys(include_superseded=True) == {f"{RETENTION}@v1", f"{RETENTION}@v2"}
+    # Both versions stay in the indexes, so an as-of question can still be answered from v1.
+    assert library.vectors.count(v1.doc_key) == v1.chunks > 0
+    assert library.check_consistency()["ok"]
+
+
+def test_supersedes_names_the_document_a_file_replaces(tmp_path, embedder):
+    home = str(tmp_path / "home")
+    code, added = comply("--home", home, "ingest", str(GOOD / "policy.md"))
+    assert code == 0 and added["files"][0]["document_id"] == "conflicts-of-interest-policy"
+
+    # The text file has another title ("Policy"), so only --supersedes makes it the next version.
+    code, report = comply("--home", home, "ingest", str(GOOD / "policy.txt"),
+                          "--supersedes", "conflicts-of-interest-policy", "--effective-date", "2025-06-01")
+    assert code == 0, report
+    [outcome] = report["files"]
+    assert (outcome["status"], outcome["document_id"], outcome["version"]) == \
+        ("new_version", "conflicts-of-interest-policy", 2)
+    code, versions = comply("--home", home, "docs", "show", "conflicts-of-interest-policy")
+    assert [(v["version"], v["status"], v["effective_date"]) for v in versions] == \
+        [(2, "active", "2025-06-01"), (1, "superseded", None)]
+
+    code, report = comply("--home", home, "ingest", str(GOOD / "policy.html"), "--supersedes", "no-such-policy")
+    assert code == 1
+    assert "unknown document id 'no-such-policy'" in report["files"][0]["error"]
+    code, report = comply("--home", home, "ingest", str(GOOD / "policy.html"), str(GOOD / "policy.docx"),
+                          "--supersedes", "conflicts-of-interest-policy")
+    assert code == 1 and "exactly one file" in report["error"]
+    code, check = comply("--home", home, "docs", "check")
+    assert code == 0 and check["ok"]
+
+
+def test_delete_removes_a_document_from_both_indexes(tmp_path, embedder):
+    home = str(tmp_path / "home")
+    comply("--home", home, "ingest", str(GOOD / "policy.md"), str(GOOD / "injected_policy.pdf"))
+    library = Library(Settings(home=home), embedder=embedder)
+    doomed = library.catalog.get("conflicts-of-interest-policy")
+    kept = library.catalog.get("travel-expense-policy")
+    ids = set(chunk_ids(library, doomed.doc_key))
+    assert ids & {cid for cid, _ in library.bm25.query("pre-clearance personal account dealing", 5)}
+    assert library.vectors.count(doomed.doc_key) == doomed.chunks
+    library.close()
+
+    code, deleted = comply("--home", home, "docs", "delete", "conflicts-of-interest-policy")
+    assert code == 0 and deleted == {"deleted": [doomed.doc_key]}
+
+    library = Library(Settings(home=home), embedder=embedder)
+    assert library.catalog.get("conflicts-of-interest-policy").status == "deleted"
+    assert library.vectors.count(doomed.doc_key) == 0
+    assert library.catalog.chunks_of(doomed.doc_key) == []
+    assert not ids & {cid for cid, _ in library.bm25.query("pre-clearance personal account dealing", 50)}
+    assert library.vectors.count(kept.doc_key) == kept.chunks
+    assert library.bm25.query("hotel costs reimbursed per night", 1)[0][0].startswith(kept.doc_key)
+    assert library.check_consistency()["ok"]
+    code, listed = comply("--home", home, "docs", "list")
+    assert [d["document_id"] for d in listed] == ["travel-expense-policy"]
+    library.close()
+    code, _ = comply("--home", home, "docs", "delete", "conflicts-of-interest-policy")
+    assert code == 1
+
+
+BAD_REASONS = {
+    "corrupt.pdf": "corrupt",
+    "encrypted.pdf": "encrypted",
+    "empty.pdf": "empty",
+    "not_really.pdf": "does not match",
+    "scanned.pdf": "no text layer",
+    "unsupported.xyz": "unsupported",
+}
+
+
+def test_bad_files_fail_alone_and_harm_nothing(tmp_path, embedder):
+    home = tmp_path / "home"
+    library = Library(Settings(home=home), embedder=embedder)
+    library.ingest([GOOD / "passages.json"])
+    before = library.catalog.get("passages")
+    before_ids = chunk_ids(library, before.doc_key)
+    library.close()
+
+    good = [GOOD / "policy.md", GOOD / "injected_policy.pdf", BAD / "partly_scanned.pdf"]
+    bad = [BAD / name for name in BAD_REASONS]
+    code, report = comply("--home", str(home), "ingest", *map(str, good[:2] + bad + good[2:]))
+
+    assert code == 1
+    assert report["ok"] is False
+    assert report["counts"] == {"added": 3, "failed": len(bad)}
+    outcomes = {f["file"].rsplit("/", 1)[1]: f for f in report["files"]}
+    for name, word in BAD_REASONS.items():
+        assert outcomes[name]["status"] == "failed"
+        assert word in outcomes[name]["error"], outcomes[name]["error"]
+    for path in good:
+        assert outcomes[path.name]["status"] == "added" and outcomes[path.name]["chunks"] > 0
+    assert "page(s) 2, 3" in outcomes["partly_scanned.pdf"]["warnings"][0]
+
+    library = Library(Settings(home=home), embedder=embedder)
+    after = library.catalog.get("passages")
+    assert after == before
+    assert chunk_ids(library, after.doc_key) == before_ids
+    assert library.vectors.count(after.doc_key) == before.chunks
+    assert library.catalog.count_chunks() == before.chunks + sum(outcomes[p.name]["chunks"] for p in good)
+    assert library.check_consistency()["ok"]
+    library.close()
+
+
+def test_a_file_over_the_size_limit_fails_with_the_limit(new_library):
+    library = new_library(max_file_mb=0.0001)
+    [outcome] = library.ingest([GOOD / "policy.md"]).files
+    assert outcome.status == "failed" and "MB limit" in outcome.error
+    assert library.catalog.documents() == []
