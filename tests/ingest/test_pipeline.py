@@ -112,7 +112,7 @@ def test_supersedes_names_the_document_a_file_replaces(tmp_path, embedder):
         ("new_version", "conflicts-of-interest-policy", 2)
     code, versions = comply("--home", home, "docs", "show", "conflicts-of-interest-policy")
     assert [(v["version"], v["status"], v["effective_date"]) for v in versions] == \
-        [(2, "active", "2025-06-01"), (1, "superseded", None)]
+        [(2, "active", "2025-06-01"), (1, "superseded", "2025-02-01")]  # v1 says "effective 1 February 2025"
 
     code, report = comply("--home", home, "ingest", str(GOOD / "policy.html"), "--supersedes", "no-such-policy")
     assert code == 1
