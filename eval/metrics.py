@@ -1,267 +1,326 @@
-"""Retrieval and answer metrics against gold evidence. Precise definitions: docs/evaluation.md.
+"""Retrieval, citation, abstention and latency metrics against gold evidence. Definitions: docs/evaluation.md.
 
-Retrieval metrics follow trec_eval semantics over the gold items R = a question's `evidence` list:
-an item at rank r is a *hit* when it finds a gold item not found at an earlier rank. A second item
-matching an already-found gold item (the same passage retrieved twice, or two chunks of one passage)
-is not a hit, so nothing can exceed 1.
-
-`also` places are alternative locations of *any* gold item: a retrieved item that matches no still-unfound
-gold item but matches an unused `also` place is a hit, credited to the first still-unfound gold item (in
-evidence order). Each `also` place credits at most one gold item.
+Retrieval metrics follow trec_eval (pytrec_eval `recall_k`, `map_cut_k`, `ndcg_cut_k`, `recip_rank`) with the
+question's `evidence` items as the relevant set R. A ranked item is *relevant* at rank r when it finds a gold item
+that no earlier rank found, so a passage retrieved twice, or two chunks of one passage, count once and no metric
+exceeds 1. `also` places restate the evidence: retrieving one finds one otherwise unfound gold item.
+Formally, found(r) = min(|R|, size of a maximum matching between the ranks <= r and the places (evidence items and
+also places) they match), and rank r is relevant when found(r) > found(r-1). This does not depend on the order
+inside the top r, each rank finds at most one gold item, each place is used at most once, and a chunk
+ranked a second time (same chunk_id, or an equal RankedItem) is not relevant.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
-
-import numpy as np
+from typing import Protocol
 
 from eval.datasets import Evidence, GoldQuestion
+from ingest.types import Chunk
 
 RETRIEVAL_KEYS = ("recall@1", "recall@5", "recall@10", "map@10", "ndcg@10", "mrr", "hit@10")
+ANSWER_KEYS = ("citation_precision", "citation_recall", "support_rate", "cited_answer_rate",
+               "cited_answer_rate_answerable", "refusal_rate", "false_refusal_rate", "false_answer_rate")
 LATENCY_KEYS = ("retrieval_ms", "first_token_ms", "total_ms")
+LATENCY_PERCENTILES = (50, 95)
 
 
 @dataclass(frozen=True)
 class RankedItem:
-    """One retrieved or cited chunk, reduced to what gold matching needs."""
+    """A retrieved or cited chunk, reduced to what gold matching needs.
 
-    document_id: str
-    file: str
-    page: int | None
-    passage_id: str | None
-    text: str
+    `document` is our document id; `file` the source file name; `aliases` other ids of the same document (the
+    ObliQA DocumentID). `passage_id` comes from passage-structured sources; `clause` is the clause the chunker
+    detected in PDFs and Markdown.
+    """
+
+    document: str
+    page: int | None = None
+    passage_id: str | None = None
+    text: str = ""
+    file: str = ""
     aliases: tuple[str, ...] = ()
+    clause: str | None = None
+    chunk_id: str = ""
 
 
-def ranked_item_from_chunk(chunk) -> RankedItem:
-    """RankedItem for an ingest.types.Chunk. An ObliQA `DocumentID` in chunk.extra becomes an alias id."""
-    extra = getattr(chunk, "extra", None) or {}
-    aliases: tuple[str, ...] = ()
-    ext = extra.get("DocumentID")
-    if ext is not None and str(ext) != "" and str(ext) != chunk.document_id:
-        aliases = (str(ext),)
-    return RankedItem(
-        document_id=chunk.document_id,
-        file=chunk.source_file,
-        page=chunk.page,
-        passage_id=chunk.passage_id,
-        text=chunk.text or "",
-        aliases=aliases,
-    )
+def ranked_item_from_chunk(chunk: Chunk) -> RankedItem:
+    """The RankedItem of an ingested chunk; an ObliQA `DocumentID` kept in chunk.extra becomes an alias."""
+    external = (chunk.extra or {}).get("DocumentID")
+    aliases = (str(external),) if external not in (None, "") and str(external) != chunk.document_id else ()
+    return RankedItem(document=chunk.document_id, page=chunk.page, passage_id=chunk.passage_id,
+                      text=chunk.text or "", file=chunk.source_file, aliases=aliases, clause=chunk.clause,
+                      chunk_id=chunk.chunk_id)
 
+
+class Gold(Protocol):
+    """Anything carrying a question's gold places: a GoldQuestion or a QuestionResult."""
+
+    evidence: list[Evidence]
+    also: list[Evidence]
+
+
+# ---------- matching one item to one gold place ----------
 
 _WS = re.compile(r"\s+")
 
 
-def _norm(text: str) -> str:
-    return _WS.sub(" ", text).strip().lower()
+def normalise(text: str) -> str:
+    """NFKC, case-folded, whitespace runs collapsed to one space: the form in which quotes and texts compare."""
+    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip().casefold()
 
 
-def _document_matches(item: RankedItem, document: str) -> bool:
-    if document == item.document_id or document in item.aliases:
+def same_document(item: RankedItem, document: str) -> bool:
+    """`document` names the item's document: its id, an alias, its file name or its file path."""
+    if document in (item.document, *item.aliases):
         return True
-    if not item.file:
-        return False
-    return document == item.file or document == PurePath(item.file.replace("\\", "/")).name
+    return bool(item.file) and document in (item.file, PurePath(item.file.replace("\\", "/")).name)
+
+
+def texts_overlap(quote: str, text: str) -> bool:
+    """Normalised, the two texts are equal or one contains the other; an empty side never overlaps."""
+    a, b = normalise(quote), normalise(text)
+    return bool(a) and bool(b) and (a in b or b in a)
 
 
 def matches(item: RankedItem, ev: Evidence) -> bool:
-    """Whether a retrieved/cited item lies at the gold place `ev`.
+    """Whether the item lies at the gold place `ev`. Every locator that both sides carry must agree:
 
-    1. Document: `ev.document` equals the item's document_id, one of its aliases (e.g. the ObliQA DocumentID
-       "9"), its source file path or that path's file name. Otherwise no match.
-    2. If `ev.passage_id` is set: the item's passage_id must be equal, and when `ev.quote` is set and the item
-       has text, the normalised texts (lower-case, whitespace collapsed) must be equal or one must contain the
-       other. This tells apart ObliQA records sharing one (DocumentID, PassageID) with different text, while
-       a chunk that is part of a long passage still counts. The page is then ignored.
-    3. Elif `ev.page` is set: the item must be on that page.
-    4. Else the document match suffices (the quote is not checked: without a passage id it only documents).
+    1. document: `same_document(item, ev.document)`;
+    2. page: when both have a page, equal;
+    3. passage id: when both have one (passage-structured sources such as ObliQA), equal;
+    4. quote: when `ev.quote` is set, `texts_overlap(ev.quote, item.text)`; an item without text fails. For
+       ObliQA records sharing one (DocumentID, PassageID) with different text, only the gold text's record (or a
+       chunk of it) matches.
+    If the evidence names a page or passage but no page, passage id or quote could be compared, the item
+    matches only when its detected clause equals `ev.passage_id`. Evidence naming only a document matches any
+    item of that document.
     """
-    if not _document_matches(item, ev.document):
+    if not same_document(item, ev.document):
         return False
-    if ev.passage_id is not None:
-        if item.passage_id is None or str(item.passage_id) != str(ev.passage_id):
+    compared = False
+    if ev.page is not None and item.page is not None:
+        if item.page != ev.page:
             return False
-        if ev.quote and item.text:
-            a, b = _norm(ev.quote), _norm(item.text)
-            return a == b or a in b or b in a
+        compared = True
+    if ev.passage_id is not None and item.passage_id is not None:
+        if str(item.passage_id) != ev.passage_id:
+            return False
+        compared = True
+    if ev.quote:
+        if not texts_overlap(ev.quote, item.text):
+            return False
+        compared = True
+    if compared or (ev.page is None and ev.passage_id is None):
         return True
-    if ev.page is not None:
-        return item.page == ev.page
-    return True
+    return ev.passage_id is not None and item.clause == ev.passage_id
 
 
-def relevant(item: RankedItem, q: GoldQuestion) -> bool:
-    """The item matches any evidence or `also` place of the question."""
-    return any(matches(item, ev) for ev in q.evidence) or any(matches(item, a) for a in q.also)
+def relevant(item: RankedItem, gold: Gold) -> bool:
+    """The item matches any evidence or `also` place of the question (the rule for a correct citation)."""
+    return any(matches(item, ev) for ev in (*gold.evidence, *gold.also))
 
 
-def new_gold_hits(items: Sequence[RankedItem], q: GoldQuestion, k: int | None = None) -> list[bool]:
-    """Per rank (up to k), whether that item finds a not-yet-found gold item (see the module docstring)."""
-    found = [False] * len(q.evidence)
-    used_also = [False] * len(q.also)
-    flags: list[bool] = []
-    for item in items[:k] if k is not None else items:
-        hit = False
-        for i, ev in enumerate(q.evidence):
-            if not found[i] and matches(item, ev):
-                found[i] = hit = True
-                break
-        if not hit and not all(found):
-            for j, place in enumerate(q.also):
-                if not used_also[j] and matches(item, place):
-                    found[found.index(False)] = hit = used_also[j] = True
-                    break
+# ---------- retrieval ----------
+
+def _augment(rank: int, edges: list[list[int]], owner: list[int | None], seen: set[int]) -> bool:
+    for place in edges[rank]:
+        if place in seen:
+            continue
+        seen.add(place)
+        if owner[place] is None or _augment(owner[place], edges, owner, seen):
+            owner[place] = rank
+            return True
+    return False
+
+
+def gold_hits(ranked: Sequence[RankedItem], gold: Gold, k: int | None = None) -> list[bool]:
+    """Per rank (the top k, or all), whether it finds a new gold item (see the module docstring)."""
+    places = [*gold.evidence, *gold.also]
+    owner: list[int | None] = [None] * len(places)
+    edges: list[list[int]] = []
+    found, flags, seen = 0, [], set()
+    for rank, item in enumerate(ranked[:k] if k is not None else ranked):
+        key = item.chunk_id or item  # the same chunk ranked twice (trec_eval: a duplicate docid) finds nothing new
+        edges.append([] if key in seen else [p for p, ev in enumerate(places) if matches(item, ev)])
+        seen.add(key)
+        hit = found < len(gold.evidence) and _augment(rank, edges, owner, set())
+        found += hit
         flags.append(hit)
     return flags
 
 
-def recall_at_k(items: Sequence[RankedItem], q: GoldQuestion, k: int) -> float:
-    """Found gold items in the top k / |R|. 0 for an empty list or no evidence."""
-    if not q.evidence:
-        return 0.0
-    return sum(new_gold_hits(items, q, k)) / len(q.evidence)
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
 
 
-def average_precision_at_k(items: Sequence[RankedItem], q: GoldQuestion, k: int) -> float:
-    """(1/|R|) * sum of P@r over ranks r <= k holding a new-gold hit; P@r = new-gold hits in the top r / r."""
-    if not q.evidence:
+def recall_at_k(ranked: Sequence[RankedItem], gold: Gold, k: int) -> float:
+    """Gold items found in the top k / |R|; 0.0 when R is empty."""
+    _check_k(k)
+    return sum(gold_hits(ranked, gold, k)) / len(gold.evidence) if gold.evidence else 0.0
+
+
+def map_at_k(ranked: Sequence[RankedItem], gold: Gold, k: int) -> float:
+    """AP@k as trec_eval's map_cut: (1/|R|) * sum over relevant ranks r <= k of P@r; 0.0 when R is empty."""
+    _check_k(k)
+    if not gold.evidence:
         return 0.0
-    total, hits = 0.0, 0
-    for r, hit in enumerate(new_gold_hits(items, q, k), start=1):
+    total, found = 0.0, 0
+    for rank, hit in enumerate(gold_hits(ranked, gold, k), start=1):
         if hit:
-            hits += 1
-            total += hits / r
-    return total / len(q.evidence)
+            found += 1
+            total += found / rank
+    return total / len(gold.evidence)
 
 
-def ndcg_at_k(items: Sequence[RankedItem], q: GoldQuestion, k: int) -> float:
-    """Binary gains (new-gold hits), discount 1/log2(r+1); ideal DCG puts min(|R|, k) hits on top."""
-    if not q.evidence or k <= 0:
+def ndcg_at_k(ranked: Sequence[RankedItem], gold: Gold, k: int) -> float:
+    """Binary-gain nDCG@k, discount 1/log2(r+1), ideal ranking = min(|R|, k) relevant items on top."""
+    _check_k(k)
+    if not gold.evidence:
         return 0.0
-    dcg = sum(1.0 / math.log2(r + 1) for r, hit in enumerate(new_gold_hits(items, q, k), start=1) if hit)
-    ideal = sum(1.0 / math.log2(r + 1) for r in range(1, min(len(q.evidence), k) + 1))
+    dcg = sum(1.0 / math.log2(rank + 1) for rank, hit in enumerate(gold_hits(ranked, gold, k), start=1) if hit)
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(len(gold.evidence), k) + 1))
     return dcg / ideal
 
 
-def reciprocal_rank(items: Sequence[RankedItem], q: GoldQuestion, k: int | None = None) -> float:
-    """1 / rank of the first hit (within k when given, else the whole list); 0 when there is none."""
-    for r, hit in enumerate(new_gold_hits(items, q, k), start=1):
+def mrr(ranked: Sequence[RankedItem], gold: Gold, k: int | None = None) -> float:
+    """Reciprocal rank of the first relevant item (whole list unless k is given); 0.0 when there is none."""
+    for rank, hit in enumerate(gold_hits(ranked, gold, k), start=1):
         if hit:
-            return 1.0 / r
+            return 1.0 / rank
     return 0.0
 
 
-def hit_at_k(items: Sequence[RankedItem], q: GoldQuestion, k: int) -> float:
-    """1.0 when at least one gold item is found in the top k, else 0.0."""
-    return 1.0 if any(new_gold_hits(items, q, k)) else 0.0
+def hit_at_k(ranked: Sequence[RankedItem], gold: Gold, k: int) -> float:
+    """1.0 when a gold item is found in the top k, else 0.0."""
+    _check_k(k)
+    return 1.0 if any(gold_hits(ranked, gold, k)) else 0.0
 
 
-def _mean(values: list[float]) -> float | None:
-    return float(sum(values) / len(values)) if values else None
-
-
-def evaluate_retrieval(runs: Iterable[tuple[GoldQuestion, Sequence[RankedItem]]], k: int = 10) -> dict:
-    """Means over answerable questions (those with evidence); unanswerable ones are skipped.
-
-    Keys are always recall@1, recall@5, recall@10, map@10, ndcg@10, mrr (over the whole ranked list),
-    hit@10 and n_questions. When k is not 1, 5 or 10, recall@k, map@k, ndcg@k and hit@k are added too.
-    Every mean is None when there is no answerable question.
-    """
-    cutoffs = {
-        "recall@1": lambda it, q: recall_at_k(it, q, 1),
-        "recall@5": lambda it, q: recall_at_k(it, q, 5),
-        "recall@10": lambda it, q: recall_at_k(it, q, 10),
-        "map@10": lambda it, q: average_precision_at_k(it, q, 10),
-        "ndcg@10": lambda it, q: ndcg_at_k(it, q, 10),
-        "mrr": lambda it, q: reciprocal_rank(it, q),
-        "hit@10": lambda it, q: hit_at_k(it, q, 10),
-    }
-    if k not in (1, 5, 10):
-        cutoffs[f"recall@{k}"] = lambda it, q: recall_at_k(it, q, k)
-        cutoffs[f"map@{k}"] = lambda it, q: average_precision_at_k(it, q, k)
-        cutoffs[f"ndcg@{k}"] = lambda it, q: ndcg_at_k(it, q, k)
-        cutoffs[f"hit@{k}"] = lambda it, q: hit_at_k(it, q, k)
-    values: dict[str, list[float]] = {key: [] for key in cutoffs}
-    n = 0
-    for q, items in runs:
-        if not q.evidence:
-            continue
-        n += 1
-        items = list(items or [])
-        for key, fn in cutoffs.items():
-            values[key].append(fn(items, q))
-    out: dict = {key: _mean(v) for key, v in values.items()}
-    out["n_questions"] = n
-    return out
-
+# ---------- per-question records and aggregation ----------
 
 @dataclass
 class QuestionResult:
-    """What the assistant did for one gold question."""
+    """What the system did for one gold question. None means "not measured" (retrieval-only runs leave the
+    answer fields None). `cited` holds the chunk behind each citation of the answer."""
 
-    question: GoldQuestion
-    retrieved: list[RankedItem] = field(default_factory=list)
-    cited: list[RankedItem] = field(default_factory=list)
-    sentence_supported: list[bool] = field(default_factory=list)
-    abstained: bool = False
-    timings: dict = field(default_factory=dict)  # retrieval_ms, first_token_ms, total_ms
+    id: str
+    answerable: bool
+    evidence: list[Evidence] = field(default_factory=list)
+    also: list[Evidence] = field(default_factory=list)
+    retrieved: list[RankedItem] | None = None
+    cited: list[RankedItem] | None = None
+    sentence_supported: list[bool] | None = None
+    abstained: bool | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # retrieval_ms, first_token_ms, total_ms
+
+    @classmethod
+    def for_question(cls, q: GoldQuestion, **measured) -> QuestionResult:
+        """A result carrying q's id and gold places plus the measured fields given by name."""
+        return cls(id=q.id, answerable=q.answerable, evidence=list(q.evidence), also=list(q.also), **measured)
+
+
+def percentiles(values: Iterable[float], ps: Sequence[float] = LATENCY_PERCENTILES) -> list[float] | None:
+    """The ps-th percentiles (0-100) with numpy's default linear interpolation; None for no values."""
+    xs = sorted(float(v) for v in values)
+    if not xs:
+        return None
+    out = []
+    for p in ps:
+        if not 0 <= p <= 100:
+            raise ValueError(f"percentile {p} is outside 0-100")
+        h = (len(xs) - 1) * p / 100
+        lo = math.floor(h)
+        hi = min(lo + 1, len(xs) - 1)
+        out.append(xs[lo] + (h - lo) * (xs[hi] - xs[lo]))
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def _percentile(values: list[float], p: float) -> float | None:
-    return float(np.percentile(np.asarray(values, dtype=float), p, method="linear")) if values else None
+def _retrieval_metrics(results: list[QuestionResult], k: int) -> dict[str, float | None]:
+    scored = [r for r in results if r.answerable and r.evidence and r.retrieved is not None]
+    fns = {
+        "recall@1": lambda r: recall_at_k(r.retrieved, r, 1),
+        "recall@5": lambda r: recall_at_k(r.retrieved, r, 5),
+        "recall@10": lambda r: recall_at_k(r.retrieved, r, 10),
+        "map@10": lambda r: map_at_k(r.retrieved, r, 10),
+        "ndcg@10": lambda r: ndcg_at_k(r.retrieved, r, 10),
+        "mrr": lambda r: mrr(r.retrieved, r),
+        "hit@10": lambda r: hit_at_k(r.retrieved, r, 10),
+    }
+    if k not in (1, 5, 10):
+        fns |= {
+            f"recall@{k}": lambda r: recall_at_k(r.retrieved, r, k),
+            f"map@{k}": lambda r: map_at_k(r.retrieved, r, k),
+            f"ndcg@{k}": lambda r: ndcg_at_k(r.retrieved, r, k),
+            f"hit@{k}": lambda r: hit_at_k(r.retrieved, r, k),
+        }
+    return {key: _mean([fn(r) for r in scored]) for key, fn in fns.items()}
 
 
-def evaluate_answers(results: Sequence[QuestionResult]) -> dict:
-    """Answer-level metrics plus evaluate_retrieval over each result's `retrieved` list (k=10).
+def _answer_metrics(results: list[QuestionResult]) -> dict[str, float | int | None]:
+    judged = [r for r in results if r.abstained is not None]
+    with_citations = [r for r in judged if r.cited is not None]
+    answered = [r for r in with_citations if not r.abstained]
+    answered_answerable = [r for r in answered if r.answerable]
+    answerable = [r for r in judged if r.answerable]
+    unanswerable = [r for r in judged if not r.answerable]
+    cited_answerable = [r for r in with_citations if r.answerable]
+    sentences = [s for r in judged if not r.abstained and r.sentence_supported is not None
+                 for s in r.sentence_supported]
+    citations = [(c, r) for r in answered for c in r.cited]
+    return {
+        "citation_precision": _ratio(sum(relevant(c, r) for c, r in citations), len(citations)),
+        "citation_recall": _ratio(sum(not r.abstained and any(relevant(c, r) for c in r.cited)
+                                      for r in cited_answerable), len(cited_answerable)),
+        "support_rate": _ratio(sum(sentences), len(sentences)),
+        "cited_answer_rate": _ratio(sum(bool(r.cited) for r in answered), len(answered)),
+        "cited_answer_rate_answerable": _ratio(sum(bool(r.cited) for r in answered_answerable),
+                                               len(answered_answerable)),
+        "refusal_rate": _ratio(sum(r.abstained for r in unanswerable), len(unanswerable)),
+        "false_refusal_rate": _ratio(sum(r.abstained for r in answerable), len(answerable)),
+        "false_answer_rate": _ratio(sum(not r.abstained for r in unanswerable), len(unanswerable)),
+        "n_citations": len(citations) if with_citations else None,
+    }
 
-    citation_precision: citations matching the question's evidence or `also` / all citations, over
-        non-abstained answers (a citation given for an unanswerable question is wrong); None without citations.
-    citation_recall: answerable questions with >= 1 citation matching evidence or `also` / answerable questions.
-    support_rate: supported sentences / all sentences (all results); None when there are no sentences.
-    cited_answer_rate: non-abstained answers to answerable questions with >= 1 citation / non-abstained
-        answers to answerable questions.
-    refusal_rate: abstained unanswerable / unanswerable. false_answer_rate: answered unanswerable / unanswerable.
-    false_refusal_rate: abstained answerable / answerable.
-    Rates with a zero denominator are None. Latency: latency.<name>.p50/p95 (numpy linear percentiles) of
-    timings retrieval_ms, first_token_ms, total_ms over the results that report them; None when none do.
+
+def aggregate(results: Iterable[QuestionResult], k: int = 10) -> dict[str, float | int | None]:
+    """Flat metrics over per-question results, with stable keys (docs/evaluation.md):
+
+    n_questions, n_answerable, n_unanswerable, n_citations; RETRIEVAL_KEYS (means over answerable questions with
+    a retrieval; plus recall@k, map@k, ndcg@k, hit@k when k is not 1, 5 or 10); ANSWER_KEYS; and
+    latency.<timing>.p50/.p95 for LATENCY_KEYS. A metric that was not measured or has an empty denominator is None.
     """
     results = list(results)
-    answerable = [r for r in results if r.question.answerable]
-    unanswerable = [r for r in results if not r.question.answerable]
-    answered = [r for r in results if not r.abstained]
-
-    n_citations = sum(len(r.cited) for r in answered)
-    correct = sum(1 for r in answered for c in r.cited if relevant(c, r.question))
-    recalled = sum(1 for r in answerable if any(relevant(c, r.question) for c in r.cited))
-    sentences = [s for r in results for s in r.sentence_supported]
-    answered_answerable = [r for r in answerable if not r.abstained]
-
-    out: dict = {
-        "n_results": len(results),
-        "n_answerable": len(answerable),
-        "n_unanswerable": len(unanswerable),
-        "citation_precision": _ratio(correct, n_citations),
-        "citation_recall": _ratio(recalled, len(answerable)),
-        "support_rate": _ratio(sum(1 for s in sentences if s), len(sentences)),
-        "cited_answer_rate": _ratio(sum(1 for r in answered_answerable if r.cited), len(answered_answerable)),
-        "refusal_rate": _ratio(sum(1 for r in unanswerable if r.abstained), len(unanswerable)),
-        "false_answer_rate": _ratio(sum(1 for r in unanswerable if not r.abstained), len(unanswerable)),
-        "false_refusal_rate": _ratio(sum(1 for r in answerable if r.abstained), len(answerable)),
-        "n_citations": n_citations,
+    out: dict[str, float | int | None] = {
+        "n_questions": len(results),
+        "n_answerable": sum(r.answerable for r in results),
+        "n_unanswerable": sum(not r.answerable for r in results),
     }
+    out |= _retrieval_metrics(results, k)
+    out |= _answer_metrics(results)
     for name in LATENCY_KEYS:
-        vals = [float(r.timings[name]) for r in results if (r.timings or {}).get(name) is not None]
-        out[f"latency.{name}.p50"] = _percentile(vals, 50)
-        out[f"latency.{name}.p95"] = _percentile(vals, 95)
-    out.update(evaluate_retrieval(((r.question, r.retrieved) for r in results), k=10))
+        values = percentiles(r.timings[name] for r in results if r.timings.get(name) is not None)
+        for p, value in zip(LATENCY_PERCENTILES, values or [None] * len(LATENCY_PERCENTILES), strict=True):
+            out[f"latency.{name}.p{p}"] = value
     return out
+
+
+def evaluate_retrieval(runs: Iterable[tuple[GoldQuestion, Sequence[RankedItem]]], k: int = 10) -> dict:
+    """`aggregate` of a retrieval-only run given as (question, ranked items) pairs: counts and retrieval keys."""
+    metrics = aggregate((QuestionResult.for_question(q, retrieved=list(items or [])) for q, items in runs), k)
+    keep = ("n_questions", "n_answerable", "n_unanswerable", *RETRIEVAL_KEYS)
+    return {key: value for key, value in metrics.items() if key in keep or key.endswith(f"@{k}")}

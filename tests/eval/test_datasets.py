@@ -1,4 +1,4 @@
-"""Loaders, sampling and splitting."""
+"""Gold loaders (JSON Lines, ObliQA), sampling and splitting."""
 
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ from eval.datasets import (
     sample,
     split,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLE_GOLD = ROOT / "data" / "gold" / "sample_gold.jsonl"
+from tests.library import GOLD
 
 GOOD = {
     "id": "q1",
@@ -37,20 +35,28 @@ def write_lines(path: Path, rows) -> Path:
     return path
 
 
-def test_load_jsonl_fields(tmp_path):
+def write_json(path: Path, data) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+# ---------- JSON Lines ----------
+
+def test_load_jsonl_reads_every_field(tmp_path):
     qs = load_jsonl(write_lines(tmp_path / "g.jsonl", [GOOD, "", NONE]))
-    assert [q.id for q in qs] == ["q1", "q2"]
-    q1, q2 = qs
-    assert q1.answerable and q1.answer == "EUR 10,000"
-    assert q1.evidence == [Evidence("aml.pdf", 4, "3.1.(c)", "above EUR 10,000")]
-    assert q1.also == [Evidence("aml.pdf", 2, None, None)]
-    assert not q2.answerable and q2.evidence == [] and q2.answer is None
+    assert qs == [
+        GoldQuestion("q1", "Above what amount?", True, "EUR 10,000",
+                     [Evidence("aml.pdf", 4, "3.1.(c)", "above EUR 10,000")], [Evidence("aml.pdf", 2)]),
+        GoldQuestion("q2", "Crypto custody?", False, None, [], []),
+    ]
 
 
 def test_optional_fields_default(tmp_path):
-    row = {"id": "q", "question": "?", "answerable": True, "evidence": [{"document": "x"}]}
+    row = {"id": 7, "question": "?", "answerable": True, "evidence": [{"document": 9, "passage_id": 12}]}
     (q,) = load_jsonl(write_lines(tmp_path / "g.jsonl", [row]))
-    assert q.answer is None and q.also == [] and q.evidence == [Evidence("x")]
+    assert (q.id, q.answer, q.also) == ("7", None, [])
+    assert q.evidence == [Evidence("9", passage_id="12")]
 
 
 @pytest.mark.parametrize(
@@ -58,34 +64,40 @@ def test_optional_fields_default(tmp_path):
     [
         ("{not json", "invalid JSON"),
         ("[1, 2]", "JSON object"),
-        ({**GOOD, "evidence": []}, "no evidence"),
-        ({k: v for k, v in GOOD.items() if k != "evidence"}, "no evidence"),
-        ({**GOOD, "answerable": "yes"}, "answerable"),
-        ({**GOOD, "question": ""}, "question"),
-        ({**GOOD, "id": None}, "id"),
-        ({**GOOD, "id": "q2"}, "duplicate id"),
-        ({**GOOD, "id": "q3", "evidence": [{"page": 3}]}, "document"),
-        ({**GOOD, "id": "q3", "evidence": [{"document": "a", "page": "4"}]}, "page"),
-        ({**GOOD, "id": "q3", "also": {"document": "a"}}, "'also' must be a list"),
+        ({k: v for k, v in GOOD.items() if k != "answerable"}, "missing 'answerable'"),
+        ({**GOOD, "answerable": "yes"}, "'answerable' must be true or false"),
+        ({**GOOD, "evidence": []}, "answerable question 'q1' has no evidence"),
+        ({k: v for k, v in GOOD.items() if k != "evidence"}, "has no evidence"),
+        ({**NONE, "id": "q3", "evidence": GOOD["evidence"]}, "unanswerable question 'q3' lists evidence"),
+        ({**GOOD, "question": ""}, "'question'"),
+        ({**GOOD, "id": None}, "'id'"),
+        ({**GOOD, "id": "q2"}, "duplicate id 'q2' (first on line 1)"),
+        ({**GOOD, "answer": 10}, "'answer' must be a string"),
+        ({**GOOD, "evidence": [{"page": 3}]}, "evidence[0] needs a non-empty 'document'"),
+        ({**GOOD, "evidence": [{"document": "a", "page": "4"}]}, "invalid 'page'"),
+        ({**GOOD, "evidence": [{"document": "a", "page": 0}]}, "invalid 'page'"),
+        ({**GOOD, "evidence": [{"document": "a", "pasage_id": "1"}]}, "unknown field(s) pasage_id"),
+        ({**GOOD, "also": {"document": "a"}}, "'also' must be a list"),
+        ({**GOOD, "also": ["a.pdf"]}, "also[0] must be an object"),
+        ({**GOOD, "evidense": []}, "unknown field(s) evidense"),
     ],
 )
-def test_bad_lines_report_line_number(tmp_path, bad, reason):
+def test_bad_lines_name_the_file_line_and_reason(tmp_path, bad, reason):
     path = write_lines(tmp_path / "g.jsonl", [NONE, "", bad])
     with pytest.raises(DatasetError) as e:
         load_jsonl(path)
-    assert e.value.line == 3
+    assert e.value.line_no == 3
     assert reason in e.value.reason
-    assert str(path) in str(e.value) and ":3:" in str(e.value)
+    assert str(e.value).startswith(f"{path}:3: ")
 
 
-def test_sample_gold_file():
-    qs = load_jsonl(SAMPLE_GOLD)
-    assert len(qs) == 35
-    assert sum(not q.answerable for q in qs) == 8
-    assert all(q.evidence for q in qs if q.answerable)
-    assert all(not q.evidence for q in qs if not q.answerable)
-    assert load_dataset(SAMPLE_GOLD) == qs
+def test_sample_gold_file_loads():
+    qs = load_jsonl(GOLD)
+    assert len(qs) == 35 and sum(not q.answerable for q in qs) == 8
+    assert load_dataset(GOLD) == qs
 
+
+# ---------- ObliQA ----------
 
 OBLIQA = [
     {
@@ -97,66 +109,124 @@ OBLIQA = [
         ],
         "Group": 2,
     },
-    {"QuestionID": "u2", "Question": "Q2", "Passages": [{"DocumentID": 11, "PassageID": "1.1.2", "Passage": ""}],
-     "Group": 1},
+    {"QuestionID": "u2", "Question": "Second section?",
+     "Passages": [{"DocumentID": 7, "PassageID": "2.1", "Passage": "Second paragraph."}], "Group": 1},
 ]
+# DocumentID 7 has two records keyed "2.1" (a multi-paragraph section), as 17 keys in the real corpus do.
+CORPUS = {
+    "9.json": [
+        {"ID": "u-a", "DocumentID": 9, "PassageID": "6.1.3.(a)", "Passage": "The Fund Manager of a Domestic Fund ..."},
+        {"ID": "u-b", "DocumentID": 9, "PassageID": "6.1.3.(b)", "Passage": "The Fund Manager of an Exempt Fund ..."},
+    ],
+    "7.json": [
+        {"ID": "u-1", "DocumentID": 7, "PassageID": "2.1", "Passage": "First paragraph."},
+        {"ID": "u-2", "DocumentID": 7, "PassageID": "2.1", "Passage": "Second paragraph."},
+    ],
+}
+
+
+def write_corpus(folder: Path) -> Path:
+    for name, records in CORPUS.items():
+        write_json(folder / name, records)
+    return folder
 
 
 def test_load_obliqa(tmp_path):
-    path = tmp_path / "dev.json"
-    path.write_text(json.dumps(OBLIQA), encoding="utf-8")
+    path = write_json(tmp_path / "dev.json", OBLIQA)
     qs = load_obliqa(path)
     assert [q.id for q in qs] == ["u1", "u2"]
     assert all(q.answerable and q.answer is None and q.also == [] for q in qs)
-    assert qs[0].evidence[0] == Evidence("9", None, "6.1.3.(a)", "The Fund Manager of a Domestic Fund ...")
-    assert qs[1].evidence == [Evidence("11", None, "1.1.2", None)]  # empty passage text -> no quote
-    assert load_dataset(path) == qs
-    assert load_dataset(path, format="obliqa") == qs
+    assert qs[0].evidence == [Evidence("9", None, "6.1.3.(a)", "The Fund Manager of a Domestic Fund ..."),
+                              Evidence("9", None, "6.1.3.(b)", "The Fund Manager of an Exempt Fund ...")]
+    # the quote is what tells the gold "2.1" record from its sibling
+    assert qs[1].evidence == [Evidence("7", None, "2.1", "Second paragraph.")]
+    assert load_dataset(path) == load_dataset(path, format="obliqa") == qs
 
 
-def test_load_obliqa_errors(tmp_path):
+def test_load_obliqa_resolves_gold_against_the_corpus(tmp_path):
+    docs = write_corpus(tmp_path / "docs")
+    good = write_json(tmp_path / "dev.json", OBLIQA)
+    assert load_obliqa(good, docs) == load_obliqa(good)
+    assert load_dataset(good, documents_dir=docs) == load_obliqa(good)
+    # a garbled gold text (one real dev passage is) takes its key's only record's text
+    garbled = [{**OBLIQA[0], "Passages": [{"DocumentID": 9, "PassageID": "6.1.3.(a)", "Passage": "The Fund Ma###"}]}]
+    (q,) = load_obliqa(write_json(tmp_path / "garbled.json", garbled), docs)
+    assert q.evidence == [Evidence("9", passage_id="6.1.3.(a)", quote="The Fund Manager of a Domestic Fund ...")]
+    # ... but on a shared key an unknown text cannot be resolved
+    shared = [{**OBLIQA[1], "Passages": [{"DocumentID": 7, "PassageID": "2.1", "Passage": "Third paragraph."}]}]
+    with pytest.raises(DatasetError, match="matches none of the 2 records"):
+        load_obliqa(write_json(tmp_path / "shared.json", shared), docs)
+    missing = [{**OBLIQA[1], "Passages": [{"DocumentID": 7, "PassageID": "9.9", "Passage": "x"}]}]
+    with pytest.raises(DatasetError, match="passage 7/9.9 is not in"):
+        load_obliqa(write_json(tmp_path / "missing.json", missing), docs)
+    with pytest.raises(DatasetError, match="no ObliQA document files"):
+        load_obliqa(good, tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ({"QuestionID": "x"}, "JSON array of questions"),
+        ([{"QuestionID": "x", "Question": "q", "Passages": []}], "non-empty Passages"),
+        ([{"Question": "q", "Passages": []}], "needs a QuestionID"),
+        ([{"QuestionID": "x", "Question": "q", "Passages": [{"DocumentID": 1}]}], "needs DocumentID and PassageID"),
+        ([OBLIQA[0], OBLIQA[0]], "duplicate QuestionID 'u1'"),
+    ],
+)
+def test_load_obliqa_errors(tmp_path, content, reason):
+    with pytest.raises(DatasetError, match=reason.replace("(", r"\(")):
+        load_obliqa(write_json(tmp_path / "bad.json", content))
+
+
+def test_load_obliqa_invalid_json_names_the_line(tmp_path):
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"QuestionID": "x"}), encoding="utf-8")
-    with pytest.raises(DatasetError):
+    bad.write_text("[\n{", encoding="utf-8")
+    with pytest.raises(DatasetError, match="invalid JSON") as e:
         load_obliqa(bad)
-    bad.write_text(json.dumps([{"QuestionID": "x", "Question": "q", "Passages": []}]), encoding="utf-8")
-    with pytest.raises(DatasetError, match="Passages"):
-        load_obliqa(bad)
-    bad.write_text("[{", encoding="utf-8")
-    with pytest.raises(DatasetError, match="invalid JSON"):
-        load_obliqa(bad)
+    assert e.value.line_no == 2
 
 
-def test_load_dataset_format_errors(tmp_path):
-    with pytest.raises(DatasetError):
-        load_dataset(tmp_path / "gold.csv")
-    with pytest.raises(ValueError):
-        load_dataset(SAMPLE_GOLD, format="csv")
+def test_load_dataset_formats(tmp_path):
+    lines = write_lines(tmp_path / "gold.txt", [GOOD])
+    assert load_dataset(lines) == load_jsonl(lines)  # sniffed from the first character
+    array = write_json(tmp_path / "dev.data", OBLIQA)
+    assert load_dataset(array) == load_obliqa(array)
+    (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
+    with pytest.raises(DatasetError, match="cannot tell the format"):
+        load_dataset(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match="unknown dataset format"):
+        load_dataset(GOLD, format="csv")
+    with pytest.raises(ValueError, match="ObliQA files only"):
+        load_dataset(GOLD, documents_dir=tmp_path)
     with pytest.raises(DatasetError, match="cannot read"):
         load_jsonl(tmp_path / "missing.jsonl")
 
 
-def _qs(n):
-    return [GoldQuestion(f"q{i}", f"question {i}", True, None, [Evidence("d")], []) for i in range(n)]
+# ---------- sampling and splitting ----------
+
+def questions(n: int, start: int = 0) -> list[GoldQuestion]:
+    return [GoldQuestion(f"q{i}", f"question {i}", True, None, [Evidence("d")], []) for i in range(start, n)]
 
 
-def test_sample_is_deterministic():
-    qs = _qs(50)
-    a, b = sample(qs, 10, seed=1), sample(qs, 10, seed=1)
-    assert a == b and len(a) == 10 and len({q.id for q in a}) == 10
+def test_sample_is_fixed_by_seed_and_keeps_input_order():
+    qs = questions(50)
+    a = sample(qs, 10, seed=1)
+    assert a == sample(qs, 10, seed=1) == sample(list(reversed(qs)), 10, seed=1)[::-1]
+    assert len({q.id for q in a}) == 10 and a == sorted(a, key=qs.index)
     assert sample(qs, 10, seed=2) != a
-    assert sample(qs, 100) == qs
-    assert sample(qs, 0) == []
+    assert sample(qs, 100) == qs and sample(qs, 0) == []
+    # adding questions keeps the sample except where a new question outranks an old one
+    assert len({q.id for q in a} & {q.id for q in sample(questions(55), 10, seed=1)}) >= 5
 
 
 def test_split_is_stable_when_questions_are_added():
-    qs = _qs(200)
+    qs = questions(200)
     train, val = split(qs, 0.2, seed=0)
-    assert len(train) + len(val) == 200
-    assert {q.id for q in train}.isdisjoint({q.id for q in val})
+    assert len(train) + len(val) == 200 and {q.id for q in train}.isdisjoint({q.id for q in val})
     assert 20 <= len(val) <= 60
-    train2, val2 = split(qs + _qs(400)[200:], 0.2, seed=0)
-    assert {q.id for q in val} <= {q.id for q in val2}
-    assert {q.id for q in train} <= {q.id for q in train2}
+    train2, val2 = split(qs + questions(400, start=200), 0.2, seed=0)
+    assert {q.id for q in val} <= {q.id for q in val2} and {q.id for q in train} <= {q.id for q in train2}
     assert split(qs, 0.2, seed=1)[1] != val
     assert split(qs, 0.0)[1] == [] and split(qs, 1.0)[0] == []
+    with pytest.raises(ValueError):
+        split(qs, 1.5)
