@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     if report.failed:
         print(json.dumps(report.to_dict(), indent=2), file=sys.stderr)
         return 1
-    questions = load_obliqa(args.obliqa / "ObliQA_dev.json")
+    questions = load_obliqa(args.obliqa / "ObliQA_dev.json", documents_dir=args.obliqa / "StructuredRegulatoryDocuments")
     if args.limit:
         questions = questions[: args.limit]
     retriever = Retriever(lib)
