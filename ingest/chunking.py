@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 
 from ingest.types import Chunk, SourceDocument, doc_key
 
-# Lines that open a new clause. Order matters: the first match wins.
+# Lines that open a new clause. Order matters: the first match wins. Annexes are often lettered ("Annex A - ...",
+# clauses "A.1", "A.1.(a)"); a lone letter needs a separator after it, as "Annex A, such as" may be wrapped prose.
 _ARTICLE = re.compile(r"^(?:Article|ARTICLE|Art\.)\s+(\d+[a-z]?)\b")
 _HEADING = re.compile(r"^(PART|Part|CHAPTER|Chapter|TITLE|Title|SECTION|Section|ANNEX|Annex|APPENDIX|Appendix|"
-                      r"SCHEDULE|Schedule)\s+([0-9]+[A-Z]?|[IVXLC]+)\b")
-_DOTTED = re.compile(r"^((?:\d{1,3}\.)+\d{1,3}(?:\.?\([a-zA-Z0-9]{1,4}\))*)\.?(?=\s+\S)")
-_DOTTED_SUB = re.compile(r"^(\d{1,3}(?:\.\d{1,3})*\.\([a-zA-Z0-9]{1,4}\)(?:\([a-zA-Z0-9]{1,4}\))*)(?=\s+\S)")
+                      r"SCHEDULE|Schedule)\s+([0-9]+[A-Z]?\b|[IVXLC]+\b|[A-Z](?=\s*$|\s*[-\u2013:.]\s))")
+_DOTTED = re.compile(r"^((?:[A-Z]\.(?:\d{1,3}\.)*|(?:\d{1,3}\.)+)\d{1,3}(?:\.?\([a-zA-Z0-9]{1,4}\))*)\.?(?=\s+\S)")
+_DOTTED_SUB = re.compile(r"^((?:[A-Z]\.)?\d{1,3}(?:\.\d{1,3})*\.\([a-zA-Z0-9]{1,4}\)(?:\([a-zA-Z0-9]{1,4}\))*)(?=\s+\S)")
 _CONTROL = re.compile(r"^([A-Z]{2,3}-\d{1,3}(?:\(\d{1,2}\))?)(?=\s|$)")
 _MARKDOWN = re.compile(r"^(#{1,6})\s+(.+)$")
+_CONTENTS_ENTRY = re.compile(r"(?:\.\s?){4,}\s*[0-9ivxlcIVXLC]{0,6}$")  # "Section 2 - Scope ........ 4"
 _LEVELS = {"part": 0, "title": 0, "chapter": 1, "annex": 1, "appendix": 1, "schedule": 1, "section": 2}
 
 TokenCounter = Callable[[list[str]], list[int]]
@@ -54,6 +56,8 @@ class _Draft:
 def recognise_clause(line: str) -> tuple[str | None, int | None, str | None]:
     """Return (clause id, heading level or None, heading text) for a line that opens a clause, else Nones."""
     line = line.strip()
+    if _CONTENTS_ENTRY.search(line):  # a table of contents names a heading; it does not open it
+        return None, None, None
     m = _MARKDOWN.match(line)
     if m:
         text = m.group(2).strip()
@@ -107,6 +111,11 @@ def _blocks(doc: SourceDocument) -> list[_Block]:
                 continue
             line_start = start + (len(raw) - len(raw.lstrip()))
             line_end = start + len(raw.rstrip())
+            if _CONTENTS_ENTRY.search(line):  # its own block, outside any clause; the heading comes later
+                clause = None
+                current = _Block(pi, line_start, line_end, None, [headings[k] for k in sorted(headings)])
+                blocks.append(current)
+                continue
             cid, level, heading = recognise_clause(line)
             if cid is not None or level is not None:
                 if level is not None:
@@ -155,8 +164,8 @@ def _split_oversized(doc: SourceDocument, drafts: list[_Draft], count_tokens: To
         counts = count_tokens([text[s:e] for s, e in spans])
         pieces: list[tuple[int, int, int]] = []
         for (s, e), n in zip(spans, counts, strict=True):
-            if n > budget:  # one sentence over budget: fall back to clause punctuation, then words
-                pieces.extend(_split_long_sentence(text, s, e, n, budget))
+            if n > budget:  # one sentence over budget: fall back to words
+                pieces.extend(_split_long_sentence(text, s, e, budget, count_tokens))
             else:
                 pieces.append((s, e, n))
         group: _Draft | None = None
@@ -169,14 +178,20 @@ def _split_oversized(doc: SourceDocument, drafts: list[_Draft], count_tokens: To
     return out
 
 
-def _split_long_sentence(text: str, start: int, end: int, tokens: int, budget: int) -> list[tuple[int, int, int]]:
-    parts = max(2, -(-tokens // budget) + 1)
-    words = [(m.start() + start, m.end() + start) for m in re.finditer(r"\S+", text[start:end])]
-    per = -(-len(words) // parts)
-    out = []
-    for i in range(0, len(words), per):
-        group = words[i:i + per]
-        out.append((group[0][0], group[-1][1], -(-tokens * len(group) // len(words))))
+def _split_long_sentence(text: str, start: int, end: int, budget: int,
+                         count_tokens: TokenCounter) -> list[tuple[int, int, int]]:
+    # Pack whole words up to the budget, counting each word's tokens: a share of the sentence's count per word
+    # overshoots on uneven text such as dot leaders in a table of contents. A word over budget is cut by characters.
+    words: list[tuple[int, int]] = []
+    for m in re.finditer(r"\S+", text[start:end]):
+        s, e = m.start() + start, m.end() + start
+        words.extend((i, min(i + budget, e)) for i in range(s, e, budget))
+    out: list[tuple[int, int, int]] = []
+    for (s, e), n in zip(words, count_tokens([text[s:e] for s, e in words]), strict=True):
+        if out and out[-1][2] + n <= budget:
+            out[-1] = (out[-1][0], e, out[-1][2] + n)
+        else:
+            out.append((s, e, n))
     return out
 
 

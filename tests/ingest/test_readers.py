@@ -108,7 +108,7 @@ def test_scanned_pdf_error_lists_the_pages_without_text():
     assert caught.value.pages == [1, 2]
 
 
-def test_file_over_the_size_limit_is_refused(tmp_path):
+def test_file_over_the_size_limit_is_refused():
     size_mb = (GOOD / "policy.md").stat().st_size / 1024 / 1024
     with pytest.raises(IngestError) as caught:
         read_file(GOOD / "policy.md", max_file_mb=size_mb / 2)
