@@ -249,5 +249,9 @@ def format_answer(answer) -> str:
     return "\n".join(lines)
 
 
+# Each group of commands lives in its own module and registers itself on `app` (they import app/settings/emit/fail
+# from here, so they are imported last).
+from assistant import cli_eval, cli_finetune, cli_ui  # noqa: E402,F401,I001
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,1 @@
+"""`comply eval ...` commands (registered on the main app by assistant.cli)."""

@@ -1,0 +1,1 @@
+"""`comply finetune ...` and `comply adapters ...` commands (registered on the main app by assistant.cli)."""

@@ -1,0 +1,1 @@
+"""`comply serve`, `comply users ...` and `comply audit ...` commands (registered on the main app by assistant.cli)."""
