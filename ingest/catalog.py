@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from ingest.types import Chunk, DocumentRecord, doc_key
@@ -127,18 +127,39 @@ class Catalog:
                            [(c.chunk_id, c.doc_key, c.seq, json.dumps(c.to_dict())) for c in chunks])
 
     def activate(self, record: DocumentRecord) -> list[DocumentRecord]:
-        """Flip a pending version to active and the previously active version(s) to superseded, atomically.
+        """Make a pending version live, atomically. The version in force today becomes active and every other live
+        version superseded, so an older version ingested late (earlier effective date) does not take over.
 
-        Returns the versions that were superseded."""
-        superseded = [v for v in self.versions(record.document_id)
-                      if v.status == "active" and v.version != record.version]
+        Returns the versions that were active before and are superseded now."""
+        before = [v for v in self.versions(record.document_id) if v.status == "active"]
         with self.transaction() as db:
-            db.execute("UPDATE documents SET status = 'superseded' WHERE document_id = ? AND status = 'active' "
-                       "AND version != ?", (record.document_id, record.version))
-            db.execute("UPDATE documents SET status = 'active' WHERE document_id = ? AND version = ?",
-                       (record.document_id, record.version))
+            winner = self._settle(db, record.document_id, also=record.version)
             self._bump_generation(db)
-        return superseded
+        return [v for v in before if v.version != winner]
+
+    def settle(self, document_id: str) -> None:
+        """Re-decide which live version of a document is in force (after a version was deleted)."""
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM documents WHERE document_id = ? AND status IN ('active', 'superseded')",
+                          (document_id,)).fetchone():
+                self._settle(db, document_id)
+                self._bump_generation(db)
+
+    @staticmethod
+    def _settle(db: sqlite3.Connection, document_id: str, also: int | None = None) -> int:
+        """Set active = the live version in force today (latest effective date on or before today, undated
+        versions counting from their ingestion day, ties to the higher version; the newest when all lie in the
+        future); the other live versions become superseded. Returns the active version."""
+        rows = db.execute("SELECT version, effective_date, ingested_at FROM documents WHERE document_id = ? "
+                          "AND (status IN ('active', 'superseded') OR version = ?)",
+                          (document_id, -1 if also is None else also)).fetchall()
+        dated = [((eff or ingested[:10]), version) for version, eff, ingested in rows]
+        today = date.today().isoformat()
+        winner = max([d for d in dated if d[0] <= today] or dated)[1]
+        for _, version in dated:
+            db.execute("UPDATE documents SET status = ? WHERE document_id = ? AND version = ?",
+                       ("active" if version == winner else "superseded", document_id, version))
+        return winner
 
     def set_status(self, document_id: str, version: int, status: str) -> None:
         with self.transaction() as db:
@@ -147,9 +168,17 @@ class Catalog:
             self._bump_generation(db)
 
     def update_effective_date(self, document_id: str, version: int, effective_date: str | None) -> None:
+        """Record a (corrected) effective date; which version is in force may change with it."""
         with self.transaction() as db:
             db.execute("UPDATE documents SET effective_date = ? WHERE document_id = ? AND version = ?",
                        (effective_date, document_id, version))
+            self._settle(db, document_id)
+            self._bump_generation(db)
+
+    def set_supersedes(self, document_id: str, version: int, supersedes: str | None) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE documents SET supersedes = ? WHERE document_id = ? AND version = ?",
+                       (supersedes, document_id, version))
 
     def remove_version(self, document_id: str, version: int) -> None:
         """Delete a version row and its chunks (used to roll back an interrupted ingest)."""

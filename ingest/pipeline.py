@@ -120,6 +120,7 @@ class Library:
             if self.catalog.chunks_of(rec.doc_key):  # a delete interrupted between Chroma and the catalog
                 self.vectors.delete_key(rec.doc_key)
                 self.catalog.delete_chunks(rec.doc_key)
+                self.catalog.settle(rec.document_id)
         self.refresh_bm25()
         return rolled
 
@@ -214,6 +215,14 @@ class Library:
         self.catalog.add_pending(record, chunks)
         self.vectors.upsert(chunks, vectors)
         superseded = self.catalog.activate(record)
+        in_force = self.catalog.get(document_id)
+        if in_force is not None and in_force.version != version:
+            # An older version ingested late, or one that takes effect in the future: kept, searchable with
+            # --as-of, but not the version in force.
+            self.catalog.set_supersedes(document_id, version, None)
+            warnings.append(f"not in force: version {in_force.version} (effective "
+                            f"{in_force.effective_date or 'undated'}) stays active; this version is effective "
+                            f"{effective_date or 'undated'}")
         return FileOutcome(file=str(path), status="new_version" if version > 1 else "added",
                            document_id=document_id, version=version, title=doc.title, pages=len(doc.pages),
                            chunks=len(chunks), superseded=[s.doc_key for s in superseded], warnings=warnings)
@@ -242,6 +251,7 @@ class Library:
             self.catalog.set_status(rec.document_id, rec.version, "deleted")
             self.vectors.delete_key(rec.doc_key)
             self.catalog.delete_chunks(rec.doc_key)
+        self.catalog.settle(document_id)  # deleting the version in force puts the next one in force
         self.refresh_bm25()
         return [r.doc_key for r in targets]
 

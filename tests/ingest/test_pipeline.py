@@ -98,6 +98,25 @@ def test_a_new_version_supersedes_the_old_one(new_library):
     assert library.check_consistency()["ok"]
 
 
+def test_the_version_in_force_follows_effective_dates_not_ingestion_order(new_library):
+    library = new_library()
+    library.ingest([CORPUS / "data_retention_policy_v2.pdf"])  # effective 2025-03-01
+    late = library.ingest([CORPUS / "data_retention_policy_v1.pdf"]).files[0]  # effective 2023-01-01
+    assert (late.status, late.version, late.superseded) == ("new_version", 2, [])
+    assert any("not in force" in w for w in late.warnings)
+    newer, older = library.catalog.versions(RETENTION)
+    assert (newer.version, newer.status, newer.effective_date) == (2, "superseded", "2023-01-01")
+    assert (older.version, older.status, older.effective_date) == (1, "active", "2025-03-01")
+    assert newer.supersedes is None
+    assert library.catalog.searchable_keys() == {f"{RETENTION}@v1"}
+    assert library.catalog.searchable_keys(as_of="2024-01-01") == {f"{RETENTION}@v2"}
+
+    # Deleting the version in force puts the remaining one in force.
+    assert library.delete(RETENTION, version=1) == [f"{RETENTION}@v1"]
+    assert [(v.version, v.status) for v in library.catalog.versions(RETENTION)] == [(2, "active"), (1, "deleted")]
+    assert library.check_consistency()["ok"]
+
+
 def test_supersedes_names_the_document_a_file_replaces(tmp_path, embedder):
     home = str(tmp_path / "home")
     code, added = comply("--home", home, "ingest", str(GOOD / "policy.md"))
