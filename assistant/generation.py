@@ -1,125 +1,385 @@
-"""The generator: a causal LM on transformers (plus an optional peft LoRA adapter), greedy, streaming.
+"""The generator: greedy, streaming chat completion from a local causal LM with an optional peft LoRA adapter.
 
-Decoding is a lean loop over the model's forward with its KV cache rather than `generate()`: on a 2-core CPU the
-per-token bookkeeping of `generate()` costs as much as the 135M model's forward itself.
+Backends share the decoding (chat template, greedy choice, repetition penalty, stop tokens, detokenising) and differ
+only in the forward pass:
+- transformers: any HF model on CUDA or CPU. On CPU a llama-architecture model decodes through `Int4Decoder` (int4
+  weights, the LoRA kept beside them unmerged): a 2-core CPU is memory bound, and int4 reads ~3.5x fewer bytes per
+  token than bf16. The prompt is still read by the HF model in bf16/fp32, which is much faster there for many tokens.
+- llamacpp: the packaged Q4 GGUF on llama.cpp, the adapter exported once to a LoRA GGUF (optional package).
+Both run a plain token loop over a preallocated KV cache instead of `generate()`, whose per-token bookkeeping costs
+as much as the 135M default model's forward on a 2-core CPU.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import threading
-import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from assistant.models import model_display_name, pick_device, resolve_generator, use_bf16
+import numpy as np
+
+from assistant.models import (
+    GeneratorError,
+    lora_gguf,
+    lora_tensors,
+    model_display_name,
+    packaged_gguf,
+    pick_backend,
+    pick_device,
+    resolve_generator,
+    use_bf16,
+)
 from ingest.settings import Settings
+
+# Measured on ObliQA prompts (docs/benchmarks.md): without it the 135M model often repeats itself until
+# max_new_tokens. It applies to generated tokens only, so quoting the sources is not penalised.
+REPETITION_PENALTY = 1.1
 
 
 class Generator:
-    """Greedy chat generation with token streaming."""
+    """Greedy chat generation with token streaming; subclasses supply the model's forward pass."""
+
+    backend = ""
+    dtype = ""
+
+    def __init__(self, tokenizer, *, name: str, adapter: str | None, max_new_tokens: int = 192,
+                 repetition_penalty: float = REPETITION_PENALTY):
+        self.tokenizer = tokenizer
+        self.model_name = name
+        self.adapter = adapter
+        self.max_new_tokens = max_new_tokens
+        self.repetition_penalty = repetition_penalty
+        stop = {tokenizer.eos_token_id}
+        for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"):
+            tid = tokenizer.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tokenizer.convert_ids_to_tokens(tid) == token:
+                stop.add(tid)
+        self.stop_ids = {t for t in stop if t is not None}
+        self._lock = threading.Lock()  # one KV cache per generator: one completion at a time
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens in `text` for this model, without special tokens."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        """Token ids of chat messages rendered with the model's template, ready for the assistant's turn."""
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                 return_dict=True)["input_ids"]
+        return list(ids[0] if ids and isinstance(ids[0], list) else ids)
+
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
+        """Yield text pieces as tokens are generated (greedy)."""
+        tokens: list[int] = []
+        # decode only a short window (prefix..end) each step, so a step costs the same however long the answer
+        prefix = read = 0
+        for token in self.tokens(messages, max_new_tokens):
+            tokens.append(token)
+            before = self.tokenizer.decode(tokens[prefix:read], skip_special_tokens=True)
+            text = self.tokenizer.decode(tokens[prefix:], skip_special_tokens=True)
+            # an incomplete UTF-8 sequence ends in U+FFFD: wait for the token that completes it
+            if len(text) > len(before) and not text.endswith("\ufffd"):
+                yield text[len(before):]
+                prefix, read = read, len(tokens)
+
+    def generate(self, messages: list[dict], max_new_tokens: int | None = None) -> str:
+        """The whole completion as one string."""
+        return self.tokenizer.decode(list(self.tokens(messages, max_new_tokens)), skip_special_tokens=True)
+
+    def tokens(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[int]:
+        """Generated token ids, one at a time: greedy, with the repetition penalty on generated tokens."""
+        limit = max_new_tokens or self.max_new_tokens
+        penalty = self.repetition_penalty
+        with self._lock:
+            logits = self._prefill(self.encode_chat(messages), limit)
+            seen: set[int] = set()
+            for step in range(limit):
+                if seen and penalty != 1.0:
+                    index = np.fromiter(seen, dtype=np.int64, count=len(seen))
+                    picked = logits[index]
+                    logits[index] = np.where(picked > 0, picked / penalty, picked * penalty)
+                token = int(np.argmax(logits))
+                if token in self.stop_ids:
+                    return
+                seen.add(token)
+                yield token
+                if step + 1 < limit:
+                    logits = self._decode(token)
+
+    # backend hooks: float32 numpy logits for the next token, writable
+    def _prefill(self, ids: list[int], limit: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _decode(self, token: int) -> np.ndarray:
+        raise NotImplementedError
+
+
+class TransformersGenerator(Generator):
+    """Any HF causal LM on CUDA or CPU; int4 decoding on CPU for llama-architecture models (see module doc)."""
 
     backend = "transformers"
 
     def __init__(self, model_path: str, *, name: str, adapter: str | None = None, device: str = "cpu",
-                 bf16: bool = False, max_new_tokens: int = 192, repetition_penalty: float = 1.1,
-                 threads: int | None = None):
+                 bf16: bool = False, max_new_tokens: int = 192, threads: int | None = None,
+                 int4_decode: bool | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
-        self.model_name = name
-        self.adapter = adapter
+        super().__init__(AutoTokenizer.from_pretrained(model_path), name=name, adapter=adapter,
+                         max_new_tokens=max_new_tokens)
         self.device = device
-        self.dtype = torch.bfloat16 if bf16 else torch.float32
-        self.max_new_tokens = max_new_tokens
-        self.repetition_penalty = repetition_penalty
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.dtype)
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        self.dtype = str(dtype).removeprefix("torch.")
+        # on CUDA load directly in bf16 (a 7B model in fp32 would not fit); on CPU merge adapters in fp32, then cast
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype if device == "cuda" else torch.float32)
+        if int4_decode is None:
+            # the CPU int4 kernel is fast with bf16 activations only (fp32 measured ~10x slower than plain fp32)
+            int4_decode = device == "cpu" and bf16 and Int4Decoder.supports(model, adapter)
+        self.decoder = Int4Decoder(model, lora_tensors(adapter) if adapter else {}, dtype) if int4_decode else None
         if adapter:
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, adapter)
-        self.model = model.to(device).eval()
-        stop = {self.tokenizer.eos_token_id}
-        for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>"):
-            tid = self.tokenizer.convert_tokens_to_ids(token)
-            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id:
-                stop.add(tid)
-        self.stop_ids = {t for t in stop if t is not None}
-        self._lock = threading.Lock()
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self._cache = None
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    def _prefill(self, ids: list[int], limit: int) -> np.ndarray:
+        import torch
+        from transformers import DynamicCache, StaticCache
 
-    def encode_chat(self, messages: list[dict]):
-        """Token ids of a chat rendered with the model's template, ready for the assistant's turn."""
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                  return_dict=True)["input_ids"]
+        with torch.inference_mode():
+            if self.decoder:
+                self._cache = DynamicCache(config=self.model.config)
+            else:  # sized for this completion: no per-token concatenation of growing key/value tensors
+                self._cache = StaticCache(config=self.model.config, max_cache_len=len(ids) + limit)
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), cache=self._cache, use_cache=True,
+                             logits_to_keep=1)
+            if self.decoder:
+                self.decoder.start(self._cache, len(ids) + limit)
+                self._cache = None
+            return out.logits[0, -1].float().cpu().numpy()
 
-    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
-        """Yield text pieces as tokens are generated (greedy)."""
+    def _decode(self, token: int) -> np.ndarray:
         import torch
 
-        limit = max_new_tokens or self.max_new_tokens
-        input_ids = self.encode_chat(messages).to(self.device)
-        with self._lock, torch.inference_mode():
-            out = self.model(input_ids=input_ids, use_cache=True)
-            past = out.past_key_values
-            logits = out.logits[:, -1, :]
-            generated: list[int] = []
-            emitted = ""
-            for _ in range(limit):
-                if self.repetition_penalty != 1.0 and generated:
-                    seen = torch.tensor(sorted(set(generated)), device=logits.device)
-                    picked = logits[0, seen]
-                    logits[0, seen] = torch.where(picked > 0, picked / self.repetition_penalty,
-                                                  picked * self.repetition_penalty)
-                token = int(torch.argmax(logits, dim=-1))
-                if token in self.stop_ids:
-                    break
-                generated.append(token)
-                text = self.tokenizer.decode(generated, skip_special_tokens=True)
-                # hold back an incomplete UTF-8 sequence until the next token completes it
-                if not text.endswith("\ufffd") and len(text) > len(emitted):
-                    yield text[len(emitted):]
-                    emitted = text
-                out = self.model(input_ids=torch.tensor([[token]], device=self.device), past_key_values=past,
-                                 use_cache=True)
-                past = out.past_key_values
-                logits = out.logits[:, -1, :]
-
-    def generate(self, messages: list[dict], max_new_tokens: int | None = None) -> str:
-        """The whole completion as one string."""
-        return "".join(self.stream(messages, max_new_tokens))
-
-    def benchmark(self, messages: list[dict], new_tokens: int = 64) -> dict:
-        """Time to first token and decode tokens/s for one greedy run."""
-        t0 = time.perf_counter()
-        first = None
-        pieces = 0
-        for _ in self.stream(messages, new_tokens):
-            pieces += 1
-            if first is None:
-                first = time.perf_counter()
-        end = time.perf_counter()
-        n = self.count_tokens("".join(self.stream(messages, new_tokens))) if pieces else 0
-        decode_s = end - (first or end)
-        return {"ttft_ms": round(1000 * ((first or end) - t0), 1), "tokens": n,
-                "tokens_per_s": round((n - 1) / decode_s, 1) if n > 1 and decode_s > 0 else None}
+        with torch.inference_mode():
+            if self.decoder:
+                return self.decoder.step(token).float().numpy()
+            out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=self._cache,
+                             use_cache=True)
+            return out.logits[0, -1].float().cpu().numpy()
 
 
-@functools.lru_cache(maxsize=4)
-def _cached(path: str, name: str, adapter: str | None, device: str, bf16: bool, max_new_tokens: int,
-            threads: int | None) -> Generator:
-    return Generator(path, name=name, adapter=adapter, device=device, bf16=bf16, max_new_tokens=max_new_tokens,
-                     threads=threads)
+_LAYER_LINEAR = re.compile(r"model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)")
+
+
+class Int4Decoder:
+    """One-token forward of a llama-architecture model on CPU with int4 weights (groups of 32, scale and offset, as in
+    a Q4_1 GGUF: the packaged model's weights are already on that grid) and a preallocated KV cache.
+
+    A LoRA adapter stays unmerged beside the int4 weights (x A^T B^T, scale folded into B), so fine-tuned deltas
+    smaller than a 4-bit step are not rounded away."""
+
+    GROUP = 32
+
+    @staticmethod
+    def supports(model, adapter: str | None) -> bool:
+        """True for a bias-free llama model, a torch with the CPU int4 kernel, and a plain LoRA adapter (or none)."""
+        import torch
+
+        config = model.config
+        if config.model_type != "llama" or getattr(config, "attention_bias", False) or getattr(config, "mlp_bias",
+                                                                                                False):
+            return False
+        rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+        if rope.get("rope_type", "default") not in ("default", "linear", "llama3"):
+            return False
+        if not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu") or config.hidden_size % Int4Decoder.GROUP:
+            return False
+        if adapter:
+            try:
+                modules = lora_tensors(adapter)
+            except GeneratorError:
+                return False
+            return all(_LAYER_LINEAR.fullmatch(m) for m in modules)
+        return True
+
+    def __init__(self, model, lora: dict[str, tuple], dtype):
+        config = model.config
+        self.dtype = dtype
+        self.n_head, self.n_kv = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_head
+        self.eps = config.rms_norm_eps
+        self.layers = []
+        for i, layer in enumerate(model.model.layers):
+            attn, mlp = layer.self_attn, layer.mlp
+            prefix = f"model.layers.{i}"
+            self.layers.append((
+                layer.input_layernorm.weight.to(dtype),
+                self._linear([attn.q_proj, attn.k_proj, attn.v_proj], lora, [f"{prefix}.self_attn.{p}_proj"
+                                                                              for p in "qkv"]),
+                self._linear([attn.o_proj], lora, [f"{prefix}.self_attn.o_proj"]),
+                layer.post_attention_layernorm.weight.to(dtype),
+                self._linear([mlp.gate_proj, mlp.up_proj], lora, [f"{prefix}.mlp.gate_proj", f"{prefix}.mlp.up_proj"]),
+                self._linear([mlp.down_proj], lora, [f"{prefix}.mlp.down_proj"]),
+            ))
+        self.norm = model.model.norm.weight.to(dtype)
+        self.embed = model.model.embed_tokens.weight.to(dtype)
+        self.head = self._linear([model.lm_head], {}, [])
+        rotary = model.model.rotary_emb
+        self.inv_freq, self.rope_scale = rotary.inv_freq.float().clone(), float(rotary.attention_scaling)
+        self.keys = self.values = None
+        self.pos = 0
+
+    def _linear(self, modules, lora: dict[str, tuple], names: list[str]) -> tuple:
+        """Packed int4 weight of the output-concatenated modules, plus their LoRA as (A, block-diagonal B) or None."""
+        import torch
+
+        weight = torch.cat([m.weight.detach().float() for m in modules])
+        rows, cols = weight.shape
+        groups = weight.view(rows, cols // self.GROUP, self.GROUP)
+        low, high = groups.amin(-1), groups.amax(-1)
+        scale = ((high - low) / 15).clamp(min=1e-8)
+        q = torch.clamp(torch.round((groups - low[..., None]) / scale[..., None]), 0, 15).to(torch.int32)
+        # the kernel computes (q - 8) * scale + zero per group
+        scales_zeros = torch.stack([scale.t(), (low + 8 * scale).t()], -1).to(self.dtype).contiguous()
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.view(rows, cols), 2)
+        pairs = [lora.get(name) for name in names]
+        if not any(pairs):
+            return packed, scales_zeros, None
+        a_rows, b_blocks, offset = [], [], 0
+        for module, pair in zip(modules, pairs, strict=True):
+            out = module.weight.shape[0]
+            if pair:
+                a, b, s = pair
+                a_rows.append(a.float())
+                b_blocks.append((offset, b.float() * s))
+            offset += out
+        a = torch.cat(a_rows)
+        b = torch.zeros(rows, a.shape[0])
+        col = 0
+        for start, block in b_blocks:
+            b[start:start + block.shape[0], col:col + block.shape[1]] = block
+            col += block.shape[1]
+        return packed, scales_zeros, (a.to(self.dtype), b.to(self.dtype))
+
+    def _mm(self, x, linear):
+        import torch
+
+        packed, scales_zeros, lora = linear
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, self.GROUP, scales_zeros)
+        if lora is not None:
+            y = y + (x @ lora[0].t()) @ lora[1].t()
+        return y
+
+    def _rms(self, x, weight):
+        import torch
+
+        x32 = x.float()
+        return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(self.dtype) * weight
+
+    def start(self, cache, capacity: int) -> None:
+        """Take over the prompt's keys and values from an HF cache, with room for `capacity` positions."""
+        import torch
+
+        first = cache.layers[0].keys
+        n = first.shape[-2]
+        shape = (len(self.layers), self.n_kv, capacity, self.head_dim)
+        self.keys = torch.zeros(shape, dtype=self.dtype)
+        self.values = torch.zeros(shape, dtype=self.dtype)
+        for i, layer in enumerate(cache.layers):
+            self.keys[i, :, :n] = layer.keys[0]
+            self.values[i, :, :n] = layer.values[0]
+        positions = torch.arange(capacity, dtype=torch.float32)
+        angles = torch.outer(positions, self.inv_freq)
+        angles = torch.cat([angles, angles], -1)
+        self.cos = (angles.cos() * self.rope_scale).to(self.dtype)
+        self.sin = (angles.sin() * self.rope_scale).to(self.dtype)
+        self.pos = n
+
+    def step(self, token: int):
+        """Logits after feeding one token at the next position."""
+        import torch
+        import torch.nn.functional as F
+
+        p, hd, n_kv = self.pos, self.head_dim, self.n_kv
+        n_q, n_k, group = self.n_head * hd, n_kv * hd, self.n_head // n_kv
+        cos, sin, half = self.cos[p], self.sin[p], hd // 2
+        x = self.embed[token].view(1, -1)
+        for i, (norm1, qkv, out, norm2, gate_up, down) in enumerate(self.layers):
+            h = self._mm(self._rms(x, norm1), qkv)[0]
+            q, k = h[:n_q].view(self.n_head, hd), h[n_q:n_q + n_k].view(n_kv, hd)
+            q = q * cos + torch.cat([-q[:, half:], q[:, :half]], -1) * sin
+            self.keys[i, :, p] = k * cos + torch.cat([-k[:, half:], k[:, :half]], -1) * sin
+            self.values[i, :, p] = h[n_q + n_k:].view(n_kv, hd)
+            keys, values = self.keys[i, :, :p + 1], self.values[i, :, :p + 1]
+            # grouped-query attention by matmul: faster on CPU than SDPA's kernels for a single query
+            scores = torch.matmul(q.view(n_kv, group, hd), keys.transpose(1, 2)).float() * hd ** -0.5
+            attended = torch.matmul(torch.softmax(scores, -1).to(self.dtype), values)
+            x = x + self._mm(attended.reshape(1, n_q), out)
+            gate, up = self._mm(self._rms(x, norm2), gate_up).chunk(2, -1)
+            x = x + self._mm(F.silu(gate) * up, down)
+        self.pos += 1
+        return self._mm(self._rms(x, self.norm), self.head)[0]
+
+
+class LlamaCppGenerator(Generator):
+    """The packaged Q4_1 GGUF on llama.cpp; an adapter runs as a LoRA GGUF on top of the quantised weights.
+
+    Tokenising and the chat template stay with the HF tokenizer (same vocabulary), so both backends see the same ids.
+    """
+
+    backend = "llamacpp"
+    dtype = "q4_1"
+
+    def __init__(self, gguf_path: str, tokenizer_path: str, *, name: str, adapter: str | None = None,
+                 lora_path: str | None = None, max_new_tokens: int = 192, threads: int | None = None):
+        import os
+
+        from llama_cpp import Llama
+        from transformers import AutoTokenizer
+
+        super().__init__(AutoTokenizer.from_pretrained(tokenizer_path), name=name, adapter=adapter,
+                         max_new_tokens=max_new_tokens)
+        threads = threads or os.cpu_count() or 1  # llama-cpp-python's own default is half the cores
+        self.llm = Llama(model_path=gguf_path, lora_path=lora_path, n_ctx=0, n_batch=512, n_threads=threads,
+                         n_threads_batch=threads, verbose=False)
+        self.lora_path = lora_path
+
+    def _logits(self) -> np.ndarray:
+        import llama_cpp
+
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),))
+        return row.copy()
+
+    def _prefill(self, ids: list[int], limit: int) -> np.ndarray:
+        self.llm.reset()
+        self.llm.eval(ids)
+        return self._logits()
+
+    def _decode(self, token: int) -> np.ndarray:
+        self.llm.eval([token])
+        return self._logits()
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(backend: str, path: str, name: str, adapter: str | None, device: str, bf16: bool, max_new_tokens: int,
+            threads: int | None, models_dir: str) -> Generator:
+    if backend == "llamacpp":
+        base = packaged_gguf()
+        lora = str(lora_gguf(adapter, base, Path(models_dir))) if adapter else None
+        return LlamaCppGenerator(str(base), path, name=name, adapter=adapter, lora_path=lora,
+                                 max_new_tokens=max_new_tokens, threads=threads)
+    return TransformersGenerator(path, name=name, adapter=adapter, device=device, bf16=bf16,
+                                 max_new_tokens=max_new_tokens, threads=threads)
 
 
 def load_generator(settings: Settings, adapter: str | None = None) -> Generator:
-    """The process-wide generator for these settings and adapter (loaded once)."""
-    if settings.generator_backend not in ("auto", "transformers"):
-        raise ValueError(f"generator backend '{settings.generator_backend}' is not available; use 'transformers'")
+    """The process-wide generator for these settings and adapter folder (loaded once per model/adapter/backend)."""
+    backend = pick_backend(settings, adapter)
     device = pick_device(settings)
-    return _cached(resolve_generator(settings), model_display_name(settings), adapter, device,
-                   use_bf16(settings, device), settings.max_new_tokens, settings.threads)
+    return _cached(backend, resolve_generator(settings), model_display_name(settings), adapter, device,
+                   use_bf16(settings, device), settings.max_new_tokens, settings.threads, str(settings.models_dir))
