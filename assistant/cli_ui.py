@@ -1,1 +1,207 @@
 """`comply serve`, `comply users ...` and `comply audit ...` commands (registered on the main app by assistant.cli)."""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from assistant.cli import JsonOpt, app, emit, fail, settings
+
+users_app = typer.Typer(help="Manage who may log in to the app and what they may do.", no_args_is_help=True)
+audit_app = typer.Typer(help="Export, verify and summarise the audit trail.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+
+RoleOpt = Annotated[str, typer.Option("--role", help="viewer (chat), editor (+ documents) or admin (everything).")]
+
+
+def cli_user() -> str:
+    """Who the audit trail names for a command run from this shell."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def open_users():
+    from assistant.users import UserStore
+
+    return UserStore(settings().users_path)
+
+
+def open_audit():
+    from assistant.audit import AuditLog
+
+    return AuditLog(settings().audit_path)
+
+
+def read_password(as_json: bool) -> str:
+    """The first line of stdin, without its newline (so a password never appears in the shell history)."""
+    line = sys.stdin.readline().rstrip("\r\n")
+    if not line:
+        fail("--password-stdin was given but stdin is empty", as_json)
+    return line
+
+
+@users_app.command("add")
+def users_add(
+    name: str,
+    role: RoleOpt = "viewer",
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin "
+                                                 "instead of generating one.")] = False,
+    as_json: JsonOpt = False,
+):
+    """Add a user; a generated password is printed once."""
+    from assistant.users import UserError
+
+    password = read_password(as_json) if password_stdin else None
+    try:
+        given = open_users().add(name, role, password)
+    except UserError as e:
+        fail(str(e), as_json)
+    open_audit().append(cli_user(), "user.add", name=name, role=role)
+    generated = None if password_stdin else given
+    data = {"name": name, "role": role, **({"password": generated} if generated else {})}
+    text = f"added {name} ({role})" + (f"\npassword (shown once): {generated}" if generated else "")
+    emit(data, as_json, text)
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False):
+    """List users and their roles."""
+    users = open_users().list()
+    emit([{"name": u.name, "role": u.role, "created": u.created} for u in users], as_json,
+         "\n".join(f"{u.name:<24} {u.role:<7} {u.created}" for u in users) or "(no users)")
+
+
+@users_app.command("remove")
+def users_remove(name: str, as_json: JsonOpt = False):
+    """Remove a user (the last admin cannot be removed)."""
+    from assistant.users import UserError
+
+    try:
+        open_users().remove(name)
+    except UserError as e:
+        fail(str(e), as_json)
+    open_audit().append(cli_user(), "user.remove", name=name)
+    emit({"removed": name}, as_json, f"removed {name}")
+
+
+@users_app.command("set-role")
+def users_set_role(name: str, role: RoleOpt, as_json: JsonOpt = False):
+    """Change a user's role (the last admin cannot be demoted)."""
+    from assistant.users import UserError
+
+    try:
+        open_users().set_role(name, role)
+    except UserError as e:
+        fail(str(e), as_json)
+    open_audit().append(cli_user(), "user.set_role", name=name, role=role)
+    emit({"name": name, "role": role}, as_json, f"{name} is now {role}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    name: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the new password from stdin "
+                                                 "instead of generating one.")] = False,
+    as_json: JsonOpt = False,
+):
+    """Give a user a new password; a generated one is printed once."""
+    from assistant.users import UserError
+
+    password = read_password(as_json) if password_stdin else None
+    try:
+        given = open_users().set_password(name, password)
+    except UserError as e:
+        fail(str(e), as_json)
+    open_audit().append(cli_user(), "user.reset_password", name=name)
+    generated = None if password_stdin else given
+    emit({"name": name, **({"password": generated} if generated else {})}, as_json,
+         f"new password for {name}" + (f" (shown once): {generated}" if generated else " set"))
+
+
+@audit_app.command("export")
+def audit_export(
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
+    out: Annotated[Path | None, typer.Option("--out", help="File to write (default ./audit-<time>.<format>).")] = None,
+    since: Annotated[str | None, typer.Option(help="From this date/time (UTC, inclusive).")] = None,
+    until: Annotated[str | None, typer.Option(help="Up to this date/time (UTC, inclusive).")] = None,
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. answer or document.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Export the audit trail as JSON Lines or CSV (an unfiltered JSONL export verifies on its own)."""
+    from assistant.audit import AuditError
+
+    if fmt not in ("jsonl", "csv"):
+        fail(f"unknown format '{fmt}': use jsonl or csv", as_json)
+    dest = out or Path(f"audit-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{fmt}")
+    log = open_audit()
+    try:
+        log.export(dest, fmt, since=since, until=until, action=action)
+        records = len(log.records(since, until, action))
+    except AuditError as e:
+        fail(str(e), as_json)
+    log.append(cli_user(), "audit.export", format=fmt, since=since, until=until, filter_action=action,
+               records=records)
+    emit({"path": str(dest), "format": fmt, "records": records}, as_json, f"wrote {records} records to {dest}")
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOpt = False):
+    """Check the hash chain; exits non-zero naming the first broken record."""
+    check = open_audit().verify()
+    if check.ok:
+        text = f"ok: {check.records} records, chain intact" + (f", head {check.last_hash}" if check.last_hash else "")
+    else:
+        text = f"BROKEN at seq {check.first_bad_seq}: {check.reason} ({check.records} records intact before it)"
+    emit(check, as_json, text)
+    if not check.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("stats")
+def audit_stats(
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the daily series into this PNG.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Per-day questions, abstention rate, unsupported sentence share and latency p95, from the audit trail."""
+    from dataclasses import asdict
+
+    from assistant.monitoring import daily_stats, plot_daily
+
+    stats = daily_stats(open_audit().records())
+    if plot is not None:
+        plot_daily(stats, plot)
+
+    def pct(x):
+        return "-" if x is None else f"{x:.0%}"
+
+    lines = [f"{'date':<10} {'questions':>9} {'abstained':>9} {'unsupported':>11} {'p95 ms':>8}  adapters"]
+    lines += [f"{s.date:<10} {s.questions:>9} {pct(s.abstention_rate):>9} {pct(s.unsupported_sentence_share):>11} "
+              f"{'-' if s.latency_p95_ms is None else f'{s.latency_p95_ms:.0f}':>8}  {', '.join(s.adapters) or '-'}"
+              for s in stats]
+    if plot is not None:
+        lines.append(f"plot: {plot}")
+    data = {"days": [asdict(s) for s in stats], **({"plot": str(plot)} if plot else {})}
+    emit(data, as_json, "\n".join(lines) if stats else "(no answers in the audit trail)")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 7860).")] = None,
+    as_json: JsonOpt = False,
+):
+    """Serve the browser app (chat, documents, evaluation, adapters, audit) until interrupted."""
+    from assistant.ui import launch
+
+    s = settings()
+    host, port = host or s.host, port or s.port
+    emit({"url": f"http://{host}:{port}"}, as_json)
+    launch(s, host, port)
