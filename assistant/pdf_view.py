@@ -1,0 +1,160 @@
+"""Show a citation where it stands: the stored PDF page rendered to an image with the cited span highlighted, or,
+for other documents, the cited passage as text with the span marked.
+
+Offsets line up with ingestion: `ingest/readers.py` reads a PDF page with pdfium's `get_text_range()` and
+normalises line breaks (`_clean_pdf_text`); a chunk's `char_start..char_end` are offsets in that cleaned text. We
+map them back to pdfium's raw text indexes, then to pdfium char indexes, whose boxes are drawn on the page.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from assistant.types import Citation
+from ingest.catalog import Catalog
+
+HIGHLIGHT_FILL = (255, 214, 0, 110)  # translucent marker yellow
+HIGHLIGHT_EDGE = (200, 120, 0, 255)
+
+
+class SourceViewError(Exception):
+    """A cited source cannot be shown (document or stored file gone, page out of range); the reason says which."""
+
+
+@dataclass
+class PageView:
+    """What the UI shows for one citation: a page image (PDFs) or marked-up text (other documents)."""
+
+    title: str
+    file: str
+    page: int | None
+    page_label: str | None
+    clause: str | None
+    image: object | None = None  # PIL.Image with the span highlighted
+    html: str | None = None  # the passage with the span marked
+    highlighted: bool = False  # whether the span was found and marked
+    boxes: list[tuple[float, float, float, float]] = field(default_factory=list)  # pixel boxes on the image
+
+    @property
+    def where(self) -> str:
+        """'page 4 (printed iv), clause 3.1.(c)' — the place in words."""
+        parts = []
+        if self.page is not None:
+            label = f" (printed page {self.page_label})" if self.page_label and self.page_label != str(self.page) else ""
+            parts.append(f"page {self.page}{label}")
+        if self.clause:
+            parts.append(f"clause {self.clause}")
+        return ", ".join(parts) or "whole document"
+
+
+def cleaned_to_raw(raw: str) -> list[int]:
+    """For each character of `_clean_pdf_text(raw)`, its index in `raw` (plus one final entry for the end)."""
+    index: list[int] = []
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\ufffe":
+            i += 1
+            continue
+        if ch == "\r" and i + 1 < len(raw) and raw[i + 1] == "\n":
+            i += 1  # "\r\n" became the "\n"
+            continue
+        index.append(i)
+        i += 1
+    index.append(len(raw))
+    return index
+
+
+def span_boxes(textpage, page_text: str, start: int, end: int) -> list[tuple[float, float, float, float]]:
+    """PDF-space boxes (left, bottom, right, top) covering cleaned-text offsets start..end of one page."""
+    import pypdfium2.raw as pdfium_c
+
+    mapping = cleaned_to_raw(page_text)
+    start, end = max(0, start), min(end, len(mapping) - 1)
+    if end <= start:
+        return []
+    t_start, t_end = mapping[start], mapping[end - 1]
+    c_start = pdfium_c.FPDFText_GetCharIndexFromTextIndex(textpage, t_start)
+    c_end = pdfium_c.FPDFText_GetCharIndexFromTextIndex(textpage, t_end)
+    if c_start < 0 or c_end < c_start:
+        return []
+    n = textpage.count_rects(c_start, c_end - c_start + 1)
+    return [textpage.get_rect(i) for i in range(n)]
+
+
+def render_pdf_page(path: str | Path, page: int, start: int, end: int, *, scale: float = 1.5):
+    """Render 1-based `page` of the PDF at `path` with cleaned-text offsets start..end highlighted.
+    Returns (PIL image, pixel boxes drawn)."""
+    import pypdfium2 as pdfium
+    from PIL import Image, ImageDraw
+
+    pdf = pdfium.PdfDocument(str(path))
+    try:
+        if not 1 <= page <= len(pdf):
+            raise SourceViewError(f"{Path(path).name} has {len(pdf)} pages; page {page} does not exist")
+        pdf_page = pdf[page - 1]
+        textpage = pdf_page.get_textpage()
+        raw = textpage.get_text_range()
+        boxes = span_boxes(textpage, raw, start, end) if end > start else []
+        left, bottom, _, top = pdf_page.get_bbox()  # the box pdfium renders
+        image = pdf_page.render(scale=scale).to_pil().convert("RGBA")
+        textpage.close()
+        pdf_page.close()
+    except pdfium.PdfiumError as e:
+        raise SourceViewError(f"{Path(path).name}: page {page} could not be rendered ({e})") from e
+    finally:
+        pdf.close()
+    pixels = [((lft - left) * scale - 2, (top - t) * scale - 2, (r - left) * scale + 2, (top - b) * scale + 2)
+              for lft, b, r, t in boxes]
+    overlay = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    for box in pixels:
+        draw.rectangle(box, fill=HIGHLIGHT_FILL, outline=HIGHLIGHT_EDGE, width=1)
+    return Image.alpha_composite(image, overlay).convert("RGB"), pixels
+
+
+def mark_text(text: str, start: int, end: int) -> str:
+    """HTML-escaped `text` with start..end wrapped in <mark>, line breaks kept."""
+    start, end = max(0, min(start, len(text))), max(0, min(end, len(text)))
+    if end < start:
+        start, end = end, start
+    before, span, after = (html.escape(part) for part in (text[:start], text[start:end], text[end:]))
+    marked = f'<mark class="cited-span">{span}</mark>' if span else ""
+    return f'<div class="source-text">{before}{marked}{after}</div>'.replace("\n", "<br>")
+
+
+def citation_view(catalog: Catalog, citation: Citation) -> PageView:
+    """The page (or passage) behind a citation, from our own stored copy of the document, with its span marked."""
+    record = catalog.get(citation.document_id, citation.version)
+    if record is None:
+        raise SourceViewError(f"document '{citation.document_id}' version {citation.version} is not in the library")
+    view = PageView(title=citation.title, file=citation.file, page=citation.page, page_label=citation.page_label,
+                    clause=citation.clause)
+    stored = Path(record.stored_path) if record.stored_path else None
+    if record.kind == "pdf" and citation.page is not None:
+        if stored is None or not stored.is_file():
+            raise SourceViewError(f"the stored copy of {record.file_name} is missing from the library's files")
+        view.image, view.boxes = render_pdf_page(stored, citation.page, citation.char_start, citation.char_end)
+        view.highlighted = bool(view.boxes)
+        return view
+    view.html, view.highlighted = _passage_html(catalog, record.doc_key, citation)
+    return view
+
+
+def _passage_html(catalog: Catalog, key: str, citation: Citation) -> tuple[str, bool]:
+    """The cited chunk with its neighbours for context, the cited span marked."""
+    chunks = catalog.chunks_of(key)
+    at = next((i for i, c in enumerate(chunks) if c.chunk_id == citation.chunk_id), None)
+    if at is None:
+        return mark_text(citation.quote, 0, len(citation.quote)), True
+    chunk = chunks[at]
+    start, end = citation.char_start - chunk.char_start, citation.char_end - chunk.char_start
+    parts = []
+    if at > 0 and chunks[at - 1].page == chunk.page:
+        parts.append(f'<div class="source-context">{html.escape(chunks[at - 1].text)}</div>'.replace("\n", "<br>"))
+    parts.append(mark_text(chunk.text, start, end))
+    if at + 1 < len(chunks) and chunks[at + 1].page == chunk.page:
+        parts.append(f'<div class="source-context">{html.escape(chunks[at + 1].text)}</div>'.replace("\n", "<br>"))
+    return "\n".join(parts), end > start

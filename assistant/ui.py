@@ -1,0 +1,120 @@
+"""The browser app (Gradio): Ask, Documents, Evaluation, Adapters and Administration tabs behind a login.
+
+Every handler resolves the logged-in user and checks the permission on the server (`Services.authorize`); tabs and
+buttons a role may not use are also hidden, but hiding is only a convenience. `launch` is what `comply serve` runs.
+"""
+
+import threading
+
+import gradio as gr
+
+from assistant.ui_admin import AdaptersTab, AdminTab
+from assistant.ui_chat import ChatTab, document_choices
+from assistant.ui_documents import DocumentsTab
+from assistant.ui_eval import EvalTab
+from assistant.ui_services import Services
+from assistant.users import allowed
+from ingest.settings import Settings, configure_offline_environment
+
+TITLE = "comply: answers from your policies, with checked citations"
+# System fonts only: the default theme fonts would be fetched from the internet.
+THEME = gr.themes.Soft(primary_hue="blue", neutral_hue="slate", font=["ui-sans-serif", "system-ui", "sans-serif"],
+                       font_mono=["ui-monospace", "monospace"])
+CSS = """
+.source-card { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 8px 10px;
+               margin-bottom: 8px; }
+.source-where { font-size: 0.85em; color: var(--body-text-color-subdued); }
+.source-card blockquote { margin: 6px 0 0 0; padding-left: 8px; border-left: 3px solid #e0b000; }
+.verdict.ok { color: #1a7f37; } .verdict.warn, .verdict.abstained { color: #9a6700; font-weight: 600; }
+ul.unsupported li { color: #9a6700; }
+mark.cited-span { background: #ffe066; }
+.source-text, .source-context { white-space: normal; line-height: 1.5; }
+.source-context { color: var(--body-text-color-subdued); margin: 6px 0; }
+"""
+
+
+def build_app(services: Services) -> gr.Blocks:
+    """The Blocks app over shared services (one Library and Assistant for every user of this process)."""
+    chat, documents = ChatTab(services), DocumentsTab(services)
+    evaluation, adapters, admin = EvalTab(services), AdaptersTab(services), AdminTab(services)
+    with gr.Blocks(title="comply") as demo:
+        with gr.Row():
+            gr.Markdown(f"## {TITLE}")
+            banner = gr.Markdown(elem_id="who")
+            gr.Button("Log out", link="/logout", size="sm", scale=0)
+        with gr.Tab("Ask", id="ask"):
+            chat.build()
+        with gr.Tab("Documents", id="documents"):
+            documents.build()
+        with gr.Tab("Evaluation", id="evaluation", visible=False) as eval_tab:
+            evaluation.build()
+        with gr.Tab("Adapters", id="adapters", visible=False) as adapters_tab:
+            adapters.build()
+        with gr.Tab("Administration", id="admin", visible=False) as admin_tab:
+            admin.build()
+
+        def on_load(request: gr.Request) -> tuple:
+            """Fill the page for the logged-in user and show only what their role may use."""
+            user = services.authorize(request, "chat")
+            is_admin = allowed(user.role, "users")
+            keep = gr.update()
+            who = f"Logged in as **{user.name}** ({user.role})"
+            head = (who, gr.update(choices=document_choices(services)),
+                    *(gr.update(visible=is_admin) for _ in range(3)))
+            return (*head, *documents.on_load(request),
+                    *(evaluation.on_load(request) if is_admin else (keep,) * 3),
+                    *(adapters.on_load(request) if is_admin else (keep,) * 3),
+                    *(admin.on_load(request) if is_admin else (keep,) * 4))
+
+        demo.load(on_load, None, [
+            banner, chat.documents, eval_tab, adapters_tab, admin_tab,
+            documents.table, documents.write_area, documents.supersede_doc, documents.delete_doc,
+            evaluation.past, evaluation.run_a, evaluation.run_b,
+            adapters.summary, adapters.table, adapters.name,
+            admin.users, admin.pick_user, admin.monitor_plot, admin.monitor_table,
+        ], api_name=False)
+
+        def refresh_filter(request: gr.Request):
+            """The chat's document filter after the library changed."""
+            services.authorize(request, "chat")
+            return gr.update(choices=document_choices(services))
+
+        for event in documents.changes:
+            event.then(refresh_filter, None, [chat.documents], api_name=False)
+    return demo
+
+
+def launch(settings: Settings, host: str | None = None, port: int | None = None, *, block: bool = True,
+           services: Services | None = None) -> gr.Blocks:
+    """Serve the app: create the first admin if there is no user, print the URL and how to log in, and serve
+    until stopped (or return at once with `block=False`, e.g. in tests)."""
+    configure_offline_environment()
+    services = services or Services(settings)
+    first_start = not services.users.list()
+    generated = services.users.ensure_admin(settings.admin_password)
+    demo = build_app(services)
+    demo.queue(default_concurrency_limit=4)
+    host, port = host or settings.host, port or settings.port
+    threading.Thread(target=_warm_up, args=(services,), daemon=True, name="comply-warm-up").start()
+    print(f"comply is serving on http://{host}:{port}", flush=True)
+    if generated:
+        print(f"First admin created. Log in as 'admin' with password: {generated}\n"
+              "(shown once; add users with `comply users add NAME --role viewer|editor|admin`)", flush=True)
+    elif first_start:
+        print("First admin created: log in as 'admin' with the password set in COMPLY_ADMIN_PASSWORD.", flush=True)
+    else:
+        print("Log in with your comply user name and password "
+              "(add users with `comply users add NAME --role viewer|editor|admin`).", flush=True)
+    demo.launch(server_name=host, server_port=port, auth=services.authenticate,
+                auth_message="comply — log in with the user name and password your administrator gave you.",
+                prevent_thread_lock=not block, quiet=True, show_error=False, footer_links=[],
+                enable_monitoring=False, ssr_mode=False, run_history=False, mcp_server=False,
+                max_file_size=f"{int(settings.max_file_mb)}mb", theme=THEME, css=CSS)
+    return demo
+
+
+def _warm_up(services: Services) -> None:
+    """Load the embedding model and the generator before the first question arrives."""
+    with services.lock:
+        services.library.embedder.encode(["warm up"])
+        _ = services.assistant.generator

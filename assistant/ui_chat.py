@@ -1,0 +1,191 @@
+"""The Ask tab: a streamed answer, then the verified answer with [n] markers, flagged sentences, source cards, and
+each source opened at its page with the quoted span highlighted. Every answer goes to the audit trail."""
+
+import html
+from dataclasses import asdict
+
+import gradio as gr
+
+from assistant.pdf_view import SourceViewError, citation_view
+from assistant.types import Answer, Citation
+from assistant.ui_services import Services, parse_date
+
+STREAM_CURSOR = " ▍"
+UNSUPPORTED_NOTE = "not supported by the cited sources"
+
+
+def answer_markdown(answer: Answer) -> str:
+    """The answer as the chat shows it: sentences with [n] markers; unsupported ones flagged in words."""
+    if answer.abstained:
+        nearest = " The nearest passages are listed under Sources." if answer.sources else ""
+        return f"{answer.answer}{nearest}"
+    parts = []
+    for s in answer.sentences:
+        text = s.text + ("".join(f" [{n}]" for n in s.attached) if s.attached else "")
+        parts.append(text if s.supported else f"⚠ *{text}* **({UNSUPPORTED_NOTE})**")
+    return " ".join(parts)
+
+
+def where(c: Citation) -> str:
+    """'page 4 (printed iv), clause 3.1.(c)' for a citation."""
+    bits = []
+    if c.page is not None:
+        printed = f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""
+        bits.append(f"page {c.page}{printed}")
+    if c.clause:
+        bits.append(f"clause {c.clause}")
+    return ", ".join(bits) or "whole document"
+
+
+def sources_html(answer: Answer) -> str:
+    """Source cards (title, file, page, clause, quote, score) and the verification summary, HTML-escaped."""
+    esc = html.escape
+    cards = answer.sources if answer.abstained else answer.citations
+    head = ("<p class='verdict abstained'>Not answered: the loaded documents do not answer this question. "
+            "Nearest passages:</p>" if answer.abstained else _verification(answer))
+    items = []
+    for c in cards:
+        items.append(
+            f"<div class='source-card' data-n='{c.n}'>"
+            f"<div class='source-head'><span class='source-n'>[{c.n}]</span> <b>{esc(c.title)}</b></div>"
+            f"<div class='source-where'>{esc(c.file)} · {esc(where(c))} · v{c.version} · "
+            f"retrieval score {c.score:.4f}</div>"
+            f"<blockquote>{esc(c.quote)}</blockquote></div>")
+    if not items:
+        items.append("<p>No passage in the library is close to this question.</p>")
+    return f"<div class='sources'>{head}{''.join(items)}</div>"
+
+
+def _verification(answer: Answer) -> str:
+    total = len(answer.sentences)
+    bad = [s for s in answer.sentences if not s.supported]
+    if not bad:
+        return f"<p class='verdict ok'>All {total} sentence(s) are supported by the cited sources.</p>"
+    listed = "".join(f"<li>{html.escape(s.text)}</li>" for s in bad)
+    return (f"<p class='verdict warn'>{len(bad)} of {total} sentence(s) are {UNSUPPORTED_NOTE}; do not rely on "
+            f"them:</p><ul class='unsupported'>{listed}</ul>")
+
+
+def source_choices(answer: Answer) -> list[tuple[str, str]]:
+    """Radio choices (label, n) for the sources that can be opened."""
+    cards = answer.sources if answer.abstained else answer.citations
+    return [(f"[{c.n}] {c.title}, {where(c)}", str(c.n)) for c in cards]
+
+
+def document_choices(services: Services) -> list[tuple[str, str]]:
+    """(title, document id) of every document in force, for the document filter."""
+    records = services.library.catalog.documents(status="active")
+    return [(f"{r.title} (v{r.version})", r.document_id) for r in records]
+
+
+class ChatTab:
+    """Builds the Ask tab and holds its handlers."""
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    def build(self) -> None:
+        """Create the components and wire the events (inside a gr.Tab)."""
+        with gr.Row():
+            with gr.Column(scale=3):
+                self.chat = gr.Chatbot(label="Conversation", height=420, elem_id="chat", buttons=["copy"],
+                                       feedback_options=None, group_consecutive_messages=False)
+                with gr.Row():
+                    self.question = gr.Textbox(label="Your question", placeholder="e.g. How long must customer "
+                                               "records be kept?", scale=5, elem_id="question", lines=1)
+                    self.ask_button = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                self.new_button = gr.Button("New conversation", size="sm")
+            with gr.Column(scale=2):
+                self.documents = gr.Dropdown(label="Only these documents (optional)", multiselect=True, choices=[],
+                                             elem_id="doc-filter")
+                self.as_of = gr.Textbox(label="Versions in force on (optional, YYYY-MM-DD)", elem_id="as-of")
+                self.sources = gr.HTML("<p class='hint'>Sources for the answer appear here.</p>", elem_id="sources",
+                                       label="Sources")
+        with gr.Row():
+            with gr.Column(scale=1):
+                self.source_pick = gr.Radio(label="Open a source", choices=[], elem_id="source-pick")
+                self.source_caption = gr.Markdown(elem_id="source-caption")
+            with gr.Column(scale=2):
+                self.page_image = gr.Image(label="Cited page (quoted passage highlighted)", type="pil",
+                                           interactive=False, visible=False, elem_id="page-image",
+                                           buttons=["download", "fullscreen"])
+                self.page_text = gr.HTML(visible=False, elem_id="page-text")
+        self.history = gr.State([])
+        self.citations = gr.State([])
+
+        outputs = [self.chat, self.history, self.sources, self.source_pick, self.citations, self.question]
+        inputs = [self.question, self.chat, self.history, self.documents, self.as_of]
+        self.ask_button.click(self.ask, inputs, outputs, api_name="ask")
+        self.question.submit(self.ask, inputs, outputs, api_name=False)
+        self.source_pick.change(self.open_source, [self.source_pick, self.citations],
+                                [self.source_caption, self.page_image, self.page_text], api_name="open_source")
+        cleared = [self.chat, self.history, self.sources, self.source_pick, self.citations]
+        self.new_button.click(self.new_conversation, None, cleared, api_name=False)
+        self.chat.clear(self.new_conversation, None, cleared, api_name=False)  # the chat's own bin icon
+
+    def ask(self, question: str, chat: list, history: list, documents: list, as_of: str, request: gr.Request):
+        """Stream an answer into the chat, then show it verified with its sources; record it in the audit."""
+        user = self.services.authorize(request, "chat")
+        question = (question or "").strip()
+        if not question:
+            raise gr.Error("Type a question first.")
+        as_of = parse_date(as_of, "as-of date")
+        chat = list(chat or []) + [{"role": "user", "content": question},
+                                   {"role": "assistant", "content": "Searching the documents…"}]
+        keep = gr.update()
+        yield chat, history, "<p class='hint'>Searching the documents…</p>", gr.update(choices=[], value=None), [], ""
+        lock = self.services.lock
+        if not lock.acquire(blocking=False):
+            chat[-1]["content"] = "Waiting for the model (another request is using it)…"
+            yield chat, history, keep, keep, [], keep
+            lock.acquire()
+        try:
+            assistant = self.services.assistant
+            pieces: list[str] = []
+            answer = None
+            past = [tuple(pair) for pair in history or []]
+            for item in assistant.stream(question, document_ids=documents or None, as_of=as_of, history=past):
+                if isinstance(item, Answer):
+                    answer = item
+                    break
+                pieces.append(item)
+                chat[-1]["content"] = "".join(pieces) + STREAM_CURSOR
+                yield chat, history, keep, keep, [], keep
+            generation = self.services.library.catalog.generation()
+            documents_in_force = len(self.services.library.catalog.documents(status="active"))
+        finally:
+            lock.release()
+        assert answer is not None
+        self.services.audit.record_answer(user.name, answer, index_generation=generation,
+                                          documents=documents_in_force,
+                                          filters={"documents": documents or [], "as_of": as_of})
+        chat[-1]["content"] = answer_markdown(answer)
+        history = list(history or []) + [[question, answer.answer]]
+        cards = answer.sources if answer.abstained else answer.citations
+        yield (chat, history, sources_html(answer), gr.update(choices=source_choices(answer), value=None),
+               [asdict(c) for c in cards], "")
+
+    def open_source(self, choice: str | None, citations: list, request: gr.Request):
+        """Show the chosen source: its PDF page with the span highlighted, or the passage text with it marked."""
+        self.services.authorize(request, "chat")
+        hidden = gr.update(visible=False, value=None)
+        if not choice:
+            return "", hidden, hidden
+        cited = next((Citation(**c) for c in citations or [] if str(c["n"]) == str(choice)), None)
+        if cited is None:
+            raise gr.Error("That source belongs to an earlier answer; ask again to open it.")
+        try:
+            view = citation_view(self.services.library.catalog, cited)
+        except SourceViewError as e:
+            raise gr.Error(f"This source cannot be shown: {e}") from e
+        caption = f"**[{cited.n}] {view.title}** — {view.where}  \n`{view.file}`, version {cited.version}"
+        if not view.highlighted:
+            caption += "  \n_The quoted passage could not be located on the page; the whole page is shown._"
+        if view.image is not None:
+            return caption, gr.update(visible=True, value=view.image), hidden
+        return caption, hidden, gr.update(visible=True, value=view.html)
+
+    def new_conversation(self, request: gr.Request):
+        """Clear the conversation, so the next question starts without context."""
+        self.services.authorize(request, "chat")
+        return [], [], "<p class='hint'>Sources for the answer appear here.</p>", gr.update(choices=[], value=None), []

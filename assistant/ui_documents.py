@@ -1,0 +1,190 @@
+"""The Documents tab: the library table for everyone; upload, supersede and delete for editors and admins.
+Each file succeeds or fails on its own and says why; every change is written to the audit trail."""
+
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from assistant.ui_services import Services, parse_date
+from ingest.pipeline import IngestReport
+from ingest.readers import SUPPORTED_SUFFIXES
+
+COLUMNS = ["Title", "Version", "Effective date", "Status", "Pages", "Passages", "File", "Document id", "Added (UTC)"]
+STATUS_WORDS = {"active": "in force", "superseded": "superseded", "deleted": "deleted", "pending": "being added"}
+
+
+def library_table(services: Services, show_all: bool = False) -> pd.DataFrame:
+    """The library as a table: documents in force, or every version when `show_all`."""
+    records = services.library.catalog.documents(include_deleted=show_all)
+    if not show_all:
+        records = [r for r in records if r.status == "active"]
+    rows = [[r.title, r.version, r.effective_date or "", STATUS_WORDS.get(r.status, r.status), r.pages, r.chunks,
+             r.file_name, r.document_id, r.ingested_at.replace("T", " ")[:19]] for r in records]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def live_documents(services: Services) -> list[tuple[str, str]]:
+    """(title and id, document id) of every document that has a live version, for the supersede/delete pickers."""
+    seen: dict[str, str] = {}
+    for r in services.library.catalog.documents():
+        if r.status in ("active", "superseded") and r.document_id not in seen:
+            seen[r.document_id] = f"{r.title} ({r.document_id})"
+    return [(label, doc_id) for doc_id, label in sorted(seen.items())]
+
+
+def report_markdown(report: IngestReport) -> str:
+    """One line per file: what happened, or why it failed."""
+    lines = []
+    for f in report.files:
+        name = Path(f.file).name
+        if f.status == "failed":
+            lines.append(f"- **{name}**: NOT ADDED. {f.error}")
+            continue
+        what = {"added": "added", "new_version": f"added as version {f.version}",
+                "unchanged": "already in the library (unchanged)"}.get(f.status, f.status)
+        extra = f"; replaces {', '.join(f.superseded)}" if f.superseded else ""
+        lines.append(f"- **{name}**: {what} as *{f.title}* ({f.document_id}), {f.pages} pages, "
+                     f"{f.chunks} passages{extra}")
+        lines.extend(f"  - warning: {w}" for w in f.warnings)
+    failed = len(report.failed)
+    summary = f"**{len(report.files) - failed} of {len(report.files)} file(s) processed**" + (
+        f", {failed} failed" if failed else "") + f" in {report.seconds:.1f}s."
+    return "\n".join([summary, *lines])
+
+
+class DocumentsTab:
+    """Builds the Documents tab and holds its handlers."""
+
+    def __init__(self, services: Services):
+        self.services = services
+
+    def build(self) -> None:
+        """Create the components and wire the events (inside a gr.Tab)."""
+        with gr.Row():
+            self.show_all = gr.Checkbox(label="Show superseded and deleted versions", value=False)
+            self.refresh_button = gr.Button("Refresh", size="sm", scale=0)
+        self.table = gr.Dataframe(value=pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="library",
+                                  label="Library", wrap=True)
+        types = sorted(SUPPORTED_SUFFIXES)
+        with gr.Column(visible=False) as self.write_area:
+            gr.Markdown("### Change the library")
+            with gr.Tab("Add documents"):
+                self.files = gr.File(label="Files (PDF, DOCX, HTML, Markdown, text, passage JSON)",
+                                     file_count="multiple", file_types=types, elem_id="upload-files")
+                self.upload_date = gr.Textbox(label="Effective date (optional, YYYY-MM-DD; otherwise read from "
+                                              "the document)")
+                self.upload_button = gr.Button("Add to library", variant="primary", elem_id="upload-button")
+            with gr.Tab("New version of a document"):
+                self.supersede_doc = gr.Dropdown(label="Document to replace", choices=[])
+                self.supersede_file = gr.File(label="The new version (one file)", file_count="single",
+                                              file_types=types)
+                self.supersede_date = gr.Textbox(label="Effective date of the new version (optional, YYYY-MM-DD)")
+                self.supersede_button = gr.Button("Upload as new version", variant="primary")
+            with gr.Tab("Delete a document"):
+                self.delete_doc = gr.Dropdown(label="Document", choices=[])
+                self.delete_version = gr.Number(label="Only this version (empty: all versions)", precision=0,
+                                                value=None)
+                self.delete_confirm = gr.Checkbox(label="I understand the document will no longer be searched "
+                                                  "(it stays in the audit trail)")
+                self.delete_button = gr.Button("Delete", variant="stop")
+        self.result = gr.Markdown(elem_id="documents-result")
+
+        pickers = [self.supersede_doc, self.delete_doc]
+        self.show_all.change(self.list_documents, [self.show_all], [self.table], api_name=False)
+        self.refresh_button.click(self.list_documents, [self.show_all], [self.table], api_name="library")
+        changed = [self.result, self.table, *pickers]
+        self.changes = [
+            self.upload_button.click(self.upload, [self.files, self.upload_date, self.show_all],
+                                     [*changed, self.files], api_name="upload_documents"),
+            self.supersede_button.click(self.supersede, [self.supersede_doc, self.supersede_file,
+                                                         self.supersede_date, self.show_all],
+                                        [*changed, self.supersede_file], api_name="supersede_document"),
+            self.delete_button.click(self.delete, [self.delete_doc, self.delete_version, self.delete_confirm,
+                                                   self.show_all], [*changed, self.delete_confirm],
+                                     api_name="delete_document"),
+        ]
+
+    def on_load(self, request: gr.Request) -> tuple:
+        """Table, pickers and the visibility of the write actions for the logged-in user."""
+        self.services.authorize(request, "documents.read")
+        user = self.services.users.get(request.username)
+        from assistant.users import allowed
+
+        can_write = allowed(user.role, "documents.write")
+        choices = live_documents(self.services) if can_write else []
+        return (library_table(self.services), gr.update(visible=can_write), gr.update(choices=choices),
+                gr.update(choices=choices))
+
+    def list_documents(self, show_all: bool, request: gr.Request) -> pd.DataFrame:
+        """The library table."""
+        self.services.authorize(request, "documents.read")
+        return library_table(self.services, show_all)
+
+    def _after_change(self, message: str, show_all: bool) -> tuple:
+        choices = live_documents(self.services)
+        return (message, library_table(self.services, show_all), gr.update(choices=choices, value=None),
+                gr.update(choices=choices, value=None))
+
+    def _ingest(self, paths: list[str], action: str, user: str, progress, **options) -> IngestReport:
+        def on_progress(stage: str, done: int, total: int, detail: str) -> None:
+            if stage == "file" and total:
+                progress(done / total, desc=f"File {min(done + 1, total)} of {total}: {detail}")
+            elif stage == "pages":
+                progress(None, desc=detail)
+
+        with self.services.lock:
+            try:
+                report = self.services.library.ingest(paths, progress=on_progress, **options)
+            except ValueError as e:
+                raise gr.Error(str(e)) from e
+        for f in report.files:
+            self.services.audit.record_document(user, action, document_id=f.document_id, version=f.version,
+                                                file=Path(f.file).name, ok=f.status != "failed", error=f.error)
+        return report
+
+    def upload(self, files: list | None, effective_date: str, show_all: bool, request: gr.Request,
+               progress=gr.Progress()) -> tuple:
+        """Add uploaded files to the library, each on its own; show per-file results."""
+        user = self.services.authorize(request, "documents.write")
+        paths = [str(f) for f in files or []]
+        if not paths:
+            raise gr.Error("Choose one or more files to add first.")
+        effective = parse_date(effective_date, "effective date")
+        report = self._ingest(paths, "document.upload", user.name, progress, effective_date=effective)
+        return *self._after_change(report_markdown(report), show_all), None
+
+    def supersede(self, document_id: str | None, file: str | None, effective_date: str, show_all: bool,
+                  request: gr.Request, progress=gr.Progress()) -> tuple:
+        """Add one file as the new version of a chosen document."""
+        user = self.services.authorize(request, "documents.write")
+        if not document_id:
+            raise gr.Error("Choose the document that the new file replaces.")
+        if not file:
+            raise gr.Error("Choose the file of the new version.")
+        effective = parse_date(effective_date, "effective date")
+        report = self._ingest([str(file)], "document.supersede", user.name, progress, supersedes=document_id,
+                              effective_date=effective)
+        return *self._after_change(report_markdown(report), show_all), None
+
+    def delete(self, document_id: str | None, version: float | None, confirm: bool, show_all: bool,
+               request: gr.Request) -> tuple:
+        """Delete a document (or one version of it) from search; the catalog keeps it as deleted."""
+        user = self.services.authorize(request, "documents.write")
+        if not document_id:
+            raise gr.Error("Choose the document to delete.")
+        if not confirm:
+            raise gr.Error("Tick the confirmation box to delete the document.")
+        version = int(version) if version not in (None, "") else None
+        with self.services.lock:
+            try:
+                keys = self.services.library.delete(document_id, version)
+            except KeyError as e:
+                self.services.audit.record_document(user.name, "document.delete", document_id=document_id,
+                                                    version=version, file=None, ok=False,
+                                                    error="no such live document")
+                raise gr.Error(f"There is no live document '{document_id}'"
+                               + (f" version {version}" if version else "") + ".") from e
+        self.services.audit.record_document(user.name, "document.delete", document_id=document_id,
+                                            version=version, file=None, ok=True)
+        return *self._after_change(f"Deleted {', '.join(keys)}: no longer searched.", show_all), False
