@@ -33,7 +33,7 @@ run: install
 	$(BIN)/comply --home $(HOME_DIR) serve
 
 # The CLI demo without the browser.
-DEMO_QUESTION ?= How long must customer records be kept under the current Data Retention Policy?
+DEMO_QUESTION ?= What is the minimum password length?
 demo: install
 	$(BIN)/comply --home $(HOME_DIR) ingest data/corpus
 	$(BIN)/comply --home $(HOME_DIR) ask "$(DEMO_QUESTION)"

@@ -17,7 +17,7 @@ import numpy as np
 
 from assistant.prompt import ABSTAIN_TEXT, neutralise
 from assistant.types import Citation, Retrieved, Sentence
-from ingest.chunking import sentence_spans
+from ingest.chunking import clause_at, sentence_spans
 from ingest.embedding import Embedder
 
 _MARKER = re.compile(r"\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
@@ -168,7 +168,7 @@ def make_citation(n: int, source: Retrieved, support: Support | None) -> Citatio
                                                                                        len(chunk.text))
     return Citation(
         n=n, document_id=chunk.document_id, file=chunk.source_file, title=chunk.title, page=chunk.page,
-        clause=chunk.clause, quote=" ".join(quote.split()), score=round(float(source.score), 6),
+        clause=clause_at(chunk, start), quote=" ".join(quote.split()), score=round(float(source.score), 6),
         chunk_id=chunk.chunk_id, page_label=chunk.page_label, passage_id=chunk.passage_id,
         content_hash=chunk.content_hash, version=chunk.version, char_start=chunk.char_start + start,
         char_end=chunk.char_start + end,

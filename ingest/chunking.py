@@ -51,6 +51,7 @@ class _Draft:
     tokens: int = 0
     is_heading: bool = False
     passage: bool = False
+    clause_starts: list[tuple[int, str]] = field(default_factory=list)  # (page offset, clause) of merged clauses
 
 
 def recognise_clause(line: str) -> tuple[str | None, int | None, str | None]:
@@ -203,8 +204,13 @@ def _merge_small(drafts: list[_Draft], budget: int, min_tokens: int) -> list[_Dr
         if (prev is not None and not d.passage and not prev.passage and prev.page_index == d.page_index
                 and (prev.tokens < min_tokens or prev.is_heading) and prev.tokens + d.tokens <= budget):
             prev.end, prev.tokens = d.end, prev.tokens + d.tokens
-            if d.clause is not None:
+            # a heading takes the clause it introduces; a short clause keeps its own id (the chunk starts there)
+            # and the clauses merged after it are kept with their offsets, so a citation names the exact one
+            if d.clause is not None and (prev.is_heading or prev.clause is None):
                 prev.clause, prev.heading_path = d.clause, d.heading_path
+                prev.clause_starts = [(prev.start, d.clause)]
+            elif d.clause is not None and d.clause != prev.clause:
+                prev.clause_starts = (prev.clause_starts or [(prev.start, prev.clause)]) + [(d.start, d.clause)]
             prev.is_heading = d.is_heading
             continue
         out.append(d)
@@ -215,6 +221,8 @@ def _to_chunk(doc: SourceDocument, d: _Draft, document_id: str, version: int, se
     page = doc.pages[d.page_index]
     text = page.text[d.start:d.end]
     extra = dict(page.extra)
+    if len(d.clause_starts) > 1:
+        extra["clauses"] = [[start - d.start, clause] for start, clause in d.clause_starts]
     return Chunk(
         chunk_id=f"{doc_key(document_id, version)}#{seq:05d}",
         document_id=document_id,
@@ -233,6 +241,16 @@ def _to_chunk(doc: SourceDocument, d: _Draft, document_id: str, version: int, se
         content_hash=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         extra=extra,
     )
+
+
+def clause_at(chunk: Chunk, offset: int) -> str | None:
+    """The clause in force at a character offset of the chunk's text (chunks of several short clauses record
+    where each one starts)."""
+    clause = chunk.clause
+    for start, cid in chunk.extra.get("clauses", []):
+        if start <= offset:
+            clause = cid
+    return clause
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
