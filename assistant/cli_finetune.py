@@ -1,1 +1,232 @@
 """`comply finetune ...` and `comply adapters ...` commands (registered on the main app by assistant.cli)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from assistant.cli import JsonOpt, app, emit, fail, settings
+
+finetune_app = typer.Typer(help="Build grounded training data, train a LoRA adapter, evaluate it.",
+                           no_args_is_help=True)
+adapters_app = typer.Typer(help="The adapter registry: list, activate (with a release gate), roll back.",
+                           no_args_is_help=True)
+app.add_typer(finetune_app, name="finetune")
+app.add_typer(adapters_app, name="adapters")
+
+
+def _bar(items, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="q", file=sys.stderr)
+
+
+@finetune_app.command("build-data")
+def build_data(
+    dataset: Annotated[Path, typer.Option(help="Gold questions: the project's JSONL or an ObliQA JSON file.")],
+    format: Annotated[str, typer.Option(help="auto, jsonl or obliqa.")] = "auto",
+    documents_dir: Annotated[Path | None, typer.Option(help="ObliQA: StructuredRegulatoryDocuments/ to resolve "
+                                                            "gold passages.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default <home>/finetune/<dataset name>).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N questions.")] = None,
+    p_abstain: Annotated[float, typer.Option(help="Share of examples whose gold source is left out.")] = 0.2,
+    val_fraction: Annotated[float, typer.Option(help="Share of question ids held out for validation.")] = 0.2,
+    k: Annotated[int | None, typer.Option(help="Sources per prompt (default: the top_k setting).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split, the abstention draw and the source order.")] = 0,
+    as_json: JsonOpt = False,
+):
+    """Build RAFT examples (train.jsonl, val.jsonl, val_questions.jsonl, manifest.json) from the loaded library."""
+    from eval.datasets import DatasetError, load_dataset
+    from finetune.dataset import DataConfig, build_dataset
+    from ingest.pipeline import Library
+
+    try:
+        questions = load_dataset(dataset, format, documents_dir=documents_dir)
+    except (DatasetError, ValueError) as e:
+        fail(str(e), as_json)
+    if limit:
+        questions = questions[:limit]
+    s = settings()
+    out = out or s.home / "finetune" / dataset.stem
+    library = Library(s)
+    if not library.catalog.count_chunks():
+        fail(f"the library in {s.home} is empty: ingest the documents the questions are about first", as_json)
+    config = DataConfig(k=k, p_abstain=p_abstain, val_fraction=val_fraction, seed=seed)
+    manifest = build_dataset(library, questions, out, config, name=dataset.stem,
+                             progress=None if as_json else _bar)
+    library.close()
+    manifest["out"] = str(out)
+    emit(manifest, as_json, f"{manifest['train']['examples']} train / {manifest['val']['examples']} validation "
+                            f"examples in {out} (sha256 {manifest['sha256'][:12]}, PII replaced: "
+                            f"{manifest['pii_replacements'] or 'none'})")
+
+
+@finetune_app.command("generate-questions")
+def generate_questions(
+    out: Annotated[Path, typer.Option(help="Gold JSONL file to write.")],
+    limit: Annotated[int | None, typer.Option(help="At most this many chunks are tried.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed of the chunk sample.")] = 0,
+    as_json: JsonOpt = False,
+):
+    """Write gold questions for your own corpus with the configured generator (keeps those that retrieve their
+    chunk); then run build-data on the file."""
+    from finetune.questions import generate_gold
+    from ingest.pipeline import Library
+
+    library = Library(settings())
+    report = generate_gold(library, out, limit=limit, seed=seed, progress=not as_json)
+    library.close()
+    emit(report, as_json, f"{report['kept']} of {report['tried']} generated questions kept in {out}")
+
+
+@finetune_app.command("train")
+def train_cmd(
+    data: Annotated[Path, typer.Option(help="Folder written by build-data.")],
+    name: Annotated[str, typer.Option(help="Adapter name in the registry.")],
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps (overrides --epochs).")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the training examples.")] = 1.0,
+    max_examples: Annotated[int | None, typer.Option(help="Use only the first N training examples.")] = None,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
+    dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.05,
+    target_modules: Annotated[str, typer.Option(help="Comma-separated module names.")] =
+        "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    grad_accum: Annotated[int, typer.Option(help="Examples per optimizer step.")] = 8,
+    max_seq_len: Annotated[int, typer.Option(help="Longer examples are skipped.")] = 1024,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
+    activate_after: Annotated[bool, typer.Option("--activate", help="Activate it when done (release gate "
+                                                                     "applies).")] = False,
+    as_json: JsonOpt = False,
+):
+    """Train a LoRA adapter into the registry (<home>/adapters/NAME) and write its card."""
+    from finetune import adapters
+    from finetune.dataset import DataError, load_manifest
+    from finetune.train import TrainConfig, TrainError, train
+
+    s = settings()
+    config = TrainConfig(rank=rank, alpha=alpha, dropout=dropout,
+                         target_modules=tuple(m.strip() for m in target_modules.split(",") if m.strip()), lr=lr,
+                         epochs=epochs, max_steps=steps, grad_accum=grad_accum, max_seq_len=max_seq_len,
+                         max_examples=max_examples, save_every=save_every, seed=seed)
+    target = s.adapters_dir / name
+    try:
+        manifest = load_manifest(data)
+        result = train(s, data, target, config, resume=resume, progress=not as_json)
+    except (DataError, TrainError) as e:
+        fail(str(e), as_json)
+    training = {k: v for k, v in asdict(result).items() if k != "losses"}
+    training["loss_every_10_steps"] = result.losses[::10]
+    command = "comply finetune train " + " ".join(shlex.quote(a) for a in sys.argv[sys.argv.index("train") + 1:]
+                                                  if a != "--resume") if "train" in sys.argv else None
+    card = adapters.make_card(name, s, manifest, data, config.to_dict(), training, reproduce=command)
+    adapters.write_card(target, card)
+    import shutil
+
+    shutil.rmtree(target / "checkpoints", ignore_errors=True)
+    data_out = {"adapter": name, "path": str(target), **training}
+    if activate_after:
+        try:
+            data_out["activation"] = adapters.activate(s, name)
+        except adapters.AdapterError as e:
+            data_out["activation"] = {"refused": str(e)}
+    emit(data_out, as_json, f"adapter '{name}' trained: {result.steps} steps on {result.examples} examples in "
+                            f"{result.seconds:.0f}s ({result.seconds_per_step} s/step), loss {result.first_loss} -> "
+                            f"{result.last_loss}; evaluate it with `comply finetune evaluate {name}`")
+
+
+@finetune_app.command("evaluate")
+def evaluate_cmd(
+    name: Annotated[str, typer.Argument(help="Registered adapter name.")],
+    questions: Annotated[Path | None, typer.Option(help="Gold JSONL (default: its data set's validation "
+                                                        "questions).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate a fixed sample of N questions.")] = None,
+    sample_seed: Annotated[int, typer.Option(help="Seed of that sample.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default <home>/eval/adapter-NAME).")] = None,
+    as_json: JsonOpt = False,
+):
+    """Evaluate base model vs adapter on the validation questions and write the metrics into its card."""
+    from finetune import adapters
+
+    try:
+        result = adapters.evaluate(settings(), name, questions, out, limit=limit, sample_seed=sample_seed,
+                                   progress=not as_json)
+    except adapters.AdapterError as e:
+        fail(str(e), as_json)
+    rows = [f"{m:<30} {result['before'].get(m)!s:>8} -> {result['after'].get(m)!s:>8}"
+            for m in ("cited_answer_rate_answerable", "citation_precision", "citation_recall", "refusal_rate",
+                      "false_refusal_rate")]
+    emit(result, as_json, "\n".join([f"{'metric':<30} {'base':>8}    {'adapter':>8}", *rows]))
+
+
+@adapters_app.command("list")
+def adapters_list(as_json: JsonOpt = False):
+    """The registered adapters; * marks the active one."""
+    from finetune import adapters
+
+    rows = [asdict(a) for a in adapters.list_adapters(settings())]
+    text = "\n".join(f"{'*' if r['active'] else ' '} {r['name']:<28} precision {r['citation_precision']!s:<6} "
+                     f"{r['base_model'] or '-'}  {r['dataset'] or '-'}  {r['created'] or ''}" for r in rows)
+    emit(rows, as_json, text or "(no adapters; the base model answers)")
+
+
+@adapters_app.command("activate")
+def adapters_activate(
+    name: str,
+    force: Annotated[bool, typer.Option("--force", help="Skip the release gate.")] = False,
+    as_json: JsonOpt = False,
+):
+    """Make NAME the adapter the assistant uses (refused if its validation citation precision is lower)."""
+    from finetune import adapters
+
+    try:
+        result = adapters.activate(settings(), name, force=force)
+    except adapters.AdapterError as e:
+        fail(str(e), as_json)
+    emit(result, as_json, f"active adapter: {result['active']} (was {result['previous'] or 'none'})")
+
+
+@adapters_app.command("rollback")
+def adapters_rollback(as_json: JsonOpt = False):
+    """Go back to the adapter that was active before (or the base model)."""
+    from finetune import adapters
+
+    try:
+        result = adapters.rollback(settings())
+    except adapters.AdapterError as e:
+        fail(str(e), as_json)
+    emit(result, as_json, f"active adapter: {result['active'] or 'none (base model)'} (was {result['previous']})")
+
+
+@adapters_app.command("register")
+def adapters_register(
+    path: Path,
+    name: Annotated[str | None, typer.Option(help="Name in the registry (default: the folder's name).")] = None,
+    as_json: JsonOpt = False,
+):
+    """Copy an adapter folder (peft format + card.json) into the registry."""
+    from finetune import adapters
+
+    try:
+        target = adapters.register(settings(), path, name)
+    except adapters.AdapterError as e:
+        fail(str(e), as_json)
+    emit({"name": target.name, "path": str(target)}, as_json, f"registered {target.name}")
+
+
+@adapters_app.command("ensure-default")
+def adapters_ensure_default(as_json: JsonOpt = False):
+    """Register and activate the adapter shipped in data/adapters/ when the registry is empty (idempotent)."""
+    from finetune import adapters
+
+    s = settings()
+    name = adapters.ensure_default(s)
+    emit({"activated": name, "active": adapters.active(s)}, as_json,
+         f"activated the shipped adapter {name}" if name else f"active adapter: {adapters.active(s) or 'none'}")
