@@ -18,8 +18,14 @@ from tqdm import tqdm
 from assistant.retrieval import MODES, Retriever
 from eval.datasets import load_obliqa
 from eval.metrics import evaluate_retrieval, ranked_item_from_chunk
-from ingest.pipeline import Library
+from ingest.pipeline import IngestReport, Library
 from ingest.settings import Settings
+
+
+def ingest_obliqa(obliqa: Path, home: Path) -> tuple[Library, IngestReport]:
+    """A Library at `home` with the 40 structured ObliQA documents ingested (a no-op when already there)."""
+    lib = Library(Settings(home=home))
+    return lib, lib.ingest([obliqa / "StructuredRegulatoryDocuments"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    lib = Library(Settings(home=args.home))
-    report = lib.ingest([args.obliqa / "StructuredRegulatoryDocuments"])
+    lib, report = ingest_obliqa(args.obliqa, args.home)
     if report.failed:
         print(json.dumps(report.to_dict(), indent=2), file=sys.stderr)
         return 1

@@ -1,0 +1,72 @@
+"""Reports and run comparison on two real retrieval-only runs of the sample gold set (hybrid and BM25)."""
+
+import json
+
+import pytest
+
+from eval.compare import CompareError, compare_runs
+from eval.metrics import aggregate
+from eval.report import write_report
+from eval.runner import run_eval
+from tests.library import GOLD, sample_library
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(path) -> bool:
+    data = path.read_bytes()
+    return data.startswith(PNG) and len(data) > 1000
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    lib = sample_library()
+    root = tmp_path_factory.mktemp("runs")
+    for mode in ("hybrid", "bm25"):
+        run_eval(lib.settings, GOLD, root / mode, retrieval_only=True, retrieval_mode=mode, library=lib,
+                 progress=False)
+    lib.close()
+    return root
+
+
+def test_the_report_has_the_metrics_their_definitions_the_worst_questions_and_valid_plots(runs):
+    out = runs / "hybrid"
+    (out / "report.md").unlink()
+    assert write_report(out) == out / "report.md"
+    report = (out / "report.md").read_text(encoding="utf-8")
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert f"| recall@10 | {metrics['recall@10']:.3f} |" in report
+    assert "evaluation.md#retrieval-metrics" in report and "evaluation.md#answer-metrics" in report
+    assert "| citation_precision | - |" in report  # not measured without answers
+    assert "## Worst retrieval" in report and "retention-customer-2023" in report  # asks for a superseded policy
+    assert "## Per gold document" in report and "| aml_kyc_policy.pdf | 7 |" in report
+    assert "## Answers that went wrong" not in report  # retrieval only
+    for name in ("metrics.png", "latency.png", "per_document.png"):
+        assert is_png(out / name), name
+        assert f"![{name}]({name})" in report
+
+
+def test_compare_gives_b_minus_a_for_every_shared_metric_in_aggregate_order(runs, tmp_path):
+    result = compare_runs(runs / "bm25", runs / "hybrid", tmp_path / "cmp")
+    a = json.loads((runs / "bm25" / "metrics.json").read_text(encoding="utf-8"))
+    b = json.loads((runs / "hybrid" / "metrics.json").read_text(encoding="utf-8"))
+    rows = {r["metric"]: r for r in result["rows"]}
+    order = [key for key in aggregate([]) if key in rows]
+    assert [r["metric"] for r in result["rows"]] == order
+    assert "recall@10" in rows and "latency.retrieval_ms.p95" in rows
+    assert "citation_precision" not in rows  # None in both runs
+    assert rows["recall@10"]["delta"] == pytest.approx(b["recall@10"] - a["recall@10"])
+    assert rows["n_questions"] == {"metric": "n_questions", "a": 35, "b": 35, "delta": 0}
+    assert result["a"]["label"] == "bm25 (retrieval only)" and result["b"]["label"] == "hybrid (retrieval only)"
+
+    table = (tmp_path / "cmp" / "compare.md").read_text(encoding="utf-8")
+    assert table == result["markdown"]
+    assert "| metric | A | B | B - A |" in table
+    assert f"| map@10 | {a['map@10']:.3f} | {b['map@10']:.3f} | {b['map@10'] - a['map@10']:+.3f} |" in table
+    assert is_png(tmp_path / "cmp" / "compare.png")
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text(encoding="utf-8"))["rows"] == result["rows"]
+
+
+def test_compare_refuses_a_directory_that_is_not_a_run(runs, tmp_path):
+    with pytest.raises(CompareError, match="no metrics.json"):
+        compare_runs(runs / "bm25", tmp_path)
