@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from ingest.catalog import Catalog, now_iso
 from ingest.chunking import chunk_document
 from ingest.embedding import Embedder, load_embedder
@@ -97,7 +99,9 @@ class Library:
         self.vectors = VectorStore(settings.chroma_dir, settings.collection, url=settings.chroma_url)
         self.bm25 = BM25Index(settings.bm25_dir)
         self._embedder = embedder
-        self.recover()
+        # One writer per home across processes (CLI, app, benchmarks): ingest, delete and recovery hold it.
+        self._lock = FileLock(str(settings.home / "library.lock"))
+        self._recover_if_idle()
 
     @property
     def embedder(self) -> Embedder:
@@ -109,8 +113,23 @@ class Library:
         self.catalog.close()
 
     # consistency
+    def _recover_if_idle(self) -> None:
+        """Recover on open unless another process is writing (its pending version is work in progress)."""
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return
+        try:
+            self.recover()
+        finally:
+            self._lock.release()
+
     def recover(self) -> list[str]:
         """Roll back versions left pending by an interrupted ingest and bring BM25 up to date."""
+        with self._lock:
+            return self._recover()
+
+    def _recover(self) -> list[str]:
         rolled = []
         for rec in self.catalog.documents(status="pending"):
             self.vectors.delete_key(rec.doc_key)
@@ -155,6 +174,12 @@ class Library:
                effective_date: str | None = None, title: str | None = None,
                progress: ProgressFn | None = None) -> IngestReport:
         """Ingest files and folders; each file succeeds or fails on its own."""
+        with self._lock:
+            return self._ingest(paths, supersedes=supersedes, effective_date=effective_date, title=title,
+                                progress=progress)
+
+    def _ingest(self, paths: Iterable[str | Path], *, supersedes: str | None, effective_date: str | None,
+                title: str | None, progress: ProgressFn | None) -> IngestReport:
         start = time.perf_counter()
         report = IngestReport()
         files = expand_paths(paths)
@@ -243,6 +268,10 @@ class Library:
     # library management
     def delete(self, document_id: str, version: int | None = None) -> list[str]:
         """Mark a document (all versions, or one) deleted and drop its chunks from both indexes."""
+        with self._lock:
+            return self._delete(document_id, version)
+
+    def _delete(self, document_id: str, version: int | None) -> list[str]:
         targets = [v for v in self.catalog.versions(document_id) if v.status != "deleted"
                    and (version is None or v.version == version)]
         if not targets:

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from filelock import FileLock
 from typer.testing import CliRunner
 
 from assistant.cli import app
@@ -166,3 +167,28 @@ def test_a_delete_interrupted_before_chroma_is_finished_on_open(new_library):
     assert library.catalog.chunks_of(key) == []
     assert library.check_consistency()["ok"]
     assert_indexes_agree(library)
+
+
+def test_opening_the_library_while_another_process_ingests_leaves_its_work_alone(new_library):
+    library = new_library()
+    writer = FileLock(str(library.settings.home / "library.lock"))  # stands for another process mid-ingest
+    with writer:
+        record, chunks = write_pending(library, FIXTURES / "good" / "passages.json")
+        reader = new_library()  # must not roll back the other writer's pending version
+        assert reader.catalog.get("passages").status == "pending"
+        assert reader.vectors.count(record.doc_key) == len(chunks)
+    library.close()
+    assert new_library().catalog.get("passages") is None  # the writer is gone: now it is an interrupted ingest
+
+
+def test_two_processes_ingesting_one_home_at_once_both_finish(tmp_path):
+    home = tmp_path / "home"
+    procs = [subprocess.Popen([str(COMPLY), "--home", str(home), "ingest", str(path), "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for path in (CORPUS / "complaints_handling_policy.pdf", FIXTURES / "good" / "policy.md")]
+    outputs = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert sorted(f["status"] for out in outputs for f in out["files"]) == ["added", "added"]
+    library = Library(Settings(home=home))
+    assert len(library.catalog.documents(status="active")) == 2
+    assert library.check_consistency()["ok"]
