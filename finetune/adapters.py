@@ -1,0 +1,259 @@
+"""The adapter registry under `settings.adapters_dir`: each adapter is a peft folder with a `card.json`; the
+active one's name is in `ACTIVE` (read by `assistant.pipeline.resolve_adapter`); `history.jsonl` records every
+activation and rollback, append-only.
+
+Release gate: an adapter whose validation citation precision is below the active adapter's is not activated
+unless forced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ingest.settings import Settings
+
+CARD = "card.json"
+ACTIVE = "ACTIVE"
+HISTORY = "history.jsonl"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "adapters"  # default adapter(s) in the repo
+GATE_METRIC = "citation_precision"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class AdapterError(Exception):
+    """A registry operation was refused or failed: the reason."""
+
+
+@dataclass
+class AdapterInfo:
+    """One registered adapter as `comply adapters list` shows it."""
+
+    name: str
+    path: str
+    active: bool
+    base_model: str | None
+    dataset: str | None
+    citation_precision: float | None  # on the validation split, with the adapter
+    created: str | None
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def is_adapter(path: Path) -> bool:
+    """A folder holding a peft adapter."""
+    return (path / "adapter_config.json").is_file()
+
+
+def read_card(path: Path) -> dict:
+    """The card of an adapter folder ({} when it has none)."""
+    card = Path(path) / CARD
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
+def write_card(path: Path, card: dict) -> None:
+    """Write card.json atomically."""
+    tmp = Path(path) / f".{CARD}.tmp"
+    tmp.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, Path(path) / CARD)
+
+
+def validation_precision(card: dict) -> float | None:
+    """The adapter's citation precision on its validation split (card["eval"]["after"])."""
+    return ((card.get("eval") or {}).get("after") or {}).get(GATE_METRIC)
+
+
+def adapter_path(settings: Settings, name: str) -> Path:
+    """The folder of a registered adapter; AdapterError when there is none."""
+    path = settings.adapters_dir / name
+    if not _NAME.match(name) or not is_adapter(path):
+        raise AdapterError(f"no registered adapter named '{name}' (see `comply adapters list`)")
+    return path
+
+
+def active(settings: Settings) -> str | None:
+    """The active adapter's name, or None (base model)."""
+    path = settings.adapters_dir / ACTIVE
+    if not path.is_file():
+        return None
+    name = path.read_text().strip()
+    return name if name and is_adapter(settings.adapters_dir / name) else None
+
+
+def list_adapters(settings: Settings) -> list[AdapterInfo]:
+    """Every registered adapter, by name."""
+    root = settings.adapters_dir
+    if not root.is_dir():
+        return []
+    current = active(settings)
+    out = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and is_adapter(p)):
+        card = read_card(path)
+        out.append(AdapterInfo(name=path.name, path=str(path), active=path.name == current,
+                               base_model=card.get("base_model"), dataset=(card.get("dataset") or {}).get("name"),
+                               citation_precision=validation_precision(card), created=card.get("created")))
+    return out
+
+
+def register(settings: Settings, source: Path, name: str | None = None, *, move: bool = False) -> Path:
+    """Copy (or move) an adapter folder into the registry as `name` (default: the folder's name)."""
+    source = Path(source)
+    name = name or source.name
+    if not _NAME.match(name) or name == ACTIVE:
+        raise AdapterError(f"'{name}' is not a valid adapter name (letters, digits, '.', '_', '-')")
+    if not is_adapter(source):
+        raise AdapterError(f"{source} is not a peft adapter folder (no adapter_config.json)")
+    target = settings.adapters_dir / name
+    if target.exists():
+        raise AdapterError(f"an adapter named '{name}' is already registered")
+    settings.adapters_dir.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("checkpoints", ".*.tmp")
+    if move:
+        shutil.move(str(source), target)
+        shutil.rmtree(target / "checkpoints", ignore_errors=True)
+    else:
+        shutil.copytree(source, target, ignore=ignore)
+    return target
+
+
+def history(settings: Settings) -> list[dict]:
+    """The activation history, oldest first."""
+    path = settings.adapters_dir / HISTORY
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _append_history(settings: Settings, event: dict) -> None:
+    with open(settings.adapters_dir / HISTORY, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"time": now(), **event}) + "\n")
+
+
+def _set_active(settings: Settings, name: str | None) -> None:
+    path = settings.adapters_dir / ACTIVE
+    if name is None:
+        path.unlink(missing_ok=True)
+        return
+    tmp = settings.adapters_dir / f".{ACTIVE}.tmp"
+    tmp.write_text(name + "\n")
+    os.replace(tmp, path)
+
+
+def activate(settings: Settings, name: str, force: bool = False) -> dict:
+    """Make `name` the active adapter. Refused (AdapterError saying both numbers) when its validation citation
+    precision is below the active adapter's, or unknown while the active one's is known, unless `force`."""
+    adapter_path(settings, name)
+    current = active(settings)
+    if current == name:
+        return {"active": name, "previous": current, "changed": False}
+    new_p = validation_precision(read_card(settings.adapters_dir / name))
+    old_p = validation_precision(read_card(settings.adapters_dir / current)) if current else None
+    if not force and old_p is not None:
+        if new_p is None:
+            raise AdapterError(f"'{name}' has no validation citation precision in its card, and the active adapter "
+                               f"'{current}' has {old_p:.3f}; evaluate it (comply finetune evaluate {name}) or use "
+                               f"--force")
+        if new_p < old_p:
+            raise AdapterError(f"release gate: '{name}' has validation citation precision {new_p:.3f}, below "
+                               f"{old_p:.3f} of the active adapter '{current}'; use --force to activate it anyway")
+    _set_active(settings, name)
+    _append_history(settings, {"action": "activate", "name": name, "previous": current, "forced": bool(force),
+                               "citation_precision": new_p, "previous_citation_precision": old_p})
+    return {"active": name, "previous": current, "changed": True, "forced": bool(force),
+            "citation_precision": new_p, "previous_citation_precision": old_p}
+
+
+def _stack(settings: Settings) -> list[str | None]:
+    """The activation stack replayed from the history: activate pushes, rollback pops."""
+    stack: list[str | None] = []
+    for event in history(settings):
+        if event.get("action") == "activate":
+            if not stack:
+                stack.append(event.get("previous"))
+            stack.append(event["name"])
+        elif event.get("action") == "rollback" and len(stack) > 1:
+            stack.pop()
+    return stack
+
+
+def rollback(settings: Settings) -> dict:
+    """Return to the adapter that was active before the current one (None = the base model)."""
+    stack = _stack(settings)
+    if len(stack) < 2:
+        raise AdapterError("nothing to roll back to: no earlier activation in the history")
+    current, previous = stack[-1], stack[-2]
+    if previous is not None and not is_adapter(settings.adapters_dir / previous):
+        raise AdapterError(f"cannot roll back to '{previous}': it is no longer registered")
+    _set_active(settings, previous)
+    _append_history(settings, {"action": "rollback", "name": previous, "previous": current})
+    return {"active": previous, "previous": current}
+
+
+def ensure_default(settings: Settings, shipped: Path = SHIPPED_DIR) -> str | None:
+    """When the registry holds no adapter, register and activate the adapter shipped in `data/adapters/` (the
+    first by name). Returns the name it activated, or None when nothing was needed or shipped."""
+    if list_adapters(settings) or not shipped.is_dir():
+        return None
+    candidates = sorted(p for p in shipped.iterdir() if p.is_dir() and is_adapter(p))
+    if not candidates:
+        return None
+    register(settings, candidates[0])
+    activate(settings, candidates[0].name, force=True)
+    return candidates[0].name
+
+
+def make_card(name: str, settings: Settings, manifest: dict, data_dir: Path, hyperparameters: dict,
+              training: dict, reproduce: str | None = None) -> dict:
+    """The card of a freshly trained adapter: base model, data set and hash, recipe, training, PII counts."""
+    from assistant.models import model_display_name
+
+    return {
+        "name": name,
+        "created": now(),
+        "base_model": model_display_name(settings),
+        "base_model_setting": settings.generator_model,
+        "dataset": {"name": manifest.get("name"), "path": str(Path(data_dir).resolve()),
+                    "sha256": manifest.get("sha256"), "train_examples": manifest.get("train", {}).get("examples"),
+                    "val_examples": manifest.get("val", {}).get("examples"), "build": manifest.get("config")},
+        "hyperparameters": hyperparameters,
+        "training": training,
+        "pii_replacements": manifest.get("pii_replacements", {}),
+        "eval": None,
+        "reproduce": reproduce,
+    }
+
+
+def evaluate(settings: Settings, name: str, questions: Path | None = None, out: Path | None = None, *,
+             limit: int | None = None, sample_seed: int | None = 0, library=None, progress: bool = True) -> dict:
+    """Evaluate the base model and the adapter on the adapter's validation questions (`val_questions.jsonl` of
+    its data set unless given) with `eval.runner.run_eval`, and write both metric sets into its card."""
+    from eval.runner import run_eval
+
+    path = adapter_path(settings, name)
+    card = read_card(path)
+    if questions is None:
+        data = (card.get("dataset") or {}).get("path")
+        if not data or not (Path(data) / "val_questions.jsonl").is_file():
+            raise AdapterError(f"the card of '{name}' names no data folder with val_questions.jsonl; pass the "
+                               f"questions file")
+        questions = Path(data) / "val_questions.jsonl"
+    out = Path(out or settings.eval_dir / f"adapter-{name}")
+    runs = {}
+    for label, adapter in (("before", "none"), ("after", str(path))):
+        runs[label] = run_eval(settings, questions, out / label, format="jsonl", limit=limit, adapter=adapter,
+                               sample_seed=sample_seed if limit else None, library=library, progress=progress)
+    keep = ("n_questions", "n_answerable", "n_unanswerable", "n_citations", "citation_precision",
+            "citation_recall", "support_rate", "cited_answer_rate", "cited_answer_rate_answerable", "refusal_rate",
+            "false_refusal_rate", "false_answer_rate", "recall@10")
+    card["eval"] = {"questions": str(Path(questions).resolve()), "limit": limit, "sample_seed": sample_seed,
+                    "runs": {k: str((out / k).resolve()) for k in runs},
+                    **{k: {m: v.get(m) for m in keep} for k, v in runs.items()}}
+    write_card(path, card)
+    return card["eval"]

@@ -1,0 +1,120 @@
+"""The adapter registry with real peft folders: register, list, activate (release gate, --force), rollback, the
+ACTIVE file the assistant reads, the shipped default, and the `comply adapters` commands."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from assistant.cli import app
+from assistant.pipeline import resolve_adapter
+from finetune import adapters
+from ingest.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def peft_folder(tmp_path_factory):
+    """A real (untrained) LoRA adapter of the default model, saved in peft format."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from assistant.models import resolve_generator
+    from tests.library import sample_home
+
+    base = resolve_generator(Settings(home=sample_home()))
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    out = tmp_path_factory.mktemp("peft") / "lora"
+    model.save_pretrained(out)
+    return out
+
+
+def _add(settings: Settings, source, name: str, precision: float | None):
+    path = adapters.register(settings, source, name)
+    adapters.write_card(path, {"name": name, "base_model": "SmolLM2-135M-Instruct",
+                               "dataset": {"name": "obliqa-dev", "sha256": "0" * 64},
+                               "eval": None if precision is None else {"before": {"citation_precision": 0.1},
+                                                                       "after": {"citation_precision": precision}}})
+    return path
+
+
+def test_activate_gate_force_and_rollback(tmp_path, peft_folder):
+    s = Settings(home=tmp_path)
+    _add(s, peft_folder, "good", 0.8)
+    _add(s, peft_folder, "worse", 0.5)
+    _add(s, peft_folder, "better", 0.9)
+    assert [a.name for a in adapters.list_adapters(s)] == ["better", "good", "worse"]
+    assert adapters.active(s) is None and resolve_adapter(s, None) is None
+
+    adapters.activate(s, "good")
+    assert adapters.active(s) == "good"
+    assert resolve_adapter(s, None) == str(s.adapters_dir / "good")  # the assistant's contract
+    assert resolve_adapter(s, "none") is None
+
+    with pytest.raises(adapters.AdapterError) as refused:
+        adapters.activate(s, "worse")
+    assert "0.500" in str(refused.value) and "0.800" in str(refused.value) and "--force" in str(refused.value)
+    assert adapters.active(s) == "good"
+
+    adapters.activate(s, "worse", force=True)
+    assert adapters.active(s) == "worse"
+    adapters.activate(s, "better")  # 0.9 >= 0.5
+    assert adapters.rollback(s) == {"active": "worse", "previous": "better"}
+    assert adapters.rollback(s)["active"] == "good"
+    assert adapters.rollback(s)["active"] is None  # back to the base model
+    assert not (s.adapters_dir / "ACTIVE").exists()
+    with pytest.raises(adapters.AdapterError, match="nothing to roll back"):
+        adapters.rollback(s)
+    actions = [(e["action"], e["name"]) for e in adapters.history(s)]
+    assert actions == [("activate", "good"), ("activate", "worse"), ("activate", "better"), ("rollback", "worse"),
+                       ("rollback", "good"), ("rollback", None)]
+
+
+def test_unevaluated_adapter_needs_force_and_bad_names_are_refused(tmp_path, peft_folder):
+    s = Settings(home=tmp_path)
+    _add(s, peft_folder, "evaluated", 0.7)
+    _add(s, peft_folder, "fresh", None)
+    adapters.activate(s, "evaluated")
+    with pytest.raises(adapters.AdapterError, match="no validation citation precision"):
+        adapters.activate(s, "fresh")
+    with pytest.raises(adapters.AdapterError, match="no registered adapter"):
+        adapters.activate(s, "missing")
+    with pytest.raises(adapters.AdapterError, match="already registered"):
+        adapters.register(s, peft_folder, "fresh")
+    with pytest.raises(adapters.AdapterError, match="not a peft adapter"):
+        adapters.register(s, tmp_path, "empty")
+
+
+def test_shipped_default_is_registered_and_activated_once(tmp_path, peft_folder):
+    s = Settings(home=tmp_path / "home")
+    shipped = tmp_path / "shipped"
+    import shutil
+
+    shutil.copytree(peft_folder, shipped / "default-adapter")
+    assert adapters.ensure_default(s, shipped) == "default-adapter"
+    assert adapters.active(s) == "default-adapter"
+    assert adapters.ensure_default(s, shipped) is None  # not empty any more: nothing happens
+
+
+def test_cli_list_activate_rollback_json(tmp_path, peft_folder):
+    s = Settings(home=tmp_path)
+    _add(s, peft_folder, "first", 0.8)
+    _add(s, peft_folder, "second", 0.6)
+    runner = CliRunner()
+
+    def run(*args):
+        result = runner.invoke(app, ["--home", str(tmp_path), *args, "--json"])
+        return result.exit_code, json.loads(result.stdout)
+
+    assert run("adapters", "activate", "first")[1]["active"] == "first"
+    code, out = run("adapters", "activate", "second")
+    assert code == 1 and "0.600" in out["error"] and "0.800" in out["error"]
+    code, out = run("adapters", "activate", "second", "--force")
+    assert code == 0 and out["active"] == "second" and out["forced"] is True
+    code, listed = run("adapters", "list")
+    assert [(a["name"], a["active"], a["citation_precision"]) for a in listed] == [("first", False, 0.8),
+                                                                                   ("second", True, 0.6)]
+    assert run("adapters", "rollback")[1] == {"active": "first", "previous": "second"}

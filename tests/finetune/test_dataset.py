@@ -1,0 +1,107 @@
+"""RAFT data on the sample corpus: gold sources numbered exactly as the inference prompt numbers them, abstention
+targets when the gold is left out, and a split that never leaks validation questions into training."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from assistant.citations import parse_markers
+from assistant.prompt import ABSTAIN_TEXT, build_messages
+from eval.datasets import load_dataset, load_jsonl, split
+from eval.metrics import ranked_item_from_chunk, relevant
+from finetune.dataset import DataConfig, ExampleBuilder, build_dataset, load_examples, sha256_files
+from tests.library import GOLD, sample_library
+
+
+@pytest.fixture(scope="module")
+def library():
+    lib = sample_library()
+    yield lib
+    lib.close()
+
+
+@pytest.fixture(scope="module")
+def questions():
+    return load_dataset(GOLD)
+
+
+@pytest.fixture(scope="module")
+def built(library, questions, tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    manifest = build_dataset(library, questions, out, DataConfig(p_abstain=0.2, val_fraction=0.25), name="sample")
+    return out, manifest
+
+
+def _sources(library, example):
+    chunks = library.catalog.chunks(example.source_chunks)
+    return [chunks[cid] for cid in example.source_chunks]
+
+
+def test_gold_sources_are_cited_with_the_prompt_numbering(library, questions, built):
+    out, _ = built
+    by_id = {q.id: q for q in questions}
+    examples = load_examples(out / "train.jsonl") + load_examples(out / "val.jsonl")
+    cited = [ex for ex in examples if not ex.abstain]
+    assert len(cited) >= 15
+    for ex in cited:
+        q = by_id[ex.id]
+        sources = _sources(library, ex)
+        assert len(sources) == library.settings.top_k
+        # exactly the messages the assistant sends at inference, plus the target
+        assert ex.messages[:-1] == build_messages(q.question, sources)
+        assert ex.messages[-1]["role"] == "assistant"
+        target = ex.messages[-1]["content"]
+        assert ex.gold_sources and parse_markers(target) == ex.gold_sources
+        for n in ex.gold_sources:
+            assert relevant(ranked_item_from_chunk(sources[n - 1]), q), (ex.id, n)
+            assert f"[{n}]" in ex.messages[-2]["content"]
+        others = [c for i, c in enumerate(sources, start=1) if i not in ex.gold_sources]
+        assert not any(relevant(ranked_item_from_chunk(c), q) for c in others)
+
+
+def test_cash_threshold_target_quotes_the_gold_sentence(library, questions):
+    q = next(q for q in questions if q.id == "aml-cash-threshold")
+    ex = ExampleBuilder(library, DataConfig(p_abstain=0.0)).build(q)
+    n = ex.gold_sources[0]
+    assert ex.messages[-1]["content"].endswith(f"[{n}].")
+    assert "above EUR 10,000" in ex.messages[-1]["content"]
+
+
+def test_gold_left_out_gives_the_abstention_target(library, questions, built):
+    out, manifest = built
+    by_id = {q.id: q for q in questions}
+    examples = load_examples(out / "train.jsonl") + load_examples(out / "val.jsonl")
+    abstained = [ex for ex in examples if ex.abstain]
+    assert abstained and manifest["train"]["abstain"] + manifest["val"]["abstain"] == len(abstained)
+    for ex in abstained:
+        assert ex.messages[-1]["content"] == ABSTAIN_TEXT
+        assert ex.gold_sources == []
+        assert not any(relevant(ranked_item_from_chunk(c), by_id[ex.id]) for c in _sources(library, ex))
+    # every unanswerable question abstains, and p_abstain=1 leaves every gold out
+    assert all(ex.abstain for ex in examples if not by_id[ex.id].answerable)
+    always = ExampleBuilder(library, DataConfig(p_abstain=1.0)).build(by_id["aml-cash-threshold"])
+    assert always.abstain and always.messages[-1]["content"] == ABSTAIN_TEXT
+
+
+def test_split_never_leaks_and_the_manifest_hashes_the_data(questions, built):
+    out, manifest = built
+    train_ids = [ex.id for ex in load_examples(out / "train.jsonl")]
+    val_ids = [ex.id for ex in load_examples(out / "val.jsonl")]
+    assert not set(train_ids) & set(val_ids)
+    expected_train, expected_val = split(questions, 0.25, 0)
+    assert train_ids == [q.id for q in expected_train]
+    assert val_ids == [q.id for q in expected_val]
+    assert len(val_ids) >= 0.15 * len(questions)
+    assert [q.id for q in load_jsonl(out / "val_questions.jsonl")] == val_ids
+    assert manifest["sha256"] == sha256_files([out / "train.jsonl", out / "val.jsonl"])
+    assert json.loads((out / "manifest.json").read_text())["config"]["k"] == 3
+    assert manifest["pii_replacements"] == {}
+
+
+def test_building_is_deterministic(library, questions):
+    config = DataConfig(p_abstain=0.5, seed=7)
+    first = [ExampleBuilder(library, config).build(q).to_json() for q in questions[:6]]
+    second = [ExampleBuilder(library, config).build(q).to_json() for q in questions[:6]]
+    assert first == second

@@ -1,0 +1,102 @@
+"""Real LoRA training on a few short sample examples: the loss goes down, checkpoints resume, and the adapter
+loads through the assistant's generator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from assistant.generation import load_generator
+from assistant.prompt import build_messages
+from finetune.dataset import Example, load_examples
+from finetune.train import TrainConfig, TrainError, encode_example, loss_on, train
+from ingest.settings import Settings
+from ingest.types import Chunk
+
+TINY = dict(max_steps=4, grad_accum=1, lr=3e-3, warmup_steps=1, max_seq_len=320, save_every=2, dropout=0.0)
+
+FACTS = [
+    ("How long are customer records kept?", "Data Retention Policy", "4.1",
+     "Customer records are retained for ten years after the account is closed."),
+    ("Who approves gifts above GBP 100?", "Gifts and Entertainment Policy", "5.2",
+     "Gifts worth more than GBP 100 may only be accepted with the written approval of Compliance."),
+    ("When must a data breach be reported?", "Information Security Policy", "7.3",
+     "A personal data breach is reported to the supervisory authority within 72 hours of discovery."),
+]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Three short examples in the real prompt format (one source each keeps the steps fast)."""
+    out = tmp_path_factory.mktemp("tiny-data")
+    lines = []
+    for i, (question, title, clause, text) in enumerate(FACTS):
+        chunk = Chunk(chunk_id=f"c{i}", document_id=f"doc{i}", version=1, title=title, source_file=f"doc{i}.md",
+                      text=text, seq=0, page=2, clause=clause)
+        messages = build_messages(question, [chunk]) + [{"role": "assistant", "content": f"{text[:-1]} [1]."}]
+        lines.append(Example(id=f"q{i}", messages=messages, gold_sources=[1]).to_json() + "\n")
+    (out / "train.jsonl").write_text("".join(lines))
+    (out / "manifest.json").write_text(json.dumps({"name": "tiny", "sha256": "-"}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    """The sample home: the converted base model is shared with the other tests of the process."""
+    from tests.library import sample_home
+
+    return Settings(home=sample_home())
+
+
+@pytest.fixture(scope="module")
+def trained(settings, data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "adapter"
+    return out, train(settings, data_dir, out, TrainConfig(**TINY), progress=False)
+
+
+def test_labels_cover_only_the_target(settings, data_dir):
+    from transformers import AutoTokenizer
+
+    from assistant.models import resolve_generator
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_generator(settings))
+    ex = load_examples(data_dir / "train.jsonl")[0]
+    ids, labels = encode_example(tokenizer, ex.messages)
+    start = next(i for i, t in enumerate(labels) if t != -100)
+    assert all(t == -100 for t in labels[:start]) and labels[start:] == ids[start:]
+    target = tokenizer.decode(ids[start:])
+    assert target.startswith(ex.messages[-1]["content"]) and target.endswith("<|im_end|>")
+    prompt = tokenizer.apply_chat_template(ex.messages[:-1], add_generation_prompt=True, tokenize=True,
+                                           return_dict=True)["input_ids"]
+    assert list(prompt) == ids[:start]  # the prompt is exactly what inference encodes
+
+
+def test_a_few_steps_lower_the_loss(settings, data_dir, trained):
+    out, result = trained
+    examples = load_examples(data_dir / "train.jsonl")
+    before = loss_on(settings, examples)
+    after = loss_on(settings, examples, adapter=str(out))
+    assert result.steps == 4 and len(result.losses) == 4
+    assert after < before * 0.9, (before, after)
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+
+
+def test_resume_continues_from_the_last_checkpoint(settings, data_dir, tmp_path):
+    out = tmp_path / "adapter"
+    config = TrainConfig(**{**TINY, "max_steps": 2, "save_every": 1})
+    first = train(settings, data_dir, out, config, progress=False)
+    assert (out / "checkpoints" / "step-2" / "state.json").is_file()
+    with pytest.raises(TrainError, match="already exists"):
+        train(settings, data_dir, out, config, progress=False)
+    resumed = train(settings, data_dir, out, TrainConfig(**{**TINY, "max_steps": 3}), resume=True, progress=False)
+    assert resumed.resumed_from == 2 and resumed.steps == 3
+    assert resumed.losses[:2] == first.losses and len(resumed.losses) == 3
+
+
+def test_the_adapter_loads_in_the_assistants_generator(settings, data_dir, trained):
+    out, _ = trained
+    generator = load_generator(settings, adapter=str(out))
+    assert generator.adapter == str(out)  # whichever backend runs it (transformers + peft, or llama.cpp LoRA)
+    messages = load_examples(data_dir / "train.jsonl")[0].messages
+    assert generator.generate(messages[:-1], 8).strip()
