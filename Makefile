@@ -30,12 +30,14 @@ $(STAMP): pyproject.toml Makefile
 # the admin user (password from COMPLY_ADMIN_PASSWORD, else generated and printed once).
 run: install
 	$(BIN)/comply --home $(HOME_DIR) ingest data/corpus
+	$(BIN)/comply --home $(HOME_DIR) adapters ensure-default
 	$(BIN)/comply --home $(HOME_DIR) serve
 
 # The CLI demo without the browser.
 DEMO_QUESTION ?= What is the minimum password length?
 demo: install
 	$(BIN)/comply --home $(HOME_DIR) ingest data/corpus
+	$(BIN)/comply --home $(HOME_DIR) adapters ensure-default
 	$(BIN)/comply --home $(HOME_DIR) ask "$(DEMO_QUESTION)"
 
 test: install

@@ -83,32 +83,22 @@ def llamacpp_installed() -> bool:
 
 
 def pick_backend(settings: Settings, adapter: str | None = None) -> str:
-    """'llamacpp' or 'transformers'. auto takes llama.cpp on CPU for the packaged GGUF model when it is installed
-    and the adapter (if any) exports to a LoRA GGUF; it reads the Q4 file, ~3x fewer bytes per token than bf16."""
+    """'transformers' (auto, and the default: on a bf16 CPU its int4 decoder measured faster than llama.cpp, see
+    docs/benchmarks.md) or 'llamacpp' when asked for: the packaged GGUF, the adapter exported to a LoRA GGUF."""
     backend = settings.generator_backend
     if backend not in BACKENDS:
         raise GeneratorError(f"unknown generator backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if backend == "transformers":
-        return backend
-    has_gguf = settings.generator_model == DEFAULT_GENERATOR
-    if backend == "llamacpp":
-        if not llamacpp_installed():
-            raise GeneratorError("generator backend 'llamacpp' needs llama-cpp-python; `make bench-generate` "
-                                 "builds it into .venv")
-        if not has_gguf:
-            raise GeneratorError(f"generator backend 'llamacpp' runs the packaged {PACKAGED_NAME} GGUF only; "
-                                 f"'{settings.generator_model}' runs on 'transformers'")
-        if adapter:
-            lora_tensors(adapter)  # raises GeneratorError if the adapter cannot run on llama.cpp
-        return backend
-    if not (has_gguf and llamacpp_installed() and pick_device(settings) == "cpu"):
+    if backend != "llamacpp":
         return "transformers"
+    if not llamacpp_installed():
+        raise GeneratorError("generator backend 'llamacpp' needs llama-cpp-python; `make bench-generate` "
+                             "builds it into .venv")
+    if settings.generator_model != DEFAULT_GENERATOR:
+        raise GeneratorError(f"generator backend 'llamacpp' runs the packaged {PACKAGED_NAME} GGUF only; "
+                             f"'{settings.generator_model}' runs on 'transformers'")
     if adapter:
-        try:
-            lora_tensors(adapter)
-        except GeneratorError:
-            return "transformers"
-    return "llamacpp"
+        lora_tensors(adapter)  # raises GeneratorError if the adapter cannot run on llama.cpp
+    return backend
 
 
 # ---- peft LoRA adapter -> llama.cpp LoRA GGUF --------------------------------------------------------------------

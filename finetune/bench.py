@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: 1 epoch)")
     parser.add_argument("--grad-accum", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--rank", type=int, default=16, help="LoRA rank (alpha = 2 x rank)")
     parser.add_argument("--save-every", type=int, default=10, help="checkpoint every N steps")
     parser.add_argument("--eval-limit", type=int, default=100, help="fixed sample of validation questions")
     parser.add_argument("--skip-eval", action="store_true")
@@ -80,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
 
     target = settings.adapters_dir / args.name
     recipe = TrainConfig(max_steps=args.steps, max_examples=args.max_examples, grad_accum=args.grad_accum,
-                         lr=args.lr, save_every=args.save_every)
+                         lr=args.lr, save_every=args.save_every, rank=args.rank, alpha=2 * args.rank)
     if not (target / adapters.CARD).is_file():
         result = train(settings, data_dir, target, recipe, resume=True)
         training = {k: v for k, v in asdict(result).items() if k != "losses"}
         training["loss_every_10_steps"] = result.losses[::10]
         command = (f"python -m finetune.bench --obliqa {args.obliqa} --home {args.home} --questions {args.questions} "
-                   f"--name {args.name} --grad-accum {args.grad_accum} --lr {args.lr}"
+                   f"--name {args.name} --grad-accum {args.grad_accum} --lr {args.lr} --rank {args.rank}"
                    + (f" --steps {args.steps}" if args.steps else "")
                    + (f" --max-examples {args.max_examples}" if args.max_examples else ""))
         card = adapters.make_card(args.name, settings, manifest, data_dir, recipe.to_dict(), training, command)
