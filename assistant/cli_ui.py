@@ -200,8 +200,12 @@ def serve(
 ):
     """Serve the browser app (chat, documents, evaluation, adapters, audit) until interrupted."""
     from assistant.ui import launch
+    from assistant.users import UserError
 
     s = settings()
     host, port = host or s.host, port or s.port
     emit({"url": f"http://{host}:{port}"}, as_json)
-    launch(s, host, port)
+    try:
+        launch(s, host, port)
+    except UserError as e:  # e.g. COMPLY_ADMIN_PASSWORD too weak for the first admin
+        fail(f"cannot create the first admin: {e}", as_json)

