@@ -35,10 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    lib, report = ingest_obliqa(args.obliqa, args.home)
-    if report.failed:
-        print(json.dumps(report.to_dict(), indent=2), file=sys.stderr)
-        return 1
+    lib = ingest_obliqa(args.obliqa, args.home)
     dataset = args.obliqa / "ObliQA_dev.json"
     documents = args.obliqa / "StructuredRegulatoryDocuments"
     common = {"documents_dir": documents, "library": lib, "progress": True}

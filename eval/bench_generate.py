@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -28,6 +27,7 @@ from pathlib import Path
 from assistant.generation import REPETITION_PENALTY, Generator, LlamaCppGenerator, TransformersGenerator
 from assistant.models import PACKAGED_NAME, llamacpp_installed, packaged_gguf, resolve_generator
 from assistant.prompt import build_messages
+from eval.bench_ingest import cpu_model
 from ingest.settings import Settings
 from ingest.types import Chunk
 
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     base = results.get("llama.cpp reference")
     for row in results.values():
         row["ratio_vs_llamacpp"] = round(row["decode_tok_s"] / base["decode_tok_s"], 2) if base else None
-    out = {"machine": f"{_cpu_model()}, {threads} threads, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}",
+    out = {"machine": f"{cpu_model()}, {threads} threads, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}",
            "prompt": f"{len(ids)} tokens ({'ObliQA' if have_obliqa else 'synthetic'}, 5 sources)",
            "new_tokens": args.tokens, "rounds": args.rounds, "results": results}
     if args.quality:
@@ -221,16 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.quality:
         print("\n" + json.dumps(out["quality"], indent=2))
     return 0
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ TARGET_SPEEDUP = 2.0
 TARGET_TOTAL_S = 40.0
 
 
-def _cpu() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, for benchmark headers."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     ours, stock = _summarise(runs["ours"]), _summarise(runs["stock"])
     out = {
         "command": "python -m eval.bench_ingest " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": _cpu(),
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu_model(),
         "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(), "files": len(pdfs),
         "repeat": args.repeat, "comply": ours, "stock_llama_index": stock,
         "speedup_ingest": round(stock["ingest_s"] / ours["ingest_s"], 2),

@@ -18,14 +18,19 @@ from tqdm import tqdm
 from assistant.retrieval import MODES, Retriever
 from eval.datasets import load_obliqa
 from eval.metrics import evaluate_retrieval, ranked_item_from_chunk
-from ingest.pipeline import IngestReport, Library
+from ingest.pipeline import Library
 from ingest.settings import Settings
 
 
-def ingest_obliqa(obliqa: Path, home: Path) -> tuple[Library, IngestReport]:
-    """A Library at `home` with the 40 structured ObliQA documents ingested (a no-op when already there)."""
+def ingest_obliqa(obliqa: Path, home: Path) -> Library:
+    """A Library at `home` with the 40 structured ObliQA documents ingested (a no-op when already there); exits
+    with the ingestion report when a file fails."""
     lib = Library(Settings(home=home))
-    return lib, lib.ingest([obliqa / "StructuredRegulatoryDocuments"])
+    report = lib.ingest([obliqa / "StructuredRegulatoryDocuments"])
+    if report.failed:
+        print(json.dumps(report.to_dict(), indent=2), file=sys.stderr)
+        raise SystemExit(1)
+    return lib
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,10 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    lib, report = ingest_obliqa(args.obliqa, args.home)
-    if report.failed:
-        print(json.dumps(report.to_dict(), indent=2), file=sys.stderr)
-        return 1
+    lib = ingest_obliqa(args.obliqa, args.home)
     questions = load_obliqa(args.obliqa / "ObliQA_dev.json", documents_dir=args.obliqa / "StructuredRegulatoryDocuments")
     if args.limit:
         questions = questions[: args.limit]
