@@ -25,7 +25,7 @@ MIN_WORDS, MAX_WORDS = 5, 40
 def clean_question(raw: str) -> str | None:
     """The first question in the generator's output, or None when there is no usable question."""
     text = raw.strip().strip('"').strip()
-    text = re.sub(r"^(?:question|q)\s*[:.)-]\s*", "", text, flags=re.I)
+    text = re.sub(r"^(?:(?:the|here is (?:a|the)|my) )?(?:question|q)(?: is)?\s*[:.)-]\s*", "", text, flags=re.I)
     first = text.split("\n")[0].strip()
     if "?" in first:
         first = first[: first.index("?") + 1]
@@ -79,6 +79,6 @@ def generate_gold(library: Library, out: Path, *, limit: int | None = 50, seed: 
             kept += 1
             evidence = {"document": chunk.document_id, "page": chunk.page, "passage_id": chunk.passage_id,
                         "quote": text[:200]}
-            f.write(json.dumps({"id": f"gen-{cid[:16]}", "question": question, "answerable": True,
+            f.write(json.dumps({"id": f"gen-{cid}", "question": question, "answerable": True,
                                 "answer": None, "evidence": [evidence]}, ensure_ascii=False) + "\n")
     return {"out": str(out), "tried": tried, "generated": generated, "kept": kept, "k": k}
