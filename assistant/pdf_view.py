@@ -39,14 +39,19 @@ class PageView:
 
     @property
     def where(self) -> str:
-        """'page 4 (printed iv), clause 3.1.(c)' — the place in words."""
-        parts = []
-        if self.page is not None:
-            label = f" (printed page {self.page_label})" if self.page_label and self.page_label != str(self.page) else ""
-            parts.append(f"page {self.page}{label}")
-        if self.clause:
-            parts.append(f"clause {self.clause}")
-        return ", ".join(parts) or "whole document"
+        """'page 4 (printed page iv), clause 3.1.(c)' — the place in words."""
+        return describe_place(self.page, self.page_label, self.clause)
+
+
+def describe_place(page: int | None, page_label: str | None, clause: str | None) -> str:
+    """'page 4 (printed page iv), clause 3.1.(c)': a page, its printed label when it differs, and the clause."""
+    parts = []
+    if page is not None:
+        label = f" (printed page {page_label})" if page_label and page_label != str(page) else ""
+        parts.append(f"page {page}{label}")
+    if clause:
+        parts.append(f"clause {clause}")
+    return ", ".join(parts) or "whole document"
 
 
 def cleaned_to_raw(raw: str) -> list[int]:

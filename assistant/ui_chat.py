@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import gradio as gr
 
-from assistant.pdf_view import SourceViewError, citation_view
+from assistant.pdf_view import SourceViewError, citation_view, describe_place
 from assistant.types import Answer, Citation
 from assistant.ui_services import Services, parse_date
 
@@ -27,14 +27,8 @@ def answer_markdown(answer: Answer) -> str:
 
 
 def where(c: Citation) -> str:
-    """'page 4 (printed iv), clause 3.1.(c)' for a citation."""
-    bits = []
-    if c.page is not None:
-        printed = f" (printed {c.page_label})" if c.page_label and c.page_label != str(c.page) else ""
-        bits.append(f"page {c.page}{printed}")
-    if c.clause:
-        bits.append(f"clause {c.clause}")
-    return ", ".join(bits) or "whole document"
+    """'page 4 (printed page iv), clause 3.1.(c)' for a citation."""
+    return describe_place(c.page, c.page_label, c.clause)
 
 
 def sources_html(answer: Answer) -> str:

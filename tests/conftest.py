@@ -28,3 +28,13 @@ def new_library(tmp_path, embedder):
     yield make
     for library in opened:
         library.close()
+
+
+@pytest.fixture(scope="module")
+def library():
+    """A Library over the shared, already ingested sample corpus (read-only use), one per test module."""
+    from tests.library import sample_library
+
+    lib = sample_library()
+    yield lib
+    lib.close()

@@ -9,17 +9,10 @@ import pytest
 from eval.datasets import load_jsonl, sample
 from eval.metrics import RETRIEVAL_KEYS
 from eval.runner import RunError, run_eval
-from tests.library import GOLD, sample_library
+from tests.library import GOLD
 
 RUN_FILES = ("run_config.json", "results.jsonl", "metrics.json", "report.md", "metrics.png", "latency.png",
              "per_document.png")
-
-
-@pytest.fixture(scope="module")
-def library():
-    lib = sample_library()
-    yield lib
-    lib.close()
 
 
 @pytest.fixture(scope="module")

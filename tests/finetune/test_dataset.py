@@ -12,14 +12,7 @@ from assistant.prompt import ABSTAIN_TEXT, build_messages
 from eval.datasets import load_dataset, load_jsonl, split
 from eval.metrics import ranked_item_from_chunk, relevant
 from finetune.dataset import DataConfig, ExampleBuilder, build_dataset, load_examples, sha256_files
-from tests.library import GOLD, sample_library
-
-
-@pytest.fixture(scope="module")
-def library():
-    lib = sample_library()
-    yield lib
-    lib.close()
+from tests.library import GOLD
 
 
 @pytest.fixture(scope="module")

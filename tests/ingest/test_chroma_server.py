@@ -46,8 +46,7 @@ def wait_for_heartbeat(port: int, server: subprocess.Popen, timeout: float = 60.
 
 @pytest.fixture
 def chroma_server(tmp_path):
-    if not CHROMA.exists():
-        pytest.skip("the chroma CLI is not installed")
+    assert CHROMA.exists(), f"the chroma CLI that chromadb installs is missing at {CHROMA}"
     port = free_port()
     log = open(tmp_path / "chroma.log", "wb")
     server = subprocess.Popen([str(CHROMA), "run", "--path", str(tmp_path / "chroma-data"), "--host", "127.0.0.1",
