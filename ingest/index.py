@@ -11,13 +11,29 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
+from filelock import FileLock
 
 from ingest.types import Chunk
+
+
+def _open_persistent(chromadb, path: Path, settings, attempts: int = 20):
+    """PersistentClient, retried while another process holds Chroma's SQLite write lock."""
+    for attempt in range(attempts):
+        try:
+            return chromadb.PersistentClient(path=str(path), settings=settings)
+        except chromadb.errors.InternalError as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            # Chroma caches the system before starting it: drop the half-started one so the retry starts afresh.
+            from chromadb.api.shared_system_client import SharedSystemClient
+            SharedSystemClient._identifier_to_system.pop(str(path), None)
+            time.sleep(min(0.1 * 2 ** attempt, 3.0))
 
 
 class VectorStore:
@@ -35,11 +51,19 @@ class VectorStore:
             self.location = url
         else:
             path.mkdir(parents=True, exist_ok=True)
-            self.client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+            # Chroma creates its SQLite schema on first open and two processes opening a fresh folder at once
+            # collide ("table collections already exists", "database is locked"): opening is serialised.
+            with FileLock(str(path.parent / f".{path.name}.open.lock"), timeout=300):
+                self.client = _open_persistent(chromadb, path, chroma_settings)
+                self.collection = self._collection(collection)
             self.location = str(path)
+            return
+        self.collection = self._collection(collection)
+
+    def _collection(self, name: str):
         # embedding_function=None: we always pass vectors; Chroma's default would fetch an ONNX model.
-        self.collection = self.client.get_or_create_collection(
-            collection, embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
+        return self.client.get_or_create_collection(
+            name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
 
     def upsert(self, chunks: list[Chunk], vectors: np.ndarray, batch: int = 1000) -> None:
         """Insert or overwrite chunks with their vectors (idempotent: ids are deterministic)."""
