@@ -67,7 +67,7 @@ bench-eval: install
 	$(BIN)/python -m eval.bench_eval --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --out .comply-bench/eval
 
 bench-finetune: install
-	$(BIN)/python -m finetune.bench --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --out .comply-bench/finetune
+	$(BIN)/python -m finetune.bench --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa
 
 clean:
 	rm -rf $(HOME_DIR)

@@ -96,8 +96,8 @@ def train_cmd(
     dropout: Annotated[float, typer.Option(help="LoRA dropout.")] = 0.05,
     target_modules: Annotated[str, typer.Option(help="Comma-separated module names.")] =
         "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
-    grad_accum: Annotated[int, typer.Option(help="Examples per optimizer step.")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-4,
+    grad_accum: Annotated[int, typer.Option(help="Examples per optimizer step.")] = 4,
     max_seq_len: Annotated[int, typer.Option(help="Longer examples are skipped.")] = 1024,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -161,7 +161,7 @@ def evaluate_cmd(
     except adapters.AdapterError as e:
         fail(str(e), as_json)
     rows = [f"{m:<30} {result['before'].get(m)!s:>8} -> {result['after'].get(m)!s:>8}"
-            for m in ("cited_answer_rate_answerable", "citation_precision", "citation_recall", "refusal_rate",
+            for m in ("cited_answer_rate_answerable", "model_cited_rate_answerable", "citation_precision", "citation_recall", "refusal_rate",
                       "false_refusal_rate")]
     emit(result, as_json, "\n".join([f"{'metric':<30} {'base':>8}    {'adapter':>8}", *rows]))
 

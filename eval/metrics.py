@@ -25,7 +25,8 @@ from ingest.types import Chunk
 
 RETRIEVAL_KEYS = ("recall@1", "recall@5", "recall@10", "map@10", "ndcg@10", "mrr", "hit@10")
 ANSWER_KEYS = ("citation_precision", "citation_recall", "support_rate", "cited_answer_rate",
-               "cited_answer_rate_answerable", "refusal_rate", "false_refusal_rate", "false_answer_rate")
+               "cited_answer_rate_answerable", "model_cited_rate_answerable", "refusal_rate", "false_refusal_rate",
+               "false_answer_rate")
 LATENCY_KEYS = ("retrieval_ms", "first_token_ms", "total_ms")
 LATENCY_PERCENTILES = (50, 95)
 
@@ -218,6 +219,7 @@ class QuestionResult:
     cited: list[RankedItem] | None = None
     sentence_supported: list[bool] | None = None
     abstained: bool | None = None
+    model_cited: bool | None = None  # the generator itself wrote a valid [n] (not one the verifier attached)
     timings: dict[str, float] = field(default_factory=dict)  # retrieval_ms, first_token_ms, total_ms
 
     @classmethod
@@ -290,6 +292,9 @@ def _answer_metrics(results: list[QuestionResult]) -> dict[str, float | int | No
         "cited_answer_rate": _ratio(sum(bool(r.cited) for r in answered), len(answered)),
         "cited_answer_rate_answerable": _ratio(sum(bool(r.cited) for r in answered_answerable),
                                                len(answered_answerable)),
+        "model_cited_rate_answerable": _ratio(sum(bool(r.model_cited) for r in answered_answerable
+                                                  if r.model_cited is not None),
+                                              sum(r.model_cited is not None for r in answered_answerable)),
         "refusal_rate": _ratio(sum(r.abstained for r in unanswerable), len(unanswerable)),
         "false_refusal_rate": _ratio(sum(r.abstained for r in answerable), len(answerable)),
         "false_answer_rate": _ratio(sum(not r.abstained for r in unanswerable), len(unanswerable)),

@@ -31,6 +31,8 @@ DEFINITIONS = {
     "support_rate": ("sentences the verifier supports / all sentences of answers", "answer-metrics"),
     "cited_answer_rate": ("answers with at least one citation / answers", "answer-metrics"),
     "cited_answer_rate_answerable": ("the same, answers to answerable questions only", "answer-metrics"),
+    "model_cited_rate_answerable": ("answers to answerable questions in which the model itself wrote a valid [n] "
+                                    "/ those answers", "answer-metrics"),
     "refusal_rate": ("abstentions / unanswerable questions", "answer-metrics"),
     "false_refusal_rate": ("abstentions / answerable questions", "answer-metrics"),
     "false_answer_rate": ("answers / unanswerable questions", "answer-metrics"),

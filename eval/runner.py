@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+from assistant.citations import parse_markers
 from assistant.pipeline import Assistant, resolve_adapter
 from assistant.retrieval import MODES, Retriever
 from eval.datasets import GoldQuestion, load_dataset, sample
@@ -251,7 +252,8 @@ def rebuild_result(q: GoldQuestion, record: dict, library: Library, out: str | P
     return QuestionResult.for_question(
         q, retrieved=items(record.get("retrieved")), cited=items(record.get("citations")),
         sentence_supported=None if sentences is None else [bool(s["supported"]) for s in sentences],
-        abstained=record.get("abstained"), timings=dict(record.get("timings") or {}))
+        abstained=record.get("abstained"), timings=dict(record.get("timings") or {}),
+        model_cited=record.get("model_cited"))
 
 
 # ---------- measuring one question ----------
@@ -279,11 +281,13 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion) -
         timings.pop("first_token_ms", None)  # abstained before generating: there was no first token
     result = QuestionResult.for_question(q, retrieved=retrieved, cited=cited,
                                          sentence_supported=[s.supported for s in answer.sentences],
-                                         abstained=answer.abstained, timings=timings)
+                                         abstained=answer.abstained, timings=timings,
+                                         model_cited=any(1 <= n <= len(answer.sources) for n in parse_markers(answer.raw_answer or "")))
     record = _record(q, result, retrieved)
     record |= {
         "answer": answer.answer,
         "raw_answer": answer.raw_answer,
+        "model_cited": result.model_cited,
         "model": answer.model,
         "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
                        "support_score": s.support_score, "attached": s.attached} for s in answer.sentences],

@@ -250,7 +250,7 @@ def evaluate(settings: Settings, name: str, questions: Path | None = None, out: 
         runs[label] = run_eval(settings, questions, out / label, format="jsonl", limit=limit, adapter=adapter,
                                sample_seed=sample_seed if limit else None, library=library, progress=progress)
     keep = ("n_questions", "n_answerable", "n_unanswerable", "n_citations", "citation_precision",
-            "citation_recall", "support_rate", "cited_answer_rate", "cited_answer_rate_answerable", "refusal_rate",
+            "citation_recall", "support_rate", "cited_answer_rate", "cited_answer_rate_answerable", "model_cited_rate_answerable", "refusal_rate",
             "false_refusal_rate", "false_answer_rate", "recall@10")
     card["eval"] = {"questions": str(Path(questions).resolve()), "limit": limit, "sample_seed": sample_seed,
                     "runs": {k: str((out / k).resolve()) for k in runs},

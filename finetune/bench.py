@@ -1,8 +1,8 @@
 """Fine-tuning benchmark on ObliQA dev: build RAFT data (train part >= 80%, validation >= 20% by question id), train
 the default recipe, evaluate base model vs adapter on a fixed sample of the validation questions, compare.
 
-    python -m finetune.bench --obliqa ../shared/corpora/obliqa [--home .comply-bench/obliqa] [--questions 1000]
-        [--eval-limit 100] [--name obliqa-raft] [--json]
+    python -m finetune.bench --obliqa ../shared/corpora/obliqa [--home .comply-bench/obliqa] [--questions 600]
+        [--eval-limit 100] [--name obliqa-raft] [--ship data/adapters/NAME] [--json]
 
 Stages are reused when their output is already there (data folder, trained adapter, evaluation runs), so an
 interrupted run continues; training resumes from its last checkpoint. Prints the Markdown rows for
@@ -22,12 +22,13 @@ from tqdm import tqdm
 
 from eval.datasets import load_obliqa
 from finetune import adapters
-from finetune.dataset import DataConfig, build_dataset, load_manifest
+from finetune.dataset import TARGET_FORMAT, DataConfig, DataError, build_dataset, load_manifest
 from finetune.train import TrainConfig, train
 from ingest.pipeline import Library
 from ingest.settings import Settings
 
 ROWS = (("answers with citations (answerable)", "cited_answer_rate_answerable"),
+        ("... with a [n] the model wrote itself", "model_cited_rate_answerable"),
         ("citation precision", "citation_precision"), ("citation recall", "citation_recall"),
         ("abstention (answerable questions)", "false_refusal_rate"))
 
@@ -42,18 +43,32 @@ def markdown_rows(before: dict, after: dict, n: int) -> str:
     return "\n".join(lines)
 
 
+def _data_is_current(data_dir: Path, config: DataConfig) -> bool:
+    """Whether data_dir holds data built with this config and the current target format (else it is rebuilt)."""
+    try:
+        manifest = load_manifest(data_dir)
+    except DataError:
+        return False
+    built = manifest.get("config", {})
+    return (manifest.get("target_format") == TARGET_FORMAT and built.get("p_abstain") == config.p_abstain
+            and built.get("val_fraction") == config.val_fraction and built.get("seed") == config.seed
+            and built.get("order", "shuffled") == config.order)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--obliqa", type=Path, default=Path("../shared/corpora/obliqa"))
     parser.add_argument("--home", type=Path, default=Path(".comply-bench/obliqa"))
-    parser.add_argument("--questions", type=int, default=1000, help="first N dev questions used (0 = all)")
+    parser.add_argument("--questions", type=int, default=600, help="first N dev questions used (0 = all)")
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--p-abstain", type=float, default=0.2)
+    parser.add_argument("--order", choices=("retrieval", "shuffled"), default="retrieval",
+                        help="source order in the prompts (see finetune.dataset.DataConfig)")
     parser.add_argument("--name", default="obliqa-raft")
     parser.add_argument("--max-examples", type=int, default=None, help="training examples used (default: all)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps (default: 1 epoch)")
-    parser.add_argument("--grad-accum", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--grad-accum", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank (alpha = 2 x rank)")
     parser.add_argument("--save-every", type=int, default=10, help="checkpoint every N steps")
     parser.add_argument("--eval-limit", type=int, default=100, help="fixed sample of validation questions")
@@ -69,12 +84,13 @@ def main(argv: list[str] | None = None) -> int:
     if report.failed:
         print(json.dumps(report.to_dict(), indent=2), file=sys.stderr)
         return 1
-    data_dir = args.home / "finetune" / "obliqa-dev"
-    if not (data_dir / "manifest.json").is_file():
+    config = DataConfig(p_abstain=args.p_abstain, val_fraction=args.val_fraction, order=args.order)
+    data_dir = args.home / "finetune" / f"obliqa-dev-{args.questions or 'all'}-{args.order}"
+    if not _data_is_current(data_dir, config):
+        shutil.rmtree(data_dir, ignore_errors=True)
         questions = load_obliqa(args.obliqa / "ObliQA_dev.json", documents_dir=docs)
         if args.questions:
             questions = questions[: args.questions]
-        config = DataConfig(p_abstain=args.p_abstain, val_fraction=args.val_fraction)
         build_dataset(library, questions, data_dir, config, name="obliqa-dev",
                       progress=lambda qs, part: tqdm(qs, desc=f"data {part}", file=sys.stderr))
     manifest = load_manifest(data_dir)
@@ -87,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         training = {k: v for k, v in asdict(result).items() if k != "losses"}
         training["loss_every_10_steps"] = result.losses[::10]
         command = (f"python -m finetune.bench --obliqa {args.obliqa} --home {args.home} --questions {args.questions} "
+                   f"--p-abstain {args.p_abstain} --order {args.order} "
                    f"--name {args.name} --grad-accum {args.grad_accum} --lr {args.lr} --rank {args.rank}"
                    + (f" --steps {args.steps}" if args.steps else "")
                    + (f" --max-examples {args.max_examples}" if args.max_examples else ""))

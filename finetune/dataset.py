@@ -4,7 +4,7 @@ target answer), split by question id into train and validation.
 For each question the sources are what our own retriever returns, so the model trains on the distractors it will
 see at inference: the gold chunks plus the best-ranked non-gold chunks, shuffled with a seed fixed per question.
 The target quotes the gold chunk's sentence most similar to the question (and reference answer, when there is
-one) and cites it as `[n]`. With probability `p_abstain` the gold chunks are left out and the target is the
+one), opened by its citation: "According to [n], ...". With probability `p_abstain` the gold chunks are left out and the target is the
 abstention answer; unanswerable questions always get it.
 """
 
@@ -28,6 +28,8 @@ from ingest.chunking import sentence_spans
 from ingest.pipeline import Library
 from ingest.types import Chunk
 
+# Bumped whenever cited_target() writes targets differently: data built with another format is stale.
+TARGET_FORMAT = 2  # 1: "<quote> [n]."; 2: "According to [n], <quote>."
 SOURCE_CHARS = 900  # format_sources shows at most this much of a chunk: a quote must come from that part
 MAX_QUOTE_CHARS = 320
 # Clause numbers that open a sentence ("4.2.1", "(c)", "3.1.(b)"): the answer states content, the [n] says where.
@@ -47,6 +49,9 @@ class DataConfig:
     val_fraction: float = 0.2
     seed: int = 0
     candidates: int = 50  # retrieved chunks searched for gold and distractors
+    # "retrieval": sources in the order of their retrieval rank (gold the retriever missed goes last), as the
+    # assistant numbers them at inference; "shuffled": random order (RAFT's recipe, no position prior).
+    order: str = "retrieval"
     pii_kinds: tuple[str, ...] = DEFAULT_KINDS
 
 
@@ -94,9 +99,26 @@ def _clip(sentence: str) -> str:
     return sentence[:1].upper() + sentence[1:]
 
 
+# Words that open a quoted sentence and read as ordinary words after "According to [n],".
+_LOWERCASE_OPENERS = frozenset(
+    "a an the this that these those each every any all no such where if when whether unless subject in for as "
+    "it there before after under upon on at by with without except".split())
+
+
+def _after_marker(sentence: str) -> str:
+    first = sentence.split(" ", 1)[0]
+    return sentence[:1].lower() + sentence[1:] if first.lower() in _LOWERCASE_OPENERS else sentence
+
+
 def cited_target(question: GoldQuestion, numbered_gold: list[tuple[int, Chunk]], embedder) -> str:
-    """One quoted sentence per gold source, each closed by its `[n]`: the supporting sentence of the chunk that is
-    most similar (embedding cosine) to the question and reference answer."""
+    """One quoted sentence per gold source, each opened by its `[n]`: "According to [n], <sentence>." with the
+    supporting sentence of the chunk most similar (embedding cosine) to the question and reference answer.
+
+    The marker comes first on purpose. Every abstention starts with the same words, while answers start with
+    whatever their quote starts with; a greedy decoder picks the single most likely first tokens, so when the
+    answers' first tokens are scattered it abstains even where answering is more likely overall (a full epoch
+    with the marker at the end collapsed onto abstention, see docs/benchmarks.md). A fixed opening makes the
+    first token the decision between answering and abstaining, and commits every answer to a citation."""
     probe = question.question if not question.answer else f"{question.question} {question.answer}"
     probe_vec = embedder.encode_query(probe)
     parts = []
@@ -104,7 +126,7 @@ def cited_target(question: GoldQuestion, numbered_gold: list[tuple[int, Chunk]],
         candidates = _sentences(visible_text(chunk))
         vecs = embedder.encode(candidates)
         best = candidates[int(np.argmax(vecs @ probe_vec))]
-        parts.append(f"{_clip(best)} [{n}].")
+        parts.append(f"According to [{n}], {_after_marker(_clip(best))}.")
     return " ".join(parts)
 
 
@@ -166,7 +188,11 @@ class ExampleBuilder:
         else:
             gold = gold[: max(1, self.k - 1)]
             sources = gold + distractors[: self.k - len(gold)]
-        rng.shuffle(sources)
+        if self.config.order == "shuffled":
+            rng.shuffle(sources)
+        else:
+            rank = {c.chunk_id: i for i, c in enumerate(retrieved)}
+            sources.sort(key=lambda c: rank.get(c.chunk_id, len(retrieved)))
         numbered = [(i + 1, c) for i, c in enumerate(sources) if c in gold]
         target = ABSTAIN_TEXT if abstain else cited_target(question, numbered, self.library.embedder)
         messages = build_messages(question.question, sources)
@@ -226,6 +252,7 @@ def build_dataset(library: Library, questions: list[GoldQuestion], out: Path, co
         "train": counts["train"],
         "val": counts["val"],
         "config": {**asdict(config), "k": builder.k, "pii_kinds": list(config.pii_kinds)},
+        "target_format": TARGET_FORMAT,
         "pii_replacements": dict(builder.scrubber.counts),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))

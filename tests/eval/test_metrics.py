@@ -219,10 +219,10 @@ def test_aggregate_by_hand():
     r = QuestionResult.for_question
     results = [
         # one correct and one wrong citation; 2 of 3 sentences supported
-        r(qa, retrieved=[iA], cited=[iA, X], sentence_supported=[True, True, False], abstained=False,
+        r(qa, retrieved=[iA], cited=[iA, X], sentence_supported=[True, True, False], abstained=False, model_cited=True,
           timings={"retrieval_ms": 10, "first_token_ms": 100, "total_ms": 1000}),
-        # cites the `also` place: correct
-        r(qb, retrieved=[iB], cited=[item("zz", page=7)], sentence_supported=[True], abstained=False,
+        # cites the `also` place: correct (a citation the verifier attached, the model wrote none)
+        r(qb, retrieved=[iB], cited=[item("zz", page=7)], sentence_supported=[True], abstained=False, model_cited=False,
           timings={"total_ms": 2000}),
         # answered without any citation
         r(qc, retrieved=[], cited=[], sentence_supported=[False], abstained=False, timings={"total_ms": 3000}),
@@ -241,6 +241,7 @@ def test_aggregate_by_hand():
     assert m["support_rate"] == pytest.approx(4 / 6)            # sentences of non-abstained answers
     assert m["cited_answer_rate"] == pytest.approx(3 / 4)       # qa, qb, n2 of qa, qb, qc, n2
     assert m["cited_answer_rate_answerable"] == pytest.approx(2 / 3)
+    assert m["model_cited_rate_answerable"] == pytest.approx(1 / 2)  # qa of qa, qb (qc's raw text not recorded)
     assert m["refusal_rate"] == 0.5 and m["false_answer_rate"] == 0.5
     assert m["false_refusal_rate"] == pytest.approx(1 / 4)
     assert m["recall@10"] == pytest.approx(2 / 4) and m["mrr"] == pytest.approx(2 / 4)

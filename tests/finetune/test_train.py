@@ -100,3 +100,45 @@ def test_the_adapter_loads_in_the_assistants_generator(settings, data_dir, train
     assert generator.adapter == str(out)  # whichever backend runs it (transformers + peft, or llama.cpp LoRA)
     messages = load_examples(data_dir / "train.jsonl")[0].messages
     assert generator.generate(messages[:-1], 8).strip()
+
+
+def test_a_step_weighs_every_target_token_the_same(settings):
+    """The accumulated gradient of a step is the gradient of the mean over all its target tokens, whatever the
+    targets' lengths (a per-example mean would overweight the short abstention targets)."""
+    import contextlib
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from assistant.models import resolve_generator
+    from assistant.prompt import ABSTAIN_TEXT
+    from finetune.train import _target_loss, backward_step
+
+    base = resolve_generator(settings)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                           LoraConfig(r=2, lora_alpha=4, lora_dropout=0.0, target_modules=["q_proj"],
+                                      task_type="CAUSAL_LM"))
+    for name, p in model.named_parameters():  # LoRA B starts at zero: give it values so A gets a gradient too
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    question, title, clause, text = FACTS[0]
+    chunk = Chunk(chunk_id="c", document_id="d", version=1, title=title, source_file="d.md", text=text, seq=0,
+                  page=1, clause=clause)
+    prompt = build_messages(question, [chunk])
+    examples = [encode_example(tokenizer, prompt + [{"role": "assistant", "content": target}])
+                for target in (f"According to [1], {text[0].lower()}{text[1:]}", ABSTAIN_TEXT)]
+    lengths = [sum(t != -100 for t in labels) for _, labels in examples]
+    assert lengths[0] > lengths[1]
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    loss_sum, tokens = backward_step(model, examples, "cpu", contextlib.nullcontext())
+    stepped = [p.grad.clone() for p in params]
+    model.zero_grad()
+    total = sum(_target_loss(model, ids, labels, "cpu")[0] for ids, labels in examples)
+    (total / sum(lengths)).backward()
+    assert tokens == sum(lengths) and loss_sum == pytest.approx(float(total.detach()), rel=1e-4)
+    for got, want in zip(stepped, [p.grad for p in params], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
