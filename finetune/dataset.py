@@ -2,10 +2,11 @@
 target answer), split by question id into train and validation.
 
 For each question the sources are what our own retriever returns, so the model trains on the distractors it will
-see at inference: the gold chunks plus the best-ranked non-gold chunks, shuffled with a seed fixed per question.
-The target quotes the gold chunk's sentence most similar to the question (and reference answer, when there is
-one), opened by its citation: "According to [n], ...". With probability `p_abstain` the gold chunks are left out and the target is the
-abstention answer; unanswerable questions always get it.
+see at inference: the gold chunks plus the best-ranked non-gold chunks, numbered in retrieval order as the
+assistant numbers them (or shuffled with a seed fixed per question, `DataConfig.order`). The target quotes the
+gold chunk's sentence most similar to the question (and reference answer, when there is one), opened by its
+citation: "According to [n], ...". With probability `p_abstain` the gold chunks are left out and the target is
+the abstention answer; unanswerable questions always get it.
 """
 
 from __future__ import annotations
@@ -116,9 +117,9 @@ def cited_target(question: GoldQuestion, numbered_gold: list[tuple[int, Chunk]],
 
     The marker comes first on purpose. Every abstention starts with the same words, while answers start with
     whatever their quote starts with; a greedy decoder picks the single most likely first tokens, so when the
-    answers' first tokens are scattered it abstains even where answering is more likely overall (a full epoch
-    with the marker at the end collapsed onto abstention, see docs/benchmarks.md). A fixed opening makes the
-    first token the decision between answering and abstaining, and commits every answer to a citation."""
+    answers' first tokens are scattered it can abstain even where answering is more likely overall. A fixed
+    opening makes the first token the decision between answering and abstaining, and commits every answer to a
+    citation (docs/benchmarks.md, "Fine-tuning", has the runs)."""
     probe = question.question if not question.answer else f"{question.question} {question.answer}"
     probe_vec = embedder.encode_query(probe)
     parts = []
