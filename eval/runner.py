@@ -279,10 +279,10 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion) -
     timings = dict(answer.timings)
     if answer.abstained and not answer.raw_answer and not timings.get("first_token_ms"):
         timings.pop("first_token_ms", None)  # abstained before generating: there was no first token
+    model_cited = any(1 <= n <= len(answer.sources) for n in parse_markers(answer.raw_answer or ""))
     result = QuestionResult.for_question(q, retrieved=retrieved, cited=cited,
                                          sentence_supported=[s.supported for s in answer.sentences],
-                                         abstained=answer.abstained, timings=timings,
-                                         model_cited=any(1 <= n <= len(answer.sources) for n in parse_markers(answer.raw_answer or "")))
+                                         abstained=answer.abstained, timings=timings, model_cited=model_cited)
     record = _record(q, result, retrieved)
     record |= {
         "answer": answer.answer,
