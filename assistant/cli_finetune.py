@@ -161,8 +161,8 @@ def evaluate_cmd(
     except adapters.AdapterError as e:
         fail(str(e), as_json)
     rows = [f"{m:<30} {result['before'].get(m)!s:>8} -> {result['after'].get(m)!s:>8}"
-            for m in ("cited_answer_rate_answerable", "model_cited_rate_answerable", "citation_precision", "citation_recall", "refusal_rate",
-                      "false_refusal_rate")]
+            for m in ("cited_answer_rate_answerable", "model_cited_rate_answerable", "citation_precision",
+                      "citation_recall", "refusal_rate", "false_refusal_rate")]
     emit(result, as_json, "\n".join([f"{'metric':<30} {'base':>8}    {'adapter':>8}", *rows]))
 
 

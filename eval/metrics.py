@@ -292,8 +292,7 @@ def _answer_metrics(results: list[QuestionResult]) -> dict[str, float | int | No
         "cited_answer_rate": _ratio(sum(bool(r.cited) for r in answered), len(answered)),
         "cited_answer_rate_answerable": _ratio(sum(bool(r.cited) for r in answered_answerable),
                                                len(answered_answerable)),
-        "model_cited_rate_answerable": _ratio(sum(bool(r.model_cited) for r in answered_answerable
-                                                  if r.model_cited is not None),
+        "model_cited_rate_answerable": _ratio(sum(bool(r.model_cited) for r in answered_answerable),
                                               sum(r.model_cited is not None for r in answered_answerable)),
         "refusal_rate": _ratio(sum(r.abstained for r in unanswerable), len(unanswerable)),
         "false_refusal_rate": _ratio(sum(r.abstained for r in answerable), len(answerable)),

@@ -20,12 +20,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from eval.bench_retrieval import ingest_obliqa
 from eval.datasets import load_obliqa
 from finetune import adapters
 from finetune.dataset import TARGET_FORMAT, DataConfig, DataError, build_dataset, load_manifest
 from finetune.train import TrainConfig, train
-from ingest.pipeline import Library
-from ingest.settings import Settings
 
 ROWS = (("answers with citations (answerable)", "cited_answer_rate_answerable"),
         ("... with a [n] the model wrote itself", "model_cited_rate_answerable"),
@@ -77,13 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    settings = Settings(home=args.home)
-    library = Library(settings)
+    library = ingest_obliqa(args.obliqa, args.home)
+    settings = library.settings
     docs = args.obliqa / "StructuredRegulatoryDocuments"
-    report = library.ingest([docs])
-    if report.failed:
-        print(json.dumps(report.to_dict(), indent=2), file=sys.stderr)
-        return 1
     config = DataConfig(p_abstain=args.p_abstain, val_fraction=args.val_fraction, order=args.order)
     data_dir = args.home / "finetune" / f"obliqa-dev-{args.questions or 'all'}-{args.order}"
     if not _data_is_current(data_dir, config):
