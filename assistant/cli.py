@@ -184,6 +184,9 @@ def ask(
     document: Annotated[list[str] | None, typer.Option("--document", "-d", help="Limit to these document ids.")] = None,
     as_of: Annotated[str | None, typer.Option(help="Answer from the versions in force on this date.")] = None,
     k: Annotated[int | None, typer.Option(help="Number of sources to retrieve.")] = None,
+    strict: Annotated[bool | None, typer.Option(
+        "--strict/--no-strict", help="Answer only when both retrievers rank the cited source first (default: the "
+                                     "consensus_citations setting).")] = None,
     as_json: JsonOpt = False,
 ):
     """Answer a question with verified citations (streams the answer as it is written)."""
@@ -195,7 +198,7 @@ def ask(
     except FileNotFoundError as e:
         fail(str(e), as_json)
     answer = None
-    for item in assistant.stream(question, document_ids=document or None, as_of=as_of, k=k):
+    for item in assistant.stream(question, document_ids=document or None, as_of=as_of, k=k, consensus=strict):
         if isinstance(item, Answer):
             answer = item
         elif not as_json:

@@ -34,10 +34,14 @@ def build_data(
                                                             "gold passages.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default <home>/finetune/<dataset name>).")] = None,
     limit: Annotated[int | None, typer.Option(help="Use only the first N questions.")] = None,
-    p_abstain: Annotated[float, typer.Option(help="Share of examples whose gold source is left out.")] = 0.2,
+    p_abstain: Annotated[float, typer.Option(help="Share of examples whose gold source is left out (on top of "
+                                                  "those whose gold the retriever missed).")] = 0.0,
     val_fraction: Annotated[float, typer.Option(help="Share of question ids held out for validation.")] = 0.2,
     k: Annotated[int | None, typer.Option(help="Sources per prompt (default: the top_k setting).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split, the abstention draw and the source order.")] = 0,
+    layout: Annotated[str, typer.Option(help="prompt: the top k retrieved, exactly as the assistant's prompt; "
+                                             "raft: gold plus distractors, arranged by --order.")] = "prompt",
+    order: Annotated[str, typer.Option(help="With --layout raft: retrieval (rank order) or shuffled.")] = "retrieval",
     as_json: JsonOpt = False,
 ):
     """Build RAFT examples (train.jsonl, val.jsonl, val_questions.jsonl, manifest.json) from the loaded library."""
@@ -56,7 +60,10 @@ def build_data(
     library = Library(s)
     if not library.catalog.count_chunks():
         fail(f"the library in {s.home} is empty: ingest the documents the questions are about first", as_json)
-    config = DataConfig(k=k, p_abstain=p_abstain, val_fraction=val_fraction, seed=seed)
+    if layout not in ("prompt", "raft") or order not in ("retrieval", "shuffled"):
+        fail(f"--layout must be prompt or raft and --order retrieval or shuffled (got {layout!r}, {order!r})",
+             as_json)
+    config = DataConfig(k=k, p_abstain=p_abstain, val_fraction=val_fraction, seed=seed, layout=layout, order=order)
     manifest = build_dataset(library, questions, out, config, name=dataset.stem,
                              progress=None if as_json else _bar)
     library.close()
@@ -164,6 +171,57 @@ def evaluate_cmd(
             for m in ("cited_answer_rate_answerable", "model_cited_rate_answerable", "citation_precision",
                       "citation_recall", "refusal_rate", "false_refusal_rate")]
     emit(result, as_json, "\n".join([f"{'metric':<30} {'base':>8}    {'adapter':>8}", *rows]))
+
+
+@adapters_app.command("calibrate")
+def adapters_calibrate(
+    name: Annotated[str, typer.Argument(help="Registered adapter name.")],
+    dataset: Annotated[Path, typer.Option(help="Gold questions the adapter was neither trained nor validated on.")],
+    format: Annotated[str, typer.Option(help="auto, jsonl or obliqa.")] = "auto",
+    documents_dir: Annotated[Path | None, typer.Option(help="ObliQA: StructuredRegulatoryDocuments/.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use a fixed sample of N questions.")] = None,
+    target_precision: Annotated[float, typer.Option(help="Citation precision the kept answers must reach.")] = 0.8,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default <home>/eval/calibrate-NAME).")] = None,
+    as_json: JsonOpt = False,
+):
+    """Choose the adapter's answer-confidence gate on held-out questions and write it into its card."""
+    from finetune import adapters
+    from finetune.calibrate import CalibrationError, calibrate
+
+    try:
+        result = calibrate(settings(), name, dataset, out, format=format, documents_dir=documents_dir, limit=limit,
+                           target_precision=target_precision, progress=not as_json)
+    except (adapters.AdapterError, CalibrationError, ValueError) as e:
+        fail(str(e), as_json)
+
+    def pct(v):
+        return "-" if v is None else f"{v:.3f}"
+
+    emit(result, as_json,
+         f"min_confidence {result['min_confidence']:.4f} (target precision {target_precision}: "
+         f"{'met' if result['target_met'] else 'NOT met'}): answers {result['answered_before']} -> "
+         f"{result['answered_after']}, citation precision {pct(result['precision_before'])} -> "
+         f"{pct(result['precision_after'])} on {result['questions']} questions"
+         + ("" if result["target_met"] else f"; no gate set (the best threshold, {result['best_threshold']:.4f}, "
+                                            f"gave {pct(result['best_precision'])})"))
+
+
+@adapters_app.command("export")
+def adapters_export(
+    name: Annotated[str, typer.Argument(help="Registered adapter name.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to write (replaced), e.g. data/adapters/NAME.")],
+    fp32: Annotated[bool, typer.Option("--fp32", help="Keep fp32 LoRA weights (default: bf16, half the size).")] = False,
+    as_json: JsonOpt = False,
+):
+    """Write an adapter as a self-contained folder to ship or share: peft files, card, README."""
+    from finetune import adapters
+
+    try:
+        path = adapters.export(settings(), name, dest, bf16=not fp32)
+    except adapters.AdapterError as e:
+        fail(str(e), as_json)
+    size = sum(f.stat().st_size for f in path.iterdir())
+    emit({"name": name, "path": str(path), "bytes": size}, as_json, f"exported {name} to {path} ({size / 1e6:.1f} MB)")
 
 
 @adapters_app.command("list")

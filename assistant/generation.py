@@ -69,12 +69,14 @@ class Generator:
                                                  return_dict=True)["input_ids"]
         return list(ids[0] if ids and isinstance(ids[0], list) else ids)
 
-    def stream(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[str]:
-        """Yield text pieces as tokens are generated (greedy)."""
+    def stream(self, messages: list[dict], max_new_tokens: int | None = None,
+               trace: list[tuple[int, float]] | None = None) -> Iterator[str]:
+        """Yield text pieces as tokens are generated (greedy). `trace` (see `tokens`) collects the token ids and
+        the probabilities the model gave them."""
         tokens: list[int] = []
         # decode only a short window (prefix..end) each step, so a step costs the same however long the answer
         prefix = read = 0
-        for token in self.tokens(messages, max_new_tokens):
+        for token in self.tokens(messages, max_new_tokens, trace):
             tokens.append(token)
             before = self.tokenizer.decode(tokens[prefix:read], skip_special_tokens=True)
             text = self.tokenizer.decode(tokens[prefix:], skip_special_tokens=True)
@@ -87,8 +89,11 @@ class Generator:
         """The whole completion as one string."""
         return self.tokenizer.decode(list(self.tokens(messages, max_new_tokens)), skip_special_tokens=True)
 
-    def tokens(self, messages: list[dict], max_new_tokens: int | None = None) -> Iterator[int]:
-        """Generated token ids, one at a time: greedy, with the repetition penalty on generated tokens."""
+    def tokens(self, messages: list[dict], max_new_tokens: int | None = None,
+               trace: list[tuple[int, float]] | None = None) -> Iterator[int]:
+        """Generated token ids, one at a time: greedy, with the repetition penalty on generated tokens. When
+        `trace` is a list, (token id, its probability under the distribution it was picked from) is appended for
+        each generated token."""
         limit = max_new_tokens or self.max_new_tokens
         penalty = self.repetition_penalty
         with self._lock:
@@ -100,6 +105,8 @@ class Generator:
                     picked = logits[index]
                     logits[index] = np.where(picked > 0, picked / penalty, picked * penalty)
                 token = int(np.argmax(logits))
+                if trace is not None:  # softmax at the argmax: 1 / sum(exp(logits - max))
+                    trace.append((token, float(1.0 / np.exp(logits - logits[token]).sum())))
                 if token in self.stop_ids:
                     return
                 seen.add(token)

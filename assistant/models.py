@@ -16,6 +16,7 @@ from ingest.settings import DEFAULT_GENERATOR, Settings
 
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PACKAGED_NAME = "SmolLM2-135M-Instruct"
+PACKAGED_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the public id of the packaged weights
 BACKENDS = ("auto", "transformers", "llamacpp")
 
 
@@ -198,6 +199,6 @@ def lora_gguf(adapter: str | Path, base_gguf: Path, models_dir: Path) -> Path:
     return target
 
 
-__all__ = ["BACKENDS", "GeneratorError", "PACKAGED_NAME", "adapter_hash", "convert_gguf", "llamacpp_installed",
+__all__ = ["BACKENDS", "GeneratorError", "PACKAGED_HF_ID", "PACKAGED_NAME", "adapter_hash", "convert_gguf", "llamacpp_installed",
            "lora_gguf", "lora_tensors", "model_display_name", "packaged_gguf", "pick_backend", "pick_device",
            "resolve_generator", "use_bf16"]

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.citations import Verifier, is_abstention, make_citation
+from assistant.citations import Verifier, is_abstention, make_citation, parse_markers
 from assistant.prompt import ABSTAIN_TEXT, build_messages
 from assistant.retrieval import RetrievalFilter, Retriever
 from assistant.types import Answer, Retrieved
@@ -42,6 +42,34 @@ def resolve_adapter(settings: Settings, adapter: str | None) -> str | None:
     return None
 
 
+def min_confidence(settings: Settings, adapter: str | None) -> float:
+    """The answer confidence below which the assistant abstains: the setting when set, else the threshold
+    calibrated for the adapter (its card's `calibration.min_confidence`), else 0 (no gate)."""
+    if settings.min_confidence is not None:
+        return settings.min_confidence
+    if adapter:
+        from finetune.adapters import read_card
+
+        value = (read_card(Path(adapter)).get("calibration") or {}).get("min_confidence")
+        if value is not None:
+            return float(value)
+    return 0.0
+
+
+def answer_confidence(tokenizer, trace: list[tuple[int, float]], n_sources: int) -> float | None:
+    """The probability the model gave its answer's opening up to and including its first citation marker `[n]`
+    naming one of the n_sources (the product of the token probabilities in `trace`); None when it wrote none."""
+    ids: list[int] = []
+    p = 1.0
+    for token, prob in trace:
+        ids.append(token)
+        p *= prob
+        if "]" in tokenizer.decode([token]) and any(
+                1 <= n <= n_sources for n in parse_markers(tokenizer.decode(ids, skip_special_tokens=True))):
+            return p
+    return None
+
+
 class Assistant:
     """Grounded question answering over a Library with a local generator."""
 
@@ -52,6 +80,7 @@ class Assistant:
         self.retriever = Retriever(self.library, mode=retrieval_mode)
         self.verifier = Verifier(self.library.embedder, settings.support_threshold)
         self.adapter = resolve_adapter(settings, adapter)
+        self.min_confidence = min_confidence(settings, self.adapter)
         self._generator = None
 
     @property
@@ -73,8 +102,9 @@ class Assistant:
 
     def stream(self, question: str, *, document_ids: list[str] | None = None, as_of: str | None = None,
                include_superseded: bool = False, history: list[tuple[str, str]] | None = None,
-               k: int | None = None) -> Iterator[str | Answer]:
-        """Yield answer text pieces as generated, then the final Answer."""
+               k: int | None = None, consensus: bool | None = None) -> Iterator[str | Answer]:
+        """Yield answer text pieces as generated, then the final Answer. `consensus` overrides the
+        `consensus_citations` setting for this question (strict citations)."""
         t0 = time.perf_counter()
         query = question if not history else f"{history[-1][0]} {question}"
         flt = RetrievalFilter(document_ids=document_ids, as_of=as_of, include_superseded=include_superseded)
@@ -83,41 +113,59 @@ class Assistant:
         timings = {"retrieval_ms": _ms(t0)}
         if not sources or relevance < self.settings.abstain_threshold:
             timings.update(first_token_ms=0.0, total_ms=_ms(t0))
-            yield self._abstain(question, sources, timings, raw="")
+            yield self._abstain(question, sources, timings, raw="",
+                                reason="no_sources" if not sources else "low_relevance")
             return
         messages = build_messages(question, [s.chunk for s in sources], history)
         pieces: list[str] = []
         first = None
-        for piece in self.generator.stream(messages, self.settings.max_new_tokens):
+        trace: list[tuple[int, float]] = []
+        for piece in self.generator.stream(messages, self.settings.max_new_tokens, trace):
             if first is None:
                 first = _ms(t0)
             pieces.append(piece)
             yield piece
         raw = "".join(pieces).strip()
         timings["first_token_ms"] = first or _ms(t0)
-        answer = self._finish(question, raw, sources, timings)
+        confidence = answer_confidence(self.generator.tokenizer, trace, len(sources))
+        answer = self._finish(question, raw, sources, timings, confidence, consensus)
         answer.timings["total_ms"] = _ms(t0)
         yield answer
 
-    def _finish(self, question: str, raw: str, sources: list[Retrieved], timings: dict) -> Answer:
+    def _finish(self, question: str, raw: str, sources: list[Retrieved], timings: dict,
+                confidence: float | None = None, consensus: bool | None = None) -> Answer:
         if not raw or is_abstention(raw):
-            return self._abstain(question, sources, timings, raw)
+            return self._abstain(question, sources, timings, raw, confidence=confidence, reason="model")
+        if self.min_confidence and (confidence is None or confidence < self.min_confidence):
+            return self._abstain(question, sources, timings, raw, confidence=confidence, reason="low_confidence")
         sentences, quotes = self.verifier.verify(raw, sources)
         if not any(s.supported for s in sentences):
-            return self._abstain(question, sources, timings, raw, sentences=sentences)
+            return self._abstain(question, sources, timings, raw, sentences=sentences, confidence=confidence,
+                                 reason="unsupported")
         cited = sorted({n for s in sentences for n in s.citations})
+        strict = self.settings.consensus_citations if consensus is None else consensus
+        if strict and not all(_consensus(sources[n - 1]) for n in cited):
+            return self._abstain(question, sources, timings, raw, sentences=sentences, confidence=confidence,
+                                 reason="no_consensus")
         citations = [make_citation(n, sources[n - 1], quotes.get(n)) for n in cited]
         text = " ".join(_with_markers(s.text, s.attached) for s in sentences)
         return Answer(question=question, answer=text, abstained=False, sentences=sentences, citations=citations,
                       model=self.generator.model_name, adapter=self.adapter, timings=timings,
-                      sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw)
+                      sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw,
+                      confidence=confidence)
 
     def _abstain(self, question: str, sources: list[Retrieved], timings: dict, raw: str,
-                 sentences=None) -> Answer:
+                 sentences=None, confidence: float | None = None, reason: str | None = None) -> Answer:
         model = self._generator.model_name if self._generator is not None else self.settings.generator_model
         return Answer(question=question, answer=ABSTAIN_TEXT, abstained=True, sentences=sentences or [],
                       citations=[], model=model, adapter=self.adapter, timings=timings,
-                      sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw)
+                      sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw,
+                      confidence=confidence, abstain_reason=reason)
+
+
+def _consensus(source: Retrieved) -> bool:
+    """Whether both retrievers rank this source first (hybrid retrieval; a single retriever has no consensus)."""
+    return source.dense_rank == 1 and source.bm25_rank == 1
 
 
 def _with_markers(text: str, attached: list[int]) -> str:

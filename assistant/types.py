@@ -65,6 +65,11 @@ class Answer:
     timings: dict[str, float]
     sources: list[Citation] = field(default_factory=list)  # every retrieved source, numbered as in the prompt
     raw_answer: str = ""
+    # The generator's probability of its answer up to and including its first valid citation marker (None without
+    # one); answers below the minimum confidence are abstentions (`Assistant.min_confidence`).
+    confidence: float | None = None
+    # Why an abstention: "no_sources", "low_relevance", "model", "unsupported", "low_confidence", "no_consensus".
+    abstain_reason: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -14,11 +14,22 @@ STREAM_CURSOR = " ▍"
 UNSUPPORTED_NOTE = "not supported by the cited sources"
 
 
+# What the chat says under an abstention whose cause is not simply "the documents do not say".
+ABSTAIN_REASONS = {
+    "no_consensus": "Strict citations: an answer was written, but the two retrievers (meaning and keywords) do not "
+                    "both rank its cited passage first, so it is not shown. Untick \"Strict citations\" to see it.",
+    "low_confidence": "An answer was written, but the model's confidence in it is below this adapter's calibrated "
+                      "minimum, so it is not shown.",
+    "unsupported": "An answer was written, but none of its sentences is supported by the passage it cites.",
+}
+
+
 def answer_markdown(answer: Answer) -> str:
     """The answer as the chat shows it: sentences with [n] markers; unsupported ones flagged in words."""
     if answer.abstained:
         nearest = " The nearest passages are listed under Sources." if answer.sources else ""
-        return f"{answer.answer}{nearest}"
+        why = ABSTAIN_REASONS.get(answer.abstain_reason or "")
+        return f"{answer.answer}{nearest}" + (f"\n\n*{why}*" if why else "")
     parts = []
     for s in answer.sentences:
         text = s.text + ("".join(f" [{n}]" for n in s.attached) if s.attached else "")
@@ -93,6 +104,10 @@ class ChatTab:
                 self.documents = gr.Dropdown(label="Only these documents (optional)", multiselect=True, choices=[],
                                              elem_id="doc-filter")
                 self.as_of = gr.Textbox(label="Versions in force on (optional, YYYY-MM-DD)", elem_id="as-of")
+                self.strict = gr.Checkbox(
+                    label="Strict citations: answer only when both retrievers rank the cited source first "
+                          "(fewer answers, more of them cite the right place)",
+                    value=self.services.settings.consensus_citations, elem_id="strict")
                 self.sources = gr.HTML("<p class='hint'>Sources for the answer appear here.</p>", elem_id="sources",
                                        label="Sources")
         with gr.Row():
@@ -108,7 +123,7 @@ class ChatTab:
         self.citations = gr.State([])
 
         outputs = [self.chat, self.history, self.sources, self.source_pick, self.citations, self.question]
-        inputs = [self.question, self.chat, self.history, self.documents, self.as_of]
+        inputs = [self.question, self.chat, self.history, self.documents, self.as_of, self.strict]
         self.ask_button.click(self.ask, inputs, outputs, api_name="ask")
         self.question.submit(self.ask, inputs, outputs, api_name=False)
         self.source_pick.change(self.open_source, [self.source_pick, self.citations],
@@ -117,7 +132,8 @@ class ChatTab:
         self.new_button.click(self.new_conversation, None, cleared, api_name=False)
         self.chat.clear(self.new_conversation, None, cleared, api_name=False)  # the chat's own bin icon
 
-    def ask(self, question: str, chat: list, history: list, documents: list, as_of: str, request: gr.Request):
+    def ask(self, question: str, chat: list, history: list, documents: list, as_of: str, strict: bool,
+            request: gr.Request):
         """Stream an answer into the chat, then show it verified with its sources; record it in the audit."""
         user = self.services.authorize(request, "chat")
         question = (question or "").strip()
@@ -138,7 +154,8 @@ class ChatTab:
             pieces: list[str] = []
             answer = None
             past = [tuple(pair) for pair in history or []]
-            for item in assistant.stream(question, document_ids=documents or None, as_of=as_of, history=past):
+            for item in assistant.stream(question, document_ids=documents or None, as_of=as_of, history=past,
+                                         consensus=bool(strict)):
                 if isinstance(item, Answer):
                     answer = item
                     break
@@ -152,7 +169,8 @@ class ChatTab:
         assert answer is not None
         self.services.audit.record_answer(user.name, answer, index_generation=generation,
                                           documents=documents_in_force,
-                                          filters={"documents": documents or [], "as_of": as_of})
+                                          filters={"documents": documents or [], "as_of": as_of,
+                                                   "strict": bool(strict)})
         chat[-1]["content"] = answer_markdown(answer)
         history = list(history or []) + [[question, answer.answer]]
         cards = answer.sources if answer.abstained else answer.citations

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from assistant.citations import parse_markers
-from assistant.pipeline import Assistant, resolve_adapter
+from assistant.pipeline import Assistant, min_confidence, resolve_adapter
 from assistant.retrieval import MODES, Retriever
 from eval.datasets import GoldQuestion, load_dataset, sample
 from eval.metrics import (
@@ -187,6 +187,9 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
             "candidates", "rrf_k", "chunk_tokens", *(() if retrieval_only else (
                 "top_k", "max_new_tokens", "abstain_threshold", "support_threshold", "generator_backend")))},
         "index_generation": library.catalog.generation(),
+        # the confidence gate in effect; absent when there is none (as in runs made before the gate existed)
+        **({} if retrieval_only or not (gate := min_confidence(settings, adapter)) else {"min_confidence": gate}),
+        **({"consensus_citations": True} if settings.consensus_citations and not retrieval_only else {}),
     }
 
 
@@ -288,6 +291,8 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion) -
         "answer": answer.answer,
         "raw_answer": answer.raw_answer,
         "model_cited": result.model_cited,
+        "confidence": answer.confidence,
+        "abstain_reason": answer.abstain_reason,
         "model": answer.model,
         "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
                        "support_score": s.support_score, "attached": s.attached} for s in answer.sentences],

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingest.settings import Settings
+from ingest.settings import DEFAULT_GENERATOR, Settings
 
 CARD = "card.json"
 ACTIVE = "ACTIVE"
@@ -257,3 +257,83 @@ def evaluate(settings: Settings, name: str, questions: Path | None = None, out: 
                     **{k: {m: v.get(m) for m in keep} for k, v in runs.items()}}
     write_card(path, card)
     return card["eval"]
+
+
+def export(settings: Settings, name: str, dest: Path, *, bf16: bool = True) -> Path:
+    """Write adapter `name` as a self-contained folder to ship or share (e.g. `data/adapters/NAME`): the peft
+    files (LoRA weights in bf16 unless `bf16=False`: half the size, and the assistant computes in bf16 anyway),
+    `card.json` without paths of this machine, and a README generated from the card. The peft config names the
+    base model by its public id when it is the packaged default, instead of a local conversion folder."""
+    from safetensors.torch import load_file, save_file
+
+    from assistant.models import PACKAGED_HF_ID
+
+    source = adapter_path(settings, name)
+    dest = Path(dest)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    config = json.loads((source / "adapter_config.json").read_text())
+    if settings.generator_model == DEFAULT_GENERATOR:
+        config["base_model_name_or_path"] = PACKAGED_HF_ID
+    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    tensors = load_file(source / "adapter_model.safetensors")
+    if bf16:
+        import torch
+
+        tensors = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
+    save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
+    card = _portable(read_card(source))
+    write_card(tmp, card)
+    (tmp / "README.md").write_text(card_markdown(card))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+def _portable(card: dict) -> dict:
+    """The card with this machine's absolute paths reduced to file names."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        if isinstance(value, str) and os.path.isabs(value):
+            return Path(value).name
+        return value
+
+    return strip(card)
+
+
+def card_markdown(card: dict) -> str:
+    """A human-readable model card from card.json."""
+    ev, cal, tr = card.get("eval") or {}, card.get("calibration") or {}, card.get("training") or {}
+    data = card.get("dataset") or {}
+
+    def num(v):
+        return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    lines = [f"# {card.get('name')}: LoRA adapter for {card.get('base_model')}", "",
+             "Trained by comply's fine-tuning pipeline (docs/finetuning.md) to answer from numbered sources as "
+             "\"According to [n], <quoted sentence>.\" and to abstain when the sources do not hold the answer.", "",
+             f"- data: {data.get('name')} (sha256 {str(data.get('sha256'))[:12]}), {data.get('train_examples')} "
+             f"training / {data.get('val_examples')} validation examples, build {json.dumps(data.get('build'))}",
+             f"- training: {tr.get('steps')} steps in {num(tr.get('seconds'))} s on {tr.get('device')} "
+             f"(bf16 {tr.get('bf16')}), loss {num(tr.get('first_loss'))} -> {num(tr.get('last_loss'))}",
+             f"- hyperparameters: {json.dumps(card.get('hyperparameters'))}",
+             f"- personal data replaced in the training data: {card.get('pii_replacements') or 'none'}",
+             f"- reproduce: `{card.get('reproduce')}`", ""]
+    if cal:
+        lines += [f"Confidence gate: answers whose probability up to their first citation is below "
+                  f"{cal.get('min_confidence'):.4f} are abstentions (calibrated on {cal.get('questions')} held-out "
+                  f"questions for citation precision {cal.get('target_precision')}: "
+                  f"{'met' if cal.get('target_met') else 'not met'}; there {num(cal.get('precision_before'))} -> "
+                  f"{num(cal.get('precision_after'))}, answers {cal.get('answered_before')} -> "
+                  f"{cal.get('answered_after')}).", ""]
+    if ev.get("before") and ev.get("after"):
+        lines += [f"Validation ({ev['after'].get('n_questions')} questions never trained on):", "",
+                  "| metric | base model | with adapter |", "| --- | --- | --- |"]
+        lines += [f"| {m} | {num(ev['before'].get(m))} | {num(ev['after'].get(m))} |" for m in ev["after"]
+                  if m not in ("n_questions", "n_answerable", "n_unanswerable")]
+        lines.append("")
+    return "\n".join(lines)

@@ -2,11 +2,12 @@
 target answer), split by question id into train and validation.
 
 For each question the sources are what our own retriever returns, so the model trains on the distractors it will
-see at inference: the gold chunks plus the best-ranked non-gold chunks, numbered in retrieval order as the
-assistant numbers them (or shuffled with a seed fixed per question, `DataConfig.order`). The target quotes the
-gold chunk's sentence most similar to the question (and reference answer, when there is one), opened by its
-citation: "According to [n], ...". With probability `p_abstain` the gold chunks are left out and the target is
-the abstention answer; unanswerable questions always get it.
+see at inference (`DataConfig.layout`): "raft", the gold chunks plus the best-ranked non-gold chunks, numbered in
+retrieval order as the assistant numbers them (or shuffled with a seed fixed per question, `DataConfig.order`);
+or "prompt", exactly the top k the assistant's prompt would hold, abstaining when the gold is not among them. The
+target quotes the gold chunk's sentence most similar to the question (and reference answer, when there is one),
+opened by its citation: "According to [n], ...". With probability `p_abstain` the gold chunks are left out and
+the target is the abstention answer; unanswerable questions always get it.
 """
 
 from __future__ import annotations
@@ -46,12 +47,20 @@ class DataConfig:
     """How examples are built."""
 
     k: int | None = None  # sources per prompt; None = settings.top_k, the number the assistant uses
-    p_abstain: float = 0.2
+    # Extra abstention examples: the gold left out with this probability. With layout "prompt" the questions
+    # whose gold the retriever missed already abstain (a quarter on ObliQA); 0.2 on top made the model abstain on
+    # 70% of answerable questions (docs/benchmarks.md), so the default adds none.
+    p_abstain: float = 0.0
     val_fraction: float = 0.2
     seed: int = 0
     candidates: int = 50  # retrieved chunks searched for gold and distractors
-    # "retrieval": sources in the order of their retrieval rank (gold the retriever missed goes last), as the
-    # assistant numbers them at inference; "shuffled": random order (RAFT's recipe, no position prior).
+    # "prompt" (the default, the best measured; docs/benchmarks.md): the sources are exactly the top k the
+    # retriever returns, as the assistant's prompt shows them; gold outside the top k is not added, and the target
+    # abstains (the prompt cannot answer). "raft": the gold chunks (found deeper in the ranking or in the catalog
+    # when retrieval missed them) plus the best distractors, arranged by `order`.
+    layout: str = "prompt"
+    # For layout "raft": "retrieval" puts the sources in the order of their retrieval rank (gold the retriever
+    # missed goes last); "shuffled" is random (RAFT's recipe, no position prior).
     order: str = "retrieval"
     pii_kinds: tuple[str, ...] = DEFAULT_KINDS
 
@@ -64,7 +73,9 @@ class Example:
     messages: list[dict]
     gold_sources: list[int] = field(default_factory=list)  # 1-based source numbers, as cited in the target
     abstain: bool = False
-    gold_found_by: str = "retrieval"  # retrieval | catalog | none (found, even when left out for abstention)
+    # Where the gold was found, even when left out for abstention: "retrieval" (among the candidates; with layout
+    # "prompt", in the top k), "catalog" (layout "raft": retrieval missed it) or "none".
+    gold_found_by: str = "retrieval"
     source_chunks: list[str] = field(default_factory=list)  # chunk ids of sources 1..k, in prompt order
 
     def to_json(self) -> str:
@@ -177,10 +188,32 @@ class ExampleBuilder:
         return picked, (how if picked else "none")
 
     def build(self, question: GoldQuestion) -> Example:
-        """The RAFT example for one question."""
+        """The example for one question (see `DataConfig.layout`)."""
+        if self.config.layout not in ("prompt", "raft"):
+            raise DataError(f"unknown layout {self.config.layout!r}: use 'prompt' or 'raft'")
         rng = random.Random(f"{self.config.seed}\x00{question.id}")
         retrieved = [r.chunk for r in self.retriever.retrieve(question.question, self.config.candidates)]
         distractors = [c for c in retrieved if not relevant(ranked_item_from_chunk(c), question)]
+        if self.config.layout == "prompt":
+            top = retrieved[: self.k]
+            gold = [c for c in top if c not in distractors] if question.answerable else []
+            how = "retrieval" if gold else "none"
+            abstain = not gold or rng.random() < self.config.p_abstain
+            # Left out for abstention: the gold's places go to the next distractors, the rest keep their rank.
+            sources = distractors[: self.k] if abstain else top
+            gold = [] if abstain else gold
+        else:
+            sources, gold, how, abstain = self._raft_sources(question, rng, retrieved, distractors)
+        numbered = [(i + 1, c) for i, c in enumerate(sources) if c in gold]
+        target = ABSTAIN_TEXT if abstain else cited_target(question, numbered, self.library.embedder)
+        messages = build_messages(question.question, sources)
+        messages.append({"role": "assistant", "content": target})
+        messages = self.scrubber.scrub_messages(messages)
+        return Example(id=question.id, messages=messages, gold_sources=[n for n, _ in numbered], abstain=abstain,
+                       gold_found_by=how, source_chunks=[c.chunk_id for c in sources])
+
+    def _raft_sources(self, question, rng, retrieved, distractors):
+        """Layout "raft": (sources, gold, how found, abstain)."""
         gold, how = self.gold_chunks(question, retrieved) if question.answerable else ([], "none")
         abstain = not gold or rng.random() < self.config.p_abstain
         if abstain:
@@ -194,13 +227,7 @@ class ExampleBuilder:
         else:
             rank = {c.chunk_id: i for i, c in enumerate(retrieved)}
             sources.sort(key=lambda c: rank.get(c.chunk_id, len(retrieved)))
-        numbered = [(i + 1, c) for i, c in enumerate(sources) if c in gold]
-        target = ABSTAIN_TEXT if abstain else cited_target(question, numbered, self.library.embedder)
-        messages = build_messages(question.question, sources)
-        messages.append({"role": "assistant", "content": target})
-        messages = self.scrubber.scrub_messages(messages)
-        return Example(id=question.id, messages=messages, gold_sources=[n for n, _ in numbered], abstain=abstain,
-                       gold_found_by=how, source_chunks=[c.chunk_id for c in sources])
+        return sources, gold, how, abstain
 
 
 def sha256_files(paths: list[Path]) -> str:

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     rrf_k: int = 60
     support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")
     abstain_threshold: float = Field(default=0.40, description="Best retrieval relevance below which we abstain.")
+    min_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Answer confidence (the model's probability of its answer up to its first citation) below which "
+                    "we abstain; unset = the value calibrated on the adapter's card, if any; 0 = never.")
+    consensus_citations: bool = Field(
+        default=False,
+        description="Answer only when every cited source is the one both retrievers (dense and BM25) rank first; "
+                    "else abstain. Fewer answers, more of them cite the right place (docs/benchmarks.md).")
 
     # serving
     host: str = "127.0.0.1"

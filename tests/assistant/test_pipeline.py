@@ -11,6 +11,7 @@ import pytest
 from assistant.pipeline import Assistant
 from assistant.prompt import build_messages
 from assistant.types import Answer
+from assistant.ui_chat import answer_markdown
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.settings import Settings
@@ -59,6 +60,59 @@ def test_planted_unsupported_sentence_is_flagged_not_shown_as_cited(assistant):
     assert not answer.abstained
     verdicts = [s.supported for s in answer.sentences]
     assert verdicts == [True, False]
+
+
+def test_confidence_gate_turns_a_less_confident_answer_into_an_abstention():
+    """The recorded confidence is a probability (None when the model wrote no citation marker of its own); a gate
+    above it abstains, keeping the raw answer for the audit; a gate below it lets the same answer through."""
+    library = sample_library()
+    q = "What is the minimum password length?"
+
+    def ask(gate: float):
+        return Assistant(library.settings.model_copy(update={"min_confidence": gate}), library=library).ask(q)
+
+    open_ = ask(0.0)
+    assert not open_.abstained and open_.raw_answer
+    if open_.confidence is None:  # the base model often states the fact without a [n]: any gate refuses it
+        assert "[" not in open_.raw_answer
+        gates = [(1e-9, True)]
+    else:
+        assert 0.0 < open_.confidence < 1.0
+        gates = [(min(1.0, open_.confidence * 1.01), True), (open_.confidence * 0.99, False)]
+    for gate, abstains in gates:
+        gated = ask(gate)
+        assert gated.abstained is abstains and gated.raw_answer == open_.raw_answer
+        assert gated.confidence == open_.confidence
+        if abstains:
+            assert gated.citations == [] and "do not answer" in gated.answer
+            assert gated.abstain_reason == "low_confidence"
+        else:
+            assert gated.answer == open_.answer
+
+
+def test_consensus_mode_answers_only_from_the_source_both_retrievers_rank_first():
+    from ingest.chunking import sentence_spans
+
+    library = sample_library()
+    strict = Assistant(library.settings.model_copy(update={"consensus_citations": True}), library=library)
+    q = "How long is business email retained?"
+    sources = strict.retriever.retrieve(q, 3)
+    assert (sources[0].dense_rank, sources[0].bm25_rank) == (1, 1)
+    assert not (sources[1].dense_rank == 1 and sources[1].bm25_rank == 1)
+
+    def quoting(n: int) -> str:  # the longest sentence of source n, cited as [n]
+        text = sources[n - 1].chunk.text
+        s, e = max(sentence_spans(text), key=lambda span: span[1] - span[0])
+        return f"{text[s:e].strip().rstrip('.')} [{n}]."
+
+    for n, answered in ((1, True), (2, False)):
+        open_ = Assistant(library.settings, library=library)._finish(q, quoting(n), sources, {})
+        assert not open_.abstained and [c.n for c in open_.citations] == [n]  # supported either way
+        gated = strict._finish(q, quoting(n), sources, {})
+        assert gated.abstained is not answered, (n, gated.answer)
+        assert gated.abstain_reason == (None if answered else "no_consensus")
+        if not answered:  # the chat says why, and how to see the answer anyway
+            assert "Strict citations" in answer_markdown(gated) and "do not answer" in answer_markdown(gated)
 
 
 def test_injected_instruction_in_a_document_does_not_change_the_answer():

@@ -118,3 +118,45 @@ def test_cli_list_activate_rollback_json(tmp_path, peft_folder):
     assert [(a["name"], a["active"], a["citation_precision"]) for a in listed] == [("first", False, 0.8),
                                                                                    ("second", True, 0.6)]
     assert run("adapters", "rollback")[1] == {"active": "first", "previous": "second"}
+
+
+def test_export_writes_a_portable_bf16_adapter_that_peft_loads(tmp_path, peft_folder):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from assistant.models import PACKAGED_HF_ID, resolve_generator
+    from tests.library import sample_home
+
+    s = Settings(home=tmp_path / "home")
+    path = _add(s, peft_folder, "tuned", 0.7)
+    card = adapters.read_card(path)
+    card["dataset"]["path"] = str(tmp_path / "data" / "obliqa-dev-600")
+    card["calibration"] = {"min_confidence": 0.25, "run": str(tmp_path / "eval" / "calibrate-tuned")}
+    adapters.write_card(path, card)
+
+    out = CliRunner().invoke(app, ["--home", str(s.home), "adapters", "export", "tuned", str(tmp_path / "ship"),
+                                   "--json"])
+    assert out.exit_code == 0, out.stdout
+    shipped = tmp_path / "ship"
+    assert json.loads(out.stdout)["path"] == str(shipped)
+    assert {p.name for p in shipped.iterdir()} == {"adapter_config.json", "adapter_model.safetensors", "card.json",
+                                                   "README.md"}
+    assert json.loads((shipped / "adapter_config.json").read_text())["base_model_name_or_path"] == PACKAGED_HF_ID
+    exported, original = load_file(shipped / "adapter_model.safetensors"), load_file(path / "adapter_model.safetensors")
+    assert exported.keys() == original.keys()
+    assert all(v.dtype == torch.bfloat16 for v in exported.values())
+    assert all(torch.allclose(exported[k].float(), original[k], rtol=1e-2, atol=1e-3) for k in original)
+    text = (shipped / "card.json").read_text()
+    assert str(tmp_path) not in text  # no paths of this machine
+    shipped_card = json.loads(text)
+    assert shipped_card["dataset"]["path"] == "obliqa-dev-600" and shipped_card["calibration"]["min_confidence"] == 0.25
+    assert "tuned" in (shipped / "README.md").read_text() and "0.2500" in (shipped / "README.md").read_text()
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_generator(Settings(home=sample_home())), dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, shipped)
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+    # registered in a fresh home, it is an adapter like any other
+    fresh = Settings(home=tmp_path / "fresh")
+    assert adapters.register(fresh, shipped).name == "ship"

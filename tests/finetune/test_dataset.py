@@ -100,8 +100,39 @@ def test_building_is_deterministic(library, questions):
     assert first == second
 
 
-def test_sources_keep_the_retrievers_order_unless_shuffled(library, questions):
-    """By default the sources are numbered best-ranked first, as the assistant numbers them at inference; with
+def test_prompt_layout_gives_exactly_the_assistants_sources(library, questions):
+    """Layout "prompt" (the default): the sources are the retriever's top k as the assistant's prompt shows them;
+    the target cites the gold among them, and abstains when the retriever did not put the gold in the top k."""
+    from assistant.retrieval import Retriever
+
+    retriever = Retriever(library)
+    k = library.settings.top_k
+    builder = ExampleBuilder(library, DataConfig(p_abstain=0.0, layout="prompt"))
+    kinds = set()
+    for q in questions:
+        ex = builder.build(q)
+        top = [r.chunk for r in retriever.retrieve(q.question, k)]
+        gold = [i for i, c in enumerate(top, start=1) if relevant(ranked_item_from_chunk(c), q)]
+        if q.answerable and gold:
+            assert not ex.abstain and ex.source_chunks == [c.chunk_id for c in top], q.id
+            assert ex.gold_sources == gold and parse_markers(ex.messages[-1]["content"]) == gold
+            kinds.add("cited")
+        else:
+            assert ex.abstain and ex.gold_sources == [] and ex.messages[-1]["content"] == ABSTAIN_TEXT, q.id
+            assert ex.gold_found_by == "none"
+            assert not any(relevant(ranked_item_from_chunk(c), q) for c in _sources(library, ex))
+            kinds.add("abstain")
+    assert kinds == {"cited", "abstain"}
+    # left out for abstention: the gold's places go to the next distractors, the others keep their rank
+    q = next(q for q in questions if q.id == "aml-cash-threshold")
+    ex = ExampleBuilder(library, DataConfig(p_abstain=1.0, layout="prompt")).build(q)
+    ranked = [r.chunk for r in retriever.retrieve(q.question, 50)]
+    distractors = [c.chunk_id for c in ranked if not relevant(ranked_item_from_chunk(c), q)]
+    assert ex.abstain and ex.source_chunks == distractors[:k]
+
+
+def test_raft_layout_keeps_the_retrievers_order_unless_shuffled(library, questions):
+    """Layout "raft": gold plus distractors, numbered best-ranked first with order="retrieval"; with
     order="shuffled" (RAFT's recipe) some example departs from that order."""
     from assistant.retrieval import Retriever
 
@@ -109,7 +140,7 @@ def test_sources_keep_the_retrievers_order_unless_shuffled(library, questions):
     answerable = [q for q in questions if q.answerable]
     departs = 0
     for order in ("retrieval", "shuffled"):
-        builder = ExampleBuilder(library, DataConfig(p_abstain=0.0, order=order))
+        builder = ExampleBuilder(library, DataConfig(p_abstain=0.0, layout="raft", order=order))
         for q in answerable:
             ex = builder.build(q)
             rank = {r.chunk.chunk_id: i for i, r in enumerate(retriever.retrieve(q.question, 50))}

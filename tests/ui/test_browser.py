@@ -112,9 +112,12 @@ def test_viewer_can_ask_but_the_server_refuses_upload_and_audit_export(app_url, 
     expect(page.locator("#library")).to_contain_text("Data Retention Policy")
     expect(page.locator("#upload-button")).to_be_hidden()
     page.get_by_role("tab", name="Ask").click()
+    page.locator("#strict input[type=checkbox]").check()  # strict citations, for this question
     ask(page, QUESTION)
     expect(page.locator("#sources")).to_contain_text("information_security_policy.pdf")
     screenshot(page, "viewer-answer")
+    record = AuditLog(app_settings.audit_path).records(action="answer")[-1]
+    assert record["user"] == "viewer" and record["filters"]["strict"] is True
 
     catalog = Catalog(app_settings.catalog_path)
     before = [(r.document_id, r.version, r.status) for r in catalog.documents(include_deleted=True)]

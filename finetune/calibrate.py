@@ -1,0 +1,121 @@
+"""Calibrate an adapter's answer-confidence gate: the lowest confidence at which the assistant still answers.
+
+The assistant records each answer's confidence: the generator's probability of its answer's opening up to and
+including its first citation marker (`assistant.pipeline.answer_confidence`; for an adapter trained on
+"According to [n], ..." targets, the probability of answering at all times the probability of citing that source).
+Answers below the adapter's `min_confidence` become abstentions. The threshold is chosen on questions the adapter
+never trained on and that are not the validation questions it is judged on, from one evaluation run with the gate
+off: the lowest threshold at which the citations of the answers kept reach the target precision. Where no
+threshold reaches it there is no gate (0): the card says the target was not met and what the best threshold would
+have given, because a threshold that trades answers for a small gain on a few hundred questions is fitted noise.
+
+    comply adapters calibrate NAME --dataset QUESTIONS [--target-precision 0.8] [--limit N]
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ingest.settings import Settings
+
+DEFAULT_TARGET = 0.8
+MIN_KEPT = 10  # a threshold must keep at least this many answers: precision over fewer is noise
+
+
+class CalibrationError(Exception):
+    """The threshold could not be calibrated: the reason."""
+
+
+@dataclass
+class Calibration:
+    """The chosen threshold and what it does on the calibration questions."""
+
+    min_confidence: float
+    target_precision: float
+    target_met: bool
+    questions: int
+    answered_before: int  # answers (not abstentions) with the gate off
+    citations_before: int
+    precision_before: float | None
+    answered_after: int  # answers the gate keeps
+    citations_after: int
+    precision_after: float | None
+    best_threshold: float | None = None  # target not met: the threshold with the best precision, and that precision
+    best_precision: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _precision(kept: list[tuple[float, int, int]]) -> float | None:
+    cites = sum(n for _, _, n in kept)
+    return sum(c for _, c, _ in kept) / cites if cites else None
+
+
+def choose_threshold(records: list[dict], target_precision: float = DEFAULT_TARGET,
+                     min_kept: int = MIN_KEPT) -> Calibration:
+    """The lowest confidence threshold whose kept answers' citation precision is >= target_precision, from eval
+    result records (`results.jsonl` of a run with the gate off: `abstained`, `confidence`, `citations[].correct`).
+
+    Answers without a confidence (no citation marker of the model's own) are dropped by any gate above 0."""
+    if not 0.0 < target_precision <= 1.0:
+        raise CalibrationError(f"target precision must be in (0, 1], not {target_precision}")
+    answers = [r for r in records if not r.get("abstained")]
+    if any("confidence" not in r for r in answers):
+        raise CalibrationError("these results carry no answer confidence: they were made before it was recorded; "
+                               "evaluate again into a new folder")
+    scored = [(r["confidence"], sum(bool(c.get("correct")) for c in r.get("citations", [])),
+               len(r.get("citations", []))) for r in answers]
+    gated = sorted((s for s in scored if s[0] is not None), key=lambda s: s[0])
+    if len(gated) < min_kept:
+        raise CalibrationError(f"only {len(gated)} answers carry a citation of the model's own (need {min_kept}): "
+                               f"calibrate on more questions")
+    best: tuple[float, float] | None = None  # (precision, threshold)
+    chosen = None
+    for i in range(len(gated) - min_kept + 1):
+        kept = gated[i:]
+        precision = _precision(kept)
+        if precision is None:
+            continue
+        threshold = gated[i][0]
+        if precision >= target_precision:
+            chosen = threshold
+            break
+        if best is None or precision > best[0]:
+            best = (precision, threshold)
+    met = chosen is not None
+    if not met and best is None:
+        raise CalibrationError("the answers cite nothing: there is no precision to calibrate")
+    kept = [s for s in gated if s[0] >= chosen] if met else scored
+    return Calibration(min_confidence=chosen if met else 0.0, target_precision=target_precision, target_met=met,
+                       questions=len(records), answered_before=len(scored),
+                       citations_before=sum(n for _, _, n in scored), precision_before=_precision(scored),
+                       answered_after=len(kept), citations_after=sum(n for _, _, n in kept),
+                       precision_after=_precision(kept), best_threshold=None if met else best[1],
+                       best_precision=None if met else best[0])
+
+
+def calibrate(settings: Settings, name: str, questions: Path, out: Path | None = None, *, format: str = "auto",
+              documents_dir: Path | None = None, limit: int | None = None, sample_seed: int | None = 0,
+              target_precision: float = DEFAULT_TARGET, library=None, progress: bool = True) -> dict:
+    """Evaluate adapter `name` with the gate off on `questions` (never its training or validation questions),
+    choose the threshold and write it into its card's `calibration`. Returns that entry."""
+    from eval.runner import RESULTS_FILE, read_results, run_eval
+    from finetune import adapters
+
+    path = adapters.adapter_path(settings, name)
+    out = Path(out or settings.eval_dir / f"calibrate-{name}")
+    ungated = settings.model_copy(update={"min_confidence": 0.0})
+    metrics = run_eval(ungated, questions, out, format=format, limit=limit, adapter=str(path),
+                       documents_dir=documents_dir, sample_seed=sample_seed if limit else None, library=library,
+                       progress=progress)
+    records = list(read_results(out / RESULTS_FILE).values())
+    chosen = choose_threshold(records, target_precision)
+    card = adapters.read_card(path)
+    card["calibration"] = {**chosen.to_dict(), "dataset": str(Path(questions).resolve()),
+                           "dataset_sha256": metrics["run"].get("dataset_sha256"), "limit": limit,
+                           "sample_seed": sample_seed if limit else None, "run": str(out.resolve()),
+                           "created": adapters.now()}
+    adapters.write_card(path, card)
+    return card["calibration"]
