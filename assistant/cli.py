@@ -228,6 +228,9 @@ def answer_json(answer) -> dict:
         "model": answer.model,
         "adapter": answer.adapter,
         "timings": answer.timings,
+        "raw_answer": answer.raw_answer,  # the model's text before verification
+        "confidence": answer.confidence,
+        "abstain_reason": answer.abstain_reason,
     }
 
 

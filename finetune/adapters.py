@@ -318,18 +318,22 @@ def card_markdown(card: dict) -> str:
              "\"According to [n], <quoted sentence>.\" and to abstain when the sources do not hold the answer.", "",
              f"- data: {data.get('name')} (sha256 {str(data.get('sha256'))[:12]}), {data.get('train_examples')} "
              f"training / {data.get('val_examples')} validation examples, build {json.dumps(data.get('build'))}",
-             f"- training: {tr.get('steps')} steps in {num(tr.get('seconds'))} s on {tr.get('device')} "
+             f"- training: {tr.get('steps')} steps in {tr.get('seconds') or 0:.0f} s on {tr.get('device')} "
              f"(bf16 {tr.get('bf16')}), loss {num(tr.get('first_loss'))} -> {num(tr.get('last_loss'))}",
              f"- hyperparameters: {json.dumps(card.get('hyperparameters'))}",
              f"- personal data replaced in the training data: {card.get('pii_replacements') or 'none'}",
              f"- reproduce: `{card.get('reproduce')}`", ""]
-    if cal:
+    if cal and cal.get("target_met"):
         lines += [f"Confidence gate: answers whose probability up to their first citation is below "
                   f"{cal.get('min_confidence'):.4f} are abstentions (calibrated on {cal.get('questions')} held-out "
-                  f"questions for citation precision {cal.get('target_precision')}: "
-                  f"{'met' if cal.get('target_met') else 'not met'}; there {num(cal.get('precision_before'))} -> "
-                  f"{num(cal.get('precision_after'))}, answers {cal.get('answered_before')} -> "
-                  f"{cal.get('answered_after')}).", ""]
+                  f"questions for citation precision {cal.get('target_precision')}: there "
+                  f"{num(cal.get('precision_before'))} -> {num(cal.get('precision_after'))}, answers "
+                  f"{cal.get('answered_before')} -> {cal.get('answered_after')}).", ""]
+    elif cal:
+        lines += [f"No confidence gate: on {cal.get('questions')} held-out questions its citations were "
+                  f"{num(cal.get('precision_before'))} precise over {cal.get('answered_before')} answers, and no "
+                  f"confidence threshold reached {cal.get('target_precision')} (the best, "
+                  f"{num(cal.get('best_threshold'))}, gave {num(cal.get('best_precision'))}).", ""]
     if ev.get("before") and ev.get("after"):
         lines += [f"Validation ({ev['after'].get('n_questions')} questions never trained on):", "",
                   "| metric | base model | with adapter |", "| --- | --- | --- |"]

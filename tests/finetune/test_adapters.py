@@ -133,7 +133,8 @@ def test_export_writes_a_portable_bf16_adapter_that_peft_loads(tmp_path, peft_fo
     path = _add(s, peft_folder, "tuned", 0.7)
     card = adapters.read_card(path)
     card["dataset"]["path"] = str(tmp_path / "data" / "obliqa-dev-600")
-    card["calibration"] = {"min_confidence": 0.25, "run": str(tmp_path / "eval" / "calibrate-tuned")}
+    card["calibration"] = {"min_confidence": 0.25, "target_met": True, "target_precision": 0.8, "questions": 50,
+                           "run": str(tmp_path / "eval" / "calibrate-tuned")}
     adapters.write_card(path, card)
 
     out = CliRunner().invoke(app, ["--home", str(s.home), "adapters", "export", "tuned", str(tmp_path / "ship"),

@@ -1,0 +1,64 @@
+"""The adapter shipped in data/adapters/: what `make run` activates on a fresh home. Its card documents where it
+comes from, and with it the real default model writes its own citation to the right page of the sample manual."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant.citations import parse_markers
+from finetune import adapters
+from tests.library import ROOT, sample_home
+
+pytestmark = pytest.mark.slow
+
+SHIPPED = ROOT / "data" / "adapters"
+
+
+def _shipped() -> Path:
+    folders = sorted(p for p in SHIPPED.iterdir() if p.is_dir() and adapters.is_adapter(p))
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def test_the_shipped_adapter_has_its_card_and_the_command_that_reproduces_it():
+    folder = _shipped()
+    card = adapters.read_card(folder)
+    assert card["name"] == folder.name and card["base_model"] == "SmolLM2-135M-Instruct"
+    assert card["reproduce"].startswith("python -m finetune.bench ") and f"--name {folder.name}" in card["reproduce"]
+    assert len(card["dataset"]["sha256"]) == 64 and card["dataset"]["train_examples"] > 0
+    assert card["training"]["steps"] > 0 and card["hyperparameters"]["rank"] > 0
+    before, after = card["eval"]["before"], card["eval"]["after"]
+    assert after["citation_precision"] > before["citation_precision"]  # measured on validation questions
+    assert after["model_cited_rate_answerable"] >= 0.9
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert str(ROOT.parent) not in (folder / "card.json").read_text()  # no paths of the machine it was trained on
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 12_000_000
+
+
+def test_make_run_activates_it_and_the_model_cites_by_itself(tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(sample_home(), home)
+    comply = str(Path(sys.executable).parent / "comply")
+
+    def run(*args):
+        out = subprocess.run([comply, "--home", str(home), *args, "--json"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout)
+
+    assert run("adapters", "ensure-default")["activated"] == _shipped().name  # what `make run` does
+    answer = run("ask", "How long is business email retained?")
+    assert not answer["abstained"], answer
+    assert answer["adapter"] and Path(answer["adapter"]).name == _shipped().name
+    cited = parse_markers(answer["raw_answer"])  # the model's own words, before the verifier
+    assert cited and all(1 <= n <= len(answer["sources"]) for n in cited), answer["raw_answer"]
+    assert any(c["document_id"] == "data-retention-policy" for c in answer["citations"]), answer["citations"]
+    assert all(s["supported"] for s in answer["sentences"])
+    assert not any(s["attached_by_verifier"] for s in answer["sentences"])  # none of the citations had to be attached
