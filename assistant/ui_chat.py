@@ -18,8 +18,8 @@ UNSUPPORTED_NOTE = "not supported by the cited sources"
 ABSTAIN_REASONS = {
     "no_consensus": "Strict citations: an answer was written, but the two retrievers (meaning and keywords) do not "
                     "both rank its cited passage first, so it is not shown. Untick \"Strict citations\" to see it.",
-    "low_confidence": "An answer was written, but the model's confidence in it is below this adapter's calibrated "
-                      "minimum, so it is not shown.",
+    "low_confidence": "An answer was written, but the model's confidence in it is below the minimum (the "
+                      "min_confidence setting, or the threshold calibrated for the adapter), so it is not shown.",
     "unsupported": "An answer was written, but none of its sentences is supported by the passage it cites.",
 }
 
