@@ -57,6 +57,11 @@ def parse_markers(text: str) -> list[int]:
     return seen
 
 
+def valid_markers(text: str, n_sources: int) -> list[int]:
+    """The cited numbers that name one of sources 1..n_sources, in order of first appearance."""
+    return [n for n in parse_markers(text) if 1 <= n <= n_sources]
+
+
 def strip_markers(text: str) -> str:
     return " ".join(_MARKER.sub("", text).split())
 
@@ -137,7 +142,7 @@ class Verifier:
         sentences: list[Sentence] = []
         quotes: dict[int, Support] = {}
         for text, vec in zip(texts, vecs, strict=True):
-            cited = [n for n in parse_markers(text) if 1 <= n <= len(sources)]
+            cited = valid_markers(text, len(sources))
             sentence = Sentence(text=text, citations=cited)
             if cited:
                 supports = {n: self.support(text, vec, sources[n - 1]) for n in cited}

@@ -46,7 +46,7 @@ def build_data(
 ):
     """Build RAFT examples (train.jsonl, val.jsonl, val_questions.jsonl, manifest.json) from the loaded library."""
     from eval.datasets import DatasetError, load_dataset
-    from finetune.dataset import DataConfig, build_dataset
+    from finetune.dataset import DataConfig, DataError, build_dataset
     from ingest.pipeline import Library
 
     try:
@@ -60,10 +60,11 @@ def build_data(
     library = Library(s)
     if not library.catalog.count_chunks():
         fail(f"the library in {s.home} is empty: ingest the documents the questions are about first", as_json)
-    if layout not in ("prompt", "raft") or order not in ("retrieval", "shuffled"):
-        fail(f"--layout must be prompt or raft and --order retrieval or shuffled (got {layout!r}, {order!r})",
-             as_json)
-    config = DataConfig(k=k, p_abstain=p_abstain, val_fraction=val_fraction, seed=seed, layout=layout, order=order)
+    try:
+        config = DataConfig(k=k, p_abstain=p_abstain, val_fraction=val_fraction, seed=seed, layout=layout,
+                            order=order)
+    except DataError as e:
+        fail(str(e), as_json)
     manifest = build_dataset(library, questions, out, config, name=dataset.stem,
                              progress=None if as_json else _bar)
     library.close()

@@ -199,6 +199,6 @@ def lora_gguf(adapter: str | Path, base_gguf: Path, models_dir: Path) -> Path:
     return target
 
 
-__all__ = ["BACKENDS", "GeneratorError", "PACKAGED_HF_ID", "PACKAGED_NAME", "adapter_hash", "convert_gguf", "llamacpp_installed",
-           "lora_gguf", "lora_tensors", "model_display_name", "packaged_gguf", "pick_backend", "pick_device",
+__all__ = ["BACKENDS", "GeneratorError", "PACKAGED_HF_ID", "PACKAGED_NAME", "adapter_hash", "convert_gguf",
+           "llamacpp_installed", "lora_gguf", "lora_tensors", "model_display_name", "packaged_gguf", "pick_backend", "pick_device",
            "resolve_generator", "use_bf16"]

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.citations import Verifier, is_abstention, make_citation, parse_markers
+from assistant.citations import Verifier, is_abstention, make_citation, valid_markers
 from assistant.prompt import ABSTAIN_TEXT, build_messages
 from assistant.retrieval import RetrievalFilter, Retriever
 from assistant.types import Answer, Retrieved
@@ -64,8 +64,8 @@ def answer_confidence(tokenizer, trace: list[tuple[int, float]], n_sources: int)
     for token, prob in trace:
         ids.append(token)
         p *= prob
-        if "]" in tokenizer.decode([token]) and any(
-                1 <= n <= n_sources for n in parse_markers(tokenizer.decode(ids, skip_special_tokens=True))):
+        if "]" in tokenizer.decode([token]) and valid_markers(tokenizer.decode(ids, skip_special_tokens=True),
+                                                             n_sources):
             return p
     return None
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from assistant.citations import parse_markers
+from assistant.citations import valid_markers
 from assistant.pipeline import Assistant, min_confidence, resolve_adapter
 from assistant.retrieval import MODES, Retriever
 from eval.datasets import GoldQuestion, load_dataset, sample
@@ -282,7 +282,7 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion) -
     timings = dict(answer.timings)
     if answer.abstained and not answer.raw_answer and not timings.get("first_token_ms"):
         timings.pop("first_token_ms", None)  # abstained before generating: there was no first token
-    model_cited = any(1 <= n <= len(answer.sources) for n in parse_markers(answer.raw_answer or ""))
+    model_cited = bool(valid_markers(answer.raw_answer or "", len(answer.sources)))
     result = QuestionResult.for_question(q, retrieved=retrieved, cited=cited,
                                          sentence_supported=[s.supported for s in answer.sentences],
                                          abstained=answer.abstained, timings=timings, model_cited=model_cited)

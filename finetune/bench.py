@@ -25,6 +25,8 @@ from eval.datasets import load_obliqa
 from finetune import adapters
 from finetune.calibrate import calibrate
 from finetune.dataset import (
+    LAYOUTS,
+    ORDERS,
     TARGET_FORMAT,
     DataConfig,
     DataError,
@@ -72,9 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=600, help="first N dev questions used (0 = all)")
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--p-abstain", type=float, default=0.0)
-    parser.add_argument("--layout", choices=("prompt", "raft"), default="prompt",
+    parser.add_argument("--layout", choices=LAYOUTS, default="prompt",
                         help="which sources a prompt holds (see finetune.dataset.DataConfig)")
-    parser.add_argument("--order", choices=("retrieval", "shuffled"), default="retrieval",
+    parser.add_argument("--order", choices=ORDERS, default="retrieval",
                         help="source order with --layout raft (see finetune.dataset.DataConfig)")
     parser.add_argument("--name", default="obliqa-raft")
     parser.add_argument("--max-examples", type=int, default=None, help="training examples used (default: all)")

@@ -38,6 +38,10 @@ MAX_QUOTE_CHARS = 320
 _LEADING_NUMBER = re.compile(r"^(?:(?:\(?[0-9]{1,3}[a-z]?\)|\(?[a-z]{1,3}\)|[0-9]+(?:\.[0-9A-Za-z()]+)*\.?)\s+)+")
 
 
+LAYOUTS = ("prompt", "raft")  # DataConfig.layout
+ORDERS = ("retrieval", "shuffled")  # DataConfig.order (layout "raft")
+
+
 class DataError(Exception):
     """Training data could not be built or read: the reason."""
 
@@ -63,6 +67,11 @@ class DataConfig:
     # missed goes last); "shuffled" is random (RAFT's recipe, no position prior).
     order: str = "retrieval"
     pii_kinds: tuple[str, ...] = DEFAULT_KINDS
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS or self.order not in ORDERS:
+            raise DataError(f"layout must be one of {', '.join(LAYOUTS)} and order one of {', '.join(ORDERS)} "
+                            f"(got {self.layout!r}, {self.order!r})")
 
 
 @dataclass
@@ -189,8 +198,6 @@ class ExampleBuilder:
 
     def build(self, question: GoldQuestion) -> Example:
         """The example for one question (see `DataConfig.layout`)."""
-        if self.config.layout not in ("prompt", "raft"):
-            raise DataError(f"unknown layout {self.config.layout!r}: use 'prompt' or 'raft'")
         rng = random.Random(f"{self.config.seed}\x00{question.id}")
         retrieved = [r.chunk for r in self.retriever.retrieve(question.question, self.config.candidates)]
         distractors = [c for c in retrieved if not relevant(ranked_item_from_chunk(c), question)]
