@@ -225,6 +225,27 @@ def adapters_export(
     emit({"name": name, "path": str(path), "bytes": size}, as_json, f"exported {name} to {path} ({size / 1e6:.1f} MB)")
 
 
+@adapters_app.command("reduce-rank")
+def adapters_reduce_rank(
+    name: Annotated[str, typer.Argument(help="Registered adapter name.")],
+    rank: Annotated[int, typer.Option(help="The new LoRA rank (below the adapter's).")] = 8,
+    new_name: Annotated[str | None, typer.Option("--name", help="Name of the new adapter (default NAME-rRANK).")] = None,
+    as_json: JsonOpt = False,
+):
+    """Register a smaller copy of an adapter: each LoRA update cut to RANK by SVD. Evaluate it before use."""
+    from finetune import adapters
+
+    try:
+        path = adapters.reduce_rank(settings(), name, rank, new_name)
+    except adapters.AdapterError as e:
+        fail(str(e), as_json)
+    reduced = adapters.read_card(path)["reduced_from"]
+    emit({"name": path.name, "path": str(path), **reduced}, as_json,
+         f"registered {path.name}: rank {reduced['rank']} -> {reduced['to_rank']}, update energy kept "
+         f"{reduced['energy_kept_mean']:.1%} on average (lowest {reduced['energy_kept_min']:.1%}); its card has no "
+         f"evaluation yet: run `comply finetune evaluate {path.name}`")
+
+
 @adapters_app.command("list")
 def adapters_list(as_json: JsonOpt = False):
     """The registered adapters; * marks the active one."""

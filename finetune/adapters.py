@@ -259,6 +259,61 @@ def evaluate(settings: Settings, name: str, questions: Path | None = None, out: 
     return card["eval"]
 
 
+def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None = None) -> Path:
+    """Register a copy of adapter `name` whose LoRA updates are cut to `rank` by SVD, as `new_name` (default
+    `NAME-rRANK`): each module's update scale * B @ A is replaced by its best rank-`rank` approximation
+    (Eckart-Young), stored as B' = U_r sqrt(S_r), A' = sqrt(S_r) Vh_r with alpha = rank (scale 1). Half the
+    rank is half the file. The card keeps the recipe, records the reduction and the share of each update's
+    energy (squared singular values) kept, and drops the evaluation and calibration of the original: they
+    must be measured again on the new weights."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    source = adapter_path(settings, name)
+    config = json.loads((source / "adapter_config.json").read_text())
+    old_rank = int(config.get("r", 0))
+    if not 0 < rank < old_rank:
+        raise AdapterError(f"rank must be between 1 and {old_rank - 1} (the rank of '{name}'), not {rank}")
+    if config.get("use_dora") or config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise AdapterError(f"'{name}' is not a plain LoRA adapter with one rank; its rank cannot be reduced")
+    scale = config["lora_alpha"] / (old_rank ** 0.5 if config.get("use_rslora") else old_rank)
+    new_name = new_name or f"{name}-r{rank}"
+    if not _NAME.match(new_name) or new_name == ACTIVE:
+        raise AdapterError(f"'{new_name}' is not a valid adapter name (letters, digits, '.', '_', '-')")
+    if (settings.adapters_dir / new_name).exists():
+        raise AdapterError(f"an adapter named '{new_name}' is already registered")
+    weights = load_file(source / "adapter_model.safetensors")
+    out, kept = {}, []
+    for key, a in weights.items():
+        if ".lora_A." not in key:
+            if ".lora_B." not in key:
+                out[key] = a  # e.g. modules_to_save: copied unchanged
+            continue
+        b = weights[key.replace(".lora_A.", ".lora_B.")]
+        u, s, vh = torch.linalg.svd(scale * b.double() @ a.double(), full_matrices=False)
+        kept.append(float((s[:rank] ** 2).sum() / (s ** 2).sum().clamp_min(1e-30)))
+        root = s[:rank].sqrt()
+        out[key] = (root[:, None] * vh[:rank]).to(a.dtype).contiguous()
+        out[key.replace(".lora_A.", ".lora_B.")] = (u[:, :rank] * root).to(b.dtype).contiguous()
+    tmp = settings.adapters_dir / f".{new_name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for extra in source.iterdir():  # tokenizer or other files saved beside the adapter
+        if extra.is_file() and extra.name not in ("adapter_config.json", "adapter_model.safetensors", CARD,
+                                                   "README.md"):
+            shutil.copy2(extra, tmp / extra.name)
+    config.update(r=rank, lora_alpha=rank, use_rslora=False)
+    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_file(out, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
+    card = {k: v for k, v in read_card(source).items() if k not in ("eval", "calibration")}
+    card.update(name=new_name, created=now(), eval=None, reduced_from={
+        "adapter": name, "rank": old_rank, "to_rank": rank, "method": "svd",
+        "energy_kept_min": round(min(kept), 4), "energy_kept_mean": round(sum(kept) / len(kept), 4)})
+    write_card(tmp, card)
+    os.replace(tmp, settings.adapters_dir / new_name)
+    return settings.adapters_dir / new_name
+
+
 def export(settings: Settings, name: str, dest: Path, *, bf16: bool = True) -> Path:
     """Write adapter `name` as a self-contained folder to ship or share (e.g. `data/adapters/NAME`): the peft
     files (LoRA weights in bf16 unless `bf16=False`: half the size, and the assistant computes in bf16 anyway),
@@ -323,6 +378,11 @@ def card_markdown(card: dict) -> str:
              f"- hyperparameters: {json.dumps(card.get('hyperparameters'))}",
              f"- personal data replaced in the training data: {card.get('pii_replacements') or 'none'}",
              f"- reproduce: `{card.get('reproduce')}`", ""]
+    if cut := card.get("reduced_from"):
+        lines[-1:-1] = [f"- rank: cut from {cut.get('rank')} to {cut.get('to_rank')} by SVD after training "
+                        f"(`comply adapters reduce-rank`), keeping {num(cut.get('energy_kept_mean'))} of the "
+                        f"updates' energy on average (lowest {num(cut.get('energy_kept_min'))}); calibrated and "
+                        f"evaluated again after the cut"]
     if cal and cal.get("target_met"):
         lines += [f"Confidence gate: answers whose probability up to their first citation is below "
                   f"{cal.get('min_confidence'):.4f} are abstentions (calibrated on {cal.get('questions')} held-out "

@@ -2,7 +2,10 @@
 the default recipe, evaluate base model vs adapter on a fixed sample of the validation questions, compare.
 
     python -m finetune.bench --obliqa ../shared/corpora/obliqa [--home .comply-bench/obliqa] [--questions 600]
-        [--eval-limit 100] [--name obliqa-raft] [--ship data/adapters/NAME] [--json]
+        [--eval-limit 100] [--name obliqa-raft] [--ship data/adapters/NAME [--ship-rank 8]] [--json]
+
+With --ship the adapter is cut to --ship-rank by SVD (a shipped file under 5 MB), and that cut adapter is
+calibrated and evaluated again before it is exported: the numbers on a shipped card are those of its weights.
 
 Stages are reused when their output is already there (data folder, trained adapter, evaluation runs), so an
 interrupted run continues; training resumes from its last checkpoint. Prints the Markdown rows for
@@ -94,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
                         help="also evaluate base and adapter with strict citations (consensus_citations)")
     parser.add_argument("--ship", type=Path, default=None, help="export the adapter here (comply adapters export)")
+    parser.add_argument("--ship-rank", type=int, default=8,
+                        help="with --ship: first cut the LoRA rank to this by SVD (comply adapters reduce-rank) so "
+                             "the shipped file stays small, then calibrate and evaluate the cut adapter again "
+                             "(0 = ship it as trained)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -127,36 +134,37 @@ def main(argv: list[str] | None = None) -> int:
         adapters.write_card(target, card)
         shutil.rmtree(target / "checkpoints", ignore_errors=True)
     calibration_set = questions[args.questions: args.questions + args.calibrate_questions] if args.questions else []
-    if calibration_set and "calibration" not in adapters.read_card(target):
-        path = write_eval_jsonl(calibration_set, data_dir / f"calibration_questions-{len(calibration_set)}.jsonl")
-        calibrate(settings, args.name, path, settings.eval_dir / f"calibrate-{args.name}-{len(calibration_set)}",
-                  format="jsonl", target_precision=args.target_precision, library=library)
+    calibration = (write_eval_jsonl(calibration_set, data_dir / f"calibration_questions-{len(calibration_set)}.jsonl")
+                   if calibration_set else None)
+    _calibrate(settings, args.name, calibration, args.target_precision, library)
+    shipped = args.name
+    if args.ship and 0 < args.ship_rank < args.rank:  # cut to a smaller rank, then calibrate and evaluate again
+        shipped = f"{args.name}-r{args.ship_rank}"
+        if not (settings.adapters_dir / shipped / adapters.CARD).is_file():
+            adapters.reduce_rank(settings, args.name, args.ship_rank, shipped)
+            card = adapters.read_card(settings.adapters_dir / shipped)
+            card["reproduce"] = f"{card.get('reproduce')} --ship {args.ship} --ship-rank {args.ship_rank}"
+            adapters.write_card(settings.adapters_dir / shipped, card)
+        _calibrate(settings, shipped, calibration, args.target_precision, library)
     out = {"data": manifest, "adapter": str(target), "card": adapters.read_card(target)}
     if not args.skip_eval:
         from eval.compare import compare_runs
-        from eval.runner import run_eval
 
-        runs = settings.eval_dir / f"adapter-{args.name}-{args.eval_limit}"
         val = data_dir / "val_questions.jsonl"
-        evaluation = adapters.evaluate(settings, args.name, val, runs, limit=args.eval_limit, sample_seed=0,
-                                       library=library)
+        runs = settings.eval_dir / f"adapter-{args.name}-{args.eval_limit}"
+        columns, evaluation = _evaluate(settings, args.name, val, runs, args.eval_limit, args.strict, library)
         out["compare"] = compare_runs(runs / "before", runs / "after")
-        columns = [("base model", evaluation["before"]), ("with adapter", evaluation["after"])]
-        if (out["card"].get("calibration") or {}).get("min_confidence"):
-            ungated = run_eval(settings.model_copy(update={"min_confidence": 0.0}), val, runs / "after-ungated",
-                               format="jsonl", limit=args.eval_limit, adapter=str(target), sample_seed=0,
-                               library=library)
-            columns = [columns[0], ("adapter, no confidence gate", ungated),
-                       ("adapter + calibrated gate", evaluation["after"])]
-        if args.strict:  # the same questions with strict citations (consensus_citations), base and adapter
-            strict = settings.model_copy(update={"consensus_citations": True})
-            for label, adapter, folder in (("base, strict citations", "none", "before-strict"),
-                                           ("adapter, strict citations", str(target), "after-strict")):
-                columns.append((label, run_eval(strict, val, runs / folder, format="jsonl", limit=args.eval_limit,
-                                                adapter=adapter, sample_seed=0, library=library)))
+        if shipped != args.name:
+            shipped_runs = settings.eval_dir / f"adapter-{shipped}-{args.eval_limit}"
+            if not (shipped_runs / "before").exists():  # the same base-model run: resumed, not answered again
+                shutil.copytree(runs / "before", shipped_runs / "before")
+            more, _ = _evaluate(settings, shipped, val, shipped_runs, args.eval_limit, args.strict, library,
+                                base=False, label=f"rank {args.ship_rank} (shipped)")
+            columns += more
+            out["shipped_card"] = adapters.read_card(settings.adapters_dir / shipped)
         out["markdown"] = markdown_rows(columns, evaluation["after"].get("n_questions") or 0)
     if args.ship:
-        adapters.export(settings, args.name, args.ship)
+        adapters.export(settings, shipped, args.ship)
     library.close()
     if args.json:
         print(json.dumps(out, indent=2, default=str))
@@ -171,6 +179,42 @@ def main(argv: list[str] | None = None) -> int:
             print()
             print(out["markdown"])
     return 0
+
+
+def _calibrate(settings, name: str, questions: Path | None, target_precision: float, library) -> None:
+    """Calibrate adapter `name`'s confidence gate on the held-out questions, unless its card already has one."""
+    if questions is not None and "calibration" not in adapters.read_card(settings.adapters_dir / name):
+        calibrate(settings, name, questions, settings.eval_dir / f"calibrate-{name}-{_count(questions)}",
+                  format="jsonl", target_precision=target_precision, library=library)
+
+
+def _count(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip())
+
+
+def _evaluate(settings, name: str, val: Path, runs: Path, limit: int, strict: bool, library, *, base: bool = True,
+              label: str = "with adapter") -> tuple[list[tuple[str, dict]], dict]:
+    """Evaluate base model and adapter `name` on the validation sample (metrics into its card), the adapter without
+    its calibrated gate when it has one, and both with strict citations. Returns the table's columns (the base
+    model's only when `base`) and the card's evaluation."""
+    from eval.runner import run_eval
+
+    target = settings.adapters_dir / name
+    evaluation = adapters.evaluate(settings, name, val, runs, limit=limit, sample_seed=0, library=library)
+    columns = [("base model", evaluation["before"])] if base else []
+    if (adapters.read_card(target).get("calibration") or {}).get("min_confidence"):
+        ungated = run_eval(settings.model_copy(update={"min_confidence": 0.0}), val, runs / "after-ungated",
+                           format="jsonl", limit=limit, adapter=str(target), sample_seed=0, library=library)
+        columns += [(f"{label}, no confidence gate", ungated), (f"{label} + calibrated gate", evaluation["after"])]
+    else:
+        columns.append((label, evaluation["after"]))
+    if strict:  # the same questions with strict citations (consensus_citations)
+        settings_strict = settings.model_copy(update={"consensus_citations": True})
+        runs_strict = [("base, strict citations", "none", "before-strict")] if base else []
+        for column, adapter, folder in [*runs_strict, (f"{label}, strict citations", str(target), "after-strict")]:
+            columns.append((column, run_eval(settings_strict, val, runs / folder, format="jsonl", limit=limit,
+                                             adapter=adapter, sample_seed=0, library=library)))
+    return columns, evaluation
 
 
 if __name__ == "__main__":

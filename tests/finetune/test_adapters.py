@@ -161,3 +161,73 @@ def test_export_writes_a_portable_bf16_adapter_that_peft_loads(tmp_path, peft_fo
     # registered in a fresh home, it is an adapter like any other
     fresh = Settings(home=tmp_path / "fresh")
     assert adapters.register(fresh, shipped).name == "ship"
+
+
+def test_reduce_rank_keeps_an_update_of_lower_rank_exactly_and_the_model_computes_the_same(tmp_path):
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from assistant.models import resolve_generator
+    from tests.library import sample_home
+
+    base_path = resolve_generator(Settings(home=sample_home()))
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "down_proj"],
+                                             task_type="CAUSAL_LM"))
+    source = tmp_path / "lora"
+    model.save_pretrained(source)
+    torch.manual_seed(0)
+    weights = load_file(source / "adapter_model.safetensors")
+    for key, w in weights.items():  # a trained-looking update whose true rank is 3 (the factors have 8)
+        w = torch.randn_like(w) * 0.05
+        if ".lora_A." in key:
+            w[3:] = 0
+        weights[key] = w
+    save_file(weights, source / "adapter_model.safetensors")
+    s = Settings(home=tmp_path / "home")
+    _add(s, source, "tuned", 0.7)
+
+    out = CliRunner().invoke(app, ["--home", str(s.home), "adapters", "reduce-rank", "tuned", "--rank", "3", "--json"])
+    assert out.exit_code == 0, out.stdout
+    result = json.loads(out.stdout)
+    assert result["name"] == "tuned-r3" and (result["rank"], result["to_rank"]) == (8, 3)
+    assert result["energy_kept_min"] == pytest.approx(1.0)
+    reduced = s.adapters_dir / "tuned-r3"
+    config = json.loads((reduced / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"]) == (3, 3)
+    card = adapters.read_card(reduced)
+    assert card["eval"] is None and card["reduced_from"]["adapter"] == "tuned"  # to be measured again
+    small = load_file(reduced / "adapter_model.safetensors")
+    assert small.keys() == weights.keys() and all(v.shape[0] == 3 or v.shape[1] == 3 for v in small.values())
+
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    ids = tokenizer("Client records are kept for seven years after the relationship ends.", return_tensors="pt")
+
+    def logits(adapter) -> torch.Tensor:
+        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+        with torch.no_grad():
+            return PeftModel.from_pretrained(base, adapter)(**ids).logits
+
+    plain = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    with torch.no_grad():
+        unchanged = plain(**ids).logits
+    original = logits(s.adapters_dir / "tuned")
+    assert not torch.allclose(original, unchanged, atol=1e-2)  # the update matters
+    assert torch.allclose(logits(reduced), original, atol=1e-3)
+
+    # a cut below the true rank keeps the best approximation: the error is exactly the dropped energy
+    adapters.reduce_rank(s, "tuned", 1, "tuned-r1")
+    cut = load_file(s.adapters_dir / "tuned-r1" / "adapter_model.safetensors")
+    key = next(k for k in weights if ".lora_A." in k)
+    full = 2.0 * weights[key.replace(".lora_A.", ".lora_B.")].double() @ weights[key].double()
+    approx = cut[key.replace(".lora_A.", ".lora_B.")].double() @ cut[key].double()
+    singular = torch.linalg.svdvals(full)
+    assert torch.linalg.matrix_norm(full - approx) ** 2 == pytest.approx(float((singular[1:] ** 2).sum()), rel=1e-4)
+    assert adapters.read_card(s.adapters_dir / "tuned-r1")["reduced_from"]["energy_kept_min"] < 1.0
+
+    with pytest.raises(adapters.AdapterError, match="between 1 and 7"):
+        adapters.reduce_rank(s, "tuned", 8)
+    with pytest.raises(adapters.AdapterError, match="already registered"):
+        adapters.reduce_rank(s, "tuned", 3)
