@@ -30,16 +30,20 @@ def test_the_shipped_adapter_has_its_card_and_the_command_that_reproduces_it():
     folder = _shipped()
     card = adapters.read_card(folder)
     assert card["name"] == folder.name and card["base_model"] == "SmolLM2-135M-Instruct"
-    assert card["reproduce"].startswith("python -m finetune.bench ") and f"--name {folder.name}" in card["reproduce"]
+    trained = (card.get("reduced_from") or {}).get("adapter", folder.name)  # cut to a smaller rank to ship it
+    assert card["reproduce"].startswith("python -m finetune.bench ") and f"--name {trained} " in card["reproduce"]
     assert len(card["dataset"]["sha256"]) == 64 and card["dataset"]["train_examples"] > 0
     assert card["training"]["steps"] > 0 and card["hyperparameters"]["rank"] > 0
-    before, after = card["eval"]["before"], card["eval"]["after"]
+    before, after = card["eval"]["before"], card["eval"]["after"]  # a cut adapter's own: reduce_rank drops the old
     assert after["citation_precision"] > before["citation_precision"]  # measured on validation questions
     assert after["model_cited_rate_answerable"] >= 0.9
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert str(ROOT.parent) not in (folder / "card.json").read_text()  # no paths of the machine it was trained on
-    assert sum(f.stat().st_size for f in folder.iterdir()) < 12_000_000
+    if "reduced_from" in card:
+        assert f"--ship-rank {card['reduced_from']['to_rank']}" in card["reproduce"]
+        assert config["r"] == card["reduced_from"]["to_rank"]
+    assert sum(f.stat().st_size for f in folder.iterdir()) < 5_000_000  # files in the repository stay under 5 MB
 
 
 def test_make_run_activates_it_and_the_model_cites_by_itself(tmp_path):
