@@ -101,7 +101,8 @@ def calibrate(settings: Settings, name: str, questions: Path, out: Path | None =
               target_precision: float = DEFAULT_TARGET, library=None, progress: bool = True) -> dict:
     """Evaluate adapter `name` with the gate off on `questions` (never its training or validation questions),
     choose the threshold and write it into its card's `calibration`. Returns that entry."""
-    from eval.runner import RESULTS_FILE, read_results, run_eval
+    from eval.datasets import load_dataset
+    from eval.runner import RESULTS_FILE, read_results, run_eval, select_questions
     from finetune import adapters
 
     path = adapters.adapter_path(settings, name)
@@ -110,7 +111,11 @@ def calibrate(settings: Settings, name: str, questions: Path, out: Path | None =
     metrics = run_eval(ungated, questions, out, format=format, limit=limit, adapter=str(path),
                        documents_dir=documents_dir, sample_seed=sample_seed if limit else None, library=library,
                        progress=progress)
-    records = list(read_results(out / RESULTS_FILE).values())
+    # a reused run folder may hold more questions than this selection (an earlier, larger --limit): only these count
+    seed = sample_seed if limit else None
+    wanted = {q.id for q in select_questions(load_dataset(questions, format, documents_dir=documents_dir), limit,
+                                             seed)}
+    records = [r for qid, r in read_results(out / RESULTS_FILE).items() if qid in wanted]
     chosen = choose_threshold(records, target_precision)
     card = adapters.read_card(path)
     card["calibration"] = {**chosen.to_dict(), "dataset": str(Path(questions).resolve()),

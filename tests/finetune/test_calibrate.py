@@ -86,3 +86,35 @@ def test_confidence_multiplies_the_token_probabilities_up_to_the_first_valid_mar
     assert answer_confidence(tokenizer, trace, 1) == 0.5 ** through("[1]")
     plain = tokenizer("Passwords have at least 12 characters.", add_special_tokens=False)["input_ids"]
     assert answer_confidence(tokenizer, [(t, 0.5) for t in plain], 3) is None
+
+
+@pytest.mark.slow
+def test_calibration_counts_only_the_selected_questions_of_a_reused_run_folder(tmp_path):
+    """A run folder reused with a smaller --limit still holds the earlier run's other answers: they must not count."""
+    import shutil
+
+    from eval.datasets import load_dataset
+    from finetune import adapters
+    from finetune.calibrate import calibrate
+    from tests.library import GOLD, ROOT, sample_home
+
+    home = tmp_path / "home"
+    shutil.copytree(sample_home(), home)
+    settings = Settings(home=home)
+    shipped = next(p for p in sorted((ROOT / "data" / "adapters").iterdir()) if adapters.is_adapter(p))
+    adapters.register(settings, shipped)
+    out = tmp_path / "calibration-run"
+    first = calibrate(settings, shipped.name, GOLD, out, format="jsonl", limit=12, progress=False)
+    results = out / "results.jsonl"
+    selected = {json.loads(line)["id"] for line in results.read_text().splitlines()}
+    assert len(selected) == 12 and first["questions"] == 12
+    others = [q.id for q in load_dataset(GOLD, "jsonl") if q.id not in selected][:15]
+    with results.open("a") as f:  # what an earlier run of more questions left: confident, wrong answers
+        for qid in others:
+            f.write(json.dumps({"id": qid, "abstained": False, "confidence": 0.99,
+                                "citations": [{"correct": False}]}) + "\n")
+    again = calibrate(settings, shipped.name, GOLD, out, format="jsonl", limit=12, progress=False)
+    assert len(results.read_text().splitlines()) == 12 + len(others)  # nothing evaluated again
+    volatile = ("created",)
+    assert {k: v for k, v in again.items() if k not in volatile} == {k: v for k, v in first.items()
+                                                                     if k not in volatile}
