@@ -82,7 +82,8 @@ class AuditLog:
 
     def record_answer(self, user: str, answer: Answer, *, index_generation: int, documents: int | None = None,
                       filters: dict | None = None) -> dict:
-        """Record a question and its answer: model, adapter, index version, cited chunks with hashes, verdicts."""
+        """Record a question and its answer: model, adapter, index version, cited chunks with hashes, verdicts, and
+        for a withheld answer the reason and the gates' scores."""
         return self.append(
             user, "answer",
             question=answer.question,
@@ -98,6 +99,10 @@ class AuditLog:
             sentences=[{"text": s.text, "supported": s.supported, "support_score": s.support_score,
                         "citations": list(s.citations)} for s in answer.sentences],
             timings=dict(answer.timings),
+            # why an answer was withheld, and the scores the gates compared (None where a gate did not apply)
+            abstain_reason=answer.abstain_reason,
+            confidence=answer.confidence,
+            citation_score=answer.citation_score,
         )
 
     def record_document(self, user: str, action: str, *, document_id: str | None, version: int | None,

@@ -230,6 +230,7 @@ def answer_json(answer) -> dict:
         "timings": answer.timings,
         "raw_answer": answer.raw_answer,  # the model's text before verification
         "confidence": answer.confidence,
+        "citation_score": answer.citation_score,
         "abstain_reason": answer.abstain_reason,
     }
 
@@ -239,6 +240,9 @@ def format_answer(answer) -> str:
     lines = []
     if answer.abstained:
         lines.append(answer.answer)
+        if answer.abstain_reason not in (None, "model"):  # why the assistant withheld or did not ask the model
+            lines.append(f"(reason: {answer.abstain_reason}; the model's text is in --json raw_answer)"
+                         if answer.raw_answer else f"(reason: {answer.abstain_reason})")
         if answer.sources:
             lines.append("\nNearest sources:")
             lines.extend(f"  [{c.n}] {c.title}, page {c.page or '-'}, clause {c.clause or '-'}" for c in answer.sources)

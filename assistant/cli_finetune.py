@@ -182,16 +182,22 @@ def adapters_calibrate(
     documents_dir: Annotated[Path | None, typer.Option(help="ObliQA: StructuredRegulatoryDocuments/.")] = None,
     limit: Annotated[int | None, typer.Option(help="Use a fixed sample of N questions.")] = None,
     target_precision: Annotated[float, typer.Option(help="Citation precision the kept answers must reach.")] = 0.8,
+    gate_dataset: Annotated[Path | None, typer.Option(
+        help="Gold questions of the corpus (not --dataset; e.g. the training questions) to fit the citation gate "
+             "on, from retrieval alone.")] = None,
+    gate_format: Annotated[str, typer.Option(help="Format of --gate-dataset: auto, jsonl or obliqa.")] = "auto",
     out: Annotated[Path | None, typer.Option(help="Run folder (default <home>/eval/calibrate-NAME).")] = None,
     as_json: JsonOpt = False,
 ):
-    """Choose the adapter's answer-confidence gate on held-out questions and write it into its card."""
+    """Choose the adapter's answer-confidence gate (and citation gate) on held-out questions; write them into its
+    card."""
     from finetune import adapters
     from finetune.calibrate import CalibrationError, calibrate
 
     try:
         result = calibrate(settings(), name, dataset, out, format=format, documents_dir=documents_dir, limit=limit,
-                           target_precision=target_precision, progress=not as_json)
+                           target_precision=target_precision, gate_questions=gate_dataset, gate_format=gate_format,
+                           progress=not as_json)
     except (adapters.AdapterError, CalibrationError, ValueError) as e:
         fail(str(e), as_json)
 
@@ -204,7 +210,11 @@ def adapters_calibrate(
          f"{result['answered_after']}, citation precision {pct(result['precision_before'])} -> "
          f"{pct(result['precision_after'])} on {result['questions']} questions"
          + ("" if result["target_met"] else f"; no gate set (the best threshold, {result['best_threshold']:.4f}, "
-                                            f"gave {pct(result['best_precision'])})"))
+                                            f"gave {pct(result['best_precision'])})")
+         + ("" if not (gate := result.get("citation_gate")) else
+            f"\ncitation gate {gate['threshold']:.4f} ({'met' if gate['target_met'] else 'NOT met'}): answers "
+            f"{gate['answered_before']} -> {gate['answered_after']}, citation precision "
+            f"{pct(gate['precision_before'])} -> {pct(gate['precision_after'])}"))
 
 
 @adapters_app.command("export")

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from assistant.citations import Verifier, is_abstention, make_citation, valid_markers
+from assistant.gate import CitationGate
 from assistant.prompt import ABSTAIN_TEXT, build_messages
 from assistant.retrieval import RetrievalFilter, Retriever
 from assistant.types import Answer, Retrieved
@@ -56,6 +57,23 @@ def min_confidence(settings: Settings, adapter: str | None) -> float:
     return 0.0
 
 
+def citation_gate(settings: Settings, adapter: str | None) -> CitationGate | None:
+    """The citation gate in effect: the one fitted on the adapter's card (`citation_gate`), with the
+    `min_citation_score` setting as its threshold when set, else the card's calibrated one. None without a fitted
+    gate: the setting alone has no model to score with. A gate of threshold 0 scores answers and withholds none."""
+    if not adapter:
+        return None
+    from finetune.adapters import read_card
+
+    fitted = read_card(Path(adapter)).get("citation_gate")
+    if not fitted:
+        return None
+    gate = CitationGate.from_dict(fitted)
+    if settings.min_citation_score is not None:
+        gate.threshold = settings.min_citation_score
+    return gate
+
+
 def answer_confidence(tokenizer, trace: list[tuple[int, float]], n_sources: int) -> float | None:
     """The probability the model gave its answer's opening up to and including its first citation marker `[n]`
     naming one of the n_sources (the product of the token probabilities in `trace`); None when it wrote none."""
@@ -81,6 +99,7 @@ class Assistant:
         self.verifier = Verifier(self.library.embedder, settings.support_threshold)
         self.adapter = resolve_adapter(settings, adapter)
         self.min_confidence = min_confidence(settings, self.adapter)
+        self.gate = citation_gate(settings, self.adapter)
         self._generator = None
 
     @property
@@ -143,24 +162,29 @@ class Assistant:
             return self._abstain(question, sources, timings, raw, sentences=sentences, confidence=confidence,
                                  reason="unsupported")
         cited = sorted({n for s in sentences for n in s.citations})
+        score = self.gate.score(sources, cited) if self.gate else None
+        if self.gate and self.gate.threshold and (score is None or score < self.gate.threshold):
+            return self._abstain(question, sources, timings, raw, sentences=sentences, confidence=confidence,
+                                 reason="low_citation_score", citation_score=score)
         strict = self.settings.consensus_citations if consensus is None else consensus
         if strict and not all(_consensus(sources[n - 1]) for n in cited):
             return self._abstain(question, sources, timings, raw, sentences=sentences, confidence=confidence,
-                                 reason="no_consensus")
+                                 reason="no_consensus", citation_score=score)
         citations = [make_citation(n, sources[n - 1], quotes.get(n)) for n in cited]
         text = " ".join(_with_markers(s.text, s.attached) for s in sentences)
         return Answer(question=question, answer=text, abstained=False, sentences=sentences, citations=citations,
                       model=self.generator.model_name, adapter=self.adapter, timings=timings,
                       sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw,
-                      confidence=confidence)
+                      confidence=confidence, citation_score=score)
 
     def _abstain(self, question: str, sources: list[Retrieved], timings: dict, raw: str,
-                 sentences=None, confidence: float | None = None, reason: str | None = None) -> Answer:
+                 sentences=None, confidence: float | None = None, reason: str | None = None,
+                 citation_score: float | None = None) -> Answer:
         model = self._generator.model_name if self._generator is not None else self.settings.generator_model
         return Answer(question=question, answer=ABSTAIN_TEXT, abstained=True, sentences=sentences or [],
                       citations=[], model=model, adapter=self.adapter, timings=timings,
                       sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw,
-                      confidence=confidence, abstain_reason=reason)
+                      confidence=confidence, abstain_reason=reason, citation_score=citation_score)
 
 
 def _consensus(source: Retrieved) -> bool:

@@ -68,7 +68,11 @@ class Answer:
     # The generator's probability of its answer up to and including its first valid citation marker (None without
     # one); answers below the minimum confidence are abstentions (`Assistant.min_confidence`).
     confidence: float | None = None
-    # Why an abstention: "no_sources", "low_relevance", "model", "unsupported", "low_confidence", "no_consensus".
+    # The citation gate's probability that the cited sources are right ones (the lowest over them; None without a
+    # gate on the adapter's card or without citations); below the gate's threshold an answer is withheld.
+    citation_score: float | None = None
+    # Why an abstention: "no_sources", "low_relevance", "model", "unsupported", "low_confidence",
+    # "low_citation_score", "no_consensus".
     abstain_reason: str | None = None
 
     def to_dict(self) -> dict:

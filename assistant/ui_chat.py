@@ -20,6 +20,9 @@ ABSTAIN_REASONS = {
                     "both rank its cited passage first, so it is not shown. Untick \"Strict citations\" to see it.",
     "low_confidence": "An answer was written, but the model's confidence in it is below the minimum (the "
                       "min_confidence setting, or the threshold calibrated for the adapter), so it is not shown.",
+    "low_citation_score": "An answer was written, but the passage it cites is not clearly the best match for the "
+                          "question (the retrievers rank it too low or too close to the others), so it is not shown "
+                          "(the adapter's calibrated citation gate, or the min_citation_score setting).",
     "unsupported": "An answer was written, but none of its sentences is supported by the passage it cites.",
 }
 

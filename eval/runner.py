@@ -23,7 +23,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from assistant.citations import valid_markers
-from assistant.pipeline import Assistant, min_confidence, resolve_adapter
+from assistant.pipeline import Assistant, citation_gate, min_confidence, resolve_adapter
 from assistant.retrieval import MODES, Retriever
 from eval.datasets import GoldQuestion, load_dataset, sample
 from eval.metrics import (
@@ -190,7 +190,17 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
         # the confidence gate in effect; absent when there is none (as in runs made before the gate existed)
         **({} if retrieval_only or not (gate := min_confidence(settings, adapter)) else {"min_confidence": gate}),
         **({"consensus_citations": True} if settings.consensus_citations and not retrieval_only else {}),
+        **({} if retrieval_only else _gate_config(citation_gate(settings, adapter))),
     }
+
+
+def _gate_config(gate) -> dict:
+    """The citation gate in a run's config (its threshold, and its weights, which decide the recorded scores);
+    absent without one (as in runs made before the gate existed)."""
+    if gate is None:
+        return {}
+    return {"citation_gate": {"threshold": gate.threshold, "coef": [round(c, 6) for c in gate.coef],
+                              "intercept": round(gate.intercept, 6)}}
 
 
 def check_out_dir(out: Path, config: dict) -> None:
@@ -292,6 +302,7 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion) -
         "raw_answer": answer.raw_answer,
         "model_cited": result.model_cited,
         "confidence": answer.confidence,
+        "citation_score": answer.citation_score,
         "abstain_reason": answer.abstain_reason,
         "model": answer.model,
         "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,

@@ -306,6 +306,8 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
     (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
     save_file(out, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
     card = {k: v for k, v in read_card(source).items() if k not in ("eval", "calibration")}
+    if card.get("citation_gate"):  # its weights come from retrieval alone; its threshold from the old weights' answers
+        card["citation_gate"] = {**card["citation_gate"], "threshold": 0.0}
     card.update(name=new_name, created=now(), eval=None, reduced_from={
         "adapter": name, "rank": old_rank, "to_rank": rank, "method": "svd",
         "energy_kept_min": round(min(kept), 4), "energy_kept_mean": round(sum(kept) / len(kept), 4)})
@@ -394,6 +396,17 @@ def card_markdown(card: dict) -> str:
                   f"{num(cal.get('precision_before'))} precise over {cal.get('answered_before')} answers, and no "
                   f"confidence threshold reached {cal.get('target_precision')} (the best, "
                   f"{num(cal.get('best_threshold'))}, gave {num(cal.get('best_precision'))}).", ""]
+    gate, gate_cal = card.get("citation_gate") or {}, cal.get("citation_gate") or {}
+    if gate:
+        fitted = gate.get("fitted_on") or {}
+        lines += [f"Citation gate (assistant/gate.py): fitted on {fitted.get('sources')} retrieved sources of "
+                  f"{Path(str(fitted.get('dataset'))).name}; "
+                  + (f"answers whose cited source scores below {gate.get('threshold'):.4f} are withheld "
+                     f"(calibrated on {gate_cal.get('questions')} held-out questions for citation precision "
+                     f"{gate_cal.get('target_precision')}: there {num(gate_cal.get('precision_before'))} -> "
+                     f"{num(gate_cal.get('precision_after'))}, answers {gate_cal.get('answered_before')} -> "
+                     f"{gate_cal.get('answered_after')})." if gate.get("threshold") else
+                     "no threshold set (answers are scored, none withheld)."), ""]
     if ev.get("before") and ev.get("after"):
         lines += [f"Validation ({ev['after'].get('n_questions')} questions never trained on):", "",
                   "| metric | base model | with adapter |", "| --- | --- | --- |"]

@@ -92,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate-questions", type=int, default=200,
                         help="dev questions after the first --questions (never trained or validated on) on which "
                              "the confidence gate is calibrated (0 = no gate)")
-    parser.add_argument("--target-precision", type=float, default=0.8, help="the gate's calibration target")
+    parser.add_argument("--target-precision", type=float, default=0.8, help="the gates' calibration target")
+    parser.add_argument("--gate", action=argparse.BooleanOptionalAction, default=True,
+                        help="fit the citation gate on the training questions and calibrate it with the confidence "
+                             "gate (assistant.gate)")
     parser.add_argument("--skip-eval", action="store_true")
     parser.add_argument("--strict", action=argparse.BooleanOptionalAction, default=True,
                         help="also evaluate base and adapter with strict citations (consensus_citations)")
@@ -136,16 +139,22 @@ def main(argv: list[str] | None = None) -> int:
     calibration_set = questions[args.questions: args.questions + args.calibrate_questions] if args.questions else []
     calibration = (write_eval_jsonl(calibration_set, data_dir / f"calibration_questions-{len(calibration_set)}.jsonl")
                    if calibration_set else None)
-    _calibrate(settings, args.name, calibration, args.target_precision, library)
+    gate = None  # the citation gate is fitted on the training questions (retrieval only)
+    if args.gate:
+        train_ids = {json.loads(line)["id"] for line in (data_dir / "train.jsonl").read_text().splitlines() if line}
+        gate = write_eval_jsonl([q for q in questions if q.id in train_ids], data_dir / "train_questions.jsonl")
+    cut = bool(args.ship) and 0 < args.ship_rank < args.rank
+    # the citation gate is calibrated for the adapter that ships: the cut one when the rank is cut
+    _calibrate(settings, args.name, calibration, args.target_precision, library, None if cut else gate)
     shipped = args.name
-    if args.ship and 0 < args.ship_rank < args.rank:  # cut to a smaller rank, then calibrate and evaluate again
+    if cut:  # cut to a smaller rank, then calibrate and evaluate again
         shipped = f"{args.name}-r{args.ship_rank}"
         if not (settings.adapters_dir / shipped / adapters.CARD).is_file():
             adapters.reduce_rank(settings, args.name, args.ship_rank, shipped)
             card = adapters.read_card(settings.adapters_dir / shipped)
             card["reproduce"] = f"{card.get('reproduce')} --ship {args.ship} --ship-rank {args.ship_rank}"
             adapters.write_card(settings.adapters_dir / shipped, card)
-        _calibrate(settings, shipped, calibration, args.target_precision, library)
+        _calibrate(settings, shipped, calibration, args.target_precision, library, gate)
     out = {"data": manifest, "adapter": str(target), "card": adapters.read_card(target)}
     if not args.skip_eval:
         from eval.compare import compare_runs
@@ -181,11 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _calibrate(settings, name: str, questions: Path | None, target_precision: float, library) -> None:
-    """Calibrate adapter `name`'s confidence gate on the held-out questions, unless its card already has one."""
-    if questions is not None and "calibration" not in adapters.read_card(settings.adapters_dir / name):
-        calibrate(settings, name, questions, settings.eval_dir / f"calibrate-{name}-{_count(questions)}",
-                  format="jsonl", target_precision=target_precision, library=library)
+def _calibrate(settings, name: str, questions: Path | None, target_precision: float, library,
+               gate_questions: Path | None = None) -> None:
+    """Calibrate adapter `name`'s confidence gate (and fit and calibrate its citation gate on `gate_questions`) on
+    the held-out questions, unless its card already has them."""
+    card = adapters.read_card(settings.adapters_dir / name)
+    if questions is None or ("calibration" in card and (gate_questions is None or "citation_gate" in card)):
+        return
+    folder = f"calibrate-{name}-{_count(questions)}" + ("-gate" if gate_questions else "")
+    calibrate(settings, name, questions, settings.eval_dir / folder, format="jsonl",
+              target_precision=target_precision, gate_questions=gate_questions, gate_format="jsonl", library=library)
 
 
 def _count(path: Path) -> int:
@@ -202,10 +216,12 @@ def _evaluate(settings, name: str, val: Path, runs: Path, limit: int, strict: bo
     target = settings.adapters_dir / name
     evaluation = adapters.evaluate(settings, name, val, runs, limit=limit, sample_seed=0, library=library)
     columns = [("base model", evaluation["before"])] if base else []
-    if (adapters.read_card(target).get("calibration") or {}).get("min_confidence"):
-        ungated = run_eval(settings.model_copy(update={"min_confidence": 0.0}), val, runs / "after-ungated",
-                           format="jsonl", limit=limit, adapter=str(target), sample_seed=0, library=library)
-        columns += [(f"{label}, no confidence gate", ungated), (f"{label} + calibrated gate", evaluation["after"])]
+    card = adapters.read_card(target)
+    if (card.get("calibration") or {}).get("min_confidence") or (card.get("citation_gate") or {}).get("threshold"):
+        ungated = run_eval(settings.model_copy(update={"min_confidence": 0.0, "min_citation_score": 0.0}), val,
+                           runs / "after-ungated", format="jsonl", limit=limit, adapter=str(target), sample_seed=0,
+                           library=library)
+        columns += [(f"{label}, no gate", ungated), (f"{label} + calibrated gate", evaluation["after"])]
     else:
         columns.append((label, evaluation["after"]))
     if strict:  # the same questions with strict citations (consensus_citations)

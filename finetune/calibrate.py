@@ -31,7 +31,7 @@ class CalibrationError(Exception):
 class Calibration:
     """The chosen threshold and what it does on the calibration questions."""
 
-    min_confidence: float
+    threshold: float  # answers scoring below it are withheld (0 = no gate)
     target_precision: float
     target_met: bool
     questions: int
@@ -54,23 +54,24 @@ def _precision(kept: list[tuple[float, int, int]]) -> float | None:
 
 
 def choose_threshold(records: list[dict], target_precision: float = DEFAULT_TARGET,
-                     min_kept: int = MIN_KEPT) -> Calibration:
-    """The lowest confidence threshold whose kept answers' citation precision is >= target_precision, from eval
-    result records (`results.jsonl` of a run with the gate off: `abstained`, `confidence`, `citations[].correct`).
+                     min_kept: int = MIN_KEPT, key: str = "confidence") -> Calibration:
+    """The lowest threshold on each answer's `key` score (`confidence`, or the citation gate's `citation_score`)
+    whose kept answers' citation precision is >= target_precision, from eval result records (`results.jsonl` of a
+    run with the gates off: `abstained`, the score, `citations[].correct`).
 
-    Answers without a confidence (no citation marker of the model's own) are dropped by any gate above 0."""
+    Answers without a score (no citation marker of the model's own; no citation) are dropped by any gate above 0."""
     if not 0.0 < target_precision <= 1.0:
         raise CalibrationError(f"target precision must be in (0, 1], not {target_precision}")
     answers = [r for r in records if not r.get("abstained")]
-    if any("confidence" not in r for r in answers):
-        raise CalibrationError("these results carry no answer confidence: they were made before it was recorded; "
-                               "evaluate again into a new folder")
-    scored = [(r["confidence"], sum(bool(c.get("correct")) for c in r.get("citations", [])),
+    if any(key not in r for r in answers):
+        raise CalibrationError(f"these results carry no {key}: they were made before it was recorded; evaluate "
+                               f"again into a new folder")
+    scored = [(r[key], sum(bool(c.get("correct")) for c in r.get("citations", [])),
                len(r.get("citations", []))) for r in answers]
     gated = sorted((s for s in scored if s[0] is not None), key=lambda s: s[0])
     if len(gated) < min_kept:
-        raise CalibrationError(f"only {len(gated)} answers carry a citation of the model's own (need {min_kept}): "
-                               f"calibrate on more questions")
+        raise CalibrationError(f"only {len(gated)} answers carry a {key} (need {min_kept}): calibrate on more "
+                               f"questions")
     best: tuple[float, float] | None = None  # (precision, threshold)
     chosen = None
     for i in range(len(gated) - min_kept + 1):
@@ -88,7 +89,7 @@ def choose_threshold(records: list[dict], target_precision: float = DEFAULT_TARG
     if not met and best is None:
         raise CalibrationError("the answers cite nothing: there is no precision to calibrate")
     kept = [s for s in gated if s[0] >= chosen] if met else scored
-    return Calibration(min_confidence=chosen if met else 0.0, target_precision=target_precision, target_met=met,
+    return Calibration(threshold=chosen if met else 0.0, target_precision=target_precision, target_met=met,
                        questions=len(records), answered_before=len(scored),
                        citations_before=sum(n for _, _, n in scored), precision_before=_precision(scored),
                        answered_after=len(kept), citations_after=sum(n for _, _, n in kept),
@@ -96,18 +97,74 @@ def choose_threshold(records: list[dict], target_precision: float = DEFAULT_TARG
                        best_precision=None if met else best[0])
 
 
+def gate_samples(library, questions, k: int, progress: bool = False) -> tuple[list[list[float]], list[bool]]:
+    """Features and right/wrong labels of every source the retriever gives the generator (the top k) for gold
+    questions: retrieval only, exactly as the assistant retrieves (answerable questions; a source is right when it
+    matches the question's evidence as in the evaluation)."""
+    from assistant.gate import source_features
+    from assistant.retrieval import Retriever
+    from eval.metrics import ranked_item_from_chunk, relevant
+
+    retriever = Retriever(library)
+    rows, labels = [], []
+    todo = [q for q in questions if q.answerable and q.evidence]
+    if progress:
+        from tqdm import tqdm
+
+        todo = tqdm(todo, desc="citation gate data", unit="q")
+    for q in todo:
+        sources = retriever.retrieve(q.question, k)
+        for n, source in enumerate(sources, start=1):
+            rows.append(source_features(sources, n))
+            labels.append(relevant(ranked_item_from_chunk(source.chunk), q))
+    return rows, labels
+
+
+def fit_gate(settings: Settings, questions: Path, *, format: str = "auto", documents_dir: Path | None = None,
+             library=None, progress: bool = False) -> dict:
+    """Fit the citation gate's weights on gold questions (`assistant.gate`); its threshold is calibrated apart."""
+    from assistant.gate import CitationGate, fit_logistic
+    from eval.datasets import load_dataset
+    from ingest.pipeline import Library
+
+    own = library is None
+    library = library or Library(settings)
+    try:
+        rows, labels = gate_samples(library, load_dataset(questions, format, documents_dir=documents_dir),
+                                    settings.top_k, progress)
+    finally:
+        if own:
+            library.close()
+    if len(set(labels)) < 2 or len(rows) < 50:
+        raise CalibrationError(f"{questions}: {len(rows)} retrieved sources, {sum(labels)} right: the citation gate "
+                               f"needs at least 50, right and wrong ones")
+    coef, intercept = fit_logistic(rows, labels)
+    return {**CitationGate(coef, intercept).to_dict(), "fitted_on": {
+        "dataset": str(Path(questions).resolve()), "sources": len(rows), "right": int(sum(labels)),
+        "k": settings.top_k}}
+
+
 def calibrate(settings: Settings, name: str, questions: Path, out: Path | None = None, *, format: str = "auto",
               documents_dir: Path | None = None, limit: int | None = None, sample_seed: int | None = 0,
-              target_precision: float = DEFAULT_TARGET, library=None, progress: bool = True) -> dict:
-    """Evaluate adapter `name` with the gate off on `questions` (never its training or validation questions),
-    choose the threshold and write it into its card's `calibration`. Returns that entry."""
+              target_precision: float = DEFAULT_TARGET, gate_questions: Path | None = None,
+              gate_format: str = "auto", library=None, progress: bool = True) -> dict:
+    """Evaluate adapter `name` with the gates off on `questions` (never its training or validation questions),
+    choose the confidence threshold and write it into its card's `calibration`. With `gate_questions` (gold
+    questions of the corpus other than `questions`, e.g. the training questions), first fit the citation gate on
+    them; the threshold of the card's citation gate, if it has one, is chosen on the same run. Returns the card's
+    calibration entry."""
     from eval.datasets import load_dataset
     from eval.runner import RESULTS_FILE, read_results, run_eval, select_questions
     from finetune import adapters
 
     path = adapters.adapter_path(settings, name)
+    if gate_questions is not None:  # on the card before the run, so that the run records each answer's score
+        card = adapters.read_card(path)
+        card["citation_gate"] = fit_gate(settings, gate_questions, format=gate_format, library=library,
+                                         progress=progress)
+        adapters.write_card(path, card)
     out = Path(out or settings.eval_dir / f"calibrate-{name}")
-    ungated = settings.model_copy(update={"min_confidence": 0.0})
+    ungated = settings.model_copy(update={"min_confidence": 0.0, "min_citation_score": 0.0})
     metrics = run_eval(ungated, questions, out, format=format, limit=limit, adapter=str(path),
                        documents_dir=documents_dir, sample_seed=sample_seed if limit else None, library=library,
                        progress=progress)
@@ -116,11 +173,15 @@ def calibrate(settings: Settings, name: str, questions: Path, out: Path | None =
     wanted = {q.id for q in select_questions(load_dataset(questions, format, documents_dir=documents_dir), limit,
                                              seed)}
     records = [r for qid, r in read_results(out / RESULTS_FILE).items() if qid in wanted]
-    chosen = choose_threshold(records, target_precision)
+    chosen = choose_threshold(records, target_precision).to_dict()
     card = adapters.read_card(path)
-    card["calibration"] = {**chosen.to_dict(), "dataset": str(Path(questions).resolve()),
+    card["calibration"] = {"min_confidence": chosen.pop("threshold"), **chosen,
+                           "dataset": str(Path(questions).resolve()),
                            "dataset_sha256": metrics["run"].get("dataset_sha256"), "limit": limit,
-                           "sample_seed": sample_seed if limit else None, "run": str(out.resolve()),
-                           "created": adapters.now()}
+                           "sample_seed": seed, "run": str(out.resolve()), "created": adapters.now()}
+    if "citation_gate" in card:
+        gate = choose_threshold(records, target_precision, key="citation_score")
+        card["citation_gate"]["threshold"] = gate.threshold
+        card["calibration"]["citation_gate"] = gate.to_dict()
     adapters.write_card(path, card)
     return card["calibration"]

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
         default=None, ge=0.0, le=1.0,
         description="Answer confidence (the model's probability of its answer up to its first citation) below which "
                     "we abstain; unset = the value calibrated on the adapter's card, if any; 0 = never.")
+    min_citation_score: float | None = Field(
+        default=None, ge=0.0, le=1.0,
+        description="Citation gate: the probability (from how the retrievers ranked the cited source) below which an "
+                    "answer is withheld; unset = the threshold calibrated on the adapter's card, if any; 0 = never. "
+                    "Needs a gate fitted on the card (comply adapters calibrate --gate-dataset).")
     consensus_citations: bool = Field(
         default=False,
         description="Answer only when every cited source is the one both retrievers (dense and BM25) rank first; "

@@ -67,6 +67,12 @@ def test_answer_and_document_records(log):
                                     "clause": "4.2", "content_hash": "ab" * 32}]
     assert [s["supported"] for s in record["sentences"]] == [True, False]
     assert record["timings"]["total_ms"] == 950.0
+    assert (record["abstain_reason"], record["confidence"], record["citation_score"]) == (None, None, None)
+    withheld = an_answer()
+    withheld.abstained, withheld.abstain_reason, withheld.confidence, withheld.citation_score = (
+        True, "low_citation_score", 0.61, 0.22)
+    kept = log.record_answer("bob", withheld, index_generation=7)
+    assert (kept["abstain_reason"], kept["confidence"], kept["citation_score"]) == ("low_citation_score", 0.61, 0.22)
 
     doc = log.record_document("ed", "document.upload", document_id="aml-policy", version=1, file="aml.pdf", ok=True)
     failed = log.record_document("ed", "document.delete", document_id=None, version=None, file=None, ok=False,

@@ -115,6 +115,55 @@ def test_consensus_mode_answers_only_from_the_source_both_retrievers_rank_first(
             assert "Strict citations" in answer_markdown(gated) and "do not answer" in answer_markdown(gated)
 
 
+def test_citation_gate_fitted_on_the_gold_set_withholds_an_answer_citing_a_weaker_source(tmp_path):
+    """A gate fitted on the sample gold questions (retrieval only) rates the passage both retrievers rank first
+    above the next one; with a threshold between the two, an answer citing [1] is shown and the same answer
+    citing [2] is withheld, with its score and the reason, which the chat explains."""
+    import shutil
+
+    from finetune import adapters
+    from finetune.calibrate import fit_gate
+    from ingest.chunking import sentence_spans
+    from tests.library import GOLD
+
+    library = sample_library()
+    adapter = tmp_path / "gated"
+    shutil.copytree(next(p for p in sorted((ROOT / "data" / "adapters").iterdir()) if adapters.is_adapter(p)),
+                    adapter)
+    fitted = fit_gate(library.settings, GOLD, format="jsonl", library=library)
+    assert fitted["fitted_on"]["sources"] >= 50 and 0 < fitted["fitted_on"]["right"] < fitted["fitted_on"]["sources"]
+    q = "How long is business email retained?"
+    plain = Assistant(library.settings, library=library, adapter="none")
+    sources = plain.retriever.retrieve(q, 3)
+    from assistant.gate import CitationGate
+
+    p1, p2 = (CitationGate.from_dict(fitted).probability(sources, n) for n in (1, 2))
+    assert p1 > p2
+    card = adapters.read_card(adapter)
+    card["citation_gate"] = {**fitted, "threshold": (p1 + p2) / 2}
+    adapters.write_card(adapter, card)
+    gated = Assistant(library.settings, library=library, adapter=str(adapter))
+    assert gated.gate is not None and gated.gate.threshold == pytest.approx((p1 + p2) / 2)
+
+    def quoting(n: int) -> str:  # the longest sentence of source n, cited as [n]
+        text = sources[n - 1].chunk.text
+        s, e = max(sentence_spans(text), key=lambda span: span[1] - span[0])
+        return f"{text[s:e].strip().rstrip('.')} [{n}]."
+
+    shown = gated._finish(q, quoting(1), sources, {})
+    assert not shown.abstained and shown.citation_score == pytest.approx(p1)
+    withheld = gated._finish(q, quoting(2), sources, {})
+    assert withheld.abstained and withheld.abstain_reason == "low_citation_score"
+    assert withheld.citation_score == pytest.approx(p2) and withheld.raw_answer == quoting(2)
+    assert "citation gate" in answer_markdown(withheld)
+    # the setting overrides the card's threshold; 0 scores answers and withholds none
+    off = Assistant(library.settings.model_copy(update={"min_citation_score": 0.0}), library=library,
+                    adapter=str(adapter))
+    kept = off._finish(q, quoting(2), sources, {})
+    assert not kept.abstained and kept.citation_score == pytest.approx(p2)
+    assert Assistant(library.settings, library=library, adapter="none").gate is None  # no adapter, no gate
+
+
 def test_injected_instruction_in_a_document_does_not_change_the_answer():
     home = Path(tempfile.mkdtemp(prefix="comply-injection-"))
     settings = Settings(home=home)

@@ -22,7 +22,7 @@ def test_the_lowest_threshold_that_reaches_the_target_precision_is_chosen():
     records = [_record(i / 10, [i > 4]) for i in range(1, 11)] + [_record(None, [], abstained=True)]
     chosen = choose_threshold(records, target_precision=0.8, min_kept=3)
     # kept from 0.3: 6 right of 8 = 0.75; from 0.4: 6 of 7 = 0.857
-    assert chosen.min_confidence == pytest.approx(0.4)
+    assert chosen.threshold == pytest.approx(0.4)
     assert chosen.target_met
     assert (chosen.answered_before, chosen.citations_before, chosen.precision_before) == (10, 10, 0.6)
     assert (chosen.answered_after, chosen.citations_after) == (7, 7)
@@ -33,7 +33,7 @@ def test_the_lowest_threshold_that_reaches_the_target_precision_is_chosen():
 def test_an_unreachable_target_sets_no_gate_and_reports_the_best_there_was():
     records = [_record(i / 10, [i % 2 == 0]) for i in range(1, 11)]  # precision never above 0.6
     chosen = choose_threshold(records, target_precision=0.95, min_kept=5)
-    assert not chosen.target_met and chosen.min_confidence == 0.0
+    assert not chosen.target_met and chosen.threshold == 0.0
     assert (chosen.answered_after, chosen.precision_after) == (10, chosen.precision_before) == (10, 0.5)
     assert chosen.best_precision == max(sum(i % 2 == 0 for i in range(j, 11)) / (11 - j) for j in range(1, 7))
     assert chosen.best_threshold == pytest.approx(0.6)  # 3 right of the 5 kept from 0.6 on
@@ -46,9 +46,9 @@ def test_answers_without_a_model_citation_are_dropped_by_any_gate():
 
 
 def test_calibration_refuses_too_few_answers_old_records_and_bad_targets():
-    with pytest.raises(CalibrationError, match="only 2 answers"):
+    with pytest.raises(CalibrationError, match="only 2 answers carry a confidence"):
         choose_threshold([_record(0.5, [True]), _record(0.6, [True])], min_kept=10)
-    with pytest.raises(CalibrationError, match="no answer confidence"):
+    with pytest.raises(CalibrationError, match="carry no confidence"):
         choose_threshold([{"abstained": False, "citations": []}])
     with pytest.raises(CalibrationError, match="target precision"):
         choose_threshold([_record(0.5, [True])], target_precision=1.5)
@@ -89,8 +89,10 @@ def test_confidence_multiplies_the_token_probabilities_up_to_the_first_valid_mar
 
 
 @pytest.mark.slow
-def test_calibration_counts_only_the_selected_questions_of_a_reused_run_folder(tmp_path):
-    """A run folder reused with a smaller --limit still holds the earlier run's other answers: they must not count."""
+def test_calibration_fits_the_citation_gate_and_counts_only_the_selected_questions_of_a_reused_run(tmp_path):
+    """calibrate() fits the citation gate (retrieval only), records every answer's score in one run with the gates
+    off, and chooses both thresholds from it. A run folder reused with a smaller --limit still holds the earlier
+    run's other answers: they must not count."""
     import shutil
 
     from eval.datasets import load_dataset
@@ -104,17 +106,33 @@ def test_calibration_counts_only_the_selected_questions_of_a_reused_run_folder(t
     shipped = next(p for p in sorted((ROOT / "data" / "adapters").iterdir()) if adapters.is_adapter(p))
     adapters.register(settings, shipped)
     out = tmp_path / "calibration-run"
-    first = calibrate(settings, shipped.name, GOLD, out, format="jsonl", limit=12, progress=False)
+
+    def run():
+        return calibrate(settings, shipped.name, GOLD, out, format="jsonl", limit=14, gate_questions=GOLD,
+                         gate_format="jsonl", progress=False)
+
+    first = run()
     results = out / "results.jsonl"
-    selected = {json.loads(line)["id"] for line in results.read_text().splitlines()}
-    assert len(selected) == 12 and first["questions"] == 12
-    others = [q.id for q in load_dataset(GOLD, "jsonl") if q.id not in selected][:15]
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(records) == 14 and first["questions"] == 14
+    answered = [r for r in records if not r["abstained"]]
+    assert answered and all(0.0 < r["citation_score"] < 1.0 for r in answered)  # scored with the gates off
+    card = adapters.read_card(settings.adapters_dir / shipped.name)
+    gate = first["citation_gate"]
+    assert card["citation_gate"]["threshold"] == gate["threshold"]
+    assert card["citation_gate"]["fitted_on"]["sources"] >= 50
+    assert gate["answered_before"] == len(answered)
+    if gate["target_met"]:
+        assert gate["threshold"] > 0 and gate["precision_after"] >= 0.8
+    else:
+        assert gate["threshold"] == 0.0 and gate["best_threshold"] is not None
+    others = [q.id for q in load_dataset(GOLD, "jsonl") if q.id not in {r["id"] for r in records}][:15]
     with results.open("a") as f:  # what an earlier run of more questions left: confident, wrong answers
         for qid in others:
-            f.write(json.dumps({"id": qid, "abstained": False, "confidence": 0.99,
+            f.write(json.dumps({"id": qid, "abstained": False, "confidence": 0.99, "citation_score": 0.99,
                                 "citations": [{"correct": False}]}) + "\n")
-    again = calibrate(settings, shipped.name, GOLD, out, format="jsonl", limit=12, progress=False)
-    assert len(results.read_text().splitlines()) == 12 + len(others)  # nothing evaluated again
+    again = run()
+    assert len(results.read_text().splitlines()) == 14 + len(others)  # nothing evaluated again
     volatile = ("created",)
     assert {k: v for k, v in again.items() if k not in volatile} == {k: v for k, v in first.items()
                                                                      if k not in volatile}
