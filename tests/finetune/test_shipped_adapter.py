@@ -44,6 +44,15 @@ def test_the_shipped_adapter_has_its_card_and_the_command_that_reproduces_it():
         assert f"--ship-rank {card['reduced_from']['to_rank']}" in card["reproduce"]
         assert config["r"] == card["reduced_from"]["to_rank"]
     assert sum(f.stat().st_size for f in folder.iterdir()) < 5_000_000  # files in the repository stay under 5 MB
+    gate, calibrated = card.get("citation_gate"), (card.get("calibration") or {}).get("citation_gate")
+    if gate:  # fitted on questions of its own data set, calibrated on held-out ones: set only where it met the target
+        assert gate["fitted_on"]["sources"] > 0 and calibrated["questions"] > 0
+        assert (gate["threshold"] > 0) == calibrated["target_met"]
+        if calibrated["target_met"]:
+            assert calibrated["precision_after"] >= calibrated["target_precision"] > calibrated["precision_before"]
+        from assistant.gate import CitationGate
+
+        CitationGate.from_dict(gate)  # the assistant can load it
 
 
 def test_make_run_activates_it_and_the_model_cites_by_itself(tmp_path):
