@@ -161,12 +161,14 @@ def evaluate_cmd(
     as_json: JsonOpt = False,
 ):
     """Evaluate base model vs adapter on the validation questions and write the metrics into its card."""
+    from eval.datasets import DatasetError
+    from eval.runner import RunError
     from finetune import adapters
 
     try:
         result = adapters.evaluate(settings(), name, questions, out, limit=limit, sample_seed=sample_seed,
                                    progress=not as_json)
-    except adapters.AdapterError as e:
+    except (adapters.AdapterError, DatasetError, RunError, ValueError) as e:
         fail(str(e), as_json)
     rows = [f"{m:<30} {result['before'].get(m)!s:>8} -> {result['after'].get(m)!s:>8}"
             for m in ("cited_answer_rate_answerable", "model_cited_rate_answerable", "citation_precision",
@@ -191,6 +193,8 @@ def adapters_calibrate(
 ):
     """Choose the adapter's answer-confidence gate (and citation gate) on held-out questions; write them into its
     card."""
+    from eval.datasets import DatasetError
+    from eval.runner import RunError
     from finetune import adapters
     from finetune.calibrate import CalibrationError, calibrate
 
@@ -198,7 +202,7 @@ def adapters_calibrate(
         result = calibrate(settings(), name, dataset, out, format=format, documents_dir=documents_dir, limit=limit,
                            target_precision=target_precision, gate_questions=gate_dataset, gate_format=gate_format,
                            progress=not as_json)
-    except (adapters.AdapterError, CalibrationError, ValueError) as e:
+    except (adapters.AdapterError, CalibrationError, DatasetError, RunError, ValueError) as e:
         fail(str(e), as_json)
 
     def pct(v):
