@@ -265,7 +265,8 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
     (Eckart-Young), stored as B' = U_r sqrt(S_r), A' = sqrt(S_r) Vh_r with alpha = rank (scale 1). Half the
     rank is half the file. The card keeps the recipe, records the reduction and the share of each update's
     energy (squared singular values) kept, and drops the evaluation and calibration of the original: they
-    must be measured again on the new weights."""
+    must be measured again on the new weights. A citation gate keeps its weights (they come from retrieval
+    alone) with its threshold reset to 0 until it is calibrated again."""
     import torch
     from safetensors.torch import load_file, save_file
 

@@ -4,7 +4,9 @@ the default recipe, evaluate base model vs adapter on a fixed sample of the vali
     python -m finetune.bench --obliqa ../shared/corpora/obliqa [--home .comply-bench/obliqa] [--questions 600]
         [--eval-limit 100] [--name obliqa-raft] [--ship data/adapters/NAME [--ship-rank 8]] [--json]
 
-With --ship the adapter is cut to --ship-rank by SVD (a shipped file under 5 MB), and that cut adapter is
+The citation gate (assistant/gate.py; --no-gate skips it) is fitted on the training questions by retrieval alone
+and calibrated with the confidence gate on the next --calibrate-questions dev questions, for the adapter that
+ships. With --ship the adapter is cut to --ship-rank by SVD (a shipped file under 5 MB), and that cut adapter is
 calibrated and evaluated again before it is exported: the numbers on a shipped card are those of its weights.
 
 Stages are reused when their output is already there (data folder, trained adapter, evaluation runs), so an
