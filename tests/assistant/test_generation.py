@@ -1,6 +1,5 @@
 """The generator with the real packaged model: conversion once, streaming, the int4 CPU decoder, a LoRA adapter."""
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ MESSAGES = [{"role": "user", "content": "Name one duty of a compliance officer."
 
 
 @pytest.fixture(scope="module")
-def settings():
-    return Settings(home=Path(tempfile.mkdtemp(prefix="comply-gen-")))
+def settings(tmp_path_factory):
+    return Settings(home=tmp_path_factory.mktemp("comply-gen"))
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -164,8 +163,8 @@ def test_citation_gate_fitted_on_the_gold_set_withholds_an_answer_citing_a_weake
     assert Assistant(library.settings, library=library, adapter="none").gate is None  # no adapter, no gate
 
 
-def test_injected_instruction_in_a_document_does_not_change_the_answer():
-    home = Path(tempfile.mkdtemp(prefix="comply-injection-"))
+def test_injected_instruction_in_a_document_does_not_change_the_answer(tmp_path):
+    home = tmp_path / "home"
     settings = Settings(home=home)
     lib = Library(settings, embedder=load_embedder(settings))
     assert not lib.ingest([FIXTURES / "good" / "injected_policy.pdf"]).failed

@@ -93,15 +93,14 @@ def test_calibration_fits_the_citation_gate_and_counts_only_the_selected_questio
     """calibrate() fits the citation gate (retrieval only), records every answer's score in one run with the gates
     off, and chooses both thresholds from it. A run folder reused with a smaller --limit still holds the earlier
     run's other answers: they must not count."""
-    import shutil
 
     from eval.datasets import load_dataset
     from finetune import adapters
     from finetune.calibrate import calibrate
-    from tests.library import GOLD, ROOT, sample_home
+    from tests.library import GOLD, ROOT, copy_sample_home
 
     home = tmp_path / "home"
-    shutil.copytree(sample_home(), home)
+    copy_sample_home(home)
     settings = Settings(home=home)
     shipped = next(p for p in sorted((ROOT / "data" / "adapters").iterdir()) if adapters.is_adapter(p))
     adapters.register(settings, shipped)

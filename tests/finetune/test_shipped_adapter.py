@@ -4,7 +4,6 @@ comes from, and with it the real default model writes its own citation to the ri
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from assistant.citations import parse_markers
 from finetune import adapters
-from tests.library import ROOT, sample_home
+from tests.library import ROOT, copy_sample_home
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +56,7 @@ def test_the_shipped_adapter_has_its_card_and_the_command_that_reproduces_it():
 
 def test_make_run_activates_it_and_the_model_cites_by_itself(tmp_path):
     home = tmp_path / "home"
-    shutil.copytree(sample_home(), home)
+    copy_sample_home(home)
     comply = str(Path(sys.executable).parent / "comply")
 
     def run(*args):

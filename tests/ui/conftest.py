@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import shutil
 import socket
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -31,9 +29,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_settings() -> Settings:
+def app_settings(tmp_path_factory) -> Settings:
     """A fresh home with every sample document but UPLOADED_PDF ingested, and a known admin password."""
-    home = Path(tempfile.mkdtemp(prefix="comply-ui-"))
+    home = tmp_path_factory.mktemp("comply-ui")
     settings = Settings(home=home, admin_password=PASSWORDS["admin"])
     library = Library(settings, embedder=load_embedder(settings))
     files = [p for p in sorted(CORPUS.iterdir()) if p.is_file() and p != UPLOADED_PDF]
