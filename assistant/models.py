@@ -104,6 +104,12 @@ def pick_backend(settings: Settings, adapter: str | None = None) -> str:
 
 # ---- peft LoRA adapter -> llama.cpp LoRA GGUF --------------------------------------------------------------------
 
+def lora_scale(config: dict) -> float:
+    """The factor peft applies to B @ A, from an adapter_config.json: alpha / r (alpha / sqrt(r) with rsLoRA)."""
+    r, alpha = config["r"], config["lora_alpha"]
+    return alpha / r ** 0.5 if config.get("use_rslora") else alpha / r
+
+
 def lora_tensors(adapter: str | Path) -> dict[str, tuple]:
     """The adapter's (A, B, scale) per target module, e.g. `model.layers.0.self_attn.q_proj`; plain LoRA on linear
     layers only (what llama.cpp can apply), else GeneratorError."""
@@ -120,8 +126,7 @@ def lora_tensors(adapter: str | Path) -> dict[str, tuple]:
     from safetensors.torch import load_file
 
     weights = load_file(folder / "adapter_model.safetensors")
-    r, alpha = config["r"], config["lora_alpha"]
-    scale = alpha / r ** 0.5 if config.get("use_rslora") else alpha / r
+    scale = lora_scale(config)
     pairs: dict[str, tuple] = {}
     for key, a in weights.items():
         if ".lora_A." not in key:
@@ -200,5 +205,5 @@ def lora_gguf(adapter: str | Path, base_gguf: Path, models_dir: Path) -> Path:
 
 
 __all__ = ["BACKENDS", "GeneratorError", "PACKAGED_HF_ID", "PACKAGED_NAME", "adapter_hash", "convert_gguf",
-           "llamacpp_installed", "lora_gguf", "lora_tensors", "model_display_name", "packaged_gguf", "pick_backend", "pick_device",
+           "llamacpp_installed", "lora_gguf", "lora_scale", "lora_tensors", "model_display_name", "packaged_gguf", "pick_backend", "pick_device",
            "resolve_generator", "use_bf16"]

@@ -270,6 +270,8 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
     import torch
     from safetensors.torch import load_file, save_file
 
+    from assistant.models import lora_scale
+
     source = adapter_path(settings, name)
     config = json.loads((source / "adapter_config.json").read_text())
     old_rank = int(config.get("r", 0))
@@ -277,7 +279,7 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
         raise AdapterError(f"rank must be between 1 and {old_rank - 1} (the rank of '{name}'), not {rank}")
     if config.get("use_dora") or config.get("rank_pattern") or config.get("alpha_pattern"):
         raise AdapterError(f"'{name}' is not a plain LoRA adapter with one rank; its rank cannot be reduced")
-    scale = config["lora_alpha"] / (old_rank ** 0.5 if config.get("use_rslora") else old_rank)
+    scale = lora_scale(config)
     new_name = new_name or f"{name}-r{rank}"
     if not _NAME.match(new_name) or new_name == ACTIVE:
         raise AdapterError(f"'{new_name}' is not a valid adapter name (letters, digits, '.', '_', '-')")

@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         gate = write_eval_jsonl([q for q in questions if q.id in train_ids], data_dir / "train_questions.jsonl")
     cut = bool(args.ship) and 0 < args.ship_rank < args.rank
     # the citation gate is calibrated for the adapter that ships: the cut one when the rank is cut
-    _calibrate(settings, args.name, calibration, args.target_precision, library, None if cut else gate)
+    _calibrate(settings, args.name, calibration, len(calibration_set), args.target_precision, library,
+               None if cut else gate)
     shipped = args.name
     if cut:  # cut to a smaller rank, then calibrate and evaluate again
         shipped = f"{args.name}-r{args.ship_rank}"
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             card = adapters.read_card(settings.adapters_dir / shipped)
             card["reproduce"] = f"{card.get('reproduce')} --ship {args.ship} --ship-rank {args.ship_rank}"
             adapters.write_card(settings.adapters_dir / shipped, card)
-        _calibrate(settings, shipped, calibration, args.target_precision, library, gate)
+        _calibrate(settings, shipped, calibration, len(calibration_set), args.target_precision, library, gate)
     out = {"data": manifest, "adapter": str(target), "card": adapters.read_card(target)}
     if not args.skip_eval:
         from eval.compare import compare_runs
@@ -192,20 +193,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _calibrate(settings, name: str, questions: Path | None, target_precision: float, library,
+def _calibrate(settings, name: str, questions: Path | None, n: int, target_precision: float, library,
                gate_questions: Path | None = None) -> None:
     """Calibrate adapter `name`'s confidence gate (and fit and calibrate its citation gate on `gate_questions`) on
-    the held-out questions, unless its card already has them."""
+    the n held-out questions, unless its card already has them."""
     card = adapters.read_card(settings.adapters_dir / name)
     if questions is None or ("calibration" in card and (gate_questions is None or "citation_gate" in card)):
         return
-    folder = f"calibrate-{name}-{_count(questions)}" + ("-gate" if gate_questions else "")
+    folder = f"calibrate-{name}-{n}" + ("-gate" if gate_questions else "")
     calibrate(settings, name, questions, settings.eval_dir / folder, format="jsonl",
               target_precision=target_precision, gate_questions=gate_questions, gate_format="jsonl", library=library)
-
-
-def _count(path: Path) -> int:
-    return sum(1 for line in path.read_text().splitlines() if line.strip())
 
 
 def _evaluate(settings, name: str, val: Path, runs: Path, limit: int, strict: bool, library, *, base: bool = True,
