@@ -108,7 +108,7 @@ class Embedder:
                 for batch in batches:
                     embed(batch)
             else:
-                _in_parallel(embed, batches)
+                in_parallel(embed, batches)
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
@@ -130,7 +130,7 @@ def _batches(lengths: list[int], max_texts: int, max_tokens: int | None) -> list
     return [*batches, current] if current else batches
 
 
-def _in_parallel(fn, batches: list[list[int]]) -> None:
+def in_parallel(fn, batches: list[list[int]]) -> None:
     """Run fn over the batches on as many Python threads as torch has threads, each running its ops on one core.
 
     Whole batches per core beat splitting every operation across cores (one barrier per operation), most of all
