@@ -198,12 +198,16 @@ def ask(
     except FileNotFoundError as e:
         fail(str(e), as_json)
     answer = None
+    drafting = False
     for item in assistant.stream(question, document_ids=document or None, as_of=as_of, k=k, consensus=strict):
         if isinstance(item, Answer):
             answer = item
         elif not as_json:
+            if not drafting:  # the draft goes to stderr; the checked answer follows on stdout
+                typer.echo("draft, not yet checked against the sources: ", nl=False, err=True)
+                drafting = True
             typer.echo(item, nl=False, err=True)
-    if not as_json:
+    if drafting:
         typer.echo("", err=True)
     if as_json:
         emit(answer_json(answer), True)

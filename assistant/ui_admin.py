@@ -227,7 +227,7 @@ class AdminTab:
             self.services.users.set_role(name, role)
         except UserError as e:
             raise gr.Error(str(e)) from e
-        self.services.audit.append(admin.name, "user.role", name=name, role=role)
+        self.services.audit.append(admin.name, "user.set_role", name=name, role=role)
         return self._users_changed(f"**{name}** is now {role}.")
 
     def remove_user(self, name: str | None, request: gr.Request) -> tuple:

@@ -11,6 +11,8 @@ from assistant.types import Answer, Citation
 from assistant.ui_services import Services, parse_date
 
 STREAM_CURSOR = " ▍"
+# The streamed text is the model's draft: it is shown as such until the checked answer replaces it.
+DRAFT_LABEL = "_Draft, not yet checked against the sources:_\n\n"
 UNSUPPORTED_NOTE = "not supported by the cited sources"
 
 
@@ -163,7 +165,7 @@ class ChatTab:
                     answer = item
                     break
                 pieces.append(item)
-                chat[-1]["content"] = "".join(pieces) + STREAM_CURSOR
+                chat[-1]["content"] = DRAFT_LABEL + "".join(pieces) + STREAM_CURSOR
                 yield chat, history, keep, keep, [], keep
             generation = self.services.library.catalog.generation()
             documents_in_force = len(self.services.library.catalog.documents(status="active"))

@@ -85,9 +85,11 @@ def test_editor_uploads_a_pdf_and_sees_it_in_the_library(app_url, browser, app_s
 def test_editor_sees_a_streamed_answer_with_citations_and_opens_the_cited_page(app_url, browser, app_settings):
     context, page = log_in(browser, app_url, "editor")
     seen = ask(page, QUESTION)
-    assert any(STREAM_CURSOR.strip() in text for text in seen), "the answer was not streamed: " + repr(seen[-3:])
+    streamed = [text for text in seen if STREAM_CURSOR.strip() in text]
+    assert streamed, "the answer was not streamed: " + repr(seen[-3:])
+    assert all("Draft, not yet checked" in text for text in streamed), streamed[-1]  # unchecked text is labelled
     final = page.locator("#chat").inner_text()
-    assert STREAM_CURSOR.strip() not in final
+    assert STREAM_CURSOR.strip() not in final and "Draft, not yet checked" not in final
     assert re.search(r"\[\d\]", final), final
     sources = page.locator("#sources")
     expect(sources).to_contain_text("information_security_policy.pdf")
