@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ingest.settings import Settings, configure_offline_environment, load_settings
+from ingest.settings import Settings, SettingsError, configure_offline_environment, load_settings
 
 app = typer.Typer(help="comply: answers from your regulation and policy documents, with verified citations.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -31,8 +31,20 @@ class State:
 def settings() -> Settings:
     """The settings for this invocation (global options + env + config file)."""
     if State.settings is None:
-        State.settings = load_settings(**State.overrides)
+        try:
+            State.settings = load_settings(**State.overrides)
+        except SettingsError as e:
+            ctx = _current_context()  # the running command's --json, when it has one
+            fail(str(e), bool(ctx is not None and ctx.params.get("as_json")) or "--json" in sys.argv)
     return State.settings
+
+
+def _current_context():
+    try:  # typer >= 0.20 runs on its own copy of click
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    return get_current_context(silent=True)
 
 
 def emit(data, as_json: bool, text: str | None = None) -> None:
@@ -153,7 +165,7 @@ def docs_show(document_id: str, as_json: JsonOpt = False):
 @docs_app.command("delete")
 def docs_delete(
     document_id: str,
-    version: Annotated[int | None, typer.Option(help="Delete only this version.")] = None,
+    version: Annotated[int | None, typer.Option(min=1, help="Delete only this version.")] = None,
     as_json: JsonOpt = False,
 ):
     """Delete a document (kept in the catalog as deleted for the audit trail; removed from search)."""
@@ -161,7 +173,7 @@ def docs_delete(
     try:
         keys = lib.delete(document_id, version)
     except KeyError:
-        fail(f"no live document with id '{document_id}'" + (f" version {version}" if version else ""), as_json)
+        fail(f"no live document with id '{document_id}'" + (f" version {version}" if version is not None else ""), as_json)
     emit({"deleted": keys}, as_json, f"deleted {', '.join(keys)}")
     lib.close()
 
@@ -183,7 +195,7 @@ def ask(
     adapter: Annotated[str | None, typer.Option(help="LoRA adapter: a folder, a registered name, or 'none'.")] = None,
     document: Annotated[list[str] | None, typer.Option("--document", "-d", help="Limit to these document ids.")] = None,
     as_of: Annotated[str | None, typer.Option(help="Answer from the versions in force on this date.")] = None,
-    k: Annotated[int | None, typer.Option(help="Number of sources to retrieve.")] = None,
+    k: Annotated[int | None, typer.Option(min=1, help="Number of sources to retrieve.")] = None,
     strict: Annotated[bool | None, typer.Option(
         "--strict/--no-strict", help="Answer only when both retrievers rank the cited source first (default: the "
                                      "consensus_citations setting).")] = None,
@@ -199,14 +211,17 @@ def ask(
         fail(str(e), as_json)
     answer = None
     drafting = False
-    for item in assistant.stream(question, document_ids=document or None, as_of=as_of, k=k, consensus=strict):
-        if isinstance(item, Answer):
-            answer = item
-        elif not as_json:
-            if not drafting:  # the draft goes to stderr; the checked answer follows on stdout
-                typer.echo("draft, not yet checked against the sources: ", nl=False, err=True)
-                drafting = True
-            typer.echo(item, nl=False, err=True)
+    try:
+        for item in assistant.stream(question, document_ids=document or None, as_of=as_of, k=k, consensus=strict):
+            if isinstance(item, Answer):
+                answer = item
+            elif not as_json:
+                if not drafting:  # the draft goes to stderr; the checked answer follows on stdout
+                    typer.echo("draft, not yet checked against the sources: ", nl=False, err=True)
+                    drafting = True
+                typer.echo(item, nl=False, err=True)
+    except ValueError as e:  # the request itself: empty question, bad date, unknown document, empty library
+        fail(str(e), as_json)
     if drafting:
         typer.echo("", err=True)
     if as_json:

@@ -25,8 +25,9 @@ SUMMARY_KEYS = ("recall@10", "map@10", "ndcg@10", "mrr", "citation_precision", "
 @eval_app.callback(invoke_without_command=True)
 def eval_run(
     ctx: typer.Context,
-    dataset: Annotated[Path | None, typer.Option(help="Gold questions: JSON Lines, or an ObliQA .json file.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory for metrics.json, results.jsonl, report.md, "
+    dataset: Annotated[Path | None, typer.Option(help="Required. Gold questions: JSON Lines, or an ObliQA .json "
+                                                      "file.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Required. Run directory for metrics.json, results.jsonl, report.md, "
                                                   "plots; an interrupted run resumes there.")] = None,
     format: Annotated[str, typer.Option("--format", help="jsonl, obliqa or auto (by suffix).")] = "auto",
     documents_dir: Annotated[Path | None, typer.Option(help="ObliQA StructuredRegulatoryDocuments folder, to "

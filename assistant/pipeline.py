@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from assistant.retrieval import RetrievalFilter, Retriever
 from assistant.types import Answer, Retrieved
 from ingest.pipeline import Library
 from ingest.settings import Settings
+from ingest.types import iso_date
 
 
 def resolve_adapter(settings: Settings, adapter: str | None) -> str | None:
@@ -110,6 +112,21 @@ class Assistant:
             self._generator = load_generator(self.settings, adapter=self.adapter)
         return self._generator
 
+    def _check_request(self, question: str, document_ids: list[str] | None, as_of: str | None,
+                       k: int | None) -> str | None:
+        if not (question or "").strip():
+            raise ValueError("the question is empty")
+        if k is not None and k < 1:
+            raise ValueError(f"k must be at least 1 (got {k})")
+        as_of = iso_date(as_of, "as-of date")
+        catalog = self.library.catalog
+        unknown = [d for d in document_ids or [] if not catalog.versions(d)]
+        if unknown:
+            raise ValueError(f"unknown document id(s): {', '.join(unknown)} (see `comply docs list`)")
+        if not catalog.documents(status="active") and not catalog.documents(status="superseded"):
+            raise ValueError("the library has no documents yet: ingest some first (`comply ingest PATH`)")
+        return as_of
+
     def ask(self, question: str, **kwargs) -> Answer:
         """The verified answer to one question."""
         answer = None
@@ -123,9 +140,12 @@ class Assistant:
                include_superseded: bool = False, history: list[tuple[str, str]] | None = None,
                k: int | None = None, consensus: bool | None = None) -> Iterator[str | Answer]:
         """Yield answer text pieces as generated, then the final Answer. `consensus` overrides the
-        `consensus_citations` setting for this question (strict citations)."""
+        `consensus_citations` setting for this question (strict citations). A request that cannot be answered as
+        asked (empty question, a date that is not YYYY-MM-DD, unknown document ids, k < 1, an empty library) is a
+        ValueError saying which, not an abstention."""
+        as_of = self._check_request(question, document_ids, as_of, k)
         t0 = time.perf_counter()
-        query = question if not history else f"{history[-1][0]} {question}"
+        query = retrieval_query(question, history)
         flt = RetrievalFilter(document_ids=document_ids, as_of=as_of, include_superseded=include_superseded)
         sources = self.retriever.retrieve(query, k or self.settings.top_k, flt)
         relevance = self.retriever.relevance(question, sources)
@@ -181,10 +201,29 @@ class Assistant:
                  sentences=None, confidence: float | None = None, reason: str | None = None,
                  citation_score: float | None = None) -> Answer:
         model = self._generator.model_name if self._generator is not None else self.settings.generator_model
-        return Answer(question=question, answer=ABSTAIN_TEXT, abstained=True, sentences=sentences or [],
+        text = WITHHELD_TEXT if reason in WITHHELD_REASONS else ABSTAIN_TEXT
+        return Answer(question=question, answer=text, abstained=True, sentences=sentences or [],
                       citations=[], model=model, adapter=self.adapter, timings=timings,
                       sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw,
                       confidence=confidence, abstain_reason=reason, citation_score=citation_score)
+
+
+_FOLLOW_UP = re.compile(r"^(and|but|also|then|what about|how about|what if)\b|\b(it|its|they|them|their)\b", re.I)
+
+
+def retrieval_query(question: str, history: list[tuple[str, str]] | None) -> str:
+    """What to search for: a follow-up ("and for employees?", "when does it apply?", any question of six words or
+    fewer) is searched together with the previous question; a question that stands on its own is searched alone,
+    so the last topic does not crowd out the new one."""
+    if not history or (len(question.split()) > 6 and not _FOLLOW_UP.search(question)):
+        return question
+    return f"{history[-1][0]} {question}"
+
+
+# Abstentions after the model wrote an answer that a check then refused: the documents may well answer the question,
+# so the user is told the answer was withheld, not that the documents are silent.
+WITHHELD_REASONS = ("unsupported", "low_confidence", "low_citation_score", "no_consensus")
+WITHHELD_TEXT = "An answer was drafted, but it is withheld because it did not pass comply's citation checks."
 
 
 def _consensus(source: Retrieved) -> bool:

@@ -7,6 +7,7 @@ from dataclasses import asdict
 import gradio as gr
 
 from assistant.pdf_view import SourceViewError, citation_view, describe_place
+from assistant.pipeline import WITHHELD_REASONS
 from assistant.types import Answer, Citation
 from assistant.ui_services import Services, parse_date
 
@@ -51,8 +52,13 @@ def sources_html(answer: Answer) -> str:
     """Source cards (title, file, page, clause, quote, score) and the verification summary, HTML-escaped."""
     esc = html.escape
     cards = answer.sources if answer.abstained else answer.citations
-    head = ("<p class='verdict abstained'>Not answered: the loaded documents do not answer this question. "
-            "Nearest passages:</p>" if answer.abstained else _verification(answer))
+    if answer.abstained and answer.abstain_reason in WITHHELD_REASONS:
+        head = "<p class='verdict abstained'>Withheld: the drafted answer did not pass the checks. Nearest passages:</p>"
+    elif answer.abstained:
+        head = ("<p class='verdict abstained'>Not answered: the loaded documents do not answer this question. "
+                "Nearest passages:</p>")
+    else:
+        head = _verification(answer)
     items = []
     for c in cards:
         items.append(
@@ -129,8 +135,9 @@ class ChatTab:
 
         outputs = [self.chat, self.history, self.sources, self.source_pick, self.citations, self.question]
         inputs = [self.question, self.chat, self.history, self.documents, self.as_of, self.strict]
-        self.ask_button.click(self.ask, inputs, outputs, api_name="ask")
-        self.question.submit(self.ask, inputs, outputs, api_name=False)
+        # A question asked while another is answered runs after it instead of being dropped.
+        self.ask_button.click(self.ask, inputs, outputs, api_name="ask", trigger_mode="always_last")
+        self.question.submit(self.ask, inputs, outputs, api_name=False, trigger_mode="always_last")
         self.source_pick.change(self.open_source, [self.source_pick, self.citations],
                                 [self.source_caption, self.page_image, self.page_text], api_name="open_source")
         cleared = [self.chat, self.history, self.sources, self.source_pick, self.citations]
@@ -142,12 +149,17 @@ class ChatTab:
         """Stream an answer into the chat, then show it verified with its sources; record it in the audit."""
         user = self.services.authorize(request, "chat")
         question = (question or "").strip()
-        if not question:
-            raise gr.Error("Type a question first.")
-        as_of = parse_date(as_of, "as-of date")
+        keep = gr.update()
+        try:  # a warning, not an error: an error would cover every output panel with a red badge
+            if not question:
+                raise gr.Error("Type a question first.")
+            as_of = parse_date(as_of, "as-of date")
+        except gr.Error as e:
+            gr.Warning(e.message)
+            yield keep, keep, keep, keep, keep, keep
+            return
         chat = list(chat or []) + [{"role": "user", "content": question},
                                    {"role": "assistant", "content": "Searching the documents…"}]
-        keep = gr.update()
         yield chat, history, "<p class='hint'>Searching the documents…</p>", gr.update(choices=[], value=None), [], ""
         lock = self.services.lock
         if not lock.acquire(blocking=False):
@@ -169,6 +181,10 @@ class ChatTab:
                 yield chat, history, keep, keep, [], keep
             generation = self.services.library.catalog.generation()
             documents_in_force = len(self.services.library.catalog.documents(status="active"))
+        except ValueError as e:  # the request itself, e.g. an empty library or a document deleted meanwhile
+            chat[-1]["content"] = f"⚠ {str(e)[0].upper()}{str(e)[1:]}."
+            yield chat, history, "", gr.update(choices=[], value=None), [], keep
+            return
         finally:
             lock.release()
         assert answer is not None
@@ -179,8 +195,9 @@ class ChatTab:
         chat[-1]["content"] = answer_markdown(answer)
         history = list(history or []) + [[question, answer.answer]]
         cards = answer.sources if answer.abstained else answer.citations
+        # The question box was emptied when this question started; what was typed since is the next question.
         yield (chat, history, sources_html(answer), gr.update(choices=source_choices(answer), value=None),
-               [asdict(c) for c in cards], "")
+               [asdict(c) for c in cards], keep)
 
     def open_source(self, choice: str | None, citations: list, request: gr.Request):
         """Show the chosen source: its PDF page with the span highlighted, or the passage text with it marked."""

@@ -82,12 +82,12 @@ class DocumentsTab:
                 self.supersede_date = gr.Textbox(label="Effective date of the new version (optional, YYYY-MM-DD)")
                 self.supersede_button = gr.Button("Upload as new version", variant="primary")
             with gr.Tab("Delete a document"):
-                self.delete_doc = gr.Dropdown(label="Document", choices=[])
+                self.delete_doc = gr.Dropdown(label="Document", choices=[], elem_id="delete-doc")
                 self.delete_version = gr.Number(label="Only this version (empty: all versions)", precision=0,
                                                 value=None)
                 self.delete_confirm = gr.Checkbox(label="I understand the document will no longer be searched "
-                                                  "(it stays in the audit trail)")
-                self.delete_button = gr.Button("Delete", variant="stop")
+                                                  "(it stays in the audit trail)", elem_id="delete-confirm")
+                self.delete_button = gr.Button("Delete", variant="stop", elem_id="delete-button")
         self.result = gr.Markdown(elem_id="documents-result")
 
         pickers = [self.supersede_doc, self.delete_doc]
@@ -175,7 +175,8 @@ class DocumentsTab:
             raise gr.Error("Choose the document to delete.")
         if not confirm:
             raise gr.Error("Tick the confirmation box to delete the document.")
-        version = int(version) if version not in (None, "") else None
+        # An empty number box arrives as None or 0 depending on the browser; versions start at 1, so both mean all.
+        version = int(version) if version not in (None, "") and int(version) > 0 else None
         with self.services.lock:
             try:
                 keys = self.services.library.delete(document_id, version)
@@ -184,7 +185,7 @@ class DocumentsTab:
                                                     version=version, file=None, ok=False,
                                                     error="no such live document")
                 raise gr.Error(f"There is no live document '{document_id}'"
-                               + (f" version {version}" if version else "") + ".") from e
+                               + (f" version {version}" if version is not None else "") + ".") from e
         self.services.audit.record_document(user.name, "document.delete", document_id=document_id,
                                             version=version, file=None, ok=True)
         return *self._after_change(f"Deleted {', '.join(keys)}: no longer searched.", show_all), False

@@ -104,7 +104,7 @@ class EvalTab:
             self.limit = gr.Number(label="Questions (empty: all)", value=10, precision=0, minimum=1)
             self.retrieval_only = gr.Checkbox(label="Retrieval only (no answers; fast)")
             self.run_button = gr.Button("Run evaluation", variant="primary")
-        self.status = gr.Markdown()
+        self.status = gr.Markdown("Choose a gold set and press Run evaluation; progress shows here.")
         with gr.Row():
             self.past = gr.Dropdown(label="Show a stored run", choices=[])
             self.show_button = gr.Button("Show", size="sm", scale=0)
@@ -125,7 +125,7 @@ class EvalTab:
         pickers = [self.past, self.run_a, self.run_b]
         self.run_button.click(self.run, [self.gold, self.upload, self.limit, self.retrieval_only],
                               [self.status, self.metrics, self.plots, self.questions, self.gold, *pickers],
-                              api_name="run_eval", show_progress_on=[self.status])
+                              api_name="run_eval", show_progress_on=[self.status, self.metrics])
         self.show_button.click(self.show, [self.past], [self.status, self.metrics, self.plots, self.questions],
                                api_name="show_eval_run")
         self.compare_button.click(self.compare, [self.run_a, self.run_b],

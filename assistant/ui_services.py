@@ -2,7 +2,6 @@
 user store, the audit trail, the model lock, and the server-side permission check each handler starts with."""
 
 import threading
-from datetime import date
 from pathlib import Path
 
 import gradio as gr
@@ -12,6 +11,7 @@ from assistant.pipeline import Assistant
 from assistant.users import PermissionDenied, User, UserStore, require
 from ingest.pipeline import Library
 from ingest.settings import Settings
+from ingest.types import iso_date
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,10 +72,7 @@ def stored_gold_sets(settings: Settings) -> list[Path]:
 
 def parse_date(text: str | None, what: str = "date") -> str | None:
     """A YYYY-MM-DD date from a text box, or None when empty; anything else is a gr.Error the user sees."""
-    text = (text or "").strip()
-    if not text:
-        return None
     try:
-        return date.fromisoformat(text).isoformat()
+        return iso_date(text, what)
     except ValueError as e:
-        raise gr.Error(f"The {what} '{text}' is not a date: write it as YYYY-MM-DD, e.g. 2025-01-31.") from e
+        raise gr.Error(str(e)[0].upper() + str(e)[1:] + ".") from e

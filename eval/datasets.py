@@ -242,10 +242,14 @@ def load_dataset(path: str | Path, format: str = "auto", *,
     if format == "jsonl":
         if documents_dir is not None:
             raise ValueError("documents_dir applies to ObliQA files only")
-        return load_jsonl(path)
-    if format == "obliqa":
-        return load_obliqa(path, documents_dir)
-    raise ValueError(f"unknown dataset format {format!r} (auto, jsonl, obliqa)")
+        questions = load_jsonl(path)
+    elif format == "obliqa":
+        questions = load_obliqa(path, documents_dir)
+    else:
+        raise ValueError(f"unknown dataset format {format!r} (auto, jsonl, obliqa)")
+    if not questions:
+        raise DatasetError(path, None, "no questions in this file")
+    return questions
 
 
 def _sniff_format(path: Path) -> str:

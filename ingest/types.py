@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 
@@ -14,6 +15,24 @@ class IngestError(Exception):
         self.reason = reason
         self.pages = pages or []
         super().__init__(f"{self.file}: {reason}")
+
+
+def iso_date(text: str | None, what: str = "date") -> str | None:
+    """A YYYY-MM-DD date, normalised, or None when empty; ValueError naming `what` for anything else (dates are
+    compared as text in the catalog, so "01/06/2024" must never reach it)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise ValueError(f"the {what} '{text}' is not a date: write it as YYYY-MM-DD, e.g. 2025-01-31") from None
+
+
+def display_name(text: str) -> str:
+    """A file name or path as text that can be stored and printed: bytes that are not UTF-8 (kept by Python as
+    surrogates) become U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 @dataclass

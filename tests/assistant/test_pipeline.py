@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.pipeline import Assistant
+from assistant.pipeline import Assistant, retrieval_query
 from assistant.prompt import build_messages
 from assistant.types import Answer
-from assistant.ui_chat import answer_markdown
+from assistant.ui_chat import answer_markdown, sources_html
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.settings import Settings
@@ -83,7 +83,7 @@ def test_confidence_gate_turns_a_less_confident_answer_into_an_abstention():
         assert gated.abstained is abstains and gated.raw_answer == open_.raw_answer
         assert gated.confidence == open_.confidence
         if abstains:
-            assert gated.citations == [] and "do not answer" in gated.answer
+            assert gated.citations == [] and "withheld" in gated.answer  # not "the documents do not answer"
             assert gated.abstain_reason == "low_confidence"
         else:
             assert gated.answer == open_.answer
@@ -111,7 +111,8 @@ def test_consensus_mode_answers_only_from_the_source_both_retrievers_rank_first(
         assert gated.abstained is not answered, (n, gated.answer)
         assert gated.abstain_reason == (None if answered else "no_consensus")
         if not answered:  # the chat says why, and how to see the answer anyway
-            assert "Strict citations" in answer_markdown(gated) and "do not answer" in answer_markdown(gated)
+            assert "Strict citations" in answer_markdown(gated) and "withheld" in answer_markdown(gated)
+            assert "Withheld" in sources_html(gated) and "do not answer" not in sources_html(gated)
 
 
 def test_citation_gate_fitted_on_the_gold_set_withholds_an_answer_citing_a_weaker_source(tmp_path):
@@ -194,3 +195,25 @@ def test_cli_ask_json_has_the_documented_fields():
         assert set(c) >= {"n", "document_id", "file", "title", "page", "clause", "quote", "score"}
     for s in data["sentences"]:
         assert set(s) >= {"text", "citations", "supported"}
+
+
+def test_follow_ups_are_searched_with_the_previous_question_and_new_topics_alone():
+    history = [("What is the minimum password length?", "14 characters [1].")]
+    new_topic = "Above what amount does a cash transaction require customer due diligence?"
+    assert retrieval_query(new_topic, history) == new_topic
+    for follow_up in ("And for administrators?", "When does it apply to contractors and temporary staff?",
+                      "What about service accounts used by automated jobs?"):
+        assert retrieval_query(follow_up, history) == f"{history[0][0]} {follow_up}"
+    assert retrieval_query("And for administrators?", None) == "And for administrators?"
+
+
+def test_a_request_that_cannot_be_answered_as_asked_is_an_error_not_an_abstention(assistant, tmp_path):
+    for kwargs, message in ((dict(question="  "), "empty"), (dict(question="Q?", as_of="01/06/2024"), "YYYY-MM-DD"),
+                            (dict(question="Q?", document_ids=["no-such-policy"]), "unknown document"),
+                            (dict(question="Q?", k=0), "at least 1")):
+        with pytest.raises(ValueError, match=message):
+            assistant.ask(**kwargs)
+    empty = Assistant(Settings(home=tmp_path / "empty"), library=Library(Settings(home=tmp_path / "empty"),
+                                                                          embedder=assistant.library.embedder))
+    with pytest.raises(ValueError, match="no documents"):
+        empty.ask("What is the minimum password length?")

@@ -220,3 +220,42 @@ def test_a_file_over_the_size_limit_fails_with_the_limit(new_library):
     [outcome] = library.ingest([GOOD / "policy.md"]).files
     assert outcome.status == "failed" and "MB limit" in outcome.error
     assert library.catalog.documents() == []
+
+
+def test_re_ingesting_an_unchanged_file_keeps_a_date_set_on_purpose(new_library):
+    library = new_library()
+    library.ingest([CORPUS / "data_retention_policy_v1.pdf"])  # effective 2023-01-01 by its text
+    later = library.ingest([CORPUS / "data_retention_policy_v2.pdf"], effective_date="2030-01-01").files[0]
+    assert later.version == 2 and any("not in force" in w for w in later.warnings)
+    again = library.ingest([CORPUS / "data_retention_policy_v2.pdf"]).files[0]  # its text says 2025-03-01
+    assert again.status == "unchanged"
+    v2, v1 = library.catalog.versions(RETENTION)
+    assert (v2.effective_date, v2.status, v1.status) == ("2030-01-01", "superseded", "active")
+    # Given on purpose, a date does change an unchanged file's record.
+    library.ingest([CORPUS / "data_retention_policy_v2.pdf"], effective_date="2024-01-01")
+    v2, v1 = library.catalog.versions(RETENTION)
+    assert (v2.effective_date, v2.status, v1.status) == ("2024-01-01", "active", "superseded")
+
+
+def test_dates_and_titles_that_would_corrupt_versions_are_refused(new_library):
+    library = new_library()
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        library.ingest([GOOD / "policy.md"], effective_date="01/06/2024")
+    with pytest.raises(ValueError, match="--title takes exactly one file"):
+        library.ingest([GOOD / "policy.md", CORPUS / "data_retention_policy_v1.pdf"], title="Group Policy")
+    assert library.catalog.documents() == []
+
+
+def test_a_file_name_that_is_not_utf8_is_ingested_with_the_rest_of_the_batch(new_library, tmp_path):
+    import os
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    odd = folder / os.fsdecode(b"caf\xe9_policy.md")  # a Latin-1 name from an old file share
+    odd.write_text("# Cafe Expenses Policy\n\nStaff may claim coffee with clients up to EUR 10 per person.\n")
+    (folder / os.fsdecode(b"r\xe8gles.txt")).write_text("Staff must report every gift above EUR 50.\n")  # title from name
+    (folder / "policy.md").write_bytes((GOOD / "policy.md").read_bytes())
+    report = new_library().ingest([folder])
+    assert report.failed == [], report.failed
+    assert sorted(f.status for f in report.files) == ["added", "added", "added"]
+    assert any("caf\ufffd_policy.md" in f.file for f in report.files)  # shown, stored and printed as text

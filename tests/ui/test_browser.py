@@ -78,6 +78,16 @@ def test_editor_uploads_a_pdf_and_sees_it_in_the_library(app_url, browser, app_s
     assert (record["user"], record["file"], record["ok"]) == ("editor", UPLOADED_PDF.name, True)
     catalog = Catalog(app_settings.catalog_path)
     assert catalog.get("gifts-and-entertainment-policy").status == "active"
+
+    # Delete it again, leaving "Only this version" empty: all versions go.
+    page.get_by_role("tab", name="Delete a document").click()
+    page.locator("#delete-doc input").click()
+    page.get_by_role("option", name=re.compile("Gifts and Entertainment Policy")).click()
+    page.locator("#delete-confirm input").check()
+    page.locator("#delete-button").click()
+    expect(result).to_contain_text("Deleted gifts-and-entertainment-policy@v1", timeout=60_000)
+    expect(library).not_to_contain_text("Gifts and Entertainment Policy")
+    assert catalog.versions("gifts-and-entertainment-policy")[0].status == "deleted"
     catalog.close()
     context.close()
 
