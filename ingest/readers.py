@@ -1,14 +1,17 @@
 """Read a file into pages of text: PDF (pypdfium2, page by page), DOCX, HTML, Markdown, text, passage JSON/JSONL.
 
-The file type is decided by the content, not only the extension, so a renamed file gets a specific error.
+The file type is decided by the content, not only the extension, so a renamed file gets a specific error. Every
+failure to read one file, including a parser library's own exception, is an IngestError naming the file.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 from ingest.types import IngestError, Page, SourceDocument
@@ -57,12 +60,19 @@ def read_file(path: str | Path, *, max_file_mb: float = 100.0, min_chars_per_pag
     if size > max_file_mb * 1024 * 1024:
         raise IngestError(path, f"file is {size / 1024 / 1024:.1f} MB, over the {max_file_mb:g} MB limit "
                                 "(raise COMPLY_MAX_FILE_MB to allow it)")
-    with open(path, "rb") as f:
-        head = f.read(4096)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise IngestError(path, f"cannot open the file ({e.strerror or e})") from e
     _check_content_matches(path, kind, head)
 
-    reader = _READERS[kind]
-    pages, meta_title, external_id = reader(path)
+    try:
+        pages, meta_title, external_id = _READERS[kind](path)
+    except (IngestError, MemoryError):
+        raise
+    except Exception as e:  # a parser library's own error type: this one file fails, the batch goes on
+        raise IngestError(path, f"could not read it as {_KIND_NAMES[kind]} ({type(e).__name__}: {e})") from e
     empty = [p.number for p in pages if p.number is not None and len(p.text.strip()) < min_chars_per_page]
     if not any(p.text.strip() for p in pages) or (kind == "pdf" and len(empty) == len(pages)):
         if kind == "pdf":
@@ -74,6 +84,29 @@ def read_file(path: str | Path, *, max_file_mb: float = 100.0, min_chars_per_pag
                           empty_pages=empty, external_id=external_id)
 
 
+_KIND_NAMES = {"pdf": "a PDF", "docx": "a DOCX", "html": "HTML", "markdown": "Markdown", "text": "text",
+               "passages": "passage JSON"}
+
+# Known binary formats by their first bytes. A PDF may start with junk, so it is looked for in the first 1 KB instead.
+_MAGIC = (
+    (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"PK\x07\x08", "zip"),  # a member, an empty archive, spanned
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole"),
+    (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"), (b"GIF87a", "gif"), (b"GIF89a", "gif"),
+)
+_DESCRIBED = {
+    "pdf": "a PDF", "zip": "a ZIP archive", "json": "JSON", "text": "text/HTML", "binary": "binary data",
+    "ole": "an OLE compound file (a legacy .doc/.xls, or a password-protected Office file)",
+    "png": "a PNG image", "jpeg": "a JPEG image", "gif": "a GIF image",
+}
+# UTF-32 before UTF-16: the UTF-32-LE mark begins with the UTF-16-LE one.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# Control characters that real text files do hold: tabs, line and page breaks, DOS end-of-file, terminal colours.
+_TEXT_CONTROLS = frozenset("\t\n\r\f\v\x1a\x1b")
+
+
 def _check_content_matches(path: Path, kind: str, head: bytes) -> None:
     looks = _sniff(head)
     expected = {"pdf": "pdf", "docx": "zip", "passages": "json"}.get(kind, "text")
@@ -81,26 +114,83 @@ def _check_content_matches(path: Path, kind: str, head: bytes) -> None:
         return
     if expected == "text" and looks in ("text", "json"):
         return
-    described = {"pdf": "a PDF", "zip": "a ZIP archive", "json": "JSON", "text": "text/HTML",
-                 "binary": "binary data"}[looks]
-    raise IngestError(path, f"content does not match the '{path.suffix}' extension: the file looks like {described}")
+    raise IngestError(path, f"content does not match the '{path.suffix}' extension: "
+                            f"the file looks like {_DESCRIBED[looks]}")
 
 
 def _sniff(head: bytes) -> str:
+    """What a file's first bytes look like: pdf, zip, ole, png, jpeg, gif, json, text or binary.
+
+    Only real binary markers make text "binary": a known magic number, NUL bytes without a UTF-16/32 byte-order mark,
+    or many control characters. Bytes that are not UTF-8 are not one of them (a latin-1 file is text)."""
     if b"%PDF-" in head[:1024]:
         return "pdf"
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if b"\x00" in head:
+    for magic, looks in _MAGIC:
+        if head.startswith(magic):
+            return looks
+    codec, body = _split_bom(head)
+    if codec is None and b"\x00" in head:
         return "binary"
+    # latin-1 maps byte to character one to one, so control bytes count the same in any single-byte encoding.
+    text = body.decode(codec or "latin-1", errors="ignore")  # "ignore": the head may end inside a character
+    controls = sum(1 for ch in text if (ch < " " and ch not in _TEXT_CONTROLS) or ch == "\x7f")
+    if controls > 0.05 * len(text):
+        return "binary"
+    return "json" if text.lstrip(" \t\r\n")[:1] in ("[", "{") else "text"
+
+
+def _split_bom(raw: bytes) -> tuple[str | None, bytes]:
+    """The codec a byte-order mark names and the bytes after it, or (None, raw) without one."""
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            return codec, raw[len(bom):]
+    return None, raw
+
+
+def _decode_text(raw: bytes, declared: str | None = None) -> str:
+    """Decode a text-like file: a byte-order mark (UTF-8/16/32) first, then UTF-8, then the charset the file declares
+    (HTML), else cp1252, or latin-1 where cp1252 leaves a byte undefined.
+
+    UTF-8 comes before a declared charset because non-ASCII text that happens to be valid UTF-8 is almost never
+    anything else, while pages saying iso-8859-1 but holding UTF-8 are common."""
+    codec, body = _split_bom(raw)
+    if codec is not None:
+        return body.decode(codec, errors="replace")  # the mark is unambiguous: a damaged character stays one "\ufffd"
     try:
-        text = head.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
+        pass
+    if declared is not None and declared != "utf-8":
         try:
-            text = head[:-4].decode("utf-8")  # a multi-byte character cut at the 4096-byte boundary
-        except UnicodeDecodeError:
-            return "binary"
-    return "json" if text.lstrip("\ufeff \t\r\n")[:1] in ("[", "{") else "text"
+            return raw.decode(declared, errors="replace")
+        except (LookupError, UnicodeError):  # a bytes-to-bytes codec such as "zip", or one that cannot decode at all
+            pass
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+# Python codecs that are transforms, not character sets: a page naming one is not taken at its word.
+_NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "undefined", "idna", "punycode", "utf-7"})
+_CHARSET = re.compile(rb"""<meta[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)"""
+                      rb"""|<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9_.:-]+)""", re.I)
+
+
+def _declared_charset(raw: bytes) -> str | None:
+    """The codec an HTML file's <meta charset> (or XML declaration) names in its first 4 KB, if Python knows it."""
+    match = _CHARSET.search(raw[:4096])
+    if match is None:
+        return None
+    try:
+        codec = codecs.lookup((match[1] or match[2]).decode("ascii")).name
+    except LookupError:
+        return None
+    if codec in ("iso8859-1", "ascii"):  # browsers read these labels as windows-1252, and so do authors' tools
+        return "cp1252"
+    if codec.startswith(("utf-16", "utf-32")) or codec in _NOT_CHARSETS:  # UTF-16 needs a byte-order mark
+        return None
+    return codec
 
 
 def _read_pdf(path: Path) -> tuple[list[Page], str | None, None]:
@@ -138,12 +228,56 @@ def _clean_pdf_text(text: str) -> str:
 
 
 def _read_docx(path: Path) -> tuple[list[Page], str | None, None]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (zipfile.BadZipFile, NotImplementedError) as e:  # NotImplementedError: a ZIP feature Python lacks
+        raise IngestError(path, f"corrupt DOCX: not a readable ZIP archive ({e})") from e
+    try:
+        return _docx_pages(path)
+    except MemoryError:
+        raise
+    except Exception as e:  # python-docx and lxml raise many types (even AttributeError) on a damaged package
+        # Word always writes word/document.xml; python-docx only needs the part the package points to, so the name
+        # explains a failure but is not required up front.
+        if "word/document.xml" not in names:
+            raise IngestError(path, "a ZIP archive but not a Word document (no word/document.xml)") from e
+        raise IngestError(path, f"corrupt DOCX: {_docx_problem(path, names, e)}") from e
+
+
+# What zipfile raises for one damaged member: a bad CRC, broken deflate data, a cut-off stream, an unknown method.
+_ZIP_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)
+
+
+def _docx_problem(path: Path, names: set[str], error: Exception) -> str:
+    from docx.opc.exceptions import OpcError
+    from lxml import etree
+
+    if isinstance(error, etree.XMLSyntaxError):
+        detail = error.msg or str(error)  # lxml's str() adds a "(<string>, line n)" that repeats the position
+        parser = etree.XMLParser(resolve_entities=False, no_network=True)  # as strict as python-docx's own
+        with zipfile.ZipFile(path) as archive:
+            for name in sorted(n for n in names if n.endswith((".xml", ".rels"))):
+                try:
+                    etree.fromstring(archive.read(name), parser)
+                except etree.XMLSyntaxError:
+                    return f"{name} is not well-formed XML ({detail})"
+                except _ZIP_MEMBER_ERRORS:
+                    continue  # a damaged member is a different problem; keep looking for the XML one
+        return f"a part is not well-formed XML ({detail})"
+    if isinstance(error, KeyError):
+        return f"a part it refers to is missing ({error.args[0] if error.args else error})"
+    if isinstance(error, _ZIP_MEMBER_ERRORS):
+        return f"a compressed part cannot be read ({error})"
+    if isinstance(error, OpcError | ValueError):  # python-docx's own words, e.g. "not a Word file, content type is ..."
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _docx_pages(path: Path) -> tuple[list[Page], str | None, None]:
     import docx
 
-    try:
-        document = docx.Document(str(path))
-    except (zipfile.BadZipFile, KeyError, ValueError) as e:
-        raise IngestError(path, f"corrupt DOCX ({e})") from e
+    document = docx.Document(str(path))
     lines = []
     for para in document.paragraphs:
         text = para.text.strip()
@@ -162,9 +296,15 @@ def _read_docx(path: Path) -> tuple[list[Page], str | None, None]:
 
 
 def _read_html(path: Path) -> tuple[list[Page], str | None, None]:
-    from bs4 import BeautifulSoup
+    from bs4 import BeautifulSoup, ParserRejectedMarkup
 
-    soup = BeautifulSoup(path.read_bytes(), "html.parser")
+    raw = path.read_bytes()
+    try:
+        soup = BeautifulSoup(_decode_text(raw, _declared_charset(raw)), "html.parser")
+    except ParserRejectedMarkup as e:
+        raise IngestError(path, f"malformed HTML that the parser rejected ({e})") from e
+    except RecursionError as e:
+        raise IngestError(path, "HTML nested too deeply to read") from e
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
     title = soup.title.get_text(strip=True) if soup.title else None
@@ -183,11 +323,8 @@ def _read_html(path: Path) -> tuple[list[Page], str | None, None]:
 
 
 def _read_text(path: Path) -> tuple[list[Page], str | None, None]:
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = path.read_bytes().decode("latin-1")
-    text = text.replace("\r\n", "\n")
+    # Chunks store character spans of this decoded text, never byte offsets, so any encoding keeps them consistent.
+    text = _decode_text(path.read_bytes()).replace("\r\n", "\n")
     return [Page(number=None, text=text)], None, None
 
 
@@ -197,14 +334,17 @@ _PASSAGE_KEYS = ("PassageID", "passage_id", "clause", "clause_id")
 
 
 def _read_passages(path: Path) -> tuple[list[Page], str | None, str | None]:
-    raw = path.read_text(encoding="utf-8-sig")
-    try:
-        if path.suffix.lower() == ".jsonl":
-            records = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        else:
-            records = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise IngestError(path, f"invalid JSON at line {e.lineno}: {e.msg}") from e
+    """Passage records from JSON or JSONL, which must be UTF-8 (a UTF-8/16/32 byte-order mark is honoured).
+
+    JSON is UTF-8 by definition (RFC 8259) and passage files are machine exports quoted verbatim in citations, so a
+    byte that is not UTF-8 means a wrong export or a damaged file: it is refused with its offset, never guessed."""
+    content = _decode_json(path, path.read_bytes())
+    if path.suffix.lower() == ".jsonl":
+        # Split on "\n" only: str.splitlines also splits inside strings holding U+2028 and other line separators.
+        lines = enumerate(content.split("\n"), 1)
+        records = [_parse_json(path, line, lineno) for lineno, line in lines if line.strip()]
+    else:
+        records = _parse_json(path, content)
     if isinstance(records, dict):
         records = records.get("passages") or records.get("records") or [records]
     if not isinstance(records, list) or not records:
@@ -224,6 +364,26 @@ def _read_passages(path: Path) -> tuple[list[Page], str | None, str | None]:
         pages.append(Page(number=None, text=text, passage_id=pid or rid or str(i), extra=extra))
     external = doc_ids.pop() if len(doc_ids) == 1 else None
     return pages, None, external
+
+
+def _decode_json(path: Path, raw: bytes) -> str:
+    codec, body = _split_bom(raw)
+    try:
+        return body.decode(codec or "utf-8")
+    except UnicodeDecodeError as e:
+        at = len(raw) - len(body) + e.start
+        line = body[:e.start].decode(codec or "utf-8", errors="replace").count("\n") + 1
+        encoding = (codec or "utf-8").upper().replace("-LE", "").replace("-BE", "")
+        raise IngestError(path, f"not valid {encoding} JSON at byte {at}, line {line} (0x{raw[at]:02x}: {e.reason}); "
+                                "save it as UTF-8") from e
+
+
+def _parse_json(path: Path, text: str, lineno: int | None = None) -> object:
+    """One JSON value; `lineno` is the line of a JSONL record, so the error names the file's line, not the record's."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise IngestError(path, f"invalid JSON at line {lineno or e.lineno}: {e.msg}") from e
 
 
 _READERS = {
