@@ -204,10 +204,11 @@ def ask(
     """Answer a question with verified citations (streams the answer as it is written)."""
     from assistant.pipeline import Assistant
     from assistant.types import Answer
+    from finetune.adapters import AdapterError
 
     try:
         assistant = Assistant(settings(), adapter=adapter)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, AdapterError) as e:
         fail(str(e), as_json)
     answer = None
     drafting = False

@@ -262,12 +262,13 @@ def adapters_reduce_rank(
 
 @adapters_app.command("list")
 def adapters_list(as_json: JsonOpt = False):
-    """The registered adapters; * marks the active one."""
+    """The registered adapters; * marks the active one, and a damaged one says why it cannot be activated."""
     from finetune import adapters
 
     rows = [asdict(a) for a in adapters.list_adapters(settings())]
     text = "\n".join(f"{'*' if r['active'] else ' '} {r['name']:<28} precision {r['citation_precision']!s:<6} "
-                     f"{r['base_model'] or '-'}  {r['dataset'] or '-'}  {r['created'] or ''}" for r in rows)
+                     f"{r['base_model'] or '-'}  {r['dataset'] or '-'}  {r['created'] or ''}"
+                     + (f"\n    DAMAGED: {r['error']}" if r["error"] else "") for r in rows)
     emit(rows, as_json, text or "(no adapters; the base model answers)")
 
 
@@ -321,6 +322,9 @@ def adapters_ensure_default(as_json: JsonOpt = False):
     from finetune import adapters
 
     s = settings()
-    name = adapters.ensure_default(s)
+    try:
+        name = adapters.ensure_default(s)
+    except adapters.AdapterError as e:
+        fail(str(e), as_json)
     emit({"activated": name, "active": adapters.active(s)}, as_json,
          f"activated the shipped adapter {name}" if name else f"active adapter: {adapters.active(s) or 'none'}")

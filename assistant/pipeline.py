@@ -100,6 +100,10 @@ class Assistant:
         self.retriever = Retriever(self.library, mode=retrieval_mode)
         self.verifier = Verifier(self.library.embedder, settings.support_threshold)
         self.adapter = resolve_adapter(settings, adapter)
+        if self.adapter:  # a damaged adapter is a clear AdapterError here, not a safetensors error mid-answer
+            from finetune.adapters import check_adapter
+
+            check_adapter(Path(self.adapter))
         self.min_confidence = min_confidence(settings, self.adapter)
         self.gate = citation_gate(settings, self.adapter)
         self._generator = None

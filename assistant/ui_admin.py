@@ -30,7 +30,8 @@ def users_table(services: Services) -> pd.DataFrame:
 
 def adapters_table(services: Services) -> pd.DataFrame:
     """One row per registered adapter with what its card says."""
-    rows = [[a.name, "active" if a.active else "", (a.created or "").replace("T", " ")[:19], a.base_model or "",
+    rows = [[a.name, "active" if a.active else ("DAMAGED: " + a.error if a.error else ""),
+             (a.created or "").replace("T", " ")[:19], a.base_model or "",
              a.dataset or "", "not evaluated" if a.citation_precision is None else f"{a.citation_precision:.3f}"]
             for a in registry.list_adapters(services.settings)]
     return pd.DataFrame(rows, columns=ADAPTER_COLUMNS)

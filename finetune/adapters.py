@@ -19,6 +19,8 @@ from pathlib import Path
 from ingest.settings import DEFAULT_GENERATOR, Settings
 
 CARD = "card.json"
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"  # the only weights format the assistant, export and reduce-rank read
 ACTIVE = "ACTIVE"
 HISTORY = "history.jsonl"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "adapters"  # default adapter(s) in the repo
@@ -26,7 +28,7 @@ GATE_METRIC = "citation_precision"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class AdapterError(Exception):
+class AdapterError(ValueError):
     """A registry operation was refused or failed: the reason."""
 
 
@@ -41,6 +43,7 @@ class AdapterInfo:
     dataset: str | None
     citation_precision: float | None  # on the validation split, with the adapter
     created: str | None
+    error: str | None = None  # why it cannot be activated (damaged files; see check_adapter), None when sound
 
 
 def now() -> str:
@@ -49,13 +52,56 @@ def now() -> str:
 
 def is_adapter(path: Path) -> bool:
     """A folder holding a peft adapter."""
-    return (path / "adapter_config.json").is_file()
+    return (path / CONFIG).is_file()
 
 
 def read_card(path: Path) -> dict:
-    """The card of an adapter folder ({} when it has none)."""
-    card = Path(path) / CARD
-    return json.loads(card.read_text()) if card.is_file() else {}
+    """The card of an adapter folder ({} when it has none); AdapterError when it is not a JSON object or a part the
+    registry and the assistant read (dataset, eval, calibration, citation_gate) is not an object."""
+    file = Path(path) / CARD
+    if not file.is_file():
+        return {}
+    try:
+        card = json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise AdapterError(f"{path}: {CARD} cannot be read as JSON ({e})") from e
+    if not isinstance(card, dict):
+        raise AdapterError(f"{path}: {CARD} is not a JSON object")
+    for key in ("dataset", "eval", "calibration", "citation_gate"):
+        if not isinstance(card.get(key) or {}, dict):
+            raise AdapterError(f"{path}: '{key}' in {CARD} is not an object")
+    after = (card.get("eval") or {}).get("after") or {}
+    if not isinstance(after, dict) or not isinstance(after.get(GATE_METRIC) or 0, int | float):
+        raise AdapterError(f"{path}: eval.after.{GATE_METRIC} in {CARD} is not a number")
+    return card
+
+
+def check_adapter(path: Path) -> None:
+    """Refuse (AdapterError naming the folder and the reason) an adapter folder peft could not load: its config not
+    a JSON object with `peft_type` (and a positive `r` for LoRA), its weights missing or unreadable, or its card
+    damaged. Reads only the header of the weights: cheap, no model is loaded."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    try:
+        config = json.loads((path / CONFIG).read_text())
+    except (OSError, ValueError) as e:
+        raise AdapterError(f"{path}: {CONFIG} cannot be read as JSON ({e})") from e
+    if not isinstance(config, dict) or not isinstance(config.get("peft_type"), str):
+        raise AdapterError(f"{path}: {CONFIG} has no peft_type")
+    rank = config.get("r")
+    if config["peft_type"] == "LORA" and (not isinstance(rank, int) or isinstance(rank, bool) or rank < 1):
+        raise AdapterError(f"{path}: {CONFIG} has no LoRA rank r (a positive integer), found {rank!r}")
+    if not (path / WEIGHTS).is_file():
+        raise AdapterError(f"{path}: no {WEIGHTS} (the adapter's weights)")
+    try:
+        with safe_open(str(path / WEIGHTS), framework="numpy") as f:
+            tensors = list(f.keys())
+    except (OSError, SafetensorError) as e:
+        raise AdapterError(f"{path}: {WEIGHTS} is damaged or truncated ({e})") from e
+    if not tensors:
+        raise AdapterError(f"{path}: {WEIGHTS} holds no tensors")
+    read_card(path)
 
 
 def write_card(path: Path, card: dict) -> None:
@@ -88,31 +134,44 @@ def active(settings: Settings) -> str | None:
 
 
 def list_adapters(settings: Settings) -> list[AdapterInfo]:
-    """Every registered adapter, by name."""
+    """Every registered adapter, by name. A damaged one is listed too, with `error` saying why it cannot be
+    activated (None for a sound one); when its card cannot be read, the card's fields (base_model, dataset,
+    citation_precision, created) are None."""
     root = settings.adapters_dir
     if not root.is_dir():
         return []
     current = active(settings)
     out = []
     for path in sorted(p for p in root.iterdir() if p.is_dir() and is_adapter(p)):
-        card = read_card(path)
+        try:
+            check_adapter(path)
+            error = None
+        except AdapterError as e:
+            error = str(e)
+        try:
+            card = read_card(path)
+        except AdapterError:
+            card = {}
         out.append(AdapterInfo(name=path.name, path=str(path), active=path.name == current,
                                base_model=card.get("base_model"), dataset=(card.get("dataset") or {}).get("name"),
-                               citation_precision=validation_precision(card), created=card.get("created")))
+                               citation_precision=validation_precision(card), created=card.get("created"),
+                               error=error))
     return out
 
 
 def register(settings: Settings, source: Path, name: str | None = None, *, move: bool = False) -> Path:
-    """Copy (or move) an adapter folder into the registry as `name` (default: the folder's name)."""
+    """Copy (or move) an adapter folder into the registry as `name` (default: the folder's name). A folder that
+    check_adapter refuses is not copied."""
     source = Path(source)
     name = name or source.name
     if not _NAME.match(name) or name == ACTIVE:
         raise AdapterError(f"'{name}' is not a valid adapter name (letters, digits, '.', '_', '-')")
     if not is_adapter(source):
-        raise AdapterError(f"{source} is not a peft adapter folder (no adapter_config.json)")
+        raise AdapterError(f"{source} is not a peft adapter folder (no {CONFIG})")
     target = settings.adapters_dir / name
     if target.exists():
         raise AdapterError(f"an adapter named '{name}' is already registered")
+    check_adapter(source)
     settings.adapters_dir.mkdir(parents=True, exist_ok=True)
     ignore = shutil.ignore_patterns("checkpoints", ".*.tmp")
     if move:
@@ -148,13 +207,18 @@ def _set_active(settings: Settings, name: str | None) -> None:
 
 def activate(settings: Settings, name: str, force: bool = False) -> dict:
     """Make `name` the active adapter. Refused (AdapterError saying both numbers) when its validation citation
-    precision is below the active adapter's, or unknown while the active one's is known, unless `force`."""
-    adapter_path(settings, name)
+    precision is below the active adapter's, or unknown while the active one's is known, unless `force`; refused
+    even with `force` when check_adapter finds it damaged."""
+    path = adapter_path(settings, name)
+    check_adapter(path)  # it may have been damaged on disk since it was registered
     current = active(settings)
     if current == name:
         return {"active": name, "previous": current, "changed": False}
-    new_p = validation_precision(read_card(settings.adapters_dir / name))
-    old_p = validation_precision(read_card(settings.adapters_dir / current)) if current else None
+    new_p = validation_precision(read_card(path))
+    try:
+        old_p = validation_precision(read_card(settings.adapters_dir / current)) if current else None
+    except AdapterError:  # a damaged card of the active adapter must not keep it active
+        old_p = None
     if not force and old_p is not None:
         if new_p is None:
             raise AdapterError(f"'{name}' has no validation citation precision in its card, and the active adapter "
@@ -191,6 +255,8 @@ def rollback(settings: Settings) -> dict:
     current, previous = stack[-1], stack[-2]
     if previous is not None and not is_adapter(settings.adapters_dir / previous):
         raise AdapterError(f"cannot roll back to '{previous}': it is no longer registered")
+    if previous is not None:
+        check_adapter(settings.adapters_dir / previous)
     _set_active(settings, previous)
     _append_history(settings, {"action": "rollback", "name": previous, "previous": current})
     return {"active": previous, "previous": current}
@@ -273,7 +339,7 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
     from assistant.models import lora_scale
 
     source = adapter_path(settings, name)
-    config = json.loads((source / "adapter_config.json").read_text())
+    config = json.loads((source / CONFIG).read_text())
     old_rank = int(config.get("r", 0))
     if not 0 < rank < old_rank:
         raise AdapterError(f"rank must be between 1 and {old_rank - 1} (the rank of '{name}'), not {rank}")
@@ -285,7 +351,7 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
         raise AdapterError(f"'{new_name}' is not a valid adapter name (letters, digits, '.', '_', '-')")
     if (settings.adapters_dir / new_name).exists():
         raise AdapterError(f"an adapter named '{new_name}' is already registered")
-    weights = load_file(source / "adapter_model.safetensors")
+    weights = load_file(source / WEIGHTS)
     out, kept = {}, []
     for key, a in weights.items():
         if ".lora_A." not in key:
@@ -302,12 +368,11 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for extra in source.iterdir():  # tokenizer or other files saved beside the adapter
-        if extra.is_file() and extra.name not in ("adapter_config.json", "adapter_model.safetensors", CARD,
-                                                   "README.md"):
+        if extra.is_file() and extra.name not in (CONFIG, WEIGHTS, CARD, "README.md"):
             shutil.copy2(extra, tmp / extra.name)
     config.update(r=rank, lora_alpha=rank, use_rslora=False)
-    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    save_file(out, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
+    (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    save_file(out, tmp / WEIGHTS, metadata={"format": "pt"})
     card = {k: v for k, v in read_card(source).items() if k not in ("eval", "calibration")}
     if card.get("citation_gate"):  # its weights come from retrieval alone; its threshold from the old weights' answers
         card["citation_gate"] = {**card["citation_gate"], "threshold": 0.0}
@@ -333,16 +398,16 @@ def export(settings: Settings, name: str, dest: Path, *, bf16: bool = True) -> P
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    config = json.loads((source / "adapter_config.json").read_text())
+    config = json.loads((source / CONFIG).read_text())
     if settings.generator_model == DEFAULT_GENERATOR:
         config["base_model_name_or_path"] = PACKAGED_HF_ID
-    (tmp / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    tensors = load_file(source / "adapter_model.safetensors")
+    (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    tensors = load_file(source / WEIGHTS)
     if bf16:
         import torch
 
         tensors = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
-    save_file(tensors, tmp / "adapter_model.safetensors", metadata={"format": "pt"})
+    save_file(tensors, tmp / WEIGHTS, metadata={"format": "pt"})
     card = _portable(read_card(source))
     write_card(tmp, card)
     (tmp / "README.md").write_text(card_markdown(card))
