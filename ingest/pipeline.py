@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -70,7 +71,9 @@ class IngestReport:
 
 
 def slugify(text: str) -> str:
-    """A stable, readable document id from a title."""
+    """A stable, readable document id from a title; accented letters keep their base letter ("conformité" ->
+    "conformite")."""
+    text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     if len(slug) > 60:
         slug = slug[:60].rsplit("-", 1)[0]

@@ -259,3 +259,10 @@ def test_a_file_name_that_is_not_utf8_is_ingested_with_the_rest_of_the_batch(new
     assert report.failed == [], report.failed
     assert sorted(f.status for f in report.files) == ["added", "added", "added"]
     assert any("caf\ufffd_policy.md" in f.file for f in report.files)  # shown, stored and printed as text
+
+
+def test_document_ids_keep_the_base_letter_of_accented_titles():
+    from ingest.pipeline import slugify
+
+    assert slugify("Politique de conformité") == "politique-de-conformite"
+    assert slugify("Règles générales: Übersicht") == "regles-generales-ubersicht"
