@@ -52,6 +52,7 @@ class _Draft:
     is_heading: bool = False
     passage: bool = False
     clause_starts: list[tuple[int, str]] = field(default_factory=list)  # (page offset, clause) of merged clauses
+    heading_at: int | None = None  # page offset of a heading merged after the draft's own text
 
 
 def recognise_clause(line: str) -> tuple[str | None, int | None, str | None]:
@@ -203,14 +204,20 @@ def _merge_small(drafts: list[_Draft], budget: int, min_tokens: int) -> list[_Dr
         prev = out[-1] if out else None
         if (prev is not None and not d.passage and not prev.passage and prev.page_index == d.page_index
                 and (prev.tokens < min_tokens or prev.is_heading) and prev.tokens + d.tokens <= budget):
+            had_clause = prev.clause is not None
             prev.end, prev.tokens = d.end, prev.tokens + d.tokens
             # a heading takes the clause it introduces; a short clause keeps its own id (the chunk starts there)
             # and the clauses merged after it are kept with their offsets, so a citation names the exact one
-            if d.clause is not None and (prev.is_heading or prev.clause is None):
+            if d.clause is not None and prev.is_heading and prev.heading_at is not None:
+                # clause text, then a heading, then this clause: from the heading on, this clause is in force
+                kept = [cs for cs in prev.clause_starts or [(prev.start, prev.clause)] if cs[0] < prev.heading_at]
+                prev.clause_starts = kept + [(prev.heading_at, d.clause)]
+            elif d.clause is not None and (prev.is_heading or prev.clause is None):
                 prev.clause, prev.heading_path = d.clause, d.heading_path
                 prev.clause_starts = [(prev.start, d.clause)]
             elif d.clause is not None and d.clause != prev.clause:
                 prev.clause_starts = (prev.clause_starts or [(prev.start, prev.clause)]) + [(d.start, d.clause)]
+            prev.heading_at = d.start if d.is_heading and had_clause else None
             prev.is_heading = d.is_heading
             continue
         out.append(d)

@@ -103,6 +103,25 @@ def test_chunks_carry_the_clause_found_in_their_text(embedder, budget):
     assert {"3.3.2", "6.1", "8.2"} <= clauses
 
 
+@pytest.mark.parametrize("budget", [DEFAULT_BUDGET, 64])
+def test_every_clause_line_is_cited_as_its_own_clause(embedder, budget):
+    """Where a clause's text starts inside a chunk, clause_at (what citations name) gives that clause, also when
+    a short clause, a section heading and the next clause share one chunk ("6.5 ... Section 7 ... 7.1 ...": the
+    chunk is 6.5 from its start, 7.1 from the heading on). Headings themselves take the clause they introduce."""
+    checked = 0
+    for path in sorted(CORPUS.iterdir()):
+        for chunk in chunk_document(read_file(path), "doc", 1, embedder.count_tokens, budget=budget):
+            offset = 0
+            for line in chunk.text.split("\n"):
+                cid, level, _ = recognise_clause(line.strip())
+                if cid is not None and level is None:
+                    at = offset + len(line) - len(line.lstrip())
+                    assert clause_at(chunk, at) == cid, (path.name, cid, chunk.clause, chunk.text[:80])
+                    checked += 1
+                offset += len(line) + 1
+    assert checked > 150
+
+
 def test_a_chunk_of_several_short_clauses_is_named_by_its_first(embedder):
     doc = read_file(CORPUS / "data_retention_policy_v2.pdf")
     chunks = chunk_document(doc, "dr", 2, embedder.count_tokens, budget=DEFAULT_BUDGET)
@@ -141,8 +160,12 @@ def test_markdown_heading_path_nests(embedder):
     doc = read_file(FIXTURES / "good" / "policy.md")
     chunks = chunk_document(doc, "coi", 1, embedder.count_tokens, budget=DEFAULT_BUDGET)
     dealing = next(c for c in chunks if "2.1 Employees must obtain pre-clearance" in c.text)
-    assert dealing.heading_path == ["Conflicts of Interest Policy", "2. Personal Account Dealing"]
-    assert dealing.page is None and dealing.clause == "2.1"
+    # The short clause 1.2 opens the chunk, so the chunk is named by it and its section; from the heading on, 2.1.
+    assert dealing.text.startswith("1.2 ")
+    assert dealing.heading_path == ["Conflicts of Interest Policy", "1. Purpose and Scope"]
+    assert dealing.page is None and dealing.clause == "1.2"
+    assert clause_at(dealing, dealing.text.index("2.1 Employees")) == "2.1"
+    assert clause_at(dealing, dealing.text.index("## 2. Personal")) == "2.1"
 
 
 def test_passage_records_become_one_chunk_each_never_merged(embedder):
