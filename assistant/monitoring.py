@@ -59,7 +59,7 @@ def daily_stats(records: list[dict]) -> list[DayStats]:
             abstention_rate=sum(bool(r.get("abstained")) for r in rows) / n if n else None,
             unsupported_sentence_share=(sum(not s.get("supported") for s in shown) / len(shown)) if shown else None,
             latency_p95_ms=p95(latencies),
-            adapters=sorted({r.get("adapter") or BASE_MODEL for r in rows}),
+            adapters=sorted({Path(r["adapter"]).name if r.get("adapter") else BASE_MODEL for r in rows}),
             document_changes=changes.get(day, 0),
         ))
     return out

@@ -150,8 +150,8 @@ class AdminTab:
         self.monitor_button.click(self.monitoring, None, [self.monitor_plot, self.monitor_table],
                                   api_name="monitoring")
         user_outputs = [self.user_result, self.users, self.pick_user, self.new_password]
-        self.add_button.click(self.add_user, [self.new_name, self.new_role, self.new_password], user_outputs,
-                              api_name="add_user")
+        self.add_button.click(self.add_user, [self.new_name, self.new_role, self.new_password],
+                              [*user_outputs, self.new_name], api_name="add_user")
         self.role_button.click(self.set_role, [self.pick_user, self.pick_role], user_outputs, api_name="set_role")
         self.remove_button.click(self.remove_user, [self.pick_user], user_outputs, api_name="remove_user")
 
@@ -217,7 +217,7 @@ class AdminTab:
             raise gr.Error(str(e)) from e
         self.services.audit.append(admin.name, "user.add", name=name.strip(), role=role)
         shown = "" if given else f" Their password is `{password}` (shown once: pass it on now)."
-        return self._users_changed(f"Added **{name.strip()}** as {role}.{shown}")
+        return *self._users_changed(f"Added **{name.strip()}** as {role}.{shown}"), ""  # name box emptied
 
     def set_role(self, name: str | None, role: str | None, request: gr.Request) -> tuple:
         """Change a user's role (the last admin cannot be demoted)."""

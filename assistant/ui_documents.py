@@ -41,15 +41,16 @@ def report_markdown(report: IngestReport) -> str:
         if f.status == "failed":
             lines.append(f"- **{name}**: NOT ADDED. {f.error}")
             continue
-        what = {"added": "added", "new_version": f"added as version {f.version}",
-                "unchanged": "already in the library (unchanged)"}.get(f.status, f.status)
+        what = {"added": f"added as *{f.title}* ({f.document_id})",
+                "new_version": f"added as version {f.version} of *{f.title}* ({f.document_id})",
+                "unchanged": f"already in the library as *{f.title}* ({f.document_id}), unchanged"}.get(f.status,
+                                                                                                  f.status)
         extra = f"; replaces {', '.join(f.superseded)}" if f.superseded else ""
-        lines.append(f"- **{name}**: {what} as *{f.title}* ({f.document_id}), {f.pages} pages, "
-                     f"{f.chunks} passages{extra}")
+        lines.append(f"- **{name}**: {what}, {f.pages} pages, {f.chunks} passages{extra}")
         lines.extend(f"  - warning: {w}" for w in f.warnings)
     failed = len(report.failed)
-    summary = f"**{len(report.files) - failed} of {len(report.files)} file(s) processed**" + (
-        f", {failed} failed" if failed else "") + f" in {report.seconds:.1f}s."
+    summary = (f"**{len(report.files) - failed} of {len(report.files)} file(s) added or already present**"
+               + (f", **{failed} not added** (see below)" if failed else "") + f" in {report.seconds:.1f}s.")
     return "\n".join([summary, *lines])
 
 
@@ -65,7 +66,8 @@ class DocumentsTab:
             self.show_all = gr.Checkbox(label="Show superseded and deleted versions", value=False)
             self.refresh_button = gr.Button("Refresh", size="sm", scale=0)
         self.table = gr.Dataframe(value=pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="library",
-                                  label="Library", wrap=True)
+                                  label="Library", wrap=True,  # widths keep short headers on one line
+                                  column_widths=["22%", "7%", "10%", "9%", "6%", "8%", "14%", "14%", "10%"])
         types = sorted(SUPPORTED_SUFFIXES)
         with gr.Column(visible=False) as self.write_area:
             gr.Markdown("### Change the library")

@@ -20,7 +20,7 @@ TRAIL = [
     {"time": "2025-05-02T08:00:00+00:00", "user": "ed", "action": "document.upload", "ok": True},
     {"time": "2025-05-02T08:01:00+00:00", "user": "ed", "action": "document.delete", "ok": False},
     {"time": "2025-05-02T08:02:00+00:00", "user": "admin", "action": "user.add", "name": "x"},
-    *[answer(f"2025-05-03T{h:02d}:00:00+00:00", 10.0 * h, adapter="retention-v1",
+    *[answer(f"2025-05-03T{h:02d}:00:00+00:00", 10.0 * h, adapter="/srv/comply/adapters/retention-v1",
              supported=(h % 4 != 0,)) for h in range(1, 21)],
 ]
 
