@@ -250,11 +250,12 @@ class Library:
         previous = self.catalog.get(document_id)
         if previous is not None and previous.status == "active":
             record.supersedes = previous.doc_key
+        self.catalog.add_pending(record, chunks)  # record.errors: the reading warnings only, not the notes below
+        warnings = list(warnings)
         if previous is not None and not supersedes and previous.file_name != record.file_name:
             warnings.append(f"taken as version {version} of '{document_id}' because its title matches "
                             f"{previous.file_name} (v{previous.version}); if it is a different document, delete "
                             f"this version and ingest the file again with --title")
-        self.catalog.add_pending(record, chunks)
         self.vectors.upsert(chunks, vectors)
         superseded = self.catalog.activate(record)
         in_force = self.catalog.get(document_id)
