@@ -227,7 +227,7 @@ def retrieval_query(question: str, history: list[tuple[str, str]] | None) -> str
 # Abstentions after the model wrote an answer that a check then refused: the documents may well answer the question,
 # so the user is told the answer was withheld, not that the documents are silent.
 WITHHELD_REASONS = ("unsupported", "low_confidence", "low_citation_score", "no_consensus")
-WITHHELD_TEXT = "An answer was drafted, but it is withheld because it did not pass comply's citation checks."
+WITHHELD_TEXT = "An answer was drafted, but it is withheld because it did not pass comply's checks."
 
 
 def _consensus(source: Retrieved) -> bool:
