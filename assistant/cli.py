@@ -265,7 +265,7 @@ def format_answer(answer) -> str:
                          if answer.raw_answer else f"(reason: {answer.abstain_reason})")
         if answer.sources:
             lines.append("\nNearest sources:")
-            lines.extend(f"  [{c.n}] {c.title}, page {c.page or '-'}, clause {c.clause or '-'}" for c in answer.sources)
+            lines.extend(f"  [{c.n}] {c.title}, {_place(c.page, c.page_label, c.clause)}" for c in answer.sources)
         return "\n".join(lines)
     for s in answer.sentences:
         flag = "" if s.supported else "  <-- not supported by the cited sources"
@@ -273,10 +273,15 @@ def format_answer(answer) -> str:
         lines.append(f"{s.text}{extra}{flag}")
     lines.append("\nSources:")
     for c in answer.citations:
-        where = f"page {c.page_label or c.page}" if c.page is not None else "no page"
-        lines.append(f"  [{c.n}] {c.title} ({c.file}), {where}, clause {c.clause or '-'}")
+        lines.append(f"  [{c.n}] {c.title} ({c.file}), {_place(c.page, c.page_label, c.clause)}")
         lines.append(f"      \"{c.quote}\"")
     return "\n".join(lines)
+
+
+def _place(page: int | None, label: str | None, clause: str | None) -> str:
+    """Where a source is: its printed page label (or page number) and its clause when one was recognised."""
+    where = f"page {label or page}" if page is not None else "no page"
+    return f"{where}, clause {clause}" if clause else where
 
 
 # Each group of commands lives in its own module and registers itself on `app` (they import app/settings/emit/fail

@@ -12,9 +12,11 @@ as much as the 135M default model's forward on a 2-core CPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,6 +124,25 @@ class Generator:
         raise NotImplementedError
 
 
+@contextlib.contextmanager
+def _quiet_loading():
+    """Load a model without transformers' per-tensor progress bar (under a second for a local folder, and it would
+    fill the CLI's output at every question) and without the deprecation warning that peft's own
+    `is_gradient_checkpointing` check raises on transformers 5 (nothing a user can act on)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 class TransformersGenerator(Generator):
     """Any HF causal LM on CUDA or CPU; int4 decoding on CPU for llama-architecture models (see module doc)."""
 
@@ -140,16 +161,18 @@ class TransformersGenerator(Generator):
         self.device = device
         dtype = torch.bfloat16 if bf16 else torch.float32
         self.dtype = str(dtype).removeprefix("torch.")
-        # on CUDA load directly in bf16 (a 7B model in fp32 would not fit); on CPU merge adapters in fp32, then cast
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype if device == "cuda" else torch.float32)
-        if int4_decode is None:
-            # the CPU int4 kernel is fast with bf16 activations only (fp32 measured ~10x slower than plain fp32)
-            int4_decode = device == "cpu" and bf16 and Int4Decoder.supports(model, adapter)
-        self.decoder = Int4Decoder(model, lora_tensors(adapter) if adapter else {}, dtype) if int4_decode else None
-        if adapter:
-            from peft import PeftModel
+        with _quiet_loading():
+            # on CUDA load directly in bf16 (a 7B model in fp32 would not fit); on CPU merge adapters in fp32, then cast
+            model = AutoModelForCausalLM.from_pretrained(model_path,
+                                                         dtype=dtype if device == "cuda" else torch.float32)
+            if int4_decode is None:
+                # the CPU int4 kernel is fast with bf16 activations only (fp32 measured ~10x slower than plain fp32)
+                int4_decode = device == "cpu" and bf16 and Int4Decoder.supports(model, adapter)
+            self.decoder = Int4Decoder(model, lora_tensors(adapter) if adapter else {}, dtype) if int4_decode else None
+            if adapter:
+                from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+                model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         self.model = model.to(device=device, dtype=dtype).eval()
         self._cache = None
 

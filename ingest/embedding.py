@@ -74,8 +74,9 @@ class Embedder:
         """Token counts without special tokens, in the embedding model's vocabulary."""
         if not texts:
             return []
+        # verbose=False: counting a text longer than the window is the point here, not a mistake to warn about
         enc = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
-                             return_token_type_ids=False)
+                             return_token_type_ids=False, verbose=False)
         return [len(ids) for ids in enc["input_ids"]]
 
     def encode(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:

@@ -406,7 +406,14 @@ def _choose_title(path: Path, meta_title: str | None, pages: list[Page]) -> str:
                 if path.suffix.lower() in (".md", ".markdown", ".html", ".htm", ".docx"):
                     return line
                 break
-    return re.sub(r"[_\-]+", " ", path.stem).strip().title() or path.name
+    return _title_from_name(path.stem) or path.name
+
+
+def _title_from_name(stem: str) -> str:
+    """A title from a file name: separators become spaces and lower-case words are capitalised, while words already
+    written with capitals keep them ("GDPR.pdf" -> "GDPR", "SP800-66-Revision1" -> "SP800 66 Revision1")."""
+    words = re.sub(r"[_\-]+", " ", stem).split()
+    return " ".join(w.capitalize() if w == w.lower() else w for w in words)
 
 
 def _page_ranges(numbers: list[int]) -> str:

@@ -63,6 +63,8 @@ def test_make_run_activates_it_and_the_model_cites_by_itself(tmp_path):
         out = subprocess.run([comply, "--home", str(home), *args, "--json"], capture_output=True, text=True,
                              cwd=ROOT, timeout=600)
         assert out.returncode == 0, out.stderr[-2000:]
+        # loading the model and its adapter prints nothing a user cannot act on
+        assert "Loading weights" not in out.stderr and "Warning" not in out.stderr, out.stderr[-2000:]
         return json.loads(out.stdout)
 
     assert run("adapters", "ensure-default")["activated"] == _shipped().name  # what `make run` does

@@ -132,3 +132,10 @@ def test_a_tiny_size_limit_refuses_a_real_pdf():
     with pytest.raises(IngestError) as caught:
         read_file(CORPUS / "aml_kyc_policy.pdf", max_file_mb=0.001)
     assert "0.001 MB limit" in caught.value.reason and "COMPLY_MAX_FILE_MB" in caught.value.reason
+
+
+def test_a_title_from_the_file_name_keeps_acronyms(tmp_path):
+    # a text file's first line is not taken as its title, so the name is; "GDPR" must not become "Gdpr"
+    path = tmp_path / "GDPR_breach-notification_notes.txt"
+    path.write_text("Notes on Article 33.\nThe controller notifies the supervisory authority within 72 hours.\n")
+    assert read_file(path).title == "GDPR Breach Notification Notes"
