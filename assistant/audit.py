@@ -97,7 +97,7 @@ class AuditLog:
             citations=[_citation(c) for c in answer.citations],
             sources=[{**_citation(c), "score": c.score} for c in answer.sources],
             sentences=[{"text": s.text, "supported": s.supported, "support_score": s.support_score,
-                        "citations": list(s.citations)} for s in answer.sentences],
+                        "citations": list(s.citations), "issue": s.issue} for s in answer.sentences],
             timings=dict(answer.timings),
             # why an answer was withheld, and the scores the gates compared (None where a gate did not apply)
             abstain_reason=answer.abstain_reason,

@@ -6,12 +6,16 @@ A sentence's support score against one source is 0.5 * lexical + 0.5 * semantic:
 - semantic: cosine similarity between the sentence and the best-matching source sentence (the same embedding
   model as retrieval).
 A number in the sentence that is absent from the source halves the score: a wrong deadline or amount must not pass.
+So does a changed word in a near-copy (`substitution`): a sentence that follows one source sentence word for word,
+except that it puts a word taken from elsewhere in the chunk where the source sentence has another ("the processor
+shall ... notify the supervisory authority" from a sentence about the controller, beside one about the processor).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 import numpy as np
 
@@ -98,6 +102,60 @@ class Support:
     quote: str
     start: int  # offset of the quote within the chunk text
     end: int
+    issue: str | None = None  # why the score was cut, in words for the reader (a changed word or number)
+
+
+# A sentence counts as a near-copy of a source sentence when this share of its words lines up with it, in order.
+NEAR_COPY = 0.6
+
+
+def _tokens(text: str) -> list[str]:
+    return [_stem(w.lower()) for w in _WORD.findall(text)]
+
+
+def _is_content(token: str) -> bool:
+    return token.isdigit() or (len(token) > 2 and token not in _STOP) or bool(_NUMBER.fullmatch(token))
+
+
+def substitution(claim: str, source_sentences: list[str], chunk_words: set[str]) -> tuple[int, str] | None:
+    """How a near-copy changes the source sentence it copies, or None.
+
+    The copied sentence is the one most of the claim's words line up with, in order (at least NEAR_COPY of them);
+    a claim that copies one sentence exactly is never judged against a look-alike sentence. The change reported is
+    the first place where the claim puts a content word (or number) found elsewhere in the chunk but not in that
+    sentence, where the sentence has a content word the claim lacks. Words the claim adds or leaves out, and words
+    from outside the chunk (a paraphrase's own), are not substitutions. Returns (index of the sentence, reason)."""
+    a = _tokens(claim)
+    if not a:
+        return None
+    best = None
+    for i, sentence in enumerate(source_sentences):
+        b = _tokens(sentence)
+        matcher = SequenceMatcher(None, a, b, autojunk=False)
+        matched = sum(block.size for block in matcher.get_matching_blocks())
+        if b and (best is None or matched > best[0]):
+            best = (matched, i, b, matcher)
+    if best is None or best[0] < NEAR_COPY * len(a):
+        return None
+    _, i, b, matcher = best
+    in_sentence, in_claim = set(b), set(a)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op != "replace":
+            continue
+        borrowed = [w for w in a[i1:i2] if _is_content(w) and w not in in_sentence and w in chunk_words]
+        dropped = [w for w in b[j1:j2] if _is_content(w) and w not in in_claim]
+        if borrowed and dropped:
+            # the replaced words nearest the claim's own sit at the end of the source's side ("in the case of ...
+            # the controller" -> "the processor")
+            said = " ".join(_surface(claim, w) for w in borrowed)
+            meant = " ".join(_surface(source_sentences[i], w) for w in dropped[-len(borrowed):])
+            return i, f"it says '{said}' where the source says '{meant}'"
+    return None
+
+
+def _surface(text: str, token: str) -> str:
+    """The word of `text` whose stemmed form is `token`, as written."""
+    return next((w for w in _WORD.findall(text) if _stem(w.lower()) == token), token)
 
 
 class Verifier:
@@ -129,7 +187,13 @@ class Verifier:
         if missing:
             score *= 0.5
         s, e = spans[best]
-        return Support(score=score, quote=text[s:e].strip(), start=s, end=e)
+        changed = substitution(claim, [text[a:b] for a, b in spans], set(_tokens(text)))
+        issue = None
+        if changed is not None:
+            i, issue = changed
+            s, e = spans[i]  # the quote is the sentence it changed, so the reader sees both
+            score *= 0.5
+        return Support(score=score, quote=text[s:e].strip(), start=s, end=e, issue=issue)
 
     def verify(self, answer: str, sources: list[Retrieved]) -> tuple[list[Sentence], dict[int, Support]]:
         """Verdicts for every sentence of an answer against numbered sources (1-based, as in the prompt).
@@ -149,6 +213,7 @@ class Verifier:
                 best_n = max(supports, key=lambda n: supports[n].score)
                 sentence.support_score = round(supports[best_n].score, 4)
                 sentence.supported = supports[best_n].score >= self.threshold
+                sentence.issue = None if sentence.supported else supports[best_n].issue
                 for n, sup in supports.items():
                     if n not in quotes or sup.score > quotes[n].score:
                         quotes[n] = sup

@@ -238,7 +238,7 @@ def answer_json(answer) -> dict:
         "answer": answer.answer,
         "abstained": answer.abstained,
         "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
-                       "support_score": s.support_score, "attached_by_verifier": s.attached}
+                       "support_score": s.support_score, "attached_by_verifier": s.attached, "issue": s.issue}
                       for s in answer.sentences],
         "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "title": c.title, "page": c.page,
                        "page_label": c.page_label, "clause": c.clause, "quote": c.quote, "score": c.score,
@@ -263,12 +263,13 @@ def format_answer(answer) -> str:
         if answer.abstain_reason not in (None, "model"):  # why the assistant withheld or did not ask the model
             lines.append(f"(reason: {answer.abstain_reason}; the model's text is in --json raw_answer)"
                          if answer.raw_answer else f"(reason: {answer.abstain_reason})")
+        lines.extend(f"(the check found that {s.issue})" for s in answer.sentences if s.issue)
         if answer.sources:
             lines.append("\nNearest sources:")
             lines.extend(f"  [{c.n}] {c.title}, {_place(c.page, c.page_label, c.clause)}" for c in answer.sources)
         return "\n".join(lines)
     for s in answer.sentences:
-        flag = "" if s.supported else "  <-- not supported by the cited sources"
+        flag = "" if s.supported else "  <-- not supported by the cited sources" + (f": {s.issue}" if s.issue else "")
         extra = " (citation attached by the verifier)" if s.attached else ""
         lines.append(f"{s.text}{extra}{flag}")
     lines.append("\nSources:")

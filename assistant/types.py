@@ -49,6 +49,7 @@ class Sentence:
     supported: bool = False
     support_score: float = 0.0
     attached: list[int] = field(default_factory=list)  # citations the verifier added
+    issue: str | None = None  # what a specific check found wrong, e.g. a word the source does not say
 
 
 @dataclass

@@ -35,11 +35,13 @@ def answer_markdown(answer: Answer) -> str:
     if answer.abstained:
         nearest = " The nearest passages are listed under Sources." if answer.sources else ""
         why = ABSTAIN_REASONS.get(answer.abstain_reason or "")
-        return f"{answer.answer}{nearest}" + (f"\n\n*{why}*" if why else "")
+        found = "".join(f" The check found that {s.issue}." for s in answer.sentences if s.issue)
+        return f"{answer.answer}{nearest}" + (f"\n\n*{why}{found}*" if why else "")
     parts = []
     for s in answer.sentences:
         text = s.text + ("".join(f" [{n}]" for n in s.attached) if s.attached else "")
-        parts.append(text if s.supported else f"⚠ *{text}* **({UNSUPPORTED_NOTE})**")
+        note = UNSUPPORTED_NOTE + (f": {s.issue}" if s.issue else "")
+        parts.append(text if s.supported else f"⚠ *{text}* **({note})**")
     return " ".join(parts)
 
 
@@ -77,7 +79,8 @@ def _verification(answer: Answer) -> str:
     bad = [s for s in answer.sentences if not s.supported]
     if not bad:
         return f"<p class='verdict ok'>All {total} sentence(s) are supported by the cited sources.</p>"
-    listed = "".join(f"<li>{html.escape(s.text)}</li>" for s in bad)
+    listed = "".join(f"<li>{html.escape(s.text)}" + (f" <i>({html.escape(s.issue)})</i>" if s.issue else "")
+                     + "</li>" for s in bad)
     return (f"<p class='verdict warn'>{len(bad)} of {total} sentence(s) are {UNSUPPORTED_NOTE}; do not rely on "
             f"them:</p><ul class='unsupported'>{listed}</ul>")
 

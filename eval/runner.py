@@ -306,7 +306,8 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion) -
         "abstain_reason": answer.abstain_reason,
         "model": answer.model,
         "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
-                       "support_score": s.support_score, "attached": s.attached} for s in answer.sentences],
+                       "support_score": s.support_score, "attached": s.attached, "issue": s.issue}
+                      for s in answer.sentences],
         "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "page": c.page, "clause": c.clause,
                        "quote": c.quote, "chunk_id": c.chunk_id, "correct": relevant(item, q)}
                       for c, item in zip(answer.citations, cited, strict=True)],

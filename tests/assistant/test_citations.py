@@ -2,7 +2,7 @@
 
 import pytest
 
-from assistant.citations import Verifier, make_citation, parse_markers, split_sentences
+from assistant.citations import Verifier, content_words, make_citation, parse_markers, split_sentences
 from assistant.retrieval import Retriever
 from ingest.settings import Settings
 from tests.library import sample_library
@@ -66,3 +66,38 @@ def test_out_of_range_citation_is_ignored_and_not_supported(setup):
     verifier, sources = setup
     sentences, _ = verifier.verify("The bank is headquartered on the Moon [9].", sources)
     assert sentences[0].citations == [] and not sentences[0].supported
+
+
+@pytest.mark.parametrize("claim, said, meant", [
+    # a deadline taken from the next sentence of the same clause: the number is in the chunk, so only the
+    # near-copy check can see that this sentence of the source says otherwise
+    ("Complaints about payment services are answered within 35 business days of receipt", "35", "15"),
+    ("The Bank sends a final response to every other complaint within 6 weeks of receipt", "6", "8"),
+])
+def test_a_near_copy_that_changes_a_word_of_its_source_is_not_supported(setup, claim, said, meant):
+    verifier, sources = setup
+    n = next(i for i, s in enumerate(sources, 1) if claim.split()[-5] in s.chunk.text and meant in s.chunk.text)
+    changed, = verifier.verify(f"{claim} [{n}].", sources)[0]
+    assert not changed.supported and changed.issue == f"it says '{said}' where the source says '{meant}'", changed
+    faithful, = verifier.verify(f"{claim.replace(f' {said} ', f' {meant} ')} [{n}].", sources)[0]
+    assert faithful.supported and faithful.issue is None, faithful
+
+
+def test_the_near_copy_check_leaves_paraphrases_and_omissions_alone():
+    from assistant.citations import substitution
+
+    source = ["In the case of a personal data breach, the controller shall without undue delay and, where feasible, "
+              "not later than 72 hours after having become aware of it, notify the personal data breach to the "
+              "supervisory authority competent in accordance with Article 55.",
+              "The processor shall notify the controller without undue delay after becoming aware of a personal "
+              "data breach."]
+    words = {w for s in source for w in content_words(s)} | {"in", "the", "case", "of", "a", "it", "to"}
+    spliced = ("According to the GDPR, the processor shall not later than 72 hours after having become aware of it, "
+               "notify the personal data breach to the supervisory authority.")
+    assert substitution(spliced, source, words) == (0, "it says 'processor' where the source says 'controller'")
+    for faithful in ("The controller shall notify the supervisory authority of a personal data breach not later "
+                     "than 72 hours after having become aware of it.",  # reordered: not a near-copy
+                     "The controller shall, where feasible, notify the breach to the supervisory authority.",
+                     "A controller must tell the regulator about a breach within three days.",  # its own words
+                     source[1]):  # a copy of the other sentence is judged against that one
+        assert substitution(faithful, source, words) is None, faithful

@@ -217,3 +217,16 @@ def test_a_request_that_cannot_be_answered_as_asked_is_an_error_not_an_abstentio
                                                                           embedder=assistant.library.embedder))
     with pytest.raises(ValueError, match="no documents"):
         empty.ask("What is the minimum password length?")
+
+
+def test_an_answer_that_changes_its_sources_deadline_is_withheld_and_the_chat_says_what_changed(assistant):
+    q = "Within what time are complaints about payment services answered?"
+    sources = assistant.retriever.retrieve(q, 3)
+    n = next(i for i, s in enumerate(sources, 1) if "payment services are answered within 15" in s.chunk.text)
+    wrong = assistant._finish(q, f"According to [{n}], complaints about payment services are answered within 35 "
+                                 f"business days of receipt.", sources, {})
+    assert wrong.abstained and wrong.abstain_reason == "unsupported", wrong
+    assert "it says '35' where the source says '15'" in answer_markdown(wrong)
+    right = assistant._finish(q, f"According to [{n}], complaints about payment services are answered within 15 "
+                                 f"business days of receipt.", sources, {})
+    assert not right.abstained and all(s.supported and s.issue is None for s in right.sentences), right
