@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-generate bench-eval bench-finetune sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-eval bench-finetune sample-corpus clean
 
 install: $(STAMP)
 
@@ -49,13 +49,16 @@ lint: install
 sample-corpus: install
 	$(BIN)/python data/make_sample_corpus.py
 
-bench: bench-ingest bench-retrieval bench-generate bench-eval bench-finetune
+bench: bench-ingest bench-retrieval bench-verifier bench-generate bench-eval bench-finetune
 
 bench-ingest: install
 	$(BIN)/python -m eval.bench_ingest --pdfs $(SHARED)/regulation-pdfs
 
 bench-retrieval: install
 	$(BIN)/python -m eval.bench_retrieval --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa
+
+bench-verifier: install
+	$(BIN)/python -m eval.bench_verifier --obliqa $(SHARED)/obliqa
 
 # llama.cpp is the speed baseline only; it is built from source (the native build crashes on this CPU).
 LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF

@@ -14,6 +14,7 @@ shall ... notify the supervisory authority" from a sentence about the controller
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -123,8 +124,8 @@ def substitution(claim: str, source_sentences: list[str], chunk_words: set[str])
     The copied sentence is the one most of the claim's words line up with, in order (at least NEAR_COPY of them);
     a claim that copies one sentence exactly is never judged against a look-alike sentence. The change reported is
     the first place where the claim puts a content word (or number) found elsewhere in the chunk but not in that
-    sentence, where the sentence has a content word the claim lacks. Words the claim adds or leaves out, and words
-    from outside the chunk (a paraphrase's own), are not substitutions. Returns (index of the sentence, reason)."""
+    sentence, where the sentence has a content word the claim has fewer of. Words the claim adds or leaves out, and
+    words from outside the chunk (a paraphrase's own), are not substitutions. Returns (sentence index, reason)."""
     a = _tokens(claim)
     if not a:
         return None
@@ -138,12 +139,13 @@ def substitution(claim: str, source_sentences: list[str], chunk_words: set[str])
     if best is None or best[0] < NEAR_COPY * len(a):
         return None
     _, i, b, matcher = best
-    in_sentence, in_claim = set(b), set(a)
+    in_sentence, claim_counts, sentence_counts = set(b), Counter(a), Counter(b)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op != "replace":
             continue
         borrowed = [w for w in a[i1:i2] if _is_content(w) and w not in in_sentence and w in chunk_words]
-        dropped = [w for w in b[j1:j2] if _is_content(w) and w not in in_claim]
+        # dropped: the claim has fewer of it than the sentence ("the recording ... the recording" with one replaced)
+        dropped = [w for w in b[j1:j2] if _is_content(w) and claim_counts[w] < sentence_counts[w]]
         if borrowed and dropped:
             # the replaced words nearest the claim's own sit at the end of the source's side ("in the case of ...
             # the controller" -> "the processor")
