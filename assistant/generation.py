@@ -125,7 +125,7 @@ class Generator:
 
 
 @contextlib.contextmanager
-def _quiet_loading():
+def quiet_loading():
     """Load a model without transformers' per-tensor progress bar (under a second for a local folder, and it would
     fill the CLI's output at every question) and without the deprecation warning that peft's own
     `is_gradient_checkpointing` check raises on transformers 5 (nothing a user can act on)."""
@@ -161,7 +161,7 @@ class TransformersGenerator(Generator):
         self.device = device
         dtype = torch.bfloat16 if bf16 else torch.float32
         self.dtype = str(dtype).removeprefix("torch.")
-        with _quiet_loading():
+        with quiet_loading():
             # on CUDA load directly in bf16 (a 7B model in fp32 would not fit); on CPU merge adapters in fp32, then cast
             model = AutoModelForCausalLM.from_pretrained(model_path,
                                                          dtype=dtype if device == "cuda" else torch.float32)

@@ -161,6 +161,7 @@ def train(settings: Settings, data_dir: Path, out: Path, config: TrainConfig | N
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from assistant.generation import quiet_loading
     from assistant.models import resolve_generator
 
     config = config or TrainConfig()
@@ -191,10 +192,11 @@ def train(settings: Settings, data_dir: Path, out: Path, config: TrainConfig | N
     total_steps = config.max_steps or max(1, math.ceil(len(encoded) * config.epochs / per_step))
 
     device, bf16 = _device_and_bf16(settings, config)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora).to(device)
+    with quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                          target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
@@ -263,15 +265,17 @@ def loss_on(settings: Settings, examples: list[Example], adapter: str | None = N
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from assistant.generation import quiet_loading
     from assistant.models import resolve_generator
 
     base = resolve_generator(settings)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    if adapter:
-        from peft import PeftModel
+    with quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        if adapter:
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
+            model = PeftModel.from_pretrained(model, adapter)
     model.eval()
     total, count = 0.0, 0
     with torch.inference_mode():
