@@ -57,6 +57,11 @@ def emit(data, as_json: bool, text: str | None = None) -> None:
         typer.echo(text)
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 page', '3 pages'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def fail(message: str, as_json: bool = False, code: int = 1):
     """Show one error at the edge and exit non-zero."""
     if as_json:
@@ -96,14 +101,18 @@ def ingest(
     from tqdm import tqdm
 
     lib = open_library()
-    bar = None if as_json else tqdm(total=0, unit="file", desc="ingest", file=sys.stderr)
+    bar = None
 
     def progress(stage: str, done: int, total: int, detail: str) -> None:
-        if bar is None or stage != "file":
+        # one bar of files; what the current file is doing (pages read, chunks embedded) goes after it
+        nonlocal bar
+        if as_json:
             return
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(detail[-40:])
+        if bar is None:
+            bar = tqdm(total=total, unit="file", desc="ingest", file=sys.stderr, dynamic_ncols=True)
+        if stage == "file":
+            bar.total, bar.n = total, done
+        bar.set_postfix_str(detail if len(detail) <= 70 else "..." + detail[-67:], refresh=False)
         bar.refresh()
 
     try:
@@ -118,15 +127,15 @@ def ingest(
     lines = []
     for f in report.files:
         if f.status == "failed":
-            lines.append(f"  FAILED     {f.file}: {f.error}")
+            lines.append(f"  {'FAILED':<11} {f.file}: {f.error}")
         else:
             extra = f" (supersedes {', '.join(f.superseded)})" if f.superseded else ""
-            lines.append(f"  {f.status:<10} {f.file} -> {f.document_id} v{f.version}, {f.pages} pages, "
-                         f"{f.chunks} chunks{extra}")
-        lines.extend(f"             warning: {w}" for w in f.warnings)
+            lines.append(f"  {f.status:<11} {f.file} -> {f.document_id} v{f.version}, {plural(f.pages, 'page')}, "
+                         f"{plural(f.chunks, 'chunk')}{extra}")
+        lines.extend(f"  {'':<11} warning: {w}" for w in f.warnings)
     counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items())
-    lines.append(f"{len(report.files)} file(s): {counts}; {report.pages_read} pages, {report.chunks_added} chunks "
-                 f"added in {report.seconds:.1f}s")
+    lines.append(f"{plural(len(report.files), 'file')}: {counts}; {plural(report.pages_read, 'page')}, "
+                 f"{plural(report.chunks_added, 'chunk')} added in {report.seconds:.1f}s")
     emit(data, as_json, "\n".join(lines))
     lib.close()
     if report.failed:

@@ -129,11 +129,17 @@ class DocumentsTab:
                 gr.update(choices=choices, value=None))
 
     def _ingest(self, paths: list[str], action: str, user: str, progress, **options) -> IngestReport:
+        files = [0, 1]  # the file being ingested, of how many
+
         def on_progress(stage: str, done: int, total: int, detail: str) -> None:
             if stage == "file" and total:
+                files[:] = [done, total]
                 progress(done / total, desc=f"File {min(done + 1, total)} of {total}: {detail}")
             elif stage == "pages":
-                progress(None, desc=detail)
+                progress(files[0] / files[1], desc=f"File {files[0] + 1} of {files[1]}: {detail}")
+            elif stage == "embed" and total:
+                # the bar moves through the file as its chunks are embedded (most of a long PDF's time)
+                progress((files[0] + done / total) / files[1], desc=f"File {files[0] + 1} of {files[1]}: {detail}")
 
         with self.services.lock:
             try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,9 @@ class Embedder:
                              return_token_type_ids=False, verbose=False)
         return [len(ids) for ids in enc["input_ids"]]
 
-    def encode(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
-        """Embed texts (each cut to the model's window), batched by token length."""
+    def encode(self, texts: list[str], *, on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Embed texts (each cut to the model's window), batched by token length; `on_batch(done, total)` is
+        called after each batch with the number of texts embedded so far."""
         import torch
 
         if not texts:
@@ -91,6 +93,7 @@ class Embedder:
                            _CPU_BATCH_TOKENS if self._bert is not None else None)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         done = [0]
+        counting = threading.Lock()
 
         def embed(batch: list[int]) -> None:
             with torch.inference_mode():
@@ -100,9 +103,10 @@ class Embedder:
                     vectors = self.model.encode([texts[i] for i in batch], batch_size=len(batch),
                                                 normalize_embeddings=True, convert_to_tensor=True)
             out[batch] = vectors.float().cpu().numpy()
-            if show_progress:
-                done[0] += len(batch)
-                print(f"embedded {done[0]}/{len(texts)}", flush=True)
+            if on_batch is not None:
+                with counting:
+                    done[0] += len(batch)
+                    on_batch(done[0], len(texts))
 
         with self._lock:
             if self._bert is None:

@@ -24,7 +24,9 @@ from ingest.readers import is_supported, read_file
 from ingest.settings import Settings
 from ingest.types import DocumentRecord, IngestError, SourceDocument, display_name, doc_key, iso_date
 
-ProgressFn = Callable[[str, int, int, str], None]  # (stage, done, total, detail)
+# (stage, done, total, detail): stage "file" (files started, of all), then for each file "pages" (pages read) and
+# "embed" (chunks embedded so far, of the file's chunks; called from the embedding threads, one call at a time)
+ProgressFn = Callable[[str, int, int, str], None]
 
 
 @dataclass
@@ -233,9 +235,17 @@ class Library:
                                 budget=min(self.settings.chunk_tokens, self.embedder.max_tokens - 2))
         if not chunks:
             raise IngestError(path, "no text could be chunked")
+        on_batch = None
         if progress:
-            progress("pages", len(doc.pages), len(doc.pages), f"{path.name}: embedding {len(chunks)} chunks")
-        vectors = self.embedder.encode([embedding_text(c.title, c.clause, c.heading_path, c.text) for c in chunks])
+            name, pages = display_name(path.name), len(doc.pages)
+            progress("pages", pages, pages, f"{name}: {pages} page{'s' * (pages != 1)} read, embedding {len(chunks)} "
+                                            f"chunks")
+
+            def on_batch(done: int, total: int) -> None:
+                progress("embed", done, total, f"{name}: embedded {done} of {total} chunks")
+
+        vectors = self.embedder.encode([embedding_text(c.title, c.clause, c.heading_path, c.text) for c in chunks],
+                                       on_batch=on_batch)
         warnings = []
         if doc.empty_pages and doc.kind == "pdf":
             warnings.append(f"no text layer on page(s) {', '.join(map(str, doc.empty_pages))}: "

@@ -215,6 +215,39 @@ def test_bad_files_fail_alone_and_harm_nothing(tmp_path, embedder):
     library.close()
 
 
+def test_progress_follows_each_file_through_reading_and_embedding(new_library):
+    """A long PDF's time is spent embedding: progress reports its pages, then its chunks batch by batch."""
+    events = []
+    files = [CORPUS / "aml_kyc_policy.pdf", BAD / "empty.pdf", GOOD / "policy.md"]
+    report = new_library().ingest(files, progress=lambda *event: events.append(event))
+    aml, empty, md = report.files
+    assert (aml.status, empty.status, md.status) == ("added", "failed", "added")
+
+    starts = [i for i, e in enumerate(events) if e[0] == "file"]
+    assert [events[i][1:3] for i in starts] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    first, failed, last = (events[a + 1:b] for a, b in zip(starts, starts[1:], strict=False))
+    assert failed == []  # the empty file is refused before anything is read
+    assert first[0] == ("pages", 7, 7, f"aml_kyc_policy.pdf: 7 pages read, embedding {aml.chunks} chunks")
+    embedded = [e[1] for e in first[1:]]
+    assert {e[0] for e in first[1:]} == {"embed"} and {e[2] for e in first[1:]} == {aml.chunks}
+    assert len(embedded) > 1 and embedded == sorted(set(embedded)) and embedded[-1] == aml.chunks
+    assert first[-1][3] == f"aml_kyc_policy.pdf: embedded {aml.chunks} of {aml.chunks} chunks"
+    assert last[0][3].startswith("policy.md: 1 page read") and last[-1][1:3] == (md.chunks, md.chunks)
+
+
+def test_the_cli_report_lines_up_and_counts_in_words(tmp_path, embedder):
+    files = [GOOD / "policy.md", BAD / "empty.pdf", GOOD / "policy.html"]
+    result = CliRunner().invoke(app, ["--home", str(tmp_path), "ingest", *map(str, files)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"  added       {GOOD / 'policy.md'} -> conflicts-of-interest-policy v1, 1 page, ")
+    assert lines[1] == f"  FAILED      {BAD / 'empty.pdf'}: empty file (0 bytes)"
+    assert lines[2].startswith(f"  new_version {GOOD / 'policy.html'} -> conflicts-of-interest-policy v2, 1 page, ")
+    assert lines[3].startswith("              warning: taken as version 2")
+    assert lines[-1].startswith("3 files: 1 added, 1 failed, 1 new_version; 2 pages, 8 chunks added in ")
+    assert "policy.html: embedded" in result.stderr  # the progress bar, on stderr
+
+
 def test_a_file_over_the_size_limit_fails_with_the_limit(new_library):
     library = new_library(max_file_mb=0.0001)
     [outcome] = library.ingest([GOOD / "policy.md"]).files
