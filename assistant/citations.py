@@ -8,7 +8,13 @@ A sentence's support score against one source is 0.5 * lexical + 0.5 * semantic:
 A number in the sentence that is absent from the source halves the score: a wrong deadline or amount must not pass.
 So does a changed word in a near-copy (`substitution`): a sentence that follows one source sentence word for word,
 except that it puts a word taken from elsewhere in the chunk where the source sentence has another ("the processor
-shall ... notify the supervisory authority" from a sentence about the controller, beside one about the processor).
+shall ... notify the supervisory authority" from a sentence about the controller, beside one about the processor),
+and a page or clause the sentence names that is not where the cited source is (`misplaced`).
+
+A lead-in that only says where a quote comes from ("According to [1], Complaints Handling Policy, page 2, clause
+4.2:", the model copying a source's header from the prompt) claims nothing: it is not shown or scored, and the
+sentences after it that cite nothing are checked against the sources it names first. Its page and clause are not
+trusted: the citation shown is built from the source the quote was found in.
 """
 
 from __future__ import annotations
@@ -88,6 +94,62 @@ def split_sentences(text: str) -> list[str]:
         elif piece and out:
             out[-1] += piece
     return out
+
+
+# "page 2", "clause 4.2", "Article 33", "section 3.1.(b)", "Rule 2.4.1": where a sentence says its text is.
+_PLACE = re.compile(r"\b(pages?|p\.|clauses?|articles?|art\.|sections?|paragraphs?|para\.|rules?)\s*"
+                    r"(\d[\w.()\-]*[\w)]|\d|[ivxlc]+\b)", re.I)
+_PAGE_KINDS = ("page", "pages", "p.")
+_LEAD_WORDS = content_words("according as stated set out see source sources under provided by per")
+
+
+def places(text: str) -> list[tuple[str, str]]:
+    """The pages and clauses a text names: [("page", "2"), ("clause", "4.2"), ("article", "33")]."""
+    return [(m.group(1).lower(), m.group(2)) for m in _PLACE.finditer(strip_markers(text))]
+
+
+def is_lead_in(text: str, titles: list[str]) -> bool:
+    """A sentence that cites a source and only says where it is: markers, lead words ("according to"), a title of
+    one of the sources, pages and clauses, and nothing else."""
+    if not parse_markers(text):
+        return False
+    rest = content_words(_PLACE.sub(" ", strip_markers(text))) - _LEAD_WORDS
+    for title in titles:
+        rest -= content_words(title)
+    return not rest
+
+
+def _clause_key(clause: str) -> str:
+    """'Article 33' -> '33', '3.1.(b)' -> '3.1(b)', '4.2.' -> '4.2': clause ids compared without their kind."""
+    key = re.sub(r"^(clauses?|articles?|art\.|sections?|paragraphs?|para\.|rules?)\s*", "", clause.strip().lower())
+    return key.replace(".(", "(").rstrip(".")
+
+
+def _same_clause(named: str, clause: str) -> bool:
+    """A clause named in a sentence is the source's clause, a part of it or the clause it is part of (3.1 and
+    3.1.(b))."""
+    a, b = _clause_key(named), _clause_key(clause)
+    if a == b:
+        return True
+    short, long = sorted((a, b), key=len)
+    return long.startswith(short) and long[len(short)] in ".("
+
+
+def misplaced(claim: str, source: Retrieved) -> str | None:
+    """A page or clause the claim names that the cited source is not (nor mentions): "it names clause 4.4, but the
+    source is clause 4.1". Pages are checked only where the source has them, clauses only where its clauses were
+    recognised; a reference that the source's own text makes ("as required by Rule 2.4.1") is not a mismatch."""
+    chunk = source.chunk
+    clauses = [c for c in [chunk.clause, *(cid for _, cid in chunk.extra.get("clauses", []))] if c]
+    text = chunk.text.lower()
+    for kind, named in places(claim):
+        if kind in _PAGE_KINDS:
+            pages = {str(chunk.page)} | ({chunk.page_label.lower()} if chunk.page_label else set())
+            if chunk.page is not None and named.lower() not in pages and f"page {named.lower()}" not in text:
+                return f"it names page {named}, but the source is page {chunk.page_label or chunk.page}"
+        elif clauses and not any(_same_clause(named, c) for c in clauses) and named.lower() not in text:
+            return f"it names {kind} {named}, but the source is {clauses[0] if len(clauses) == 1 else ', '.join(clauses)}"
+    return None
 
 
 def is_abstention(text: str) -> bool:
@@ -185,7 +247,7 @@ class Verifier:
         sims = vecs @ sentence_vec
         best = int(np.argmax(sims))
         score = 0.5 * lexical + 0.5 * max(0.0, float(sims[best]))
-        missing = numbers(claim) - numbers(text)
+        missing = numbers(_PLACE.sub(" ", claim)) - numbers(text)  # pages and clauses: checked by `misplaced`
         if missing:
             score *= 0.5
         s, e = spans[best]
@@ -195,21 +257,40 @@ class Verifier:
             i, issue = changed
             s, e = spans[i]  # the quote is the sentence it changed, so the reader sees both
             score *= 0.5
+        wrong_place = misplaced(claim, source)
+        if wrong_place is not None:
+            issue = issue or wrong_place
+            score *= 0.5
         return Support(score=score, quote=text[s:e].strip(), start=s, end=e, issue=issue)
 
     def verify(self, answer: str, sources: list[Retrieved]) -> tuple[list[Sentence], dict[int, Support]]:
         """Verdicts for every sentence of an answer against numbered sources (1-based, as in the prompt).
 
         Returns the sentences and, per cited source number, its best supporting quote."""
-        texts = split_sentences(answer)
+        titles = sorted({src.chunk.title for src in sources if src.chunk.title})
+        texts, named_by = [], []  # each claim, and the sources a lead-in before it named
+        lead: list[int] = []
+        for text in split_sentences(answer):
+            if is_lead_in(text, titles):
+                lead = valid_markers(text, len(sources))
+                continue
+            lead = lead if not parse_markers(text) else []  # a sentence with its own citation ends the lead-in
+            texts.append(text)
+            named_by.append(lead)
         if not texts:
             return [], {}
         vecs = self.embedder.encode([strip_markers(t) for t in texts])
         sentences: list[Sentence] = []
         quotes: dict[int, Support] = {}
-        for text, vec in zip(texts, vecs, strict=True):
+        for text, vec, lead in zip(texts, vecs, named_by, strict=True):
             cited = valid_markers(text, len(sources))
             sentence = Sentence(text=text, citations=cited)
+            if not cited and lead:
+                supports = {n: self.support(text, vec, sources[n - 1]) for n in lead}
+                best_n = max(supports, key=lambda n: supports[n].score)
+                if supports[best_n].score >= self.threshold:  # the model's own citation, moved from its lead-in
+                    cited = [best_n]
+                    sentence = Sentence(text=f"{text} [{best_n}]", citations=cited)
             if cited:
                 supports = {n: self.support(text, vec, sources[n - 1]) for n in cited}
                 best_n = max(supports, key=lambda n: supports[n].score)

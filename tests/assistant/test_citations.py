@@ -101,3 +101,63 @@ def test_the_near_copy_check_leaves_paraphrases_and_omissions_alone():
                      "A controller must tell the regulator about a breach within three days.",  # its own words
                      source[1]):  # a copy of the other sentence is judged against that one
         assert substitution(faithful, source, words) is None, faithful
+
+
+def _header(n: int, source) -> str:
+    """The lead-in the shipped adapter writes: a copy of the source's header in the prompt."""
+    from assistant.prompt import source_header
+
+    return "According to " + source_header(n, source.chunk).replace(f"[{n}] ", f"[{n}], ", 1) + ":"
+
+
+def test_a_lead_in_that_only_names_its_source_is_not_a_claim_and_passes_its_citation_on(setup):
+    verifier, sources = setup
+    n = next(i for i, s in enumerate(sources, 1) if "5 business days" in s.chunk.text)
+    quote = next(q for q in split_sentences(sources[n - 1].chunk.text) if "5 business days" in q)
+    sentences, quotes = verifier.verify(f"{_header(n, sources[n - 1])}\n{quote}", sources)
+    assert [s.text for s in sentences] == [f"{quote} [{n}]"]  # the lead-in is neither shown nor scored
+    assert sentences[0].supported and sentences[0].citations == [n] and sentences[0].attached == []
+    assert "5 business days" in quotes[n].quote
+
+    # a lead-in naming the wrong source: the quote is cited by the verifier with the source it is in
+    other = next(i for i, s in enumerate(sources, 1) if "5 business days" not in s.chunk.text)
+    sentences, _ = verifier.verify(f"{_header(other, sources[other - 1])}\n{quote}", sources)
+    assert [(s.citations, s.attached) for s in sentences] == [([n], [n])]
+    assert verifier.verify(_header(n, sources[n - 1]), sources) == ([], {})  # nothing but a lead-in: no answer
+
+
+def test_a_sentence_with_content_is_never_taken_for_a_lead_in(setup):
+    from assistant.citations import is_lead_in
+
+    titles = ["Complaints Handling Policy"]
+    assert is_lead_in("According to [1], Complaints Handling Policy, page 2, clause 4.2:", titles)
+    assert is_lead_in("As set out in [2], page ii.", titles)
+    assert not is_lead_in("According to [1], complaints are acknowledged within 5 business days.", titles)
+    assert not is_lead_in("Complaints Handling Policy, page 2, clause 4.2:", titles)  # cites nothing
+
+
+def test_a_claim_that_names_a_page_or_clause_the_source_is_not_is_unsupported(setup):
+    verifier, sources = setup
+    n = next(i for i, s in enumerate(sources, 1) if "5 business days" in s.chunk.text)
+    source = sources[n - 1].chunk
+    claim = "the Bank acknowledges every complaint in writing within 5 business days of receipt"
+    right, = verifier.verify(f"Under clause {source.clause}, {claim} [{n}].", sources)[0]
+    assert right.supported and right.issue is None, right
+    wrong_clause = "9.9" if source.clause != "9.9" else "8.8"
+    wrong, = verifier.verify(f"Under clause {wrong_clause}, {claim} [{n}].", sources)[0]
+    assert not wrong.supported, wrong
+    assert wrong.issue == f"it names clause {wrong_clause}, but the source is {source.clause}", wrong
+    page = source.page_label or str(source.page)
+    off_page, = verifier.verify(f"On page {int(page) + 3} of the policy, {claim} [{n}].", sources)[0]
+    assert not off_page.supported and off_page.issue == f"it names page {int(page) + 3}, but the source is page {page}"
+    assert verifier.verify(f"On page {page} of the policy, {claim} [{n}].", sources)[0][0].supported
+
+
+def test_clauses_are_compared_as_parts_of_one_another():
+    from assistant.citations import _same_clause, places
+
+    assert _same_clause("3.1", "3.1.(b)") and _same_clause("3.1.(b)", "3.1") and _same_clause("Article 33", "33")
+    assert _same_clause("33(1)", "Article 33") and _same_clause("4.2.", "4.2")
+    assert not _same_clause("3.1", "3.10") and not _same_clause("4.4", "4.1") and not _same_clause("3", "33")
+    assert places("Under Article 33(1) and clause 4.2 [1], see page ii.") == [
+        ("article", "33(1)"), ("clause", "4.2"), ("page", "ii")]
