@@ -148,8 +148,13 @@ def misplaced(claim: str, source: Retrieved) -> str | None:
             if chunk.page is not None and named.lower() not in pages and f"page {named.lower()}" not in text:
                 return f"it names page {named}, but the source is page {chunk.page_label or chunk.page}"
         elif clauses and not any(_same_clause(named, c) for c in clauses) and named.lower() not in text:
-            return f"it names {kind} {named}, but the source is {clauses[0] if len(clauses) == 1 else ', '.join(clauses)}"
+            return f"it names {kind} {named}, but the source is {' and '.join(map(_clause_name, clauses))}"
     return None
+
+
+def _clause_name(clause: str) -> str:
+    """'4.1' -> 'clause 4.1'; 'Article 33', 'AC-2' as they are."""
+    return f"clause {clause}" if clause[:1].isdigit() else clause
 
 
 def is_abstention(text: str) -> bool:

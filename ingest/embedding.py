@@ -93,7 +93,10 @@ class Embedder:
                            _CPU_BATCH_TOKENS if self._bert is not None else None)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         done = [0]
-        counting = threading.Lock()
+
+        def count(batch: list[int]) -> None:
+            done[0] += len(batch)
+            on_batch(done[0], len(texts))
 
         def embed(batch: list[int]) -> None:
             with torch.inference_mode():
@@ -103,17 +106,15 @@ class Embedder:
                     vectors = self.model.encode([texts[i] for i in batch], batch_size=len(batch),
                                                 normalize_embeddings=True, convert_to_tensor=True)
             out[batch] = vectors.float().cpu().numpy()
-            if on_batch is not None:
-                with counting:
-                    done[0] += len(batch)
-                    on_batch(done[0], len(texts))
 
         with self._lock:
             if self._bert is None:
                 for batch in batches:
                     embed(batch)
+                    if on_batch is not None:
+                        count(batch)
             else:
-                in_parallel(embed, batches)
+                in_parallel(embed, batches, after=count if on_batch is not None else None)
         return out
 
     def encode_query(self, text: str) -> np.ndarray:
@@ -135,11 +136,13 @@ def _batches(lengths: list[int], max_texts: int, max_tokens: int | None) -> list
     return [*batches, current] if current else batches
 
 
-def in_parallel(fn, batches: list[list[int]]) -> None:
+def in_parallel(fn, batches: list[list[int]], after=None) -> None:
     """Run fn over the batches on as many Python threads as torch has threads, each running its ops on one core.
 
     Whole batches per core beat splitting every operation across cores (one barrier per operation), most of all
-    when other processes share the cores; torch releases the GIL inside each operation.
+    when other processes share the cores; torch releases the GIL inside each operation. `after(batch)` runs in
+    the calling thread once a batch is done (in batch order), so a progress callback sees the caller's context
+    (Gradio's progress is bound to the request's thread).
     """
     import torch
 
@@ -148,13 +151,17 @@ def in_parallel(fn, batches: list[list[int]]) -> None:
     if workers <= 1:
         for batch in batches:
             fn(batch)
+            if after is not None:
+                after(batch)
         return
     from concurrent.futures import ThreadPoolExecutor
 
     torch.set_num_threads(1)  # each new thread takes this count when it first runs an op; restored for this one
     try:
         with ThreadPoolExecutor(workers, thread_name_prefix="embed") as pool:
-            list(pool.map(fn, batches))
+            for batch, _ in zip(batches, pool.map(fn, batches), strict=True):
+                if after is not None:
+                    after(batch)
     finally:
         torch.set_num_threads(threads)
 

@@ -25,7 +25,7 @@ from ingest.settings import Settings
 from ingest.types import DocumentRecord, IngestError, SourceDocument, display_name, doc_key, iso_date
 
 # (stage, done, total, detail): stage "file" (files started, of all), then for each file "pages" (pages read) and
-# "embed" (chunks embedded so far, of the file's chunks; called from the embedding threads, one call at a time)
+# "embed" (chunks embedded so far, of the file's chunks), all from the calling thread
 ProgressFn = Callable[[str, int, int, str], None]
 
 

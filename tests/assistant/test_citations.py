@@ -146,7 +146,7 @@ def test_a_claim_that_names_a_page_or_clause_the_source_is_not_is_unsupported(se
     wrong_clause = "9.9" if source.clause != "9.9" else "8.8"
     wrong, = verifier.verify(f"Under clause {wrong_clause}, {claim} [{n}].", sources)[0]
     assert not wrong.supported, wrong
-    assert wrong.issue == f"it names clause {wrong_clause}, but the source is {source.clause}", wrong
+    assert wrong.issue == f"it names clause {wrong_clause}, but the source is clause {source.clause}", wrong
     page = source.page_label or str(source.page)
     off_page, = verifier.verify(f"On page {int(page) + 3} of the policy, {claim} [{n}].", sources)[0]
     assert not off_page.supported and off_page.issue == f"it names page {int(page) + 3}, but the source is page {page}"

@@ -2,6 +2,7 @@
 batch in which bad files fail on their own."""
 
 import json
+import threading
 
 import pytest
 from typer.testing import CliRunner
@@ -216,10 +217,17 @@ def test_bad_files_fail_alone_and_harm_nothing(tmp_path, embedder):
 
 
 def test_progress_follows_each_file_through_reading_and_embedding(new_library):
-    """A long PDF's time is spent embedding: progress reports its pages, then its chunks batch by batch."""
-    events = []
+    """A long PDF's time is spent embedding: progress reports its pages, then its chunks batch by batch, always
+    from the calling thread (the UI's progress is bound to the request's thread; embedding runs on a pool)."""
+    events, threads = [], set()
+
+    def progress(*event):
+        events.append(event)
+        threads.add(threading.get_ident())
+
     files = [CORPUS / "aml_kyc_policy.pdf", BAD / "empty.pdf", GOOD / "policy.md"]
-    report = new_library().ingest(files, progress=lambda *event: events.append(event))
+    report = new_library().ingest(files, progress=progress)
+    assert threads == {threading.get_ident()}
     aml, empty, md = report.files
     assert (aml.status, empty.status, md.status) == ("added", "failed", "added")
 
