@@ -97,8 +97,8 @@ def split_sentences(text: str) -> list[str]:
 
 
 # "page 2", "clause 4.2", "Article 33", "section 3.1.(b)", "Rule 2.4.1": where a sentence says its text is.
-_PLACE = re.compile(r"\b(pages?|p\.|clauses?|articles?|art\.|sections?|paragraphs?|para\.|rules?)\s*"
-                    r"(\d[\w.()\-]*[\w)]|\d|[ivxlc]+\b)", re.I)
+_CLAUSE_KINDS = r"clauses?|articles?|art\.|sections?|paragraphs?|para\.|rules?"
+_PLACE = re.compile(rf"\b(pages?|p\.|{_CLAUSE_KINDS})\s*(\d[\w.()\-]*[\w)]|\d|[ivxlc]+\b)", re.I)
 _PAGE_KINDS = ("page", "pages", "p.")
 _LEAD_WORDS = content_words("according as stated set out see source sources under provided by per")
 
@@ -108,20 +108,17 @@ def places(text: str) -> list[tuple[str, str]]:
     return [(m.group(1).lower(), m.group(2)) for m in _PLACE.finditer(strip_markers(text))]
 
 
-def is_lead_in(text: str, titles: list[str]) -> bool:
-    """A sentence that cites a source and only says where it is: markers, lead words ("according to"), a title of
-    one of the sources, pages and clauses, and nothing else."""
+def is_lead_in(text: str, title_words: set[str]) -> bool:
+    """A sentence that cites a source and only says where it is: markers, lead words ("according to"), words of
+    the sources' titles (`title_words`, as `content_words` gives them), pages and clauses, and nothing else."""
     if not parse_markers(text):
         return False
-    rest = content_words(_PLACE.sub(" ", strip_markers(text))) - _LEAD_WORDS
-    for title in titles:
-        rest -= content_words(title)
-    return not rest
+    return not content_words(_PLACE.sub(" ", strip_markers(text))) - _LEAD_WORDS - title_words
 
 
 def _clause_key(clause: str) -> str:
     """'Article 33' -> '33', '3.1.(b)' -> '3.1(b)', '4.2.' -> '4.2': clause ids compared without their kind."""
-    key = re.sub(r"^(clauses?|articles?|art\.|sections?|paragraphs?|para\.|rules?)\s*", "", clause.strip().lower())
+    key = re.sub(rf"^({_CLAUSE_KINDS})\s*", "", clause.strip().lower())
     return key.replace(".(", "(").rstrip(".")
 
 
@@ -272,11 +269,11 @@ class Verifier:
         """Verdicts for every sentence of an answer against numbered sources (1-based, as in the prompt).
 
         Returns the sentences and, per cited source number, its best supporting quote."""
-        titles = sorted({src.chunk.title for src in sources if src.chunk.title})
+        title_words = set().union(*(content_words(src.chunk.title or "") for src in sources))
         texts, named_by = [], []  # each claim, and the sources a lead-in before it named
         lead: list[int] = []
         for text in split_sentences(answer):
-            if is_lead_in(text, titles):
+            if is_lead_in(text, title_words):
                 lead = valid_markers(text, len(sources))
                 continue
             lead = lead if not parse_markers(text) else []  # a sentence with its own citation ends the lead-in
@@ -288,16 +285,22 @@ class Verifier:
         sentences: list[Sentence] = []
         quotes: dict[int, Support] = {}
         for text, vec, lead in zip(texts, vecs, named_by, strict=True):
+            scored: dict[int, Support] = {}  # this sentence against source n, each scored once
+
+            def support(n: int, text=text, vec=vec, scored=scored) -> Support:
+                if n not in scored:
+                    scored[n] = self.support(text, vec, sources[n - 1])
+                return scored[n]
+
             cited = valid_markers(text, len(sources))
             sentence = Sentence(text=text, citations=cited)
             if not cited and lead:
-                supports = {n: self.support(text, vec, sources[n - 1]) for n in lead}
-                best_n = max(supports, key=lambda n: supports[n].score)
-                if supports[best_n].score >= self.threshold:  # the model's own citation, moved from its lead-in
+                best_n = max(lead, key=lambda n: support(n).score)
+                if support(best_n).score >= self.threshold:  # the model's own citation, moved from its lead-in
                     cited = [best_n]
                     sentence = Sentence(text=f"{text} [{best_n}]", citations=cited)
             if cited:
-                supports = {n: self.support(text, vec, sources[n - 1]) for n in cited}
+                supports = {n: support(n) for n in cited}
                 best_n = max(supports, key=lambda n: supports[n].score)
                 sentence.support_score = round(supports[best_n].score, 4)
                 sentence.supported = supports[best_n].score >= self.threshold
@@ -306,7 +309,7 @@ class Verifier:
                     if n not in quotes or sup.score > quotes[n].score:
                         quotes[n] = sup
             elif sources and len(content_words(strip_markers(text))) >= 2:
-                supports = {n: self.support(text, vec, src) for n, src in enumerate(sources, start=1)}
+                supports = {n: support(n) for n in range(1, len(sources) + 1)}
                 best_n = max(supports, key=lambda n: supports[n].score)
                 sentence.support_score = round(supports[best_n].score, 4)
                 if supports[best_n].score >= self.threshold:

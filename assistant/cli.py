@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from ingest.settings import Settings, SettingsError, configure_offline_environment, load_settings
+from ingest.types import plural
 
 app = typer.Typer(help="comply: answers from your regulation and policy documents, with verified citations.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -55,11 +56,6 @@ def emit(data, as_json: bool, text: str | None = None) -> None:
         typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
     elif text is not None:
         typer.echo(text)
-
-
-def plural(n: int, noun: str) -> str:
-    """'1 page', '3 pages'."""
-    return f"{n} {noun}{'s' * (n != 1)}"
 
 
 def fail(message: str, as_json: bool = False, code: int = 1):

@@ -93,10 +93,11 @@ class Embedder:
                            _CPU_BATCH_TOKENS if self._bert is not None else None)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         done = [0]
-
-        def count(batch: list[int]) -> None:
-            done[0] += len(batch)
-            on_batch(done[0], len(texts))
+        after = None  # called in this thread after each batch (see in_parallel)
+        if on_batch is not None:
+            def after(batch: list[int]) -> None:
+                done[0] += len(batch)
+                on_batch(done[0], len(texts))
 
         def embed(batch: list[int]) -> None:
             with torch.inference_mode():
@@ -111,10 +112,10 @@ class Embedder:
             if self._bert is None:
                 for batch in batches:
                     embed(batch)
-                    if on_batch is not None:
-                        count(batch)
+                    if after is not None:
+                        after(batch)
             else:
-                in_parallel(embed, batches, after=count if on_batch is not None else None)
+                in_parallel(embed, batches, after=after)
         return out
 
     def encode_query(self, text: str) -> np.ndarray:

@@ -22,7 +22,7 @@ from ingest.embedding import Embedder, load_embedder
 from ingest.index import BM25Index, VectorStore
 from ingest.readers import is_supported, read_file
 from ingest.settings import Settings
-from ingest.types import DocumentRecord, IngestError, SourceDocument, display_name, doc_key, iso_date
+from ingest.types import DocumentRecord, IngestError, SourceDocument, display_name, doc_key, iso_date, plural
 
 # (stage, done, total, detail): stage "file" (files started, of all), then for each file "pages" (pages read) and
 # "embed" (chunks embedded so far, of the file's chunks), all from the calling thread
@@ -238,8 +238,7 @@ class Library:
         on_batch = None
         if progress:
             name, pages = display_name(path.name), len(doc.pages)
-            progress("pages", pages, pages, f"{name}: {pages} page{'s' * (pages != 1)} read, embedding {len(chunks)} "
-                                            f"chunks")
+            progress("pages", pages, pages, f"{name}: {plural(pages, 'page')} read, embedding {len(chunks)} chunks")
 
             def on_batch(done: int, total: int) -> None:
                 progress("embed", done, total, f"{name}: embedded {done} of {total} chunks")

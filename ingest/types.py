@@ -29,6 +29,11 @@ def iso_date(text: str | None, what: str = "date") -> str | None:
         raise ValueError(f"the {what} '{text}' is not a date: write it as YYYY-MM-DD, e.g. 2025-01-31") from None
 
 
+def plural(n: int, noun: str) -> str:
+    """'1 page', '3 pages'."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def display_name(text: str) -> str:
     """A file name or path as text that can be stored and printed: bytes that are not UTF-8 (kept by Python as
     surrogates) become U+FFFD."""

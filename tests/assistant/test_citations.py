@@ -129,7 +129,7 @@ def test_a_lead_in_that_only_names_its_source_is_not_a_claim_and_passes_its_cita
 def test_a_sentence_with_content_is_never_taken_for_a_lead_in(setup):
     from assistant.citations import is_lead_in
 
-    titles = ["Complaints Handling Policy"]
+    titles = content_words("Complaints Handling Policy")
     assert is_lead_in("According to [1], Complaints Handling Policy, page 2, clause 4.2:", titles)
     assert is_lead_in("As set out in [2], page ii.", titles)
     assert not is_lead_in("According to [1], complaints are acknowledged within 5 business days.", titles)
