@@ -50,7 +50,8 @@ def _stem(word: str) -> str:
 
 def content_words(text: str) -> set[str]:
     """Lower-cased, crudely stemmed content words and numbers."""
-    return {_stem(w.lower()) for w in _WORD.findall(text) if w.lower() not in _STOP and (len(w) > 2 or w.isdigit())}
+    words = {w.lower() for w in set(_WORD.findall(text))}  # each distinct word once: a long text is mostly repeats
+    return {_stem(w) for w in words if w not in _STOP and (len(w) > 2 or w.isdigit())}
 
 
 def numbers(text: str) -> set[str]:
@@ -175,7 +176,9 @@ NEAR_COPY = 0.6
 
 
 def _tokens(text: str) -> list[str]:
-    return [_stem(w.lower()) for w in _WORD.findall(text)]
+    words = [w.lower() for w in _WORD.findall(text)]
+    stems = {w: _stem(w) for w in set(words)}  # each distinct word once: a long text is mostly repeats
+    return [stems[w] for w in words]
 
 
 def _is_content(token: str) -> bool:

@@ -1,6 +1,7 @@
 """What every tab of the browser app shares: one Library, one Assistant (the model loads once per process), the
 user store, the audit trail, the model lock, and the server-side permission check each handler starts with."""
 
+import asyncio
 import threading
 from pathlib import Path
 
@@ -26,6 +27,7 @@ class Services:
         self.audit = AuditLog(settings.audit_path)
         # Generation, evaluation and index changes take turns: one model instance, one set of indexes.
         self.lock = threading.RLock()
+        self._login_checks = threading.Lock()
         self._assistant: Assistant | None = None
 
     @property
@@ -41,9 +43,15 @@ class Services:
         with self.lock:
             self._assistant = None
 
-    def authenticate(self, name: str, password: str) -> bool:
-        """Gradio's login check: the name and password match a stored user."""
-        return self.users.authenticate(name, password) is not None
+    async def authenticate(self, name: str, password: str) -> bool:
+        """Gradio's login check: the name and password match a stored user. Gradio runs it on the event loop that
+        serves every request; the argon2 check (a quarter of a second of CPU) runs in a worker thread, one check at
+        a time, so that a burst of logins, even wrong ones, waits for itself and does not hold up anyone else."""
+        def check() -> bool:
+            with self._login_checks:
+                return self.users.authenticate(name, password) is not None
+
+        return await asyncio.to_thread(check)
 
     def authorize(self, request: gr.Request | None, permission: str) -> User:
         """The logged-in user behind `request` if their role grants `permission`; otherwise a gr.Error that the

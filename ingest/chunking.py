@@ -1,7 +1,9 @@
 """Clause-aware chunking: break at article/section/clause boundaries first, then at sentences within a token budget.
 
 A chunk never crosses a page (so it cites one page), never mixes two documents, and its text is exactly
-`page.text[char_start:char_end]`, so the UI can highlight it. Passage records stay one chunk each.
+`page.text[char_start:char_end]`, so the UI can highlight it. A chunk is bounded in characters as well as tokens (the
+embedding tokenizer counts a run of letters over 100 characters as one token: a 20 MB "word" was one chunk); within
+that bound, passage records stay one chunk each.
 Sentence spans come from llama-index's bundled Punkt tokenizer; its node parsers are not used for the rest because
 they neither keep character spans on the page nor know clause boundaries (see docs/architecture.md).
 """
@@ -12,7 +14,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ingest.types import Chunk, SourceDocument, display_name, doc_key
 
@@ -53,6 +55,7 @@ class _Draft:
     passage: bool = False
     clause_starts: list[tuple[int, str]] = field(default_factory=list)  # (page offset, clause) of merged clauses
     heading_at: int | None = None  # page offset of a heading merged after the draft's own text
+    hard_split: bool = False  # starts inside a run without blanks that `_cut_runs` cut
 
 
 def recognise_clause(line: str) -> tuple[str | None, int | None, str | None]:
@@ -82,20 +85,28 @@ def recognise_clause(line: str) -> tuple[str | None, int | None, str | None]:
 
 
 def chunk_document(doc: SourceDocument, document_id: str, version: int, count_tokens: TokenCounter,
-                   budget: int = 256, min_tokens: int = 40) -> list[Chunk]:
-    """Split a document into citation-ready chunks of at most `budget` tokens (where sentences allow)."""
+                   budget: int = 256, min_tokens: int = 40, max_chars: int = 4000) -> list[Chunk]:
+    """Split a document into citation-ready chunks of at most `budget` tokens (where sentences allow) and at most
+    `max_chars` characters (always: a longer run without blanks is cut, and a chunk that starts inside one is marked
+    `extra["hard_split"]`)."""
     if doc.kind == "passages":
         drafts = [_Draft(i, 0, len(p.text), p.passage_id, passage=True) for i, p in enumerate(doc.pages)
                   if p.text.strip()]
     else:
         drafts = [_Draft(b.page_index, b.start, b.end, b.clause, b.heading_path, is_heading=b.is_heading)
                   for b in _blocks(doc)]
+    drafts = _cut_runs(doc, drafts, max_chars)  # first: the tokenizer counts a long run as one token
+    _count(doc, drafts, count_tokens)
+    drafts = _split_oversized(doc, drafts, count_tokens, budget)
+    drafts = _merge_small(drafts, budget, min_tokens, max_chars)
+    drafts = _bound_chars(doc, drafts, max_chars, count_tokens, budget)
+    return [_to_chunk(doc, d, document_id, version, seq) for seq, d in enumerate(drafts)]
+
+
+def _count(doc: SourceDocument, drafts: list[_Draft], count_tokens: TokenCounter) -> None:
     texts = [doc.pages[d.page_index].text[d.start:d.end] for d in drafts]
     for d, n in zip(drafts, count_tokens(texts) if texts else [], strict=True):
         d.tokens = n
-    drafts = _split_oversized(doc, drafts, count_tokens, budget)
-    drafts = _merge_small(drafts, budget, min_tokens)
-    return [_to_chunk(doc, d, document_id, version, seq) for seq, d in enumerate(drafts)]
 
 
 def _blocks(doc: SourceDocument) -> list[_Block]:
@@ -154,6 +165,70 @@ def _normalise(line: str) -> str:
     return re.sub(r"\d+", "#", " ".join(line.split()).lower())
 
 
+def _cut_runs(doc: SourceDocument, drafts: list[_Draft], max_chars: int) -> list[_Draft]:
+    """Drafts with no run of text without blanks longer than `max_chars`: such a run is cut every `max_chars`
+    characters (a hard split), and the text before and after it is kept as drafts of its own."""
+    long_run = re.compile(rf"(?<!\S)\S{{{max_chars + 1},}}")  # from a run's first character only: linear
+    out: list[_Draft] = []
+    for d in drafts:
+        text = doc.pages[d.page_index].text
+        runs = [m.span() for m in long_run.finditer(text, d.start, d.end)] if d.end - d.start > max_chars else []
+        start = d.start
+        for run_start, run_end in runs:
+            before = start + len(text[start:run_start].rstrip())
+            if before > start:
+                out.append(replace(d, start=start, end=before, is_heading=d.is_heading and start == d.start))
+            out.extend(replace(d, start=s, end=min(s + max_chars, run_end), is_heading=False,
+                               hard_split=s > run_start) for s in range(run_start, run_end, max_chars))
+            start = _BLANKS.match(text, run_end, d.end).end()
+        if start < d.end:
+            out.append(replace(d, start=start, is_heading=d.is_heading and start == d.start))
+    return out
+
+
+def _bound_chars(doc: SourceDocument, drafts: list[_Draft], max_chars: int, count_tokens: TokenCounter,
+                 budget: int) -> list[_Draft]:
+    """Drafts of at most `max_chars` characters. Within the token budget a draft is longer only where its words are
+    long (a run of letters over 100 characters counts as one token): it is cut after its last sentence end in the
+    second half of the bound, else at its last blank. Its pieces are counted again and split if over budget."""
+    out: list[_Draft] = []
+    for d in drafts:
+        if d.end - d.start <= max_chars:
+            out.append(d)
+            continue
+        text, start, pieces = doc.pages[d.page_index].text, d.start, []
+        while start < d.end:
+            cut = d.end if d.end - start <= max_chars else _cut_point(text, start, start + max_chars)
+            end = start + len(text[start:cut].rstrip())
+            if end > start:
+                # one clause throughout: `_merge_small` never makes a draft longer than the bound
+                pieces.append(_Draft(d.page_index, start, end, d.clause, d.heading_path, passage=d.passage,
+                                     hard_split=d.hard_split and start == d.start))
+            start = _BLANKS.match(text, cut, d.end).end()
+        _count(doc, pieces, count_tokens)
+        out.extend(_split_oversized(doc, pieces, count_tokens, budget))
+    return out
+
+
+_BLANKS = re.compile(r"\s*+")
+_SENTENCE_ENDS = (".\n", ". ", "!\n", "! ", "?\n", "? ", ";\n", "; ", "\n")
+
+
+def _cut_point(text: str, start: int, limit: int) -> int:
+    """Where a piece of text[start:] that must end by `limit` ends: after a sentence end, else at a blank, looked for
+    in the second half of the piece and then in the first; at `limit` if there is neither (`_cut_runs` leaves no run
+    long enough). Each rfind reads at most the bound, once per piece: linear in the text."""
+    half = start + (limit - start) // 2
+    for lo, hi in ((half, limit), (start + 1, half)):
+        sentence = max(text.rfind(mark, lo, hi) + 1 for mark in _SENTENCE_ENDS)  # after the '.', or at the '\n'
+        if sentence > 0:
+            return sentence
+        blank = max(text.rfind(blank, lo, hi) for blank in (" ", "\t", "\u00a0", "\u3000"))
+        if blank > 0:
+            return blank
+    return limit
+
+
 def _split_oversized(doc: SourceDocument, drafts: list[_Draft], count_tokens: TokenCounter,
                      budget: int) -> list[_Draft]:
     out: list[_Draft] = []
@@ -175,7 +250,8 @@ def _split_oversized(doc: SourceDocument, drafts: list[_Draft], count_tokens: To
             if group is not None and group.tokens + n <= budget:
                 group.end, group.tokens = e, group.tokens + n
                 continue
-            group = _Draft(d.page_index, s, e, d.clause, d.heading_path, n, passage=d.passage)
+            group = _Draft(d.page_index, s, e, d.clause, d.heading_path, n, passage=d.passage,
+                           hard_split=d.hard_split and s == d.start)
             out.append(group)
     return out
 
@@ -197,13 +273,14 @@ def _split_long_sentence(text: str, start: int, end: int, budget: int,
     return out
 
 
-def _merge_small(drafts: list[_Draft], budget: int, min_tokens: int) -> list[_Draft]:
+def _merge_small(drafts: list[_Draft], budget: int, min_tokens: int, max_chars: int) -> list[_Draft]:
     """Fold headings and fragments into their neighbour on the same page; passages are never merged."""
     out: list[_Draft] = []
     for d in drafts:
         prev = out[-1] if out else None
         if (prev is not None and not d.passage and not prev.passage and prev.page_index == d.page_index
-                and (prev.tokens < min_tokens or prev.is_heading) and prev.tokens + d.tokens <= budget):
+                and (prev.tokens < min_tokens or prev.is_heading) and prev.tokens + d.tokens <= budget
+                and d.end - prev.start <= max_chars):
             had_clause = prev.clause is not None
             prev.end, prev.tokens = d.end, prev.tokens + d.tokens
             # a heading takes the clause it introduces; a short clause keeps its own id (the chunk starts there)
@@ -230,6 +307,8 @@ def _to_chunk(doc: SourceDocument, d: _Draft, document_id: str, version: int, se
     extra = dict(page.extra)
     if len(d.clause_starts) > 1:
         extra["clauses"] = [[start - d.start, clause] for start, clause in d.clause_starts]
+    if d.hard_split:
+        extra["hard_split"] = True
     return Chunk(
         chunk_id=f"{doc_key(document_id, version)}#{seq:05d}",
         document_id=document_id,

@@ -231,8 +231,9 @@ class Library:
             raise IngestError(path, f"--supersedes names an unknown document id '{supersedes}'")
         effective_date = effective_date or find_effective_date(doc)
         version = self.catalog.next_version(document_id)
-        chunks = chunk_document(doc, document_id, version, self.embedder.count_tokens,
-                                budget=min(self.settings.chunk_tokens, self.embedder.max_tokens - 2))
+        budget = min(self.settings.chunk_tokens, self.embedder.max_tokens - 2)
+        chunks = chunk_document(doc, document_id, version, self.embedder.count_tokens, budget=budget,
+                                max_chars=self.settings.max_chunk_chars)
         if not chunks:
             raise IngestError(path, "no text could be chunked")
         on_batch = None
@@ -261,6 +262,10 @@ class Library:
             record.supersedes = previous.doc_key
         self.catalog.add_pending(record, chunks)  # record.errors: the reading warnings only, not the notes below
         warnings = list(warnings)
+        cut = sum(1 for c in chunks if c.extra.get("hard_split"))
+        if cut:
+            warnings.append(f"{plural(cut, 'chunk')} hard-split at {self.settings.max_chunk_chars} characters "
+                            "(a run of text without spaces, not prose?): search and citations there may be poor")
         if previous is not None and not supersedes and previous.file_name != record.file_name:
             warnings.append(f"taken as version {version} of '{document_id}' because its title matches "
                             f"{previous.file_name} (v{previous.version}); if it is a different document, delete "

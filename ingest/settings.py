@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(default=None, description="http://host:port of a Chroma server; unset = embedded.")
     collection: str = "comply"
     chunk_tokens: int = Field(default=224, ge=16, description="Token budget per chunk (embedding-model tokens).")
+    max_chunk_chars: int = Field(default=4000, ge=200, le=1_000_000,
+                                 description="Characters per chunk at most: a longer run without blanks (which the "
+                                 "tokenizer counts as one token) is hard-split, and reported.")
     max_file_mb: float = Field(default=100.0, gt=0, description="Files larger than this are refused.")
     min_chars_per_page: int = Field(default=16, ge=0, description="A PDF page with less text is reported as having no text layer.")
 

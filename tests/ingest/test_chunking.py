@@ -1,8 +1,9 @@
 """Clause-aware chunking: clause ids, the token budget, one page per chunk, exact character spans, whole
-sentences, and passage records kept apart."""
+sentences, passage records kept apart, and a character bound that no run of text escapes."""
 
 import json
 import re
+import time
 
 import pytest
 
@@ -214,3 +215,50 @@ def test_every_corpus_pdf_chunks_within_budget_with_clauses_and_sections(path, e
     assert len(with_clause) >= 0.6 * len(chunks), [(c.clause, c.text[:40]) for c in chunks]
     assert sum(bool(c.heading_path) for c in chunks) >= 0.6 * len(chunks)
     assert len({c.content_hash for c in chunks}) == len(chunks)
+
+
+def text_document(tmp_path, text: str):
+    """A plain-text document read the way ingest reads it."""
+    path = tmp_path / "long.txt"
+    path.write_text(text, encoding="utf-8")
+    return read_file(path, max_file_mb=100)
+
+
+def test_a_20_mb_word_becomes_many_chunks_within_the_character_bound(tmp_path, embedder):
+    """The tokenizer counts a run of letters over 100 characters as one token: without a character bound this
+    20 MB "word" was one chunk. It is hard-split every 4,000 characters, each piece marked, in one linear pass."""
+    word = "x" * 20_000_000
+    doc = text_document(tmp_path, f"1.1 Passwords have at least 12 characters.\n{word}\n1.2 Keys are rotated yearly.\n")
+    page = doc.pages[0].text
+    start = time.perf_counter()
+    chunks = chunk_document(doc, "long", 1, embedder.count_tokens, budget=DEFAULT_BUDGET, max_chars=4000)
+    seconds = time.perf_counter() - start
+    assert seconds < 60  # about 6 s here, nearly all of it the tokenizer reading each character once
+    assert len(chunks) == 5002 and max(len(c.text) for c in chunks) == 4000
+    assert all(page[c.char_start:c.char_end] == c.text for c in chunks)
+    assert chunks[0].text == "1.1 Passwords have at least 12 characters." and chunks[-1].text.startswith("1.2 Keys")
+    pieces = chunks[1:-1]
+    assert "".join(c.text for c in pieces) == word  # cut, not lost: every piece ends where the next starts
+    assert [c.extra.get("hard_split", False) for c in pieces] == [False] + [True] * (len(pieces) - 1)
+    assert {c.clause for c in pieces} == {"1.1"}  # still the clause it was written under
+
+
+def test_long_words_within_the_token_budget_are_cut_at_blanks_not_inside_words(tmp_path, embedder):
+    # 150 words of 150 letters: 150 tokens, under the budget, but 22,650 characters
+    words = [("abcdefghijklmnopqrstuvwxy"[i % 25] * 150) for i in range(150)]
+    doc = text_document(tmp_path, " ".join(words) + ".\n")
+    chunks = chunk_document(doc, "long", 1, embedder.count_tokens, budget=DEFAULT_BUDGET, max_chars=1000)
+    assert len(chunks) == 25 and all(len(c.text) <= 1000 for c in chunks)
+    assert all(doc.pages[0].text[c.char_start:c.char_end] == c.text for c in chunks)
+    assert " ".join(c.text for c in chunks) == " ".join(words) + "."
+    assert not any(c.extra.get("hard_split") for c in chunks)
+
+
+def test_a_passage_over_the_character_bound_is_split_and_keeps_its_id(tmp_path, embedder):
+    path = tmp_path / "rulebook.json"
+    path.write_text(json.dumps([{"DocumentID": 7, "PassageID": "9.1", "Passage": "Z" * 9000},
+                                {"DocumentID": 7, "PassageID": "9.2", "Passage": "A short rule."}]))
+    chunks = chunk_document(read_file(path), "rulebook", 1, embedder.count_tokens, budget=DEFAULT_BUDGET,
+                            max_chars=4000)
+    assert [(c.passage_id, len(c.text), c.extra.get("hard_split", False)) for c in chunks] == [
+        ("9.1", 4000, False), ("9.1", 4000, True), ("9.1", 1000, True), ("9.2", 13, False)]

@@ -3,6 +3,7 @@ batch in which bad files fail on their own."""
 
 import json
 import threading
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -307,3 +308,21 @@ def test_document_ids_keep_the_base_letter_of_accented_titles():
 
     assert slugify("Politique de conformité") == "politique-de-conformite"
     assert slugify("Règles générales: Übersicht") == "regles-generales-ubersicht"
+
+
+def test_a_run_without_spaces_is_hard_split_and_the_report_says_so(new_library, tmp_path):
+    """A 2 MB "word" (the tokenizer counts it as one token) is cut into chunks of at most max_chunk_chars, all
+    embedded and indexed, and the file's report counts the hard splits."""
+    path = tmp_path / "dump.txt"
+    path.write_text("Export log\n1.1 Backups are tested every quarter.\n" + "QmFzZTY0" * 250_000 + "\n")
+    library = new_library()
+    start = time.perf_counter()
+    [outcome] = library.ingest([path]).files
+    assert time.perf_counter() - start < 120  # about 3 s here (20 MB: 30 s)
+    assert outcome.status == "added" and outcome.chunks == 501
+    assert outcome.warnings == ["499 chunks hard-split at 4000 characters (a run of text without spaces, not prose?): "
+                                "search and citations there may be poor"]
+    rows = library.catalog.chunks_of(f"{outcome.document_id}@v1")
+    assert max(len(c.text) for c in rows) == 4000
+    check = library.check_consistency()
+    assert check["ok"] and check["chunks"] == 501
