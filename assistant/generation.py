@@ -1,13 +1,12 @@
-"""The generator: greedy, streaming chat completion from a local causal LM with an optional peft LoRA adapter.
+"""The generator: greedy, streaming chat completion from a causal LM with an optional peft LoRA adapter.
 
-Backends share the decoding (chat template, greedy choice, repetition penalty, stop tokens, detokenising) and differ
-only in the forward pass:
-- transformers: any HF model on CUDA or CPU. On CPU a llama-architecture model decodes through `Int4Decoder` (int4
-  weights, the LoRA kept beside them unmerged): a 2-core CPU is memory bound, and int4 reads ~3.5x fewer bytes per
-  token than bf16. The prompt is still read by the HF model in bf16/fp32, which is much faster there for many tokens.
-- llamacpp: the packaged Q4 GGUF on llama.cpp, the adapter exported once to a LoRA GGUF (optional package).
-Both run a plain token loop over a preallocated KV cache instead of `generate()`, whose per-token bookkeeping costs
-as much as the 135M default model's forward on a 2-core CPU.
+The local backends share the decoding (chat template, greedy choice, repetition penalty, stop tokens, detokenising)
+and differ only in how the model runs:
+- llamacpp (the default for GGUF models, the packaged Qwen2.5-Coder-1.5B-Instruct among them): llama.cpp with
+  continuous batching, several answers at once (assistant/llamacpp_engine.py); an adapter runs as a LoRA GGUF.
+- transformers: any HF model on CUDA or CPU; what training uses and checks an adapter with. On CPU a
+  llama-architecture model decodes through `Int4Decoder` (int4 weights, the LoRA kept beside them unmerged).
+- openai (assistant/openai_backend.py): any OpenAI-compatible server (vLLM, llama.cpp's server, Ollama, TGI).
 """
 
 from __future__ import annotations
@@ -23,21 +22,46 @@ from pathlib import Path
 import numpy as np
 
 from assistant.models import (
+    REPETITION_PENALTY,  # noqa: E402 - re-exported for the benchmarks and tests
     GeneratorError,
+    generator_gguf,
+    generator_tokenizer,
     lora_gguf,
     lora_tensors,
     model_display_name,
-    packaged_gguf,
     pick_backend,
     pick_device,
+    repetition_penalty,
     resolve_generator,
     use_bf16,
 )
 from ingest.settings import Settings
 
-# Measured on ObliQA prompts (docs/benchmarks.md): without it the 135M model often repeats itself until
-# max_new_tokens. It applies to generated tokens only, so quoting the sources is not penalised.
-REPETITION_PENALTY = 1.1
+
+class GreedyPicker:
+    """The decoding rule every backend shares: greedy, with the repetition penalty on generated tokens, stop tokens
+    and a token limit. Called with each step's logits (float32, writable); returns the token or None to stop."""
+
+    def __init__(self, stop_ids: set[int], limit: int, penalty: float, trace: list[tuple[int, float]] | None):
+        self.stop_ids, self.limit, self.penalty, self.trace = stop_ids, limit, penalty, trace
+        self.seen: set[int] = set()
+        self.count = 0
+
+    def __call__(self, logits: np.ndarray) -> int | None:
+        if self.count >= self.limit:
+            return None
+        if self.seen and self.penalty != 1.0:
+            index = np.fromiter(self.seen, dtype=np.int64, count=len(self.seen))
+            picked = logits[index]
+            logits[index] = np.where(picked > 0, picked / self.penalty, picked * self.penalty)
+        token = int(np.argmax(logits))
+        if self.trace is not None:  # softmax at the argmax: 1 / sum(exp(logits - max))
+            self.trace.append((token, float(1.0 / np.exp(logits - logits[token]).sum())))
+        if token in self.stop_ids:
+            return None
+        self.seen.add(token)
+        self.count += 1
+        return token
 
 
 class Generator:
@@ -97,21 +121,13 @@ class Generator:
         `trace` is a list, (token id, its probability under the distribution it was picked from) is appended for
         each generated token."""
         limit = max_new_tokens or self.max_new_tokens
-        penalty = self.repetition_penalty
+        pick = GreedyPicker(self.stop_ids, limit, self.repetition_penalty, trace)
         with self._lock:
             logits = self._prefill(self.encode_chat(messages), limit)
-            seen: set[int] = set()
             for step in range(limit):
-                if seen and penalty != 1.0:
-                    index = np.fromiter(seen, dtype=np.int64, count=len(seen))
-                    picked = logits[index]
-                    logits[index] = np.where(picked > 0, picked / penalty, picked * penalty)
-                token = int(np.argmax(logits))
-                if trace is not None:  # softmax at the argmax: 1 / sum(exp(logits - max))
-                    trace.append((token, float(1.0 / np.exp(logits - logits[token]).sum())))
-                if token in self.stop_ids:
+                token = pick(logits)
+                if token is None:
                     return
-                seen.add(token)
                 yield token
                 if step + 1 < limit:
                     logits = self._decode(token)
@@ -150,14 +166,14 @@ class TransformersGenerator(Generator):
 
     def __init__(self, model_path: str, *, name: str, adapter: str | None = None, device: str = "cpu",
                  bf16: bool = False, max_new_tokens: int = 192, threads: int | None = None,
-                 int4_decode: bool | None = None):
+                 int4_decode: bool | None = None, repetition_penalty: float = REPETITION_PENALTY):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
         super().__init__(AutoTokenizer.from_pretrained(model_path), name=name, adapter=adapter,
-                         max_new_tokens=max_new_tokens)
+                         max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
         self.device = device
         dtype = torch.bfloat16 if bf16 else torch.float32
         self.dtype = str(dtype).removeprefix("torch.")
@@ -357,59 +373,85 @@ class Int4Decoder:
 
 
 class LlamaCppGenerator(Generator):
-    """The packaged Q4_1 GGUF on llama.cpp; an adapter runs as a LoRA GGUF on top of the quantised weights.
+    """A GGUF model on llama.cpp with continuous batching (assistant/llamacpp_engine.py): several answers are
+    written at once. An adapter runs as a LoRA GGUF on top of the quantised weights, unmerged.
 
-    Tokenising and the chat template stay with the HF tokenizer (same vocabulary), so both backends see the same ids.
-    """
+    Tokenising and the chat template stay with the HF tokenizer (the same vocabulary, read from the GGUF), so the
+    training code and every backend see the same ids and the same prompt."""
 
     backend = "llamacpp"
-    dtype = "q4_1"
 
     def __init__(self, gguf_path: str, tokenizer_path: str, *, name: str, adapter: str | None = None,
-                 lora_path: str | None = None, max_new_tokens: int = 192, threads: int | None = None):
+                 lora_path: str | None = None, max_new_tokens: int = 192, threads: int | None = None,
+                 slots: int = 4, slot_tokens: int = 2048, repetition_penalty: float = REPETITION_PENALTY):
         import os
 
-        from llama_cpp import Llama
         from transformers import AutoTokenizer
 
+        from assistant.llamacpp_engine import BatchEngine
+
         super().__init__(AutoTokenizer.from_pretrained(tokenizer_path), name=name, adapter=adapter,
-                         max_new_tokens=max_new_tokens)
+                         max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
+        self.dtype = gguf_quantisation(gguf_path)
         threads = threads or os.cpu_count() or 1  # llama-cpp-python's own default is half the cores
-        self.llm = Llama(model_path=gguf_path, lora_path=lora_path, n_ctx=0, n_batch=512, n_threads=threads,
-                         n_threads_batch=threads, verbose=False)
-        self.lora_path = lora_path
+        self.engine = BatchEngine(gguf_path, lora=lora_path, slots=slots, slot_tokens=slot_tokens, threads=threads)
+        self.gguf_path, self.lora_path = gguf_path, lora_path
 
-    def _logits(self) -> np.ndarray:
-        import llama_cpp
+    def tokens(self, messages: list[dict], max_new_tokens: int | None = None,
+               trace: list[tuple[int, float]] | None = None) -> Iterator[int]:
+        limit = max_new_tokens or self.max_new_tokens
+        pick = GreedyPicker(self.stop_ids, limit, self.repetition_penalty, trace)
+        return self.engine.generate(self.encode_chat(messages), pick, limit)
 
-        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, -1), shape=(self.llm.n_vocab(),))
-        return row.copy()
 
-    def _prefill(self, ids: list[int], limit: int) -> np.ndarray:
-        self.llm.reset()
-        self.llm.eval(ids)
-        return self._logits()
+def gguf_quantisation(path: str) -> str:
+    """The file type of a GGUF as llama.cpp names it (q4_k_m, q4_1, ...), read from its header."""
+    import gguf
 
-    def _decode(self, token: int) -> np.ndarray:
-        self.llm.eval([token])
-        return self._logits()
+    reader = gguf.GGUFReader(path)
+    field = reader.fields.get("general.file_type")
+    if field is None:
+        return "gguf"
+    try:
+        return gguf.LlamaFileType(int(field.contents())).name.removeprefix("MOSTLY_").lower()
+    except ValueError:
+        return "gguf"
 
 
 @functools.lru_cache(maxsize=2)
 def _cached(backend: str, path: str, name: str, adapter: str | None, device: str, bf16: bool, max_new_tokens: int,
-            threads: int | None, models_dir: str) -> Generator:
+            threads: int | None, models_dir: str, gguf_file: str | None, slots: int, slot_tokens: int,
+            penalty: float) -> Generator:
     if backend == "llamacpp":
-        base = packaged_gguf()
-        lora = str(lora_gguf(adapter, base, Path(models_dir))) if adapter else None
-        return LlamaCppGenerator(str(base), path, name=name, adapter=adapter, lora_path=lora,
-                                 max_new_tokens=max_new_tokens, threads=threads)
+        lora = str(lora_gguf(adapter, Path(gguf_file), Path(models_dir))) if adapter else None
+        return LlamaCppGenerator(gguf_file, path, name=name, adapter=adapter, lora_path=lora,
+                                 max_new_tokens=max_new_tokens, threads=threads, slots=slots,
+                                 slot_tokens=slot_tokens, repetition_penalty=penalty)
     return TransformersGenerator(path, name=name, adapter=adapter, device=device, bf16=bf16,
-                                 max_new_tokens=max_new_tokens, threads=threads)
+                                 max_new_tokens=max_new_tokens, threads=threads, repetition_penalty=penalty)
 
 
-def load_generator(settings: Settings, adapter: str | None = None) -> Generator:
-    """The process-wide generator for these settings and adapter folder (loaded once per model/adapter/backend)."""
+# transformers builds a model under a process-wide "weights on the meta device" switch while it loads: two threads
+# loading at once (the server's warm-up and a first question) leave one with empty weights. One load at a time.
+_LOADING = threading.Lock()
+
+
+def load_generator(settings: Settings, adapter: str | None = None):
+    """The process-wide generator for these settings and adapter folder (loaded once per model/adapter/backend):
+    llama.cpp for GGUF models, any OpenAI-compatible server, or transformers (docs/architecture.md)."""
+    with _LOADING:
+        return _load_generator(settings, adapter)
+
+
+def _load_generator(settings: Settings, adapter: str | None):
     backend = pick_backend(settings, adapter)
+    if backend == "openai":
+        from assistant.openai_backend import OpenAIGenerator
+
+        return OpenAIGenerator.from_settings(settings, adapter)
     device = pick_device(settings)
-    return _cached(backend, resolve_generator(settings), model_display_name(settings), adapter, device,
-                   use_bf16(settings, device), settings.max_new_tokens, settings.threads, str(settings.models_dir))
+    gguf_file = str(generator_gguf(settings)) if backend == "llamacpp" else None
+    path = generator_tokenizer(settings) if backend == "llamacpp" else resolve_generator(settings)
+    return _cached(backend, path, model_display_name(settings), adapter, device, use_bf16(settings, device),
+                   settings.max_new_tokens, settings.threads, str(settings.models_dir), gguf_file,
+                   settings.generator_parallel, settings.generator_context_tokens, repetition_penalty(settings))

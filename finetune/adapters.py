@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ingest.settings import DEFAULT_GENERATOR, Settings
+from ingest.settings import Settings
 
 CARD = "card.json"
 CONFIG = "adapter_config.json"
@@ -102,6 +102,30 @@ def check_adapter(path: Path) -> None:
     if not tensors:
         raise AdapterError(f"{path}: {WEIGHTS} holds no tensors")
     read_card(path)
+
+
+def check_base(path: Path, settings: Settings) -> None:
+    """Refuse (AdapterError) an adapter trained for another base model than the configured generator: a LoRA only
+    means something on the weights it was trained on. Adapters whose card names no base are not checked."""
+    base = adapter_base(path)
+    if base is not None and base != settings.generator_model:
+        card = read_card(path)
+        raise AdapterError(f"{Path(path).name} was trained for {card.get('base_model') or base}, but the generator "
+                           f"is {settings.generator_model}; set generator_model to {base!r} to use it")
+
+
+def prompt_version(path: Path) -> int:
+    """The prompt version an adapter was trained on: its card's `prompt_version`, else 1 (cards from before the
+    field, all trained on version 1)."""
+    return int(read_card(Path(path)).get("prompt_version") or 1)
+
+
+def adapter_base(path: Path) -> str | None:
+    """The generator setting an adapter was trained for (its card's base_model_setting), or None if unknown."""
+    try:
+        return read_card(Path(path)).get("base_model_setting")
+    except AdapterError:
+        return None
 
 
 def write_card(path: Path, card: dict) -> None:
@@ -211,6 +235,7 @@ def activate(settings: Settings, name: str, force: bool = False) -> dict:
     even with `force` when check_adapter finds it damaged."""
     path = adapter_path(settings, name)
     check_adapter(path)  # it may have been damaged on disk since it was registered
+    check_base(path, settings)
     current = active(settings)
     if current == name:
         return {"active": name, "previous": current, "changed": False}
@@ -263,11 +288,13 @@ def rollback(settings: Settings) -> dict:
 
 
 def ensure_default(settings: Settings, shipped: Path = SHIPPED_DIR) -> str | None:
-    """When the registry holds no adapter, register and activate the adapter shipped in `data/adapters/` (the
-    first by name). Returns the name it activated, or None when nothing was needed or shipped."""
+    """When the registry holds no adapter, register and activate the adapter shipped in `data/adapters/` for the
+    configured generator (the first by name). Returns the name it activated, or None when nothing was needed or
+    shipped for this generator."""
     if list_adapters(settings) or not shipped.is_dir():
         return None
-    candidates = sorted(p for p in shipped.iterdir() if p.is_dir() and is_adapter(p))
+    candidates = sorted(p for p in shipped.iterdir()
+                        if p.is_dir() and is_adapter(p) and adapter_base(p) in (None, settings.generator_model))
     if not candidates:
         return None
     register(settings, candidates[0])
@@ -279,10 +306,12 @@ def make_card(name: str, settings: Settings, manifest: dict, data_dir: Path, hyp
               training: dict, reproduce: str | None = None) -> dict:
     """The card of a freshly trained adapter: base model, data set and hash, recipe, training, PII counts."""
     from assistant.models import model_display_name
+    from assistant.prompt import PROMPT_VERSION
 
     return {
         "name": name,
         "created": now(),
+        "prompt_version": PROMPT_VERSION,  # the prompt wording its training data used: the assistant gives it that
         "base_model": model_display_name(settings),
         "base_model_setting": settings.generator_model,
         "dataset": {"name": manifest.get("name"), "path": str(Path(data_dir).resolve()),
@@ -388,10 +417,10 @@ def export(settings: Settings, name: str, dest: Path, *, bf16: bool = True) -> P
     """Write adapter `name` as a self-contained folder to ship or share (e.g. `data/adapters/NAME`): the peft
     files (LoRA weights in bf16 unless `bf16=False`: half the size, and the assistant computes in bf16 anyway),
     `card.json` without paths of this machine, and a README generated from the card. The peft config names the
-    base model by its public id when it is the packaged default, instead of a local conversion folder."""
+    base model by its public id when it is a packaged model, instead of a local conversion folder."""
     from safetensors.torch import load_file, save_file
 
-    from assistant.models import PACKAGED_HF_ID
+    from assistant.models import public_model_id
 
     source = adapter_path(settings, name)
     dest = Path(dest)
@@ -399,8 +428,8 @@ def export(settings: Settings, name: str, dest: Path, *, bf16: bool = True) -> P
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     config = json.loads((source / CONFIG).read_text())
-    if settings.generator_model == DEFAULT_GENERATOR:
-        config["base_model_name_or_path"] = PACKAGED_HF_ID
+    if public_model_id(settings) != settings.generator_model:  # a packaged model: its public id, not a local folder
+        config["base_model_name_or_path"] = public_model_id(settings)
     (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     tensors = load_file(source / WEIGHTS)
     if bf16:

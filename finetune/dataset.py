@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from assistant.prompt import ABSTAIN_TEXT, build_messages, neutralise
+from assistant.prompt import ABSTAIN_REPLIES, PROMPT_VERSION, build_messages, neutralise
 from assistant.retrieval import Retriever
 from eval.datasets import GoldQuestion, split
 from eval.metrics import matches, ranked_item_from_chunk, relevant
@@ -212,7 +212,7 @@ class ExampleBuilder:
         else:
             sources, gold, how, abstain = self._raft_sources(question, rng, retrieved, distractors)
         numbered = [(i + 1, c) for i, c in enumerate(sources) if c in gold]
-        target = ABSTAIN_TEXT if abstain else cited_target(question, numbered, self.library.embedder)
+        target = ABSTAIN_REPLIES[PROMPT_VERSION] if abstain else cited_target(question, numbered, self.library.embedder)
         messages = build_messages(question.question, sources)
         messages.append({"role": "assistant", "content": target})
         messages = self.scrubber.scrub_messages(messages)

