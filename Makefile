@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-eval bench-finetune sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune sample-corpus clean
 
 install: $(STAMP)
 
@@ -59,7 +59,7 @@ lint: install
 sample-corpus: install
 	$(BIN)/python data/make_sample_corpus.py
 
-bench: bench-ingest bench-retrieval bench-verifier bench-generate bench-eval bench-finetune
+bench: bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune
 
 bench-ingest: install
 	$(BIN)/python -m eval.bench_ingest --pdfs $(SHARED)/regulation-pdfs
@@ -72,6 +72,11 @@ bench-verifier: install
 
 bench-generate: install
 	$(BIN)/python -m eval.bench_generate --obliqa $(SHARED)/obliqa
+
+# RSS of the answering process with the default generator over 200 answers, 4 at a time, on the sample home.
+bench-memory: install
+	$(BIN)/comply --home $(HOME_DIR) ingest data/corpus
+	$(BIN)/python -m eval.bench_memory --home $(HOME_DIR)
 
 bench-eval: install
 	$(BIN)/python -m eval.bench_eval --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --out .comply-bench/eval

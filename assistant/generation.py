@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from assistant.models import (
-    REPETITION_PENALTY,  # noqa: E402 - re-exported for the benchmarks and tests
+    REPETITION_PENALTY,  # the 135M model's penalty: TransformersGenerator's default
     GeneratorError,
     generator_gguf,
     generator_tokenizer,

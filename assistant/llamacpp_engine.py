@@ -65,7 +65,9 @@ class BatchEngine:
         params.n_ctx = slots * slot_tokens
         params.n_batch = params.n_ubatch = batch_tokens
         params.n_seq_max = slots
-        params.kv_unified = True  # one pool of cells for all slots: a long prompt may use what a short one left
+        # a slot per answer, each attending only to its own cells: answers share no prefix worth pooling, and
+        # llama.cpp advises against the unified cache then (measured alike here, docs/benchmarks.md)
+        params.kv_unified = False
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
         try:

@@ -115,6 +115,6 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
 
 def _warm_up(services: Services) -> None:
     """Load the embedding model and the generator before the first question arrives."""
-    with services.lock:
+    with services.lock.shared():
         services.library.embedder.encode(["warm up"])
         _ = services.assistant.generator

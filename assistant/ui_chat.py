@@ -165,10 +165,10 @@ class ChatTab:
                                    {"role": "assistant", "content": "Searching the documents…"}]
         yield chat, history, "<p class='hint'>Searching the documents…</p>", gr.update(choices=[], value=None), [], ""
         lock = self.services.lock
-        if not lock.acquire(blocking=False):
-            chat[-1]["content"] = "Waiting for the model (another request is using it)…"
+        if not lock.acquire_shared(blocking=False):
+            chat[-1]["content"] = "Waiting for a change to the library or the adapter to finish…"
             yield chat, history, keep, keep, [], keep
-            lock.acquire()
+            lock.acquire_shared()
         try:
             assistant = self.services.assistant
             pieces: list[str] = []
@@ -189,7 +189,7 @@ class ChatTab:
             yield chat, history, "", gr.update(choices=[], value=None), [], keep
             return
         finally:
-            lock.release()
+            lock.release_shared()
         assert answer is not None
         self.services.audit.record_answer(user.name, answer, index_generation=generation,
                                           documents=documents_in_force,

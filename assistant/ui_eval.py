@@ -165,7 +165,7 @@ class EvalTab:
             progress(done / total if total else None, desc=f"Question {done} of {total}")
 
         progress(0, desc="Loading the model…" if not retrieval_only else "Retrieving…")
-        with self.services.lock:
+        with self.services.lock.shared():  # answers go on meanwhile: the generator batches them with the run's
             try:
                 run_eval(self.services.settings, dataset, out, limit=limit, retrieval_only=retrieval_only,
                          progress=False, on_progress=on_progress, library=self.services.library,

@@ -1,5 +1,5 @@
 """What every tab of the browser app shares: one Library, one Assistant (the model loads once per process), the
-user store, the audit trail, the model lock, and the server-side permission check each handler starts with."""
+user store, the audit trail, the library lock, and the server-side permission check each handler starts with."""
 
 import asyncio
 import threading
@@ -17,6 +17,72 @@ from ingest.types import iso_date
 ROOT = Path(__file__).resolve().parent.parent
 
 
+class LibraryLock:
+    """Answers and evaluations share the library (`shared()`); index changes and adapter switches take it alone
+    (`with lock:`, reentrant in the thread that holds it). Several users are answered at once (the generator batches
+    their answers) and an evaluation does not hold up the chat; an upload waits for the answers in progress, and
+    answers asked meanwhile wait for the upload."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer: int | None = None  # the thread holding it alone
+        self._depth = 0
+        self._waiting_writers = 0
+
+    def acquire_shared(self, blocking: bool = True) -> bool:
+        with self._cond:
+            if self._writer == threading.get_ident():  # a writer may read what it holds
+                self._readers += 1
+                return True
+            while self._writer is not None or self._waiting_writers:
+                if not blocking:
+                    return False
+                self._cond.wait()
+            self._readers += 1
+            return True
+
+    def release_shared(self) -> None:
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
+    def shared(self):
+        """`with lock.shared():` for answering and evaluating."""
+        return _Shared(self)
+
+    def __enter__(self):
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._depth += 1
+                return self
+            self._waiting_writers += 1
+            while self._writer is not None or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer, self._depth = me, 1
+            return self
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._writer = None
+                self._cond.notify_all()
+
+
+class _Shared:
+    def __init__(self, lock: LibraryLock):
+        self.lock = lock
+
+    def __enter__(self):
+        self.lock.acquire_shared()
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release_shared()
+
+
 class Services:
     """The per-process state of the app. Handlers call `authorize(request, permission)` before doing anything."""
 
@@ -25,22 +91,24 @@ class Services:
         self.library = library or Library(settings)
         self.users = UserStore(settings.users_path)
         self.audit = AuditLog(settings.audit_path)
-        # Generation, evaluation and index changes take turns: one model instance, one set of indexes.
-        self.lock = threading.RLock()
+        # Answers and evaluations share the library; index changes and adapter switches take it alone.
+        self.lock = LibraryLock()
+        self._assistant_lock = threading.Lock()
         self._login_checks = threading.Lock()
         self._assistant: Assistant | None = None
 
     @property
     def assistant(self) -> Assistant:
         """The shared Assistant, created on first use (and again after an adapter change)."""
-        with self.lock:
+        with self._assistant_lock:
             if self._assistant is None:
                 self._assistant = Assistant(self.settings, self.library)
             return self._assistant
 
     def reload_assistant(self) -> None:
-        """Forget the loaded Assistant so the next question uses the newly active adapter."""
-        with self.lock:
+        """Forget the loaded Assistant so the next question uses the newly active adapter (answers in progress
+        finish with the one they started with)."""
+        with self.lock, self._assistant_lock:
             self._assistant = None
 
     async def authenticate(self, name: str, password: str) -> bool:
