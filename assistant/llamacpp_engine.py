@@ -1,12 +1,12 @@
 """Continuous batching on llama.cpp: one context serves several answers at once.
 
 llama-cpp-python's `Llama` (and its OpenAI-compatible server) completes one prompt at a time: a second user waits
-for the first answer to finish. llama.cpp itself decodes many sequences in one `llama_decode` call, and on a CPU,
-where decoding one token is bound by reading the weights from memory, a step for four sequences costs little more
-than a step for one. This file is the scheduler llama-cpp-python lacks (its C API, no private ops): each step puts
-the next token of every answer being written, plus a slice of any prompt still being read, into one batch, so a new
-question starts while others are still answering and no one waits for a whole answer (docs/architecture.md;
-measured in `make bench-generate`).
+for the first answer to finish. llama.cpp itself decodes many sequences in one `llama_decode` call; where a decode
+step is bound by reading the weights from memory, a step for four sequences costs little more than a step for one.
+This file is the scheduler llama-cpp-python lacks (its C API, no private ops): each step puts the next token of every
+answer being written, plus a slice of any prompt still being read, into one batch, so a new question starts while
+others are still answering and no one waits for a whole answer (docs/architecture.md; measured in
+`make bench-generate`: on a compute-bound 2-core CPU it gives fairness, not throughput).
 """
 
 from __future__ import annotations

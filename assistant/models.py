@@ -37,6 +37,8 @@ class GeneratorError(Exception):
 def packaged_gguf(settings: Settings | None = None) -> Path:
     """The GGUF of the packaged model `settings` names (the small SmolLM2 one when no settings are given)."""
     model = packaged_model(settings.generator_model) if settings else SMOLLM2_135M
+    if model is None:
+        raise GeneratorError(f"'{settings.generator_model}' is not a packaged model")
     try:
         return gguf_path(model, settings.models_dir if settings else Path("."))
     except PackagedModelError as e:
