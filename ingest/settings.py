@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     generator_api_key: SecretStr | None = Field(default=None, description="API key for generator_url, if it needs one.")
     generator_parallel: int = Field(default=4, ge=1, le=64, description="Answers llama.cpp writes at once "
                                     "(continuous batching); more wait in line.")
-    generator_context_tokens: int = Field(default=4096, ge=512, description="Prompt plus answer tokens one "
+    generator_context_tokens: int = Field(default=3072, ge=512, description="Prompt plus answer tokens one "
                                           "llama.cpp answer may use (its KV cache holds parallel x this).")
     repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0, description="Penalty on tokens the "
                                              "answer already used; unset = the model's measured default.")
