@@ -64,52 +64,53 @@ def generator_tokenizer(settings: Settings) -> str:
         return resolve_generator(settings)
     if packaged_model(settings.generator_model) is SMOLLM2_135M:
         return resolve_generator(settings)  # its converted folder holds the tokenizer already
-    target = settings.models_dir / f"{gguf.stem}-tokenizer"
-    if (target / "tokenizer_config.json").is_file():
-        return str(target)
-    from filelock import FileLock
-    from transformers import AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if not (target / "tokenizer_config.json").is_file():
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-            try:
-                AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
-                os.rename(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return str(target)
+    def save(tmp: Path) -> None:
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
+
+    return str(_build_once(settings.models_dir / f"{gguf.stem}-tokenizer", "tokenizer_config.json", save))
 
 
-def convert_gguf(gguf: Path, target: Path) -> Path:
-    """Dequantise a GGUF into a normal HF folder (safetensors + tokenizer) once; safe when processes race."""
-    if (target / "config.json").is_file():
+def _build_once(target: Path, marker: str, build) -> Path:
+    """A folder written once by `build(tmp)` into a temporary folder, then renamed into place (readers see no folder
+    or a complete one); a file lock keeps racing processes to one builder. `marker` is the file that means done."""
+    if (target / marker).is_file():
         return target
     from filelock import FileLock
 
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
-        if (target / "config.json").is_file():  # another process converted it while we waited
+        if (target / marker).is_file():  # another process built it while we waited
             return target
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-            # save_pretrained refuses quantised models; the weights are already dequantised to fp32 here.
-            model.hf_quantizer = None
-            if hasattr(model.config, "quantization_config"):
-                del model.config.quantization_config
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            tmp.chmod(0o755)
-            os.rename(tmp, target)  # atomic: readers see no folder or a complete one
+            build(tmp)
+            os.rename(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """Dequantise a GGUF into a normal HF folder (safetensors + tokenizer) once; safe when processes race."""
+
+    def save(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        # save_pretrained refuses quantised models; the weights are already dequantised to fp32 here.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tmp.chmod(0o755)
+
+    return _build_once(target, "config.json", save)
 
 
 def resolve_generator(settings: Settings) -> str:
