@@ -87,6 +87,19 @@ class Settings(BaseSettings):
     port: int = 7860
     admin_password: SecretStr | None = Field(default=None, description="Password of the first admin, created on "
                                              "first start when no user exists (else one is generated and shown once).")
+    session_idle_minutes: float = Field(default=30.0, gt=0, description="A login ends after this long without a "
+                                        "request from its browser.")
+    session_max_hours: float = Field(default=12.0, gt=0, description="A login ends this long after it began, "
+                                     "however active.")
+    login_max_failures: int = Field(default=5, ge=1, description="Wrong passwords in a row (per user name and per "
+                                    "address) before further logins wait.")
+    login_backoff_s: float = Field(default=1.0, gt=0, description="The first wait after login_max_failures wrong "
+                                   "passwords; each further wrong one doubles it.")
+    login_backoff_max_s: float = Field(default=900.0, gt=0, description="The longest wait between login attempts.")
+    secure_cookies: bool = Field(default=False, description="Mark login cookies Secure even when the request did not "
+                                 "arrive over https (behind a TLS proxy that does not send X-Forwarded-Proto).")
+    audit_key_file: Path | None = Field(default=None, description="The audit anchor's signing key; unset = "
+                                        "<home>/keys/audit.key.")
 
     @model_validator(mode="after")
     def _model_defaults(self) -> Settings:
@@ -138,6 +151,14 @@ class Settings(BaseSettings):
     @property
     def users_path(self) -> Path:
         return self.home / "users.sqlite3"
+
+    @property
+    def audit_anchor_path(self) -> Path:
+        return self.home / "audit.anchor"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.home / "keys" / "audit.key"
 
     @property
     def eval_dir(self) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.audit import GENESIS, AuditError, AuditLog, record_hash
+from assistant.audit import GENESIS, AuditError, AuditLog, AuditUnavailable, record_hash
 from assistant.types import Answer, Citation, Sentence
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,3 +223,171 @@ def test_records_filter_by_time_and_action(log, tmp_path):
         log.records(since="yesterday")
     assert [r["seq"] for r in json.loads("[" + ",".join(
         log.export(tmp_path / "f.jsonl", since="2025-03-03").read_text().splitlines()) + "]")] == [4]
+
+
+# -- the anchor: the head comply last wrote, signed, outside the trail file (docs/security.md, "Tamper cases")
+
+def rechain(records: list[dict]) -> list[bytes]:
+    """Recompute every prev_hash and hash, as someone rewriting the trail with this file's documented format would."""
+    prev, lines = GENESIS, []
+    for record in records:
+        record = {**record, "prev_hash": prev}
+        record["hash"] = prev = record_hash(record)
+        lines.append((json.dumps(record) + "\n").encode())
+    return lines
+
+
+def test_the_anchor_is_signed_with_a_private_key_outside_the_trail(log):
+    fill(log, 3)
+    assert log.anchor.path != log.path and log.anchor.key_path.parent != log.path.parent
+    assert (log.anchor.key_path.stat().st_mode & 0o777, log.anchor.key_path.parent.stat().st_mode & 0o777) == (
+        0o600, 0o700)
+    assert log.anchor.path.stat().st_mode & 0o777 == 0o600
+    state = log.anchor.read()
+    assert (state["seq"], state["hash"], state["pending"]) == (3, log.records()[-1]["hash"], False)
+    check = log.verify()
+    assert (check.ok, check.records, check.anchored_seq) == (True, 3, 3)
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+def test_a_deleted_or_emptied_trail_is_an_error(log, how):
+    fill(log)
+    log.path.unlink() if how == "deleted" else log.path.write_bytes(b"")
+    check = log.verify()
+    assert (check.ok, check.records, check.first_bad_seq) == (False, 0, 1)
+    assert ("missing" if how == "deleted" else "empty") in check.reason and "5 record(s)" in check.reason
+    with pytest.raises(AuditError):  # and nothing is appended on top of it, which would hide the loss
+        log.append("alice", "note")
+
+
+def cut_tail(log: AuditLog) -> None:
+    rewrite(log, log.path.read_bytes().splitlines(keepends=True)[:3])
+
+
+def append_forged_record(log: AuditLog) -> None:
+    records = log.records()
+    forged = {"seq": 6, "time": records[-1]["time"], "user": "mallory", "action": "note", "text": "all fine"}
+    rewrite(log, [*log.path.read_bytes().splitlines(keepends=True), *rechain([*records, forged])[-1:]])
+
+
+def rewrite_and_rechain(log: AuditLog) -> None:
+    records = log.records()
+    records[1]["text"] = "something else"
+    rewrite(log, rechain(records))
+
+
+@pytest.mark.parametrize("tamper, intact, first_bad, says", [
+    (cut_tail, 3, 4, "removed from the end"),
+    (append_forged_record, 5, 6, "added by something other than comply"),
+    (rewrite_and_rechain, 0, 1, "rewritten"),
+])
+def test_a_chain_that_is_whole_but_not_the_one_comply_wrote_is_found(log, tamper, intact, first_bad, says):
+    fill(log)
+    tamper(log)
+    assert log._verify_chain(None)[0].ok  # each record links to the one before: the chain alone sees nothing
+    check = log.verify()
+    assert (check.ok, check.records, check.first_bad_seq) == (False, intact, first_bad)
+    assert says in check.reason
+
+
+def test_a_deleted_or_forged_anchor_is_found(log):
+    fill(log)
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    state = json.loads(log.anchor.path.read_bytes())
+    log.anchor.path.unlink()
+    check = log.verify()
+    assert not check.ok and "anchor" in check.reason and "missing" in check.reason
+    rewrite(log, lines[:3])  # cut, and move the anchor along without the key
+    state.update(seq=3, hash=json.loads(lines[2])["hash"], prev_seq=2, prev_hash=json.loads(lines[1])["hash"])
+    log.anchor.path.write_text(json.dumps(state))
+    check = log.verify()
+    assert not check.ok and "signature" in check.reason
+    log.anchor.key_path.unlink()
+    assert "key" in log.verify().reason
+
+
+def test_a_trail_from_before_anchors_is_anchored_on_first_verify_and_then_protected(log):
+    lines = rechain([{"seq": i, "time": "2025-01-01T00:00:00+00:00", "user": "u", "action": "note"}
+                     for i in (1, 2, 3)])
+    rewrite(log, lines)
+    assert not log.anchor.path.exists()
+    check = log.verify()
+    assert (check.ok, check.records, check.anchored_seq) == (True, 3, 3) and "created now" in check.note
+    assert "since record 3" in log.verify().note
+    log.append("alice", "note")  # appends go on
+    rewrite(log, lines[:2])
+    assert log.verify().first_bad_seq == 3
+
+
+def test_a_trail_from_before_anchors_is_anchored_on_first_append(log):
+    rewrite(log, rechain([{"seq": 1, "time": "2025-01-01T00:00:00+00:00", "user": "u", "action": "note"}]))
+    assert log.append("alice", "note")["seq"] == 2
+    assert log.anchor.read()["since"] == 1 and log.verify().ok
+
+
+def test_an_append_cut_short_around_the_record_is_not_tampering(log):
+    """The anchor is marked pending before the record is written and committed after it: a crash leaves either
+    the record written or not, and both verify (a crash never looks like a forged or cut record)."""
+    fill(log, 2)
+    head = log.records()[-1]
+    log.anchor.write((3, "f" * 64), (2, head["hash"]), pending=True)  # stopped before the record was written
+    check = log.verify()
+    assert check.ok and "interrupted" in check.note
+    record = log.append("alice", "note")  # the next append takes seq 3 and goes on
+    log.anchor.write((4, "e" * 64), (3, record["hash"]), pending=True)
+    rewrite(log, [*log.path.read_bytes().splitlines(keepends=True)])
+    log.anchor.write((3, record["hash"]), (2, head["hash"]), pending=True)  # stopped after writing record 3
+    assert log.verify().ok
+    log.anchor.write((3, "d" * 64), (2, head["hash"]), pending=False)
+    assert not log.verify().ok
+
+
+def test_ready_refuses_when_the_trail_cannot_take_a_record(log):
+    fill(log, 2)
+    log.ready("document.delete")
+    with open(log.path, "ab") as f:
+        f.write(b'{"seq":3,"ti')
+    with pytest.raises(AuditUnavailable) as refused:
+        log.ready("document.delete")
+    assert "Not done" in str(refused.value) and "document.delete" in str(refused.value)
+    assert "incomplete" in refused.value.reason
+
+
+def test_recorded_runs_the_action_only_when_it_can_be_recorded(log):
+    done: list[str] = []
+    with log.recorded("admin", "user.remove", name="bob") as outcome:
+        done.append("bob")
+        outcome["sessions_revoked"] = True
+    assert log.records()[-1].items() >= {"action": "user.remove", "name": "bob", "sessions_revoked": True}.items()
+    with pytest.raises(RuntimeError), log.recorded("admin", "adapter.rollback", failures=True):
+        raise RuntimeError("no previous adapter")
+    assert (log.records()[-1]["ok"], log.records()[-1]["error"]) == (False, "no previous adapter")
+
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    rewrite(log, lines[:1])  # cut: the trail no longer ends where comply left it
+    with pytest.raises(AuditUnavailable), log.recorded("admin", "user.remove", name="carol"):
+        done.append("carol")
+    assert done == ["bob"]
+
+
+def test_cli_verify_reports_each_tamper_case(tmp_path):
+    from typer.testing import CliRunner
+
+    from assistant.cli import app
+    from ingest.settings import Settings
+
+    log = AuditLog.open(Settings(home=tmp_path))
+    fill(log, 3)
+
+    def verify() -> tuple[int, dict]:
+        result = CliRunner().invoke(app, ["--home", str(tmp_path), "audit", "verify", "--json"])
+        return result.exit_code, json.loads(result.output)
+
+    assert verify()[0] == 0
+    lines = log.path.read_bytes().splitlines(keepends=True)
+    rewrite(log, lines[:2])
+    code, data = verify()
+    assert (code, data["ok"], data["first_bad_seq"]) == (1, False, 3)
+    log.path.unlink()
+    code, data = verify()
+    assert code == 1 and "missing" in data["reason"]
