@@ -14,6 +14,8 @@ from pathlib import Path
 
 from assistant.types import Citation
 from ingest.catalog import Catalog
+from ingest.decompression import check_pdf
+from ingest.types import IngestError
 
 HIGHLIGHT_FILL = (255, 214, 0, 110)  # translucent marker yellow
 HIGHLIGHT_EDGE = (200, 120, 0, 255)
@@ -89,12 +91,18 @@ def span_boxes(textpage, page_text: str, start: int, end: int) -> list[tuple[flo
     return [textpage.get_rect(i) for i in range(n)]
 
 
-def render_pdf_page(path: str | Path, page: int, start: int, end: int, *, scale: float = 1.5):
-    """Render 1-based `page` of the PDF at `path` with cleaned-text offsets start..end highlighted.
-    Returns (PIL image, pixel boxes drawn)."""
+def render_pdf_page(path: str | Path, page: int, start: int, end: int, *, scale: float = 1.5,
+                    max_decompressed_page_mb: float = 64.0, max_decompressed_file_mb: float = 1024.0):
+    """Render 1-based `page` of the PDF at `path` with cleaned-text offsets start..end highlighted; a page whose
+    streams inflate past the caps is refused before pdfium reads it. Returns (PIL image, pixel boxes drawn)."""
     import pypdfium2 as pdfium
     from PIL import Image, ImageDraw
 
+    try:
+        check_pdf(Path(path), page_limit_mb=max_decompressed_page_mb, file_limit_mb=max_decompressed_file_mb,
+                  pages=[page])
+    except IngestError as e:
+        raise SourceViewError(f"{Path(path).name}: page {page} cannot be shown: {e.reason}") from e
     pdf = pdfium.PdfDocument(str(path))
     try:
         if not 1 <= page <= len(pdf):
@@ -130,8 +138,10 @@ def mark_text(text: str, start: int, end: int) -> str:
     return f'<div class="source-text">{before}{marked}{after}</div>'.replace("\n", "<br>")
 
 
-def citation_view(catalog: Catalog, citation: Citation) -> PageView:
-    """The page (or passage) behind a citation, from our own stored copy of the document, with its span marked."""
+def citation_view(catalog: Catalog, citation: Citation, *, max_decompressed_page_mb: float = 64.0,
+                  max_decompressed_file_mb: float = 1024.0) -> PageView:
+    """The page (or passage) behind a citation, from our own stored copy of the document, with its span marked
+    (a PDF page that inflates past the caps is refused: SourceViewError)."""
     record = catalog.get(citation.document_id, citation.version)
     if record is None:
         raise SourceViewError(f"document '{citation.document_id}' version {citation.version} is not in the library")
@@ -141,7 +151,9 @@ def citation_view(catalog: Catalog, citation: Citation) -> PageView:
     if record.kind == "pdf" and citation.page is not None:
         if stored is None or not stored.is_file():
             raise SourceViewError(f"the stored copy of {record.file_name} is missing from the library's files")
-        view.image, view.boxes = render_pdf_page(stored, citation.page, citation.char_start, citation.char_end)
+        view.image, view.boxes = render_pdf_page(stored, citation.page, citation.char_start, citation.char_end,
+                                                 max_decompressed_page_mb=max_decompressed_page_mb,
+                                                 max_decompressed_file_mb=max_decompressed_file_mb)
         view.highlighted = bool(view.boxes)
         return view
     view.html, view.highlighted = _passage_html(catalog, record.doc_key, citation)

@@ -212,7 +212,10 @@ class ChatTab:
         if cited is None:
             raise gr.Error("That source belongs to an earlier answer; ask again to open it.")
         try:
-            view = citation_view(self.services.library.catalog, cited)
+            settings = self.services.settings
+            view = citation_view(self.services.library.catalog, cited,
+                                 max_decompressed_page_mb=settings.max_decompressed_page_mb,
+                                 max_decompressed_file_mb=settings.max_decompressed_file_mb)
         except SourceViewError as e:
             raise gr.Error(f"This source cannot be shown: {e}") from e
         caption = f"**[{cited.n}] {view.title}** — {view.where}  \n`{view.file}`, version {cited.version}"

@@ -216,7 +216,9 @@ class Library:
     def _ingest_one(self, path: Path, *, supersedes: str | None, effective_date: str | None, title: str | None,
                     progress: ProgressFn | None) -> FileOutcome:
         doc = read_file(path, max_file_mb=self.settings.max_file_mb,
-                        min_chars_per_page=self.settings.min_chars_per_page)
+                        min_chars_per_page=self.settings.min_chars_per_page,
+                        max_decompressed_page_mb=self.settings.max_decompressed_page_mb,
+                        max_decompressed_file_mb=self.settings.max_decompressed_file_mb)
         doc.title = display_name(title or doc.title)  # a title taken from an odd file name is stored as text
         existing = self.catalog.find_sha(doc.sha256)
         if existing is not None:

@@ -14,6 +14,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from ingest.decompression import check_pdf, check_zip
 from ingest.types import IngestError, Page, SourceDocument
 
 SUPPORTED_SUFFIXES = {
@@ -43,8 +44,11 @@ def is_supported(path: Path) -> bool:
     return path.suffix.lower() in SUPPORTED_SUFFIXES
 
 
-def read_file(path: str | Path, *, max_file_mb: float = 100.0, min_chars_per_page: int = 16) -> SourceDocument:
-    """Read one file into a SourceDocument, or raise IngestError naming the file and the reason."""
+def read_file(path: str | Path, *, max_file_mb: float = 100.0, min_chars_per_page: int = 16,
+              max_decompressed_page_mb: float = 64.0, max_decompressed_file_mb: float = 1024.0) -> SourceDocument:
+    """Read one file into a SourceDocument, or raise IngestError naming the file and the reason (a PDF page or
+    DOCX part inflating past `max_decompressed_page_mb`, or the whole file past `max_decompressed_file_mb`, is
+    refused before it is parsed)."""
     path = Path(path)
     if not path.exists():
         raise IngestError(path, "file not found")
@@ -66,6 +70,10 @@ def read_file(path: str | Path, *, max_file_mb: float = 100.0, min_chars_per_pag
     except OSError as e:
         raise IngestError(path, f"cannot open the file ({e.strerror or e})") from e
     _check_content_matches(path, kind, head)
+    if kind == "pdf":
+        check_pdf(path, page_limit_mb=max_decompressed_page_mb, file_limit_mb=max_decompressed_file_mb)
+    elif kind == "docx":
+        check_zip(path, part_limit_mb=max_decompressed_page_mb, file_limit_mb=max_decompressed_file_mb)
 
     try:
         pages, meta_title, external_id = _READERS[kind](path)

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
                                  "tokenizer counts as one token) is hard-split, and reported.")
     max_file_mb: float = Field(default=100.0, gt=0, description="Files larger than this are refused.")
     min_chars_per_page: int = Field(default=16, ge=0, description="A PDF page with less text is reported as having no text layer.")
+    max_decompressed_page_mb: float = Field(default=64.0, gt=0, description="A PDF page whose compressed streams "
+                                            "inflate to more than this (or a DOCX part that does) is refused, at "
+                                            "ingest and when a cited page is shown: a decompression bomb.")
+    max_decompressed_file_mb: float = Field(default=1024.0, gt=0, description="A PDF or DOCX whose compressed "
+                                            "parts inflate to more than this in all is refused.")
 
     # retrieval and answering
     top_k: int | None = Field(default=None, ge=1, description="Sources given to the generator; unset = 5 for the "
@@ -67,6 +72,14 @@ class Settings(BaseSettings):
     candidates: int = Field(default=50, ge=1)
     rrf_k: int = Field(default=60, ge=1)
     support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")
+    prompt_version: int | None = Field(
+        default=None, ge=1, le=3,
+        description="Prompt wording for a base model without an adapter (assistant/prompt.py PROMPTS); None: the "
+                    "version measured for the model. An adapter always gets the version it was trained on.")
+    citation_realign_margin: float | None = Field(
+        default=0.15, ge=0.0,
+        description="A sentence citing a source while another shown source supports it better by at least this much "
+                    "(and above support_threshold) cites that source instead; None keeps the model's numbers.")
     abstain_threshold: float = Field(default=0.40, description="Best retrieval relevance below which we abstain.")
     min_confidence: float | None = Field(
         default=None, ge=0.0, le=1.0,
@@ -149,16 +162,16 @@ class Settings(BaseSettings):
         return self.home / "audit.jsonl"
 
     @property
-    def users_path(self) -> Path:
-        return self.home / "users.sqlite3"
-
-    @property
     def audit_anchor_path(self) -> Path:
         return self.home / "audit.anchor"
 
     @property
     def audit_key_path(self) -> Path:
         return self.audit_key_file or self.home / "keys" / "audit.key"
+
+    @property
+    def users_path(self) -> Path:
+        return self.home / "users.sqlite3"
 
     @property
     def eval_dir(self) -> Path:
