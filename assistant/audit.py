@@ -172,7 +172,8 @@ class AuditLog:
             citations=[_citation(c) for c in answer.citations],
             sources=[{**_citation(c), "score": c.score} for c in answer.sources],
             sentences=[{"text": s.text, "supported": s.supported, "support_score": s.support_score,
-                        "citations": list(s.citations), "issue": s.issue} for s in answer.sentences],
+                        "citations": list(s.citations), "corrected": list(s.corrected), "issue": s.issue}
+                       for s in answer.sentences],
             timings=dict(answer.timings),
             # why an answer was withheld, and the scores the gates compared (None where a gate did not apply)
             abstain_reason=answer.abstain_reason,
@@ -182,10 +183,12 @@ class AuditLog:
 
     def record_document(self, user: str, action: str, *, document_id: str | None, version: int | None,
                         file: str | None, ok: bool, error: str | None = None) -> dict:
-        """Record a document upload, supersede or delete (also when it failed, with the error)."""
+        """Record a document upload, supersede or delete once done (also when it failed, with the error); check
+        `ready()` before doing it."""
         if action not in DOCUMENT_ACTIONS:
             raise ValueError(f"unknown document action '{action}' (known: {', '.join(DOCUMENT_ACTIONS)})")
-        return self.append(user, action, document_id=document_id, version=version, file=file, ok=ok, error=error)
+        return self.append_after(user, action, document_id=document_id, version=version, file=file, ok=ok,
+                                 error=error)
 
     def records(self, since: str | None = None, until: str | None = None, action: str | None = None) -> list[dict]:
         """The records in order, optionally from `since` to `until` (ISO dates or times, UTC, inclusive) and of

@@ -79,15 +79,19 @@ def strip_markers(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Answer sentences; a citation marker that follows the full stop stays with its sentence."""
+    """Answer sentences; a citation marker that follows the full stop stays with its sentence.
+
+    An answer that opens with a marker numbers its sentences in front ("[1] The firm must ... [2] It must ..."):
+    there a marker that opens a sentence is that sentence's, not the one before it."""
     text = text.strip()
     if not text:
         return []
+    in_front = bool(_LEADING_MARKERS.match(text))
     out: list[str] = []
     for s, e in sentence_spans(text):
         piece = text[s:e].strip()
         lead = _LEADING_MARKERS.match(piece)
-        if lead and out:
+        if lead and out and not in_front:
             out[-1] = f"{out[-1]} {lead.group(0).strip()}"
             piece = piece[lead.end():].strip()
         if piece and not re.fullmatch(r"[.;,\s]*", piece):
@@ -231,9 +235,10 @@ def _surface(text: str, token: str) -> str:
 class Verifier:
     """Scores answer sentences against source chunks; thresholds come from Settings (calibrated on dev data)."""
 
-    def __init__(self, embedder: Embedder, support_threshold: float = 0.55):
+    def __init__(self, embedder: Embedder, support_threshold: float = 0.55, realign_margin: float | None = 0.15):
         self.embedder = embedder
         self.threshold = support_threshold
+        self.realign_margin = realign_margin
         self._cache: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
 
     def _source_sentences(self, chunk_id: str, text: str) -> tuple[list[tuple[int, int]], np.ndarray]:
@@ -268,6 +273,19 @@ class Verifier:
             issue = issue or wrong_place
             score *= 0.5
         return Support(score=score, quote=text[s:e].strip(), start=s, end=e, issue=issue)
+
+    def _better_source(self, cited_score: float, cited: list[int], n_sources: int, support) -> int | None:
+        """The uncited source that supports a sentence clearly better than every source it cites (by at least
+        `realign_margin` and above the threshold), else None. Models mis-number sources: the sentence copies source
+        1 and cites [3]."""
+        if self.realign_margin is None:
+            return None
+        others = [n for n in range(1, n_sources + 1) if n not in cited]
+        if not others:
+            return None
+        best = max(others, key=lambda n: support(n).score)
+        score = support(best).score
+        return best if score >= self.threshold and score >= cited_score + self.realign_margin else None
 
     def verify(self, answer: str, sources: list[Retrieved]) -> tuple[list[Sentence], dict[int, Support]]:
         """Verdicts for every sentence of an answer against numbered sources (1-based, as in the prompt).
@@ -306,9 +324,19 @@ class Verifier:
             if cited:
                 supports = {n: support(n) for n in cited}
                 best_n = max(supports, key=lambda n: supports[n].score)
+                # a sentence that changes what its source says is wrong, not mis-numbered: it is never moved
+                moved = None if supports[best_n].issue else self._better_source(supports[best_n].score, cited,
+                                                                                 len(sources), support)
+                if moved is not None:  # the sentence is in a source it does not cite: cite that one instead
+                    sentence = Sentence(text=f"{strip_markers(text)} [{moved}]", citations=[moved],
+                                        corrected=cited)
+                    supports, best_n = {moved: support(moved)}, moved
                 sentence.support_score = round(supports[best_n].score, 4)
                 sentence.supported = supports[best_n].score >= self.threshold
                 sentence.issue = None if sentence.supported else supports[best_n].issue
+                if sentence.supported:  # a cited source that does not support the sentence is not shown as if it did
+                    sentence.citations = [n for n in sentence.citations if supports[n].score >= self.threshold]
+                    supports = {n: supports[n] for n in sentence.citations}
                 for n, sup in supports.items():
                     if n not in quotes or sup.score > quotes[n].score:
                         quotes[n] = sup

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from ingest.settings import Settings, SettingsError, configure_offline_environment, load_settings
-from ingest.types import plural
+from ingest.types import plural, printable
 
 app = typer.Typer(help="comply: answers from your regulation and policy documents, with verified citations.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -91,9 +91,12 @@ def ingest(
     supersedes: Annotated[str | None, typer.Option(help="Document id this file is a new version of.")] = None,
     effective_date: Annotated[str | None, typer.Option(help="Date the document takes effect (YYYY-MM-DD).")] = None,
     title: Annotated[str | None, typer.Option(help="Title to record instead of the one found in the file.")] = None,
+    follow_symlinks: Annotated[bool, typer.Option(
+        "--follow-symlinks", help="Read what symbolic links point to (in a folder: only files inside it).")] = False,
     as_json: JsonOpt = False,
 ):
-    """Ingest PDF, DOCX, HTML, Markdown, text and passage JSON/JSONL files into the library."""
+    """Ingest PDF, DOCX, HTML, Markdown, text and passage JSON/JSONL files into the library. Exits 1 when a file
+    failed, or when nothing was ingested and something was skipped."""
     from tqdm import tqdm
 
     lib = open_library()
@@ -108,12 +111,13 @@ def ingest(
             bar = tqdm(total=total, unit="file", desc="ingest", file=sys.stderr, dynamic_ncols=True)
         if stage == "file":
             bar.total, bar.n = total, done
+        detail = printable(detail)
         bar.set_postfix_str(detail if len(detail) <= 70 else "..." + detail[-67:], refresh=False)
         bar.refresh()
 
     try:
         report = lib.ingest(paths, supersedes=supersedes, effective_date=effective_date, title=title,
-                            progress=progress)
+                            progress=progress, follow_symlinks=follow_symlinks)
     except ValueError as e:
         fail(str(e), as_json)
     finally:
@@ -121,20 +125,21 @@ def ingest(
             bar.close()
     data = report.to_dict()
     lines = []
-    for f in report.files:
-        if f.status == "failed":
-            lines.append(f"  {'FAILED':<11} {f.file}: {f.error}")
+    for f in report.files:  # names, titles and reasons come from files: printed with their control characters escaped
+        if f.status in ("failed", "skipped"):
+            lines.append(f"  {f.status.upper():<11} {printable(f.file)}: {printable(f.error or '')}")
         else:
             extra = f" (supersedes {', '.join(f.superseded)})" if f.superseded else ""
-            lines.append(f"  {f.status:<11} {f.file} -> {f.document_id} v{f.version}, {plural(f.pages, 'page')}, "
-                         f"{plural(f.chunks, 'chunk')}{extra}")
-        lines.extend(f"  {'':<11} warning: {w}" for w in f.warnings)
+            lines.append(f"  {f.status:<11} {printable(f.file)} -> {printable(f.document_id or '')} v{f.version}, "
+                         f"{plural(f.pages, 'page')}, {plural(f.chunks, 'chunk')}{extra}")
+        lines.extend(f"  {'':<11} warning: {printable(w)}" for w in f.warnings)
     counts = ", ".join(f"{n} {s}" for s, n in data["counts"].items())
-    lines.append(f"{plural(len(report.files), 'file')}: {counts}; {plural(report.pages_read, 'page')}, "
-                 f"{plural(report.chunks_added, 'chunk')} added in {report.seconds:.1f}s")
+    lines.append(f"{plural(len(report.files), 'file')}: {counts or 'none found'}; "
+                 f"{plural(report.pages_read, 'page')}, {plural(report.chunks_added, 'chunk')} added in "
+                 f"{report.seconds:.1f}s")
     emit(data, as_json, "\n".join(lines))
     lib.close()
-    if report.failed:
+    if report.failed or (report.nothing_ingested and report.skipped):
         raise typer.Exit(1)
 
 
@@ -150,7 +155,7 @@ def docs_list(
         records = [r for r in records if r.status == "active"]
     rows = [r.to_dict() for r in records]
     text = "\n".join(f"{r.document_id:<40} v{r.version} {r.status:<10} {r.effective_date or '-':<10} "
-                     f"{r.pages:>4}p {r.chunks:>5}c  {r.title}" for r in records) or "(no documents)"
+                     f"{r.pages:>4}p {r.chunks:>5}c  {printable(r.title)}" for r in records) or "(no documents)"
     emit(rows, as_json, text)
     lib.close()
 
@@ -243,7 +248,8 @@ def answer_json(answer) -> dict:
         "answer": answer.answer,
         "abstained": answer.abstained,
         "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
-                       "support_score": s.support_score, "attached_by_verifier": s.attached, "issue": s.issue}
+                       "support_score": s.support_score, "attached_by_verifier": s.attached,
+                       "corrected_by_verifier": s.corrected, "issue": s.issue}
                       for s in answer.sentences],
         "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "title": c.title, "page": c.page,
                        "page_label": c.page_label, "clause": c.clause, "quote": c.quote, "score": c.score,
@@ -276,6 +282,8 @@ def format_answer(answer) -> str:
     for s in answer.sentences:
         flag = "" if s.supported else "  <-- not supported by the cited sources" + (f": {s.issue}" if s.issue else "")
         extra = " (citation attached by the verifier)" if s.attached else ""
+        if s.corrected:
+            extra += f" (the model cited {', '.join(f'[{n}]' for n in s.corrected)}; the sentence is in this source)"
         lines.append(f"{s.text}{extra}{flag}")
     lines.append("\nSources:")
     for c in answer.citations:

@@ -38,6 +38,8 @@ def eval_run(
                                                          "seed.")] = None,
     adapter: Annotated[str | None, typer.Option(help="LoRA adapter: a folder, a registered name, or "
                                                      "'none'.")] = None,
+    part: Annotated[str | None, typer.Option(help="Only one fixed part of the set: train, tune or report (by a hash "
+                                                  "of the question id; docs/evaluation.md).")] = None,
     retrieval_only: Annotated[bool, typer.Option("--retrieval-only", help="Score retrieval only; no "
                                                                           "answers.")] = False,
     mode: Annotated[str, typer.Option(help="Retrieval: hybrid, dense or bm25.")] = "hybrid",
@@ -54,7 +56,7 @@ def eval_run(
     try:
         metrics = run_eval(settings(), dataset, out, format=format, limit=limit, adapter=adapter,
                            retrieval_only=retrieval_only, retrieval_mode=mode, documents_dir=documents_dir,
-                           sample_seed=sample_seed, progress=not as_json)
+                           sample_seed=sample_seed, progress=not as_json, part=part)
     except (DatasetError, RunError, FileNotFoundError, ValueError) as e:
         fail(str(e), as_json)
     emit(metrics, as_json, summary_text(metrics, out))

@@ -55,7 +55,7 @@ def resolve_adapter(settings: Settings, adapter: str | None) -> str | None:
 def _prompt_version(settings: Settings, adapter: str | None) -> int:
     """The prompt wording to use: the one the adapter was trained on, else the one measured for the base model."""
     if not adapter:
-        return base_prompt_version(settings, PROMPT_VERSION)
+        return settings.prompt_version or base_prompt_version(settings, PROMPT_VERSION)
     from finetune.adapters import prompt_version
 
     return prompt_version(Path(adapter))
@@ -114,7 +114,8 @@ class Assistant:
         self.settings = settings
         self.library = library or Library(settings)
         self.retriever = Retriever(self.library, mode=retrieval_mode)
-        self.verifier = Verifier(self.library.embedder, settings.support_threshold)
+        self.verifier = Verifier(self.library.embedder, settings.support_threshold,
+                                 settings.citation_realign_margin)
         self.adapter = resolve_adapter(settings, adapter)
         if self.adapter:  # a damaged or foreign adapter is a clear AdapterError here, not an error mid-answer
             from finetune.adapters import check_adapter, check_base

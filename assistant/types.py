@@ -49,6 +49,8 @@ class Sentence:
     supported: bool = False
     support_score: float = 0.0
     attached: list[int] = field(default_factory=list)  # citations the verifier added
+    # the model's own citations when the verifier replaced them by the source the sentence is in
+    corrected: list[int] = field(default_factory=list)
     issue: str | None = None  # what a specific check found wrong, e.g. a word the source does not say
 
 

@@ -300,3 +300,28 @@ def split(questions: list[GoldQuestion], val_fraction: float = 0.2,
     for q in questions:
         (val if _unit(q.id, seed) < val_fraction else train).append(q)
     return train, val
+
+
+# The fixed parts of a gold set that is used to train, to tune and to report (ObliQA dev): a question's part is
+# decided by the hash of (PARTS_SEED, id) alone, so every tool and machine agrees on it and no step that trains or
+# tunes on one part can see another. Report numbers come from the `report` part only.
+PARTS = (("train", 0.70), ("tune", 0.10), ("report", 0.20))
+PARTS_SEED = 14
+
+
+def part_of(qid: str, seed: int = PARTS_SEED) -> str:
+    """The part ("train", "tune" or "report") a question id belongs to."""
+    u, edge = _unit(qid, seed), 0.0
+    for name, share in PARTS:
+        edge += share
+        if u < edge:
+            return name
+    return PARTS[-1][0]
+
+
+def select_part(questions: list[GoldQuestion], part: str, seed: int = PARTS_SEED) -> list[GoldQuestion]:
+    """The questions of one part, in input order."""
+    names = [name for name, _ in PARTS]
+    if part not in names:
+        raise ValueError(f"part must be one of {', '.join(names)}, not '{part}'")
+    return [q for q in questions if part_of(q.id, seed) == part]

@@ -25,7 +25,7 @@ from types import SimpleNamespace
 from assistant.citations import valid_markers
 from assistant.pipeline import Assistant, citation_gate, min_confidence, resolve_adapter
 from assistant.retrieval import MODES, Retriever
-from eval.datasets import GoldQuestion, load_dataset, sample
+from eval.datasets import PARTS_SEED, GoldQuestion, load_dataset, sample, select_part
 from eval.metrics import (
     QuestionResult,
     RankedItem,
@@ -46,7 +46,7 @@ CONFIG_FILE = "run_config.json"
 RESULTS_FILE = "results.jsonl"
 METRICS_FILE = "metrics.json"
 # run_config keys that only pick or describe the questions: they may differ when resuming.
-SELECTION_KEYS = ("dataset", "format", "limit", "sample_seed")
+SELECTION_KEYS = ("dataset", "format", "limit", "sample_seed", "part", "parts_seed")
 
 
 class RunError(Exception):
@@ -62,9 +62,9 @@ def run_eval(settings: Settings, dataset: str | Path, out: str | Path, *, format
              limit: int | None = None, adapter: str | None = None, retrieval_only: bool = False,
              retrieval_mode: str = "hybrid", documents_dir: str | Path | None = None, sample_seed: int | None = None,
              progress: bool = True, on_progress: Callable[[int, int], None] | None = None,
-             library: Library | None = None, assistant: Assistant | None = None) -> dict:
+             library: Library | None = None, assistant: Assistant | None = None, part: str | None = None) -> dict:
     """Run the real pipeline on a gold set, write metrics.json, results.jsonl, report.md and plots into out;
-    return the metrics dict."""
+    return the metrics dict. `part` keeps one fixed part of the set (eval.datasets.PARTS) before `limit`."""
     from eval.report import write_report
 
     if retrieval_mode not in MODES:
@@ -73,7 +73,8 @@ def run_eval(settings: Settings, dataset: str | Path, out: str | Path, *, format
         raise ValueError(f"limit must be at least 1, not {limit}")
     started = time.perf_counter()
     out = Path(out)
-    questions = select_questions(load_dataset(dataset, format, documents_dir=documents_dir), limit, sample_seed)
+    questions = load_dataset(dataset, format, documents_dir=documents_dir)
+    questions = select_questions(select_part(questions, part) if part else questions, limit, sample_seed)
     own_library = library is None and assistant is None
     if assistant is not None:
         library = assistant.library
@@ -92,7 +93,7 @@ def run_eval(settings: Settings, dataset: str | Path, out: str | Path, *, format
             adapter_path = resolve_adapter(settings, adapter)
         config = run_config(settings, library, dataset, format=format, limit=limit, sample_seed=sample_seed,
                             documents_dir=documents_dir, retrieval_only=retrieval_only, mode=retrieval_mode,
-                            adapter=adapter_path)
+                            adapter=adapter_path, part=part)
         check_out_dir(out, config)
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / CONFIG_FILE, config)
@@ -168,7 +169,7 @@ def file_sha256(path: str | Path) -> str:
 
 def run_config(settings: Settings, library: Library, dataset: str | Path, *, format: str, limit: int | None,
                sample_seed: int | None, documents_dir: str | Path | None, retrieval_only: bool, mode: str,
-               adapter: str | None) -> dict:
+               adapter: str | None, part: str | None = None) -> dict:
     """What identifies a run (everything but SELECTION_KEYS decides a question's result)."""
     return {
         "dataset": str(Path(dataset).resolve()),
@@ -176,6 +177,8 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
         "format": format,
         "limit": limit,
         "sample_seed": sample_seed,
+        # the fixed part of the set (absent when the whole set, as in runs made before parts existed)
+        **({"part": part, "parts_seed": PARTS_SEED} if part else {}),
         "documents_dir": str(Path(documents_dir).resolve()) if documents_dir is not None else None,
         "retrieval_only": retrieval_only,
         "mode": mode,
@@ -185,7 +188,8 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
         "embedding_model": settings.embedding_model,
         "settings": {name: getattr(settings, name) for name in (
             "candidates", "rrf_k", "chunk_tokens", *(() if retrieval_only else (
-                "top_k", "max_new_tokens", "abstain_threshold", "support_threshold", "generator_backend")))},
+                "top_k", "max_new_tokens", "abstain_threshold", "support_threshold", "generator_backend",
+                "prompt_version", "citation_realign_margin")))},
         "index_generation": library.catalog.generation(),
         # the confidence gate in effect; absent when there is none (as in runs made before the gate existed)
         **({} if retrieval_only or not (gate := min_confidence(settings, adapter)) else {"min_confidence": gate}),
@@ -306,7 +310,8 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion) -
         "abstain_reason": answer.abstain_reason,
         "model": answer.model,
         "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
-                       "support_score": s.support_score, "attached": s.attached, "issue": s.issue}
+                       "support_score": s.support_score, "attached": s.attached,
+                       "corrected": s.corrected, "issue": s.issue}
                       for s in answer.sentences],
         "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "page": c.page, "clause": c.clause,
                        "quote": c.quote, "chunk_id": c.chunk_id, "correct": relevant(item, q)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -178,9 +179,26 @@ class Settings(BaseSettings):
         return self.home / "eval"
 
     def ensure_home(self) -> Path:
-        """Create the state directory if needed and return it."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        """Create the state directory if needed, private to its owner (0700; files in it 0600), and return it.
+
+        The home holds copies of every document, the catalog and the index: what this process writes from here on is
+        created private (umask 077), and an older home whose files others could read is made private too."""
+        os.umask(0o077)
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private(self.home)
         return self.home
+
+
+def make_private(root: Path) -> None:
+    """Take group and other permissions off `root` and everything in it that this user owns (0644 -> 0600, 0755 ->
+    0700). Symbolic links are not followed: a linked models folder shared between homes stays as it is."""
+    uid = os.getuid()
+    for folder, dirs, files in os.walk(root):
+        for path in [folder, *(os.path.join(folder, name) for name in dirs + files)]:
+            info = os.lstat(path)
+            if stat.S_ISLNK(info.st_mode) or not info.st_mode & 0o077 or info.st_uid != uid:
+                continue
+            os.chmod(path, stat.S_IMODE(info.st_mode) & 0o700)
 
 
 class _TomlSource(PydanticBaseSettingsSource):

@@ -161,3 +161,30 @@ def test_clauses_are_compared_as_parts_of_one_another():
     assert not _same_clause("3.1", "3.10") and not _same_clause("4.4", "4.1") and not _same_clause("3", "33")
     assert places("Under Article 33(1) and clause 4.2 [1], see page ii.") == [
         ("article", "33(1)"), ("clause", "4.2"), ("page", "ii")]
+
+
+def test_markers_written_in_front_of_each_sentence_belong_to_that_sentence():
+    parts = split_sentences("[1] Complaints are acknowledged quickly. [2] The final answer follows later.")
+    assert parts == ["[1] Complaints are acknowledged quickly.", "[2] The final answer follows later."]
+
+
+def test_a_sentence_citing_the_wrong_number_cites_the_source_it_copies(setup):
+    verifier, sources = setup
+    n = next(i for i, s in enumerate(sources, 1) if "business days" in s.chunk.text)
+    wrong = next(i for i, s in enumerate(sources, 1) if "business days" not in s.chunk.text)
+    sentences, quotes = verifier.verify(f"Complaints must be acknowledged within 5 business days [{wrong}].", sources)
+    s = sentences[0]
+    assert s.supported and s.citations == [n] and s.corrected == [wrong], s
+    assert s.text.endswith(f"[{n}]") and n in quotes and wrong not in quotes
+    kept = Verifier(verifier.embedder, verifier.threshold, realign_margin=None)
+    sentences, _ = kept.verify(f"Complaints must be acknowledged within 5 business days [{wrong}].", sources)
+    assert sentences[0].citations == [wrong] and not sentences[0].corrected
+
+
+def test_a_cited_source_that_does_not_support_the_sentence_is_dropped_beside_one_that_does(setup):
+    verifier, sources = setup
+    n = next(i for i, s in enumerate(sources, 1) if "business days" in s.chunk.text)
+    other = next(i for i, s in enumerate(sources, 1) if "business days" not in s.chunk.text)
+    sentences, quotes = verifier.verify(f"Complaints must be acknowledged within 5 business days [{n}][{other}].",
+                                        sources)
+    assert sentences[0].supported and sentences[0].citations == [n] and other not in quotes

@@ -230,3 +230,17 @@ def test_split_is_stable_when_questions_are_added():
     assert split(qs, 0.0)[1] == [] and split(qs, 1.0)[0] == []
     with pytest.raises(ValueError):
         split(qs, 1.5)
+
+
+def test_the_fixed_parts_split_a_set_once_by_id_and_never_overlap():
+    from eval.datasets import GoldQuestion, part_of, select_part
+
+    questions = [GoldQuestion(id=f"q{i}", question=f"question {i}?", answerable=True) for i in range(2000)]
+    parts = {name: select_part(questions, name) for name in ("train", "tune", "report")}
+    ids = [q.id for part in parts.values() for q in part]
+    assert sorted(ids) == sorted(q.id for q in questions)  # every question in exactly one part
+    assert 0.65 < len(parts["train"]) / 2000 < 0.75 and 0.07 < len(parts["tune"]) / 2000 < 0.13
+    assert part_of("q7") == part_of("q7") and all(part_of(q.id) == "report" for q in parts["report"])
+    assert [q.id for q in select_part(questions[::-1], "tune")] == [q.id for q in parts["tune"]][::-1]  # input order
+    with pytest.raises(ValueError, match="train, tune, report"):
+        select_part(questions, "test")
