@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -117,10 +117,10 @@ def _blocks(doc: SourceDocument) -> list[_Block]:
     for pi, page in enumerate(doc.pages):
         current: _Block | None = None
         offset = 0
-        for raw in page.text.split("\n"):
+        for li, raw in enumerate(page.text.split("\n")):
             start, offset = offset, offset + len(raw) + 1
             line = raw.strip()
-            if not line or _normalise(line) in boilerplate:
+            if not line or (pi, li) in boilerplate:
                 continue
             line_start = start + (len(raw) - len(raw.lstrip()))
             line_end = start + len(raw.rstrip())
@@ -149,16 +149,43 @@ def _blocks(doc: SourceDocument) -> list[_Block]:
     return blocks
 
 
-def _boilerplate_lines(doc: SourceDocument) -> set[str]:
-    """Running headers and footers: short lines repeated (digits aside) on at least half of 3+ pages."""
+def _boilerplate_lines(doc: SourceDocument) -> set[tuple[int, int]]:
+    """(page index, line index) of running headers and footers: a short line in the same place (one of the first or
+    last three non-blank lines of its page) on at least half of 3+ pages, either the same text on each or text that
+    differs only in a number that counts with the page ("Page 3 of 9"). A line that varies otherwise ("Fee: 100",
+    "Fee: 200") is content. Nothing is dropped when that would leave no text at all."""
     if doc.kind != "pdf" or len(doc.pages) < 3:
         return set()
-    counts: Counter[str] = Counter()
-    for page in doc.pages:
-        lines = [ln.strip() for ln in page.text.split("\n") if ln.strip()]
-        edge = lines[:3] + lines[-3:]
-        counts.update({_normalise(ln) for ln in edge if len(ln) <= 100})
-    return {ln for ln, c in counts.items() if c >= max(3, len(doc.pages) // 2) and ln}
+    places: dict[tuple[int, str], list[tuple[int, int, str]]] = defaultdict(list)  # (place, shape) -> occurrences
+    for pi, page in enumerate(doc.pages):
+        lines = [(li, ln.strip()) for li, ln in enumerate(page.text.split("\n")) if ln.strip()]
+        edge = {place: lines[place] for place in (0, 1, 2, -3, -2, -1) if -len(lines) <= place < len(lines)}
+        for place, (li, text) in edge.items():
+            if len(text) <= 100 and _normalise(text):
+                places[(place, _normalise(text))].append((pi, li, " ".join(text.split())))
+    needed = max(3, len(doc.pages) // 2)
+    drop: set[tuple[int, int]] = set()
+    for found in places.values():
+        pages = {pi for pi, _, _ in found}
+        if len(pages) >= needed and _constant_or_page_number(doc, found):
+            drop.update((pi, li) for pi, li, _ in found)
+    kept = sum(1 for pi, page in enumerate(doc.pages) for li, ln in enumerate(page.text.split("\n"))
+               if ln.strip() and (pi, li) not in drop)
+    return drop if kept else set()
+
+
+def _constant_or_page_number(doc: SourceDocument, found: list[tuple[int, int, str]]) -> bool:
+    """Whether the lines are all the same text, or differ only in numbers that each keep a fixed distance from the
+    page's number (a page counter, whatever page the count starts on)."""
+    numbers = [[int(n) for n in re.findall(r"\d+", text)] for _, _, text in found]
+    for position in range(len(numbers[0])):
+        values = [row[position] for row in numbers]
+        if len(set(values)) == 1:
+            continue
+        offsets = {value - (doc.pages[pi].number or pi + 1) for value, (pi, _, _) in zip(values, found, strict=True)}
+        if len(offsets) != 1:
+            return False
+    return True
 
 
 def _normalise(line: str) -> str:

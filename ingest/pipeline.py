@@ -6,6 +6,7 @@ abort the batch or touch what is already ingested.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import time
@@ -20,7 +21,7 @@ from ingest.catalog import Catalog, now_iso
 from ingest.chunking import chunk_document
 from ingest.embedding import Embedder, load_embedder
 from ingest.index import BM25Index, VectorStore
-from ingest.readers import is_supported, read_file
+from ingest.readers import SUPPORTED_SUFFIXES, is_supported, read_file
 from ingest.settings import Settings
 from ingest.types import DocumentRecord, IngestError, SourceDocument, display_name, doc_key, iso_date, plural
 
@@ -34,7 +35,7 @@ class FileOutcome:
     """What happened to one input file."""
 
     file: str
-    status: str  # added | new_version | unchanged | failed
+    status: str  # added | new_version | unchanged | failed | skipped (found in a folder, not read: `error` says why)
     document_id: str | None = None
     version: int | None = None
     title: str | None = None
@@ -55,6 +56,15 @@ class IngestReport:
     @property
     def failed(self) -> list[FileOutcome]:
         return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def skipped(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.status == "skipped"]
+
+    @property
+    def nothing_ingested(self) -> bool:
+        """No file ended up in the library (added, a new version or already there)."""
+        return not any(f.status in ("added", "new_version", "unchanged") for f in self.files)
 
     @property
     def chunks_added(self) -> int:
@@ -82,16 +92,71 @@ def slugify(text: str) -> str:
     return slug or "document"
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+def expand_paths(paths: Iterable[str | Path], *, follow_symlinks: bool = False) -> list[Path]:
     """Files as given plus supported files found (recursively, sorted) inside given folders."""
-    out: list[Path] = []
+    return scan_paths(paths, follow_symlinks=follow_symlinks)[0]
+
+
+def scan_paths(paths: Iterable[str | Path], *,
+               follow_symlinks: bool = False) -> tuple[list[Path], list[tuple[Path, str, bool]]]:
+    """(files to read, (path, reason, named) of what is not read): files as given, and the supported files found
+    (recursively, sorted) inside given folders; hidden names inside a folder are passed over. `named` is True for a
+    path given itself, False for one found in a folder.
+
+    A symbolic link is refused unless `follow_symlinks`, and even then one found in a folder is followed only to a
+    file inside that folder, and a link to a folder never: nothing outside the given paths is read."""
+    files: list[Path] = []
+    refused: list[tuple[Path, str, bool]] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.rglob("*") if f.is_file() and is_supported(f)
-                              and not any(part.startswith(".") for part in f.relative_to(p).parts)))
-        else:
-            out.append(p)
-    return out
+        if p.is_symlink():
+            if not follow_symlinks:
+                refused.append((p, f"a symbolic link (to {os.readlink(p)}): not followed; name the file it points "
+                                   "to, or pass --follow-symlinks", True))
+                continue
+            if p.is_dir():
+                refused.append((p, "a symbolic link to a folder: not followed; name the folder itself", True))
+                continue
+        if not p.is_dir():
+            files.append(p)
+            continue
+        root = p.resolve()
+        found: list[Path] = []
+        for folder, dirs, names in os.walk(p):  # never descends into linked folders
+            base = Path(folder)
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for d in dirs:
+                if (base / d).is_symlink():
+                    refused.append((base / d, "a symbolic link to a folder: not followed", False))
+            for name in names:
+                f = base / name
+                if name.startswith("."):
+                    continue
+                reason = _not_read(f, root, follow_symlinks)
+                if reason:
+                    refused.append((f, reason, False))
+                else:
+                    found.append(f)
+        files.extend(sorted(found))
+    return files, refused
+
+
+def _not_read(f: Path, root: Path, follow_symlinks: bool) -> str | None:
+    """Why a file found in a folder is not read, or None."""
+    if f.is_symlink():
+        target = f.resolve()
+        if not follow_symlinks:
+            return f"a symbolic link (to {os.readlink(f)}): not followed (--follow-symlinks follows links to files " \
+                   "inside the folder)"
+        if not target.is_relative_to(root):
+            return f"a symbolic link to {target}, outside the folder: never followed"
+        if not target.is_file():
+            return "a symbolic link to something that is not a file"
+    elif not f.is_file():
+        return "not a regular file"
+    if not is_supported(f):
+        supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
+        return f"unsupported file type '{f.suffix or '(none)'}' (supported: {supported})"
+    return None
 
 
 class Library:
@@ -177,18 +242,22 @@ class Library:
     # ingest
     def ingest(self, paths: Iterable[str | Path], *, supersedes: str | None = None,
                effective_date: str | None = None, title: str | None = None,
-               progress: ProgressFn | None = None) -> IngestReport:
-        """Ingest files and folders; each file succeeds or fails on its own."""
+               progress: ProgressFn | None = None, follow_symlinks: bool = False) -> IngestReport:
+        """Ingest files and folders; each file succeeds or fails on its own. Symbolic links are refused unless
+        `follow_symlinks` (see `scan_paths`)."""
         with self._lock:
             return self._ingest(paths, supersedes=supersedes, effective_date=effective_date, title=title,
-                                progress=progress)
+                                progress=progress, follow_symlinks=follow_symlinks)
 
     def _ingest(self, paths: Iterable[str | Path], *, supersedes: str | None, effective_date: str | None,
-                title: str | None, progress: ProgressFn | None) -> IngestReport:
+                title: str | None, progress: ProgressFn | None, follow_symlinks: bool) -> IngestReport:
         start = time.perf_counter()
         report = IngestReport()
         effective_date = iso_date(effective_date, "effective date")
-        files = expand_paths(paths)
+        files, refused = scan_paths(paths, follow_symlinks=follow_symlinks)
+        for path, reason, named in refused:  # in the report in the order found; the files are read after them
+            report.files.append(FileOutcome(file=display_name(str(path)), status="failed" if named else "skipped",
+                                            error=reason))
         if supersedes and len(files) != 1:
             raise ValueError("--supersedes takes exactly one file")
         if title and len(files) != 1:
@@ -348,4 +417,4 @@ def embedding_text(title: str, clause: str | None, heading_path: list[str], text
     return f"{header}\n{text}"
 
 
-__all__ = ["Library", "IngestReport", "FileOutcome", "expand_paths", "slugify", "doc_key", "embedding_text"]
+__all__ = ["Library", "IngestReport", "FileOutcome", "expand_paths", "scan_paths", "slugify", "doc_key", "embedding_text"]

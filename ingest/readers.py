@@ -129,14 +129,15 @@ def _check_content_matches(path: Path, kind: str, head: bytes) -> None:
 def _sniff(head: bytes) -> str:
     """What a file's first bytes look like: pdf, zip, ole, png, jpeg, gif, json, text or binary.
 
-    Only real binary markers make text "binary": a known magic number, NUL bytes without a UTF-16/32 byte-order mark,
-    or many control characters. Bytes that are not UTF-8 are not one of them (a latin-1 file is text)."""
+    Only real binary markers make text "binary": a known magic number, NUL bytes where the text is not UTF-16/32
+    (with or without a byte-order mark), or many control characters. Bytes that are not UTF-8 are not one of them
+    (a latin-1 file is text)."""
     if b"%PDF-" in head[:1024]:
         return "pdf"
     for magic, looks in _MAGIC:
         if head.startswith(magic):
             return looks
-    codec, body = _split_bom(head)
+    codec, body = _text_codec(head)
     if codec is None and b"\x00" in head:
         return "binary"
     # latin-1 maps byte to character one to one, so control bytes count the same in any single-byte encoding.
@@ -155,15 +156,36 @@ def _split_bom(raw: bytes) -> tuple[str | None, bytes]:
     return None, raw
 
 
+def _text_codec(raw: bytes) -> tuple[str | None, bytes]:
+    """Like `_split_bom`, and without a mark, UTF-16 recognised by its zero bytes: text in a Latin script written as
+    UTF-16 has a NUL in every other byte (the high byte of each character), at odd offsets for little-endian."""
+    codec, body = _split_bom(raw)
+    if codec is not None or b"\x00" not in raw[:4096]:
+        return codec, body
+    head = raw[:4096]
+    head = head[: len(head) - len(head) % 2]
+    if len(head) < 4:
+        return None, raw
+    even, odd = head[0::2], head[1::2]
+    for codec, zeros, other in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if zeros.count(0) >= 0.6 * len(zeros) and other.count(0) <= 0.02 * len(other):
+            try:
+                head.decode(codec)
+            except UnicodeDecodeError:
+                continue
+            return codec, raw
+    return None, raw
+
+
 def _decode_text(raw: bytes, declared: str | None = None) -> str:
     """Decode a text-like file: a byte-order mark (UTF-8/16/32) first, then UTF-8, then the charset the file declares
     (HTML), else cp1252, or latin-1 where cp1252 leaves a byte undefined.
 
     UTF-8 comes before a declared charset because non-ASCII text that happens to be valid UTF-8 is almost never
     anything else, while pages saying iso-8859-1 but holding UTF-8 are common."""
-    codec, body = _split_bom(raw)
+    codec, body = _text_codec(raw)
     if codec is not None:
-        return body.decode(codec, errors="replace")  # the mark is unambiguous: a damaged character stays one "\ufffd"
+        return body.decode(codec, errors="replace")  # a damaged character stays one "\ufffd"
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -375,7 +397,7 @@ def _read_passages(path: Path) -> tuple[list[Page], str | None, str | None]:
 
 
 def _decode_json(path: Path, raw: bytes) -> str:
-    codec, body = _split_bom(raw)
+    codec, body = _text_codec(raw)
     try:
         return body.decode(codec or "utf-8")
     except UnicodeDecodeError as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -32,6 +33,19 @@ def iso_date(text: str | None, what: str = "date") -> str | None:
 def plural(n: int, noun: str) -> str:
     """'1 page', '3 pages'."""
     return f"{n} {noun}{'s' * (n != 1)}"
+
+
+# Characters that would move the cursor, start a line or reorder text in a terminal: C0/C1 controls, line and
+# paragraph separators, bidirectional overrides.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on one line: control and text-direction characters written as escapes (a newline in a
+    file name becomes `\\n` and cannot forge a line of a report)."""
+    return _UNPRINTABLE.sub(lambda m: _ESCAPES.get(m[0]) or (f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100
+                                                            else f"\\u{ord(m[0]):04x}"), text)
 
 
 def display_name(text: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 
 from ingest.chunking import chunk_document, clause_at, recognise_clause, sentence_spans
 from ingest.readers import read_file
+from tests.fixtures.make_bad_inputs import text_pdf
 from tests.library import CORPUS, FIXTURES
 
 DEFAULT_BUDGET = 224  # Settings.chunk_tokens
@@ -262,3 +263,33 @@ def test_a_passage_over_the_character_bound_is_split_and_keeps_its_id(tmp_path, 
                             max_chars=4000)
     assert [(c.passage_id, len(c.text), c.extra.get("hard_split", False)) for c in chunks] == [
         ("9.1", 4000, False), ("9.1", 4000, True), ("9.1", 1000, True), ("9.2", 13, False)]
+
+
+def test_lines_that_differ_in_their_numbers_are_content_not_a_running_header(tmp_path, embedder):
+    path = tmp_path / "fees.pdf"
+    path.write_bytes(text_pdf(["Clause 4.1 The annual fee is 120 pounds.", "Clause 4.2 The annual fee is 340 pounds.",
+                               "Clause 4.3 The annual fee is 560 pounds."]))
+    chunks = chunk_document(read_file(path), "fees", 1, embedder.count_tokens)
+    assert [c.text for c in chunks] == ["Clause 4.1 The annual fee is 120 pounds.",
+                                        "Clause 4.2 The annual fee is 340 pounds.",
+                                        "Clause 4.3 The annual fee is 560 pounds."]
+
+
+def test_running_headers_and_page_numbers_are_dropped_only_in_their_place(tmp_path, embedder):
+    pages = [f"Northwind Conduct Manual\n{body}\nPage {n + 4} of 9" for n, body in enumerate((
+        "1.1 Staff declare gifts over 50 pounds.", "1.2 Staff keep a register.\nNorthwind Conduct Manual",
+        "1.3 Compliance reviews the register."), 1)]
+    path = tmp_path / "manual.pdf"
+    path.write_bytes(text_pdf(pages))
+    doc = read_file(path)
+    text = " ".join(c.text for c in chunk_document(doc, "manual", 1, embedder.count_tokens))
+    assert "Page" not in text and text.count("Northwind Conduct Manual") == 1  # the one mid-page is content
+    assert all(f"1.{n} " in text for n in (1, 2, 3))
+
+
+def test_a_document_of_only_repeated_lines_is_kept_rather_than_emptied(tmp_path, embedder):
+    path = tmp_path / "rules.pdf"
+    path.write_bytes(text_pdf(["Rule 1 applies to staff.", "Rule 2 applies to staff.",
+                                           "Rule 3 applies to staff."]))  # counts with the page
+    chunks = chunk_document(read_file(path), "rules", 1, embedder.count_tokens)
+    assert "Rule 2 applies to staff." in " ".join(c.text for c in chunks)

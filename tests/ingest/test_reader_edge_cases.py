@@ -200,3 +200,17 @@ def test_other_zip_named_docx_is_not_a_word_document(tmp_path):
         archive.writestr("xl/workbook.xml", "<workbook/>")
     with pytest.raises(IngestError, match=r"not a Word document \(no word/document.xml\)"):
         read_file(path)
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_text_without_a_byte_order_mark_reads(tmp_path, codec):
+    path = tmp_path / "politique.txt"
+    path.write_bytes(POLICY_FR.replace("\n", "\r\n").encode(codec))  # what some exporters write: no mark
+    doc = read_file(path)
+    assert doc.pages[0].text == POLICY_FR
+
+
+def test_utf16_passage_json_without_a_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "rulebook.json"
+    path.write_bytes(json.dumps([{"PassageID": "1", "Passage": "Conformité générale."}]).encode("utf-16-le"))
+    assert read_file(path).pages[0].text == "Conformité générale."
