@@ -83,7 +83,6 @@ class Generator:
             if isinstance(tid, int) and tokenizer.convert_ids_to_tokens(tid) == token:
                 stop.add(tid)
         self.stop_ids = {t for t in stop if t is not None}
-        self._lock = threading.Lock()  # one KV cache per generator: one completion at a time
 
     def count_tokens(self, text: str) -> int:
         """Tokens in `text` for this model, without special tokens."""
@@ -117,26 +116,9 @@ class Generator:
 
     def tokens(self, messages: list[dict], max_new_tokens: int | None = None,
                trace: list[tuple[int, float]] | None = None) -> Iterator[int]:
-        """Generated token ids, one at a time: greedy, with the repetition penalty on generated tokens. When
-        `trace` is a list, (token id, its probability under the distribution it was picked from) is appended for
-        each generated token."""
-        limit = max_new_tokens or self.max_new_tokens
-        pick = GreedyPicker(self.stop_ids, limit, self.repetition_penalty, trace)
-        with self._lock:
-            logits = self._prefill(self.encode_chat(messages), limit)
-            for step in range(limit):
-                token = pick(logits)
-                if token is None:
-                    return
-                yield token
-                if step + 1 < limit:
-                    logits = self._decode(token)
-
-    # backend hooks: float32 numpy logits for the next token, writable
-    def _prefill(self, ids: list[int], limit: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def _decode(self, token: int) -> np.ndarray:
+        """Generated token ids, one at a time: greedy (`GreedyPicker`), with the repetition penalty on generated
+        tokens. When `trace` is a list, (token id, its probability under the distribution it was picked from) is
+        appended for each generated token."""
         raise NotImplementedError
 
 
@@ -191,7 +173,23 @@ class TransformersGenerator(Generator):
                 model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         self.model = model.to(device=device, dtype=dtype).eval()
         self._cache = None
+        self._lock = threading.Lock()  # one KV cache per generator: one completion at a time
 
+    def tokens(self, messages: list[dict], max_new_tokens: int | None = None,
+               trace: list[tuple[int, float]] | None = None) -> Iterator[int]:
+        limit = max_new_tokens or self.max_new_tokens
+        pick = GreedyPicker(self.stop_ids, limit, self.repetition_penalty, trace)
+        with self._lock:
+            logits = self._prefill(self.encode_chat(messages), limit)
+            for step in range(limit):
+                token = pick(logits)
+                if token is None:
+                    return
+                yield token
+                if step + 1 < limit:
+                    logits = self._decode(token)
+
+    # float32 numpy logits for the next token, writable
     def _prefill(self, ids: list[int], limit: int) -> np.ndarray:
         import torch
         from transformers import DynamicCache, StaticCache
