@@ -79,6 +79,38 @@ def main(
     State.overrides = {"home": home, "config_file": config, "chroma_url": chroma_url}
 
 
+def audit_user() -> str:
+    """Who the audit trail names for a command run from this shell: cli:<OS user>."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def ready_audit(action: str, as_json: bool):
+    """The home's audit trail, once it is known to be able to record `action` (else one error, and nothing done)."""
+    from assistant.audit import AuditError, AuditLog
+
+    audit = AuditLog.open(settings())
+    try:
+        audit.ready(action)
+    except AuditError as e:
+        fail(str(e), as_json)
+    return audit
+
+
+def record(as_json: bool, write) -> None:
+    """Write an action's audit record(s) once it is done; a trail that failed in between is one error in words."""
+    from assistant.audit import AuditError
+
+    try:
+        write()
+    except AuditError as e:
+        fail(str(e), as_json)
+
+
 def open_library():
     from ingest.pipeline import Library
 
@@ -99,6 +131,8 @@ def ingest(
     failed, or when nothing was ingested and something was skipped."""
     from tqdm import tqdm
 
+    action = "document.supersede" if supersedes else "document.upload"
+    audit = ready_audit(action, as_json)
     lib = open_library()
     bar = None
 
@@ -123,6 +157,9 @@ def ingest(
     finally:
         if bar is not None:
             bar.close()
+    record(as_json, lambda: [audit.record_document(
+        audit_user(), action, document_id=f.document_id, version=f.version, file=Path(f.file).name,
+        ok=f.status != "failed", error=f.error) for f in report.files])
     data = report.to_dict()
     lines = []
     for f in report.files:  # names, titles and reasons come from files: printed with their control characters escaped
@@ -179,11 +216,14 @@ def docs_delete(
     as_json: JsonOpt = False,
 ):
     """Delete a document (kept in the catalog as deleted for the audit trail; removed from search)."""
+    audit = ready_audit("document.delete", as_json)
     lib = open_library()
     try:
         keys = lib.delete(document_id, version)
     except KeyError:
         fail(f"no live document with id '{document_id}'" + (f" version {version}" if version is not None else ""), as_json)
+    record(as_json, lambda: audit.record_document(audit_user(), "document.delete", document_id=document_id,
+                                                  version=version, file=None, ok=True))
     emit({"deleted": keys}, as_json, f"deleted {', '.join(keys)}")
     lib.close()
 
@@ -216,6 +256,7 @@ def ask(
     from assistant.types import Answer
     from finetune.adapters import AdapterError
 
+    audit = ready_audit("answer", as_json)
     try:
         assistant = Assistant(settings(), adapter=adapter)
     except (FileNotFoundError, AdapterError) as e:
@@ -235,6 +276,11 @@ def ask(
         fail(str(e), as_json)
     if drafting:
         typer.echo("", err=True)
+    catalog = assistant.library.catalog
+    record(as_json, lambda: audit.record_answer(
+        audit_user(), answer, index_generation=catalog.generation(),
+        documents=len(catalog.documents(status="active")),
+        filters={"documents": document or [], "as_of": as_of, "strict": strict}))
     if as_json:
         emit(answer_json(answer), True)
     else:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli import JsonOpt, app, emit, fail, settings
+from assistant.cli import JsonOpt, app, audit_user, emit, fail, ready_audit, record, settings
 
 finetune_app = typer.Typer(help="Build grounded training data, train a LoRA adapter, evaluate it.",
                            no_args_is_help=True)
@@ -281,10 +281,16 @@ def adapters_activate(
     """Make NAME the adapter the assistant uses (refused if its validation citation precision is lower)."""
     from finetune import adapters
 
+    audit = ready_audit("adapter.activate", as_json)
     try:
         result = adapters.activate(settings(), name, force=force)
     except adapters.AdapterError as e:
-        fail(str(e), as_json)
+        error = str(e)
+        record(as_json, lambda: audit.append_after(audit_user(), "adapter.activate", adapter=name, force=force,
+                                                   ok=False, error=error))
+        fail(error, as_json)
+    record(as_json, lambda: audit.append_after(audit_user(), "adapter.activate", adapter=name, force=force, ok=True,
+                                               previous=result["previous"]))
     emit(result, as_json, f"active adapter: {result['active']} (was {result['previous'] or 'none'})")
 
 
@@ -293,10 +299,13 @@ def adapters_rollback(as_json: JsonOpt = False):
     """Go back to the adapter that was active before (or the base model)."""
     from finetune import adapters
 
+    audit = ready_audit("adapter.rollback", as_json)
     try:
         result = adapters.rollback(settings())
     except adapters.AdapterError as e:
         fail(str(e), as_json)
+    record(as_json, lambda: audit.append_after(audit_user(), "adapter.rollback", ok=True, active=result["active"],
+                                               previous=result["previous"]))
     emit(result, as_json, f"active adapter: {result['active'] or 'none (base model)'} (was {result['previous']})")
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from assistant.cli import JsonOpt, app, emit, fail, settings
+from assistant.cli import JsonOpt, app, audit_user, emit, fail, settings
 
 users_app = typer.Typer(help="Manage who may log in to the app and what they may do.", no_args_is_help=True)
 audit_app = typer.Typer(help="Export, verify and summarise the audit trail.", no_args_is_help=True)
@@ -20,12 +21,6 @@ app.add_typer(audit_app, name="audit")
 RoleOpt = Annotated[str, typer.Option("--role", help="viewer (chat), editor (+ documents) or admin (everything).")]
 
 
-def cli_user() -> str:
-    """Who the audit trail names for a command run from this shell."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli:unknown"
 
 
 def open_users():
@@ -37,7 +32,21 @@ def open_users():
 def open_audit():
     from assistant.audit import AuditLog
 
-    return AuditLog(settings().audit_path)
+    return AuditLog.open(settings())
+
+
+@contextmanager
+def audited(action: str, as_json: bool, **data) -> Iterator[dict]:
+    """Run a command's action only if the audit trail can record it (fail closed), then record it as this shell's
+    user; a trail that cannot is one error in words, and a UserError from the action too."""
+    from assistant.audit import AuditError
+    from assistant.users import UserError
+
+    try:
+        with open_audit().recorded(audit_user(), action, **data) as outcome:
+            yield outcome
+    except (AuditError, UserError) as e:
+        fail(str(e), as_json)
 
 
 def read_password(as_json: bool) -> str:
@@ -57,14 +66,9 @@ def users_add(
     as_json: JsonOpt = False,
 ):
     """Add a user; a generated password is printed once."""
-    from assistant.users import UserError
-
     password = read_password(as_json) if password_stdin else None
-    try:
+    with audited("user.add", as_json, name=name, role=role):
         given = open_users().add(name, role, password)
-    except UserError as e:
-        fail(str(e), as_json)
-    open_audit().append(cli_user(), "user.add", name=name, role=role)
     generated = None if password_stdin else given
     data = {"name": name, "role": role, **({"password": generated} if generated else {})}
     text = f"added {name} ({role})" + (f"\npassword (shown once): {generated}" if generated else "")
@@ -82,26 +86,16 @@ def users_list(as_json: JsonOpt = False):
 @users_app.command("remove")
 def users_remove(name: str, as_json: JsonOpt = False):
     """Remove a user (the last admin cannot be removed)."""
-    from assistant.users import UserError
-
-    try:
+    with audited("user.remove", as_json, name=name, sessions_revoked=True):
         open_users().remove(name)
-    except UserError as e:
-        fail(str(e), as_json)
-    open_audit().append(cli_user(), "user.remove", name=name)
     emit({"removed": name}, as_json, f"removed {name}")
 
 
 @users_app.command("set-role")
 def users_set_role(name: str, role: RoleOpt, as_json: JsonOpt = False):
     """Change a user's role (the last admin cannot be demoted)."""
-    from assistant.users import UserError
-
-    try:
+    with audited("user.set_role", as_json, name=name, role=role, sessions_revoked=True):
         open_users().set_role(name, role)
-    except UserError as e:
-        fail(str(e), as_json)
-    open_audit().append(cli_user(), "user.set_role", name=name, role=role)
     emit({"name": name, "role": role}, as_json, f"{name} is now {role}")
 
 
@@ -113,14 +107,9 @@ def users_reset_password(
     as_json: JsonOpt = False,
 ):
     """Give a user a new password; a generated one is printed once."""
-    from assistant.users import UserError
-
     password = read_password(as_json) if password_stdin else None
-    try:
+    with audited("user.reset_password", as_json, name=name, sessions_revoked=True):
         given = open_users().set_password(name, password)
-    except UserError as e:
-        fail(str(e), as_json)
-    open_audit().append(cli_user(), "user.reset_password", name=name)
     generated = None if password_stdin else given
     emit({"name": name, **({"password": generated} if generated else {})}, as_json,
          f"new password for {name}" + (f" (shown once): {generated}" if generated else " set"))
@@ -147,8 +136,11 @@ def audit_export(
         records = len(log.records(since, until, action))
     except AuditError as e:
         fail(str(e), as_json)
-    log.append(cli_user(), "audit.export", format=fmt, since=since, until=until, filter_action=action,
-               records=records)
+    try:
+        log.append(audit_user(), "audit.export", format=fmt, since=since, until=until, filter_action=action,
+                   records=records)
+    except AuditError as e:
+        fail(f"the export was written to {dest}, but the audit trail could not record it: {e}", as_json)
     emit({"path": str(dest), "format": fmt, "records": records}, as_json, f"wrote {records} records to {dest}")
 
 
@@ -158,6 +150,8 @@ def audit_verify(as_json: JsonOpt = False):
     check = open_audit().verify()
     if check.ok:
         text = f"ok: {check.records} records, chain intact" + (f", head {check.last_hash}" if check.last_hash else "")
+        text += f", anchored at record {check.anchored_seq}" if check.anchored_seq is not None else ""
+        text += f"\nnote: {check.note}" if check.note else ""
     else:
         text = f"BROKEN at seq {check.first_bad_seq}: {check.reason} ({check.records} records intact before it)"
     emit(check, as_json, text)

@@ -12,6 +12,7 @@ from assistant.ui_admin import AdaptersTab, AdminTab
 from assistant.ui_chat import ChatTab, document_choices
 from assistant.ui_documents import DocumentsTab
 from assistant.ui_eval import EvalTab
+from assistant.ui_login import LOGIN_HELP, LoginRoutes
 from assistant.ui_services import Services
 from assistant.users import allowed
 from ingest.settings import Settings, configure_offline_environment
@@ -106,10 +107,18 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
         print("Log in with your comply user name and password "
               "(add users with `comply users add NAME --role viewer|editor|admin`).", flush=True)
     demo.launch(server_name=host, server_port=port, auth=services.authenticate,
-                auth_message="comply — log in with the user name and password your administrator gave you.",
-                prevent_thread_lock=not block, quiet=True, show_error=False, footer_links=[],
+                auth_message="comply — log in with the user name and password your administrator gave you. "
+                + LOGIN_HELP.format(n=settings.login_max_failures),
+                prevent_thread_lock=True, quiet=True, show_error=False, footer_links=[],
                 enable_monitoring=False, ssr_mode=False, run_history=False, mcp_server=False,
                 max_file_size=f"{int(settings.max_file_mb)}mb", theme=THEME, css=CSS)
+    # Gradio builds its app inside launch(): comply's login, logout and session checks go in front right after,
+    # before anyone can have logged in (a login in between would only be refused later).
+    routes = LoginRoutes(demo.server_app, services.logins, services.sessions, settings)
+    routes.install()
+    services.session_token = routes.token
+    if block:
+        demo.block_thread()
     return demo
 
 

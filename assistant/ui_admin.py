@@ -11,7 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from assistant.ui_services import Services
+from assistant.ui_services import Services, audit_shown
 from assistant.users import ROLES, UserError
 from finetune import adapters as registry
 
@@ -81,15 +81,14 @@ class AdaptersTab:
             raise gr.Error("Choose an adapter.")
         with self.services.lock:
             try:
-                outcome = registry.activate(self.services.settings, name, force=force)
-            except registry.AdapterError as e:  # the release gate's refusal names both numbers
-                self.services.audit.append(user.name, "adapter.activate", adapter=name, force=force, ok=False,
-                                           error=str(e))
+                with self.services.recorded(user.name, "adapter.activate", failures=True, adapter=name,
+                                            force=force) as record:
+                    outcome = registry.activate(self.services.settings, name, force=force)
+                    record["previous"] = outcome.get("previous")
+            except registry.AdapterError as e:  # the release gate's refusal names both numbers (and is recorded)
                 reason = str(e).replace("use --force", "tick 'Override the release gate'")
                 raise gr.Error(f"Not activated: {reason}", title="Refused") from e
             self.services.reload_assistant()
-        self.services.audit.append(user.name, "adapter.activate", adapter=name, force=force, ok=True,
-                                   previous=outcome.get("previous"))
         forced = " (release gate overridden)" if outcome.get("forced") else ""
         return (f"Adapter **{name}** is now active{forced}; the next question uses it.", *self.listing())
 
@@ -98,12 +97,12 @@ class AdaptersTab:
         user = self.services.authorize(request, "adapters")
         with self.services.lock:
             try:
-                outcome = registry.rollback(self.services.settings)
+                with self.services.recorded(user.name, "adapter.rollback") as record:
+                    outcome = registry.rollback(self.services.settings)
+                    record.update(ok=True, active=outcome["active"], previous=outcome["previous"])
             except registry.AdapterError as e:
                 raise gr.Error(f"Not rolled back: {e}") from e
             self.services.reload_assistant()
-        self.services.audit.append(user.name, "adapter.rollback", ok=True, active=outcome["active"],
-                                   previous=outcome["previous"])
         return (f"Rolled back from {outcome['previous']}; answers now use "
                 f"**{outcome['active'] or 'the base model'}**.", *self.listing())
 
@@ -176,7 +175,8 @@ class AdminTab:
         fmt = (fmt or "CSV").lower()
         if fmt not in ("csv", "jsonl"):
             raise gr.Error("Choose CSV or JSONL.")
-        self.services.audit.append(user.name, "audit.export", format=fmt)
+        with audit_shown():  # recorded before the export is made: no export the trail does not show
+            self.services.audit.append(user.name, "audit.export", format=fmt)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         dest = Path(tempfile.mkdtemp(prefix="comply-audit-")) / f"comply-audit-{stamp}.{fmt}"
         self.services.audit.export(dest, fmt)
@@ -210,12 +210,12 @@ class AdminTab:
     def add_user(self, name: str, role: str, password: str, request: gr.Request) -> tuple:
         """Add a user; a generated password is shown once."""
         admin = self.services.authorize(request, "users")
+        given = password or None
         try:
-            given = password or None
-            password = self.services.users.add((name or "").strip(), role, given)
+            with self.services.recorded(admin.name, "user.add", name=(name or "").strip(), role=role):
+                password = self.services.users.add((name or "").strip(), role, given)
         except UserError as e:
             raise gr.Error(str(e)) from e
-        self.services.audit.append(admin.name, "user.add", name=name.strip(), role=role)
         shown = "" if given else f" Their password is `{password}` (shown once: pass it on now)."
         return *self._users_changed(f"Added **{name.strip()}** as {role}.{shown}"), ""  # name box emptied
 
@@ -225,10 +225,10 @@ class AdminTab:
         if not name or not role:
             raise gr.Error("Choose a user and a role.")
         try:
-            self.services.users.set_role(name, role)
+            with self.services.recorded(admin.name, "user.set_role", name=name, role=role, sessions_revoked=True):
+                self.services.users.set_role(name, role)
         except UserError as e:
             raise gr.Error(str(e)) from e
-        self.services.audit.append(admin.name, "user.set_role", name=name, role=role)
         return self._users_changed(f"**{name}** is now {role}.")
 
     def remove_user(self, name: str | None, request: gr.Request) -> tuple:
@@ -237,10 +237,10 @@ class AdminTab:
         if not name:
             raise gr.Error("Choose a user.")
         try:
-            self.services.users.remove(name)
+            with self.services.recorded(admin.name, "user.remove", name=name, sessions_revoked=True):
+                self.services.users.remove(name)
         except UserError as e:
             raise gr.Error(str(e)) from e
-        self.services.audit.append(admin.name, "user.remove", name=name)
         return self._users_changed(f"Removed **{name}**.")
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 import gradio as gr
 
+from assistant.audit import AuditError
 from assistant.pdf_view import SourceViewError, citation_view, describe_place
 from assistant.pipeline import WITHHELD_REASONS
 from assistant.types import Answer, Citation
@@ -157,6 +158,7 @@ class ChatTab:
             if not question:
                 raise gr.Error("Type a question first.")
             as_of = parse_date(as_of, "as-of date")
+            self.services.ready("answer")  # fail closed: no answer, not even its draft, that cannot be recorded
         except gr.Error as e:
             gr.Warning(e.message)
             yield keep, keep, keep, keep, keep, keep
@@ -191,10 +193,15 @@ class ChatTab:
         finally:
             lock.release_shared()
         assert answer is not None
-        self.services.audit.record_answer(user.name, answer, index_generation=generation,
-                                          documents=documents_in_force,
-                                          filters={"documents": documents or [], "as_of": as_of,
-                                                   "strict": bool(strict)})
+        try:
+            self.services.audit.record_answer(user.name, answer, index_generation=generation,
+                                              documents=documents_in_force,
+                                              filters={"documents": documents or [], "as_of": as_of,
+                                                       "strict": bool(strict)})
+        except AuditError as e:  # the checked answer is not shown: it could not be recorded
+            chat[-1]["content"] = f"⚠ Not answered: the audit trail could not record this answer ({e})."
+            yield chat, history, "", gr.update(choices=[], value=None), [], keep
+            return
         chat[-1]["content"] = answer_markdown(answer)
         history = list(history or []) + [[question, answer.answer]]
         cards = answer.sources if answer.abstained else answer.citations

@@ -6,7 +6,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from assistant.ui_services import Services, parse_date
+from assistant.ui_services import Services, audit_shown, parse_date
 from ingest.pipeline import IngestReport
 from ingest.readers import SUPPORTED_SUFFIXES
 
@@ -142,13 +142,15 @@ class DocumentsTab:
                 progress((files[0] + done / total) / files[1], desc=f"File {files[0] + 1} of {files[1]}: {detail}")
 
         with self.services.lock:
+            self.services.ready(action)  # fail closed: nothing is ingested that the trail cannot record
             try:
                 report = self.services.library.ingest(paths, progress=on_progress, **options)
             except ValueError as e:
                 raise gr.Error(str(e)) from e
-        for f in report.files:
-            self.services.audit.record_document(user, action, document_id=f.document_id, version=f.version,
-                                                file=Path(f.file).name, ok=f.status != "failed", error=f.error)
+        with audit_shown():
+            for f in report.files:
+                self.services.audit.record_document(user, action, document_id=f.document_id, version=f.version,
+                                                    file=Path(f.file).name, ok=f.status != "failed", error=f.error)
         return report
 
     def upload(self, files: list | None, effective_date: str, show_all: bool, request: gr.Request,
@@ -185,7 +187,8 @@ class DocumentsTab:
             raise gr.Error("Tick the confirmation box to delete the document.")
         # An empty number box arrives as None or 0 depending on the browser; versions start at 1, so both mean all.
         version = int(version) if version not in (None, "") and int(version) > 0 else None
-        with self.services.lock:
+        with self.services.lock, audit_shown():
+            self.services.ready("document.delete")  # fail closed: nothing is deleted that the trail cannot record
             try:
                 keys = self.services.library.delete(document_id, version)
             except KeyError as e:
@@ -194,6 +197,6 @@ class DocumentsTab:
                                                     error="no such live document")
                 raise gr.Error(f"There is no live document '{document_id}'"
                                + (f" version {version}" if version is not None else "") + ".") from e
-        self.services.audit.record_document(user.name, "document.delete", document_id=document_id,
-                                            version=version, file=None, ok=True)
+            self.services.audit.record_document(user.name, "document.delete", document_id=document_id,
+                                                version=version, file=None, ok=True)
         return *self._after_change(f"Deleted {', '.join(keys)}: no longer searched.", show_all), False

@@ -3,12 +3,15 @@ user store, the audit trail, the library lock, and the server-side permission ch
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
 
-from assistant.audit import AuditLog
+from assistant.audit import AuditError, AuditLog
 from assistant.pipeline import Assistant
+from assistant.sessions import LoginRefused, Logins, LoginThrottle, SessionTable
 from assistant.users import PermissionDenied, User, UserStore, require
 from ingest.pipeline import Library
 from ingest.settings import Settings
@@ -90,7 +93,12 @@ class Services:
         self.settings = settings
         self.library = library or Library(settings)
         self.users = UserStore(settings.users_path)
-        self.audit = AuditLog(settings.audit_path)
+        self.audit = AuditLog.open(settings)
+        self.sessions = SessionTable(self.users, self.audit, idle_s=settings.session_idle_minutes * 60,
+                                     max_s=settings.session_max_hours * 3600)
+        self.logins = Logins(self.users, self.audit, LoginThrottle(
+            settings.login_max_failures, settings.login_backoff_s, settings.login_backoff_max_s))
+        self.session_token = None  # request -> its session token; set by assistant.ui_login when serving
         # Answers and evaluations share the library; index changes and adapter switches take it alone.
         self.lock = LibraryLock()
         self._assistant_lock = threading.Lock()
@@ -112,29 +120,61 @@ class Services:
             self._assistant = None
 
     async def authenticate(self, name: str, password: str) -> bool:
-        """Gradio's login check: the name and password match a stored user. Gradio runs it on the event loop that
-        serves every request; the argon2 check (a quarter of a second of CPU) runs in a worker thread, one check at
-        a time, so that a burst of logins, even wrong ones, waits for itself and does not hold up anyone else."""
+        """Gradio's login check (the app serves its own POST /login, assistant/ui_login.py, which also knows the
+        address): throttled and audited. The argon2 check (a quarter of a second of CPU) runs in a worker thread, one
+        check at a time, so that a burst of logins, even wrong ones, waits for itself and holds up nobody else."""
         def check() -> bool:
             with self._login_checks:
-                return self.users.authenticate(name, password) is not None
+                try:
+                    return self.logins.attempt(name, password, "unknown") is not None
+                except (LoginRefused, AuditError):
+                    return False
 
         return await asyncio.to_thread(check)
 
     def authorize(self, request: gr.Request | None, permission: str) -> User:
-        """The logged-in user behind `request` if their role grants `permission`; otherwise a gr.Error that the
-        browser shows (and the refusal is written to the audit trail)."""
+        """The logged-in user behind `request` if their session is still valid and their role grants `permission`;
+        otherwise a gr.Error that the browser shows (and the refusal is written to the audit trail)."""
         name = getattr(request, "username", None) if request is not None else None
         user = self.users.get(name) if name else None
+        raw = getattr(request, "request", None)
+        if user is not None and self.session_token is not None and raw is not None and \
+                self.session_token(raw) not in self.sessions:  # ended since the request was queued
+            user = None
         if user is None:
-            raise gr.Error("You are not logged in, or your account was removed. Log in again.", title="Not allowed")
+            raise gr.Error("You are not logged in, your login has ended, or your account was changed or removed. "
+                           "Log in again.", title="Not allowed")
         try:
             require(user, permission)
         except PermissionDenied as e:
-            self.audit.append(user.name, "access.denied", permission=permission, role=user.role)
+            try:
+                self.audit.append(user.name, "access.denied", permission=permission, role=user.role)
+            except AuditError:
+                pass  # refused either way
             raise gr.Error(f"Permission denied: your role ({user.role}) may not do this; it needs the "
                            f"{e.needed} role.", title="Not allowed") from e
         return user
+
+    def ready(self, action: str) -> None:
+        """Check that the audit trail can record `action` before doing it (fail closed); else a gr.Error in words."""
+        with audit_shown():
+            self.audit.ready(action)
+
+    @contextmanager
+    def recorded(self, user: str, action: str, *, failures: bool = False, **data) -> Iterator[dict]:
+        """AuditLog.recorded (the action runs only if it can be recorded), with a refusal shown in words."""
+        with audit_shown(), self.audit.recorded(user, action, failures=failures, **data) as outcome:
+            yield outcome
+
+
+@contextmanager
+def audit_shown() -> Iterator[None]:
+    """Show an audit trail that cannot record an action as a gr.Error in plain words (AuditUnavailable says whether
+    the action was done)."""
+    try:
+        yield
+    except AuditError as e:
+        raise gr.Error(str(e), title="Audit trail", duration=None) from e
 
 
 def stored_gold_sets(settings: Settings) -> list[Path]:

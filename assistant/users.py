@@ -8,7 +8,7 @@ import secrets
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,6 +52,8 @@ class User:
     name: str
     role: str
     created: str
+    # changes when the password or role changes: a login made before no longer counts (assistant/sessions.py)
+    session_epoch: str = field(default="", repr=False, compare=False)
 
 
 def allowed(role: str, permission: str) -> bool:
@@ -100,6 +102,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _epoch() -> str:
+    return secrets.token_hex(16)
+
+
 class UserStore:
     """Users in one SQLite file (`settings.users_path`): name, role, argon2 hash, creation time. Names ignore case."""
 
@@ -112,7 +118,11 @@ class UserStore:
                               name TEXT PRIMARY KEY COLLATE NOCASE,
                               role TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin')),
                               password_hash TEXT NOT NULL,
-                              created TEXT NOT NULL)""")
+                              created TEXT NOT NULL,
+                              session_epoch TEXT NOT NULL DEFAULT '')""")
+            columns = [row[1] for row in db.execute("PRAGMA table_info(users)")]
+            if "session_epoch" not in columns:  # a store from before sessions were revocable
+                db.execute("ALTER TABLE users ADD COLUMN session_epoch TEXT NOT NULL DEFAULT ''")
         if new:
             os.chmod(self.path, 0o600)  # hashes only, but still nobody else's business
 
@@ -141,7 +151,7 @@ class UserStore:
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
                 raise UserError(f"user '{name}' already exists")
-            db.execute("INSERT INTO users VALUES (?, ?, ?, ?)", (name, role, hashed, _now()))
+            db.execute("INSERT INTO users VALUES (?, ?, ?, ?, ?)", (name, role, hashed, _now(), _epoch()))
         return password
 
     def remove(self, name: str) -> None:
@@ -153,27 +163,44 @@ class UserStore:
             db.execute("DELETE FROM users WHERE name = ?", (name,))
 
     def set_role(self, name: str, role: str) -> None:
-        """Change a user's role; refuses to demote the last admin."""
+        """Change a user's role, ending their logins; refuses to demote the last admin."""
         _check_role(role)
         with self._transaction() as db:
             current = self._role(db, name)
             if current == "admin" and role != "admin" and self._admins(db) == 1:
                 raise UserError(f"'{name}' is the last admin: add another admin before changing this role")
-            db.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+            db.execute("UPDATE users SET role = ?, session_epoch = ? WHERE name = ?", (role, _epoch(), name))
 
     def set_password(self, name: str, password: str | None = None) -> str:
-        """Replace a user's password and return it (a generated one when `password` is None)."""
+        """Replace a user's password, ending their logins, and return it (a generated one when `password` is None)."""
         password = generate_password() if password is None else _check_password(name, password)
         hashed = _HASHER.hash(password)
         with self._transaction() as db:
             self._role(db, name)
-            db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (hashed, name))
+            db.execute("UPDATE users SET password_hash = ?, session_epoch = ? WHERE name = ?",
+                       (hashed, _epoch(), name))
         return password
+
+    def revoke_sessions(self, name: str) -> None:
+        """End every login of `name` (the app refuses their session cookies from the next request on)."""
+        with self._transaction() as db:
+            self._role(db, name)
+            db.execute("UPDATE users SET session_epoch = ? WHERE name = ?", (_epoch(), name))
+
+    def session_epoch(self, name: str) -> str | None:
+        """The user's current session epoch, or None for no such user: one quick read, made on every request."""
+        db = sqlite3.connect(self.path, timeout=30)
+        try:
+            row = db.execute("SELECT session_epoch FROM users WHERE name = ?", (name,)).fetchone()
+        finally:
+            db.close()
+        return row[0] if row else None
 
     def get(self, name: str) -> User | None:
         """The user called `name` (any case), or None."""
         with self._transaction() as db:
-            row = db.execute("SELECT name, role, created FROM users WHERE name = ?", (name,)).fetchone()
+            row = db.execute("SELECT name, role, created, session_epoch FROM users WHERE name = ?",
+                             (name,)).fetchone()
         return User(*row) if row else None
 
     def list(self) -> list[User]:
@@ -185,7 +212,7 @@ class UserStore:
     def authenticate(self, name: str, password: str) -> User | None:
         """The user if `password` is right, else None. Unknown names cost one hash too, so timing reveals little."""
         with self._transaction() as db:
-            row = db.execute("SELECT name, role, created, password_hash FROM users WHERE name = ?",
+            row = db.execute("SELECT name, role, created, password_hash, session_epoch FROM users WHERE name = ?",
                              (name,)).fetchone()
         if row is None:
             _verify(_dummy_hash(), password or "")
@@ -196,7 +223,7 @@ class UserStore:
             with self._transaction() as db:
                 db.execute("UPDATE users SET password_hash = ? WHERE name = ? AND password_hash = ?",
                            (_HASHER.hash(password), row[0], row[3]))
-        return User(row[0], row[1], row[2])
+        return User(row[0], row[1], row[2], row[4])
 
     def ensure_admin(self, password: str | None = None) -> str | None:
         """When there is no user at all, create 'admin' with `password` or a generated one; return it if generated."""
@@ -210,7 +237,7 @@ class UserStore:
         with self._transaction() as db:
             if db.execute("SELECT COUNT(*) FROM users").fetchone()[0]:  # another process was first
                 return None
-            db.execute("INSERT INTO users VALUES (?, 'admin', ?, ?)", (FIRST_ADMIN, hashed, _now()))
+            db.execute("INSERT INTO users VALUES (?, 'admin', ?, ?, ?)", (FIRST_ADMIN, hashed, _now(), _epoch()))
         return password if generated else None
 
     @staticmethod

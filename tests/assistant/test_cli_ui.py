@@ -102,3 +102,27 @@ def test_serve_refuses_a_weak_first_admin_password_with_a_clear_error(tmp_path, 
     assert UserStore(Settings(home=tmp_path / "home").users_path).list() == []
     monkeypatch.setenv("COMPLY_ADMIN_PASSWORD", "")  # empty means unset: a password would be generated
     assert Settings().admin_password is None
+
+
+def test_every_audited_command_refuses_when_the_trail_cannot_record_it(tmp_path):
+    """A cut trail (an interrupted write): each command that the trail records does nothing and says why."""
+    store = UserStore(Settings(home=tmp_path).users_path)
+    assert comply(tmp_path, "users", "add", "root", "--role", "admin").exit_code == 0
+    store.add("alice", "editor", "alice-password-1")
+    trail = Settings(home=tmp_path).audit_path
+    with open(trail, "ab") as f:
+        f.write(b'{"seq":2,"ti')
+    before = trail.read_bytes()
+    policy = tmp_path / "policy.txt"
+    policy.write_text("Records are kept for five years.\n")
+    for command in (["users", "add", "bob"], ["users", "remove", "alice"], ["users", "set-role", "alice", "--role",
+                    "admin"], ["users", "reset-password", "alice"], ["ingest", str(policy)],
+                    ["docs", "delete", "policy"], ["ask", "How long are records kept?"],
+                    ["adapters", "activate", "x"], ["adapters", "rollback"]):
+        result = comply(tmp_path, *command, "--json")
+        assert result.exit_code == 1, (command, result.output)
+        error = json.loads(result.output)["error"]
+        assert error.startswith("Not done") and "incomplete" in error, (command, error)
+    assert [(u.name, u.role) for u in store.list()] == [("alice", "editor"), ("root", "admin")]
+    assert store.authenticate("alice", "alice-password-1") is not None
+    assert trail.read_bytes() == before and not (tmp_path / "catalog.sqlite3").exists()

@@ -117,3 +117,39 @@ def test_require_names_user_role_and_permission():
         require(User("vi", "viewer", ""), "audit.export")
     message = str(denied.value)
     assert "vi" in message and "viewer" in message and "audit.export" in message and "admin" in message
+
+
+def test_a_password_reset_or_role_change_or_removal_ends_the_users_logins(store):
+    """Each login remembers the user's session epoch; these changes replace it, so older logins no longer count."""
+    store.add("alice", "editor", "alice-password-1")
+    store.add("root", "admin", "root-password-1")
+    login = store.authenticate("alice", "alice-password-1").session_epoch
+    assert login and store.session_epoch("ALICE") == login == store.get("alice").session_epoch
+    assert store.session_epoch("root") != login  # every user has their own
+
+    store.set_password("alice", "alice-password-2")
+    after_reset = store.session_epoch("alice")
+    store.set_role("alice", "viewer")
+    after_role = store.session_epoch("alice")
+    store.revoke_sessions("alice")
+    assert len({login, after_reset, after_role, store.session_epoch("alice")}) == 4
+    store.remove("alice")
+    assert store.session_epoch("alice") is None
+    store.add("alice", "editor", "alice-password-1")  # the same name again is not the same login
+    assert store.session_epoch("alice") not in (login, after_reset, after_role)
+
+
+def test_a_store_from_before_session_epochs_is_upgraded(tmp_path):
+    path = tmp_path / "users.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE users (name TEXT PRIMARY KEY COLLATE NOCASE, role TEXT NOT NULL, "
+               "password_hash TEXT NOT NULL, created TEXT NOT NULL)")
+    db.execute("INSERT INTO users VALUES ('old', 'admin', 'x', '2025-01-01T00:00:00+00:00')")
+    db.commit()
+    db.close()
+    store = UserStore(path)
+    assert store.session_epoch("old") == ""
+    store.revoke_sessions("old")
+    assert store.session_epoch("old") != ""
+    store.add("new", "viewer", "new-password-1")
+    assert store.get("new").session_epoch
