@@ -7,6 +7,7 @@ buttons a role may not use are also hidden, but hiding is only a convenience. `l
 import threading
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from assistant.ui_admin import AdaptersTab, AdminTab
 from assistant.ui_chat import ChatTab, document_choices
@@ -14,6 +15,7 @@ from assistant.ui_documents import DocumentsTab
 from assistant.ui_eval import EvalTab
 from assistant.ui_login import LOGIN_HELP, LoginRoutes
 from assistant.ui_services import Services
+from assistant.ui_uploads import UploadGuard
 from assistant.users import allowed
 from ingest.settings import Settings, configure_offline_environment
 
@@ -111,7 +113,8 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
                 + LOGIN_HELP.format(n=settings.login_max_failures),
                 prevent_thread_lock=True, quiet=True, show_error=False, footer_links=[],
                 enable_monitoring=False, ssr_mode=False, run_history=False, mcp_server=False,
-                max_file_size=f"{int(settings.max_file_mb)}mb", theme=THEME, css=CSS)
+                max_file_size=f"{int(settings.max_file_mb)}mb", theme=THEME, css=CSS,
+                app_kwargs={"middleware": [Middleware(UploadGuard, services=services)]})
     # Gradio builds its app inside launch(): comply's login, logout and session checks go in front right after,
     # before anyone can have logged in (a login in between would only be refused later).
     routes = LoginRoutes(demo.server_app, services.logins, services.sessions, settings)

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import gradio as gr
 import pandas as pd
+from gradio.utils import get_upload_folder
 
 from assistant.ui_services import Services, audit_shown, parse_date
+from assistant.ui_uploads import remove_uploads
 from ingest.pipeline import IngestReport
-from ingest.readers import SUPPORTED_SUFFIXES
 
 COLUMNS = ["Title", "Version", "Effective date", "Status", "Pages", "Passages", "File", "Document id", "Added (UTC)"]
 STATUS_WORDS = {"active": "in force", "superseded": "superseded", "deleted": "deleted", "pending": "being added"}
@@ -68,19 +69,19 @@ class DocumentsTab:
         self.table = gr.Dataframe(value=pd.DataFrame(columns=COLUMNS), interactive=False, elem_id="library",
                                   label="Library", wrap=True,  # widths keep short headers on one line
                                   column_widths=["22%", "7%", "10%", "9%", "6%", "8%", "14%", "14%", "10%"])
-        types = sorted(SUPPORTED_SUFFIXES)
+        # No file_types: Gradio would refuse a whole batch for one .exe without naming it; each file is checked on
+        # its own at ingest and a refused one is named with its reason.
         with gr.Column(visible=False) as self.write_area:
             gr.Markdown("### Change the library")
             with gr.Tab("Add documents"):
                 self.files = gr.File(label="Files (PDF, DOCX, HTML, Markdown, text, passage JSON)",
-                                     file_count="multiple", file_types=types, elem_id="upload-files")
+                                     file_count="multiple", elem_id="upload-files")
                 self.upload_date = gr.Textbox(label="Effective date (optional, YYYY-MM-DD; otherwise read from "
                                               "the document)")
                 self.upload_button = gr.Button("Add to library", variant="primary", elem_id="upload-button")
             with gr.Tab("New version of a document"):
                 self.supersede_doc = gr.Dropdown(label="Document to replace", choices=[])
-                self.supersede_file = gr.File(label="The new version (one file)", file_count="single",
-                                              file_types=types)
+                self.supersede_file = gr.File(label="The new version (one file)", file_count="single")
                 self.supersede_date = gr.Textbox(label="Effective date of the new version (optional, YYYY-MM-DD)")
                 self.supersede_button = gr.Button("Upload as new version", variant="primary")
             with gr.Tab("Delete a document"):
@@ -161,7 +162,10 @@ class DocumentsTab:
         if not paths:
             raise gr.Error("Choose one or more files to add first.")
         effective = parse_date(effective_date, "effective date")
-        report = self._ingest(paths, "document.upload", user.name, progress, effective_date=effective)
+        try:
+            report = self._ingest(paths, "document.upload", user.name, progress, effective_date=effective)
+        finally:
+            remove_uploads(paths, Path(get_upload_folder()))  # the library keeps its own copy
         return *self._after_change(report_markdown(report), show_all), None
 
     def supersede(self, document_id: str | None, file: str | None, effective_date: str, show_all: bool,
@@ -173,8 +177,11 @@ class DocumentsTab:
         if not file:
             raise gr.Error("Choose the file of the new version.")
         effective = parse_date(effective_date, "effective date")
-        report = self._ingest([str(file)], "document.supersede", user.name, progress, supersedes=document_id,
-                              effective_date=effective)
+        try:
+            report = self._ingest([str(file)], "document.supersede", user.name, progress, supersedes=document_id,
+                                  effective_date=effective)
+        finally:
+            remove_uploads([str(file)], Path(get_upload_folder()))
         return *self._after_change(report_markdown(report), show_all), None
 
     def delete(self, document_id: str | None, version: float | None, confirm: bool, show_all: bool,

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # serving
     host: str = "127.0.0.1"
     port: int = 7860
+    upload_quota_mb: float = Field(default=200.0, gt=0, description="Uploads one user may hold on the server at a "
+                                   "time (sent, not yet added to the library); more is refused.")
+    upload_max_age_minutes: float = Field(default=60.0, gt=0, description="Uploads are deleted once added to the "
+                                          "library, and any file in the server's upload folder after this long.")
     admin_password: SecretStr | None = Field(default=None, description="Password of the first admin, created on "
                                              "first start when no user exists (else one is generated and shown once).")
     session_idle_minutes: float = Field(default=30.0, gt=0, description="A login ends after this long without a "

@@ -18,6 +18,7 @@ from tests.library import CORPUS, ROOT
 UPLOADED_PDF = CORPUS / "gifts_entertainment_policy.pdf"  # left out of the home; the editor uploads it
 ARTIFACTS = ROOT / "tests" / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
+UPLOAD_QUOTA_MB = 2  # small, so that tests/ui/test_uploads.py reaches it with small files
 PASSWORDS = {"admin": "admin-pass-0001", "editor": "editor-pass-0001", "viewer": "viewer-pass-0001"}
 
 
@@ -32,7 +33,7 @@ def free_port() -> int:
 def app_settings(tmp_path_factory) -> Settings:
     """A fresh home with every sample document but UPLOADED_PDF ingested, and a known admin password."""
     home = tmp_path_factory.mktemp("comply-ui")
-    settings = Settings(home=home, admin_password=PASSWORDS["admin"])
+    settings = Settings(home=home, admin_password=PASSWORDS["admin"], upload_quota_mb=UPLOAD_QUOTA_MB)
     library = Library(settings, embedder=load_embedder(settings))
     files = [p for p in sorted(CORPUS.iterdir()) if p.is_file() and p != UPLOADED_PDF]
     report = library.ingest(files)

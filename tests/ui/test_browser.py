@@ -33,14 +33,6 @@ def call_endpoint(page, url: str, api_name: str, data: list) -> tuple[str, dict]
     return name, json.loads(payload)
 
 
-def upload_as_file_data(page, url: str, path) -> dict:
-    """Upload a file with the page's session (POST /gradio_api/upload) and return it as Gradio FileData."""
-    response = page.request.post(f"{url}/gradio_api/upload", multipart={
-        "files": {"name": path.name, "mimeType": "application/pdf", "buffer": path.read_bytes()}})
-    assert response.ok, response.text()
-    return {"path": response.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-
-
 def ask(page, question: str) -> list[str]:
     """Ask in the chat; return the successive texts of the conversation seen until the sources appear."""
     page.locator("#question textarea").fill(question)
@@ -135,9 +127,9 @@ def test_viewer_can_ask_but_the_server_refuses_upload_and_audit_export(app_url, 
 
     catalog = Catalog(app_settings.catalog_path)
     before = [(r.document_id, r.version, r.status) for r in catalog.documents(include_deleted=True)]
-    # The hidden button is no protection: call the upload endpoint directly with the viewer's own session.
-    file_data = upload_as_file_data(page, app_url, UPLOADED_PDF)
-    event, payload = call_endpoint(page, app_url, "upload_documents", [[file_data], "", False])
+    # The hidden button is no protection: the server refuses the viewer's upload itself (tests/ui/test_uploads.py),
+    # and the ingest endpoint called directly with the viewer's own session.
+    event, payload = call_endpoint(page, app_url, "upload_documents", [[], "", False])
     assert event == "error" and "Permission denied" in payload["error"] and "editor" in payload["error"], payload
     assert [(r.document_id, r.version, r.status) for r in catalog.documents(include_deleted=True)] == before
     catalog.close()
