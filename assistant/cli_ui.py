@@ -132,6 +132,7 @@ def audit_export(
     dest = out or Path(f"audit-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{fmt}")
     log = open_audit()
     try:
+        log.ready("audit.export")  # fail closed: no export that the trail cannot record
         log.export(dest, fmt, since=since, until=until, action=action)
         records = len(log.records(since, until, action))
     except AuditError as e:
@@ -139,8 +140,10 @@ def audit_export(
     try:
         log.append(audit_user(), "audit.export", format=fmt, since=since, until=until, filter_action=action,
                    records=records)
-    except AuditError as e:
-        fail(f"the export was written to {dest}, but the audit trail could not record it: {e}", as_json)
+    except AuditError as e:  # the trail failed in between: the export goes, so none exists that it does not show
+        dest.unlink(missing_ok=True)
+        fail(f"Not exported: the audit trail could not record the export ({e}), so the file was deleted again. "
+             "An administrator can run `comply audit verify`.", as_json)
     emit({"path": str(dest), "format": fmt, "records": records}, as_json, f"wrote {records} records to {dest}")
 
 
@@ -193,6 +196,7 @@ def serve(
     as_json: JsonOpt = False,
 ):
     """Serve the browser app (chat, documents, evaluation, adapters, audit) until interrupted."""
+    from assistant.audit import AuditError
     from assistant.ui import launch
     from assistant.users import UserError
 
@@ -201,5 +205,5 @@ def serve(
     emit({"url": f"http://{host}:{port}"}, as_json)
     try:
         launch(s, host, port)
-    except UserError as e:  # e.g. COMPLY_ADMIN_PASSWORD too weak for the first admin
+    except (UserError, AuditError) as e:  # COMPLY_ADMIN_PASSWORD too weak, or a trail that cannot record it
         fail(f"cannot create the first admin: {e}", as_json)

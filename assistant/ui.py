@@ -16,7 +16,7 @@ from assistant.ui_eval import EvalTab
 from assistant.ui_login import LOGIN_HELP, LoginRoutes
 from assistant.ui_services import Services
 from assistant.ui_uploads import UploadGuard
-from assistant.users import allowed
+from assistant.users import FIRST_ADMIN, allowed
 from ingest.settings import Settings, configure_offline_environment
 
 TITLE = "comply: answers from your policies, with checked citations"
@@ -94,7 +94,7 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
     configure_offline_environment()
     services = services or Services(settings)
     first_start = not services.users.list()
-    generated = services.users.ensure_admin(settings.admin_password)
+    generated = create_first_admin(services) if first_start else None
     demo = build_app(services)
     demo.queue(default_concurrency_limit=4)
     host, port = host or settings.host, port or settings.port
@@ -123,6 +123,13 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
     if block:
         demo.block_thread()
     return demo
+
+
+def create_first_admin(services: Services) -> str | None:
+    """Create 'admin' in a home without users, only if the audit trail can record it (an AuditUnavailable in words
+    otherwise, and no user is made); return the password if it was generated."""
+    with services.audit.recorded("app", "user.add", name=FIRST_ADMIN, role="admin", first_admin=True):
+        return services.users.ensure_admin(services.settings.admin_password)
 
 
 def _warm_up(services: Services) -> None:

@@ -126,3 +126,38 @@ def test_every_audited_command_refuses_when_the_trail_cannot_record_it(tmp_path)
     assert [(u.name, u.role) for u in store.list()] == [("alice", "editor"), ("root", "admin")]
     assert store.authenticate("alice", "alice-password-1") is not None
     assert trail.read_bytes() == before and not (tmp_path / "catalog.sqlite3").exists()
+
+
+def test_audit_export_is_refused_when_the_trail_cannot_record_it(tmp_path):
+    log = AuditLog(Settings(home=tmp_path).audit_path)
+    log.append("alice", "answer", question="q0")
+    with open(log.path, "ab") as f:
+        f.write(b'{"seq":2,"ti')  # an interrupted write: no record can follow it
+    out = tmp_path / "export.jsonl"
+    result = comply(tmp_path, "audit", "export", "--out", str(out), "--json")
+    assert result.exit_code == 1
+    error = json.loads(result.output)["error"]
+    assert error.startswith("Not done: 'audit.export'") and "incomplete" in error, error
+    assert not out.exists()  # no export that the trail does not show
+
+
+def test_an_export_the_trail_fails_to_record_in_between_is_deleted_again(tmp_path, monkeypatch):
+    """The trail can record when the export starts, and cannot when it is done (another writer crashed meanwhile):
+    the export is not left behind unrecorded."""
+    log = AuditLog(Settings(home=tmp_path).audit_path)
+    log.append("alice", "answer", question="q0")
+    real_export = AuditLog.export
+
+    def export_then_crash_another_writer(self, dest, *args, **kwargs):
+        written = real_export(self, dest, *args, **kwargs)
+        with open(self.path, "ab") as f:
+            f.write(b'{"seq":2,"ti')
+        return written
+
+    monkeypatch.setattr(AuditLog, "export", export_then_crash_another_writer)
+    out = tmp_path / "export.jsonl"
+    result = comply(tmp_path, "audit", "export", "--out", str(out), "--json")
+    assert result.exit_code == 1
+    error = json.loads(result.output)["error"]
+    assert error.startswith("Not exported: the audit trail could not record the export") and "deleted" in error
+    assert not out.exists()
