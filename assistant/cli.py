@@ -176,7 +176,7 @@ def ingest(
                  f"{report.seconds:.1f}s")
     emit(data, as_json, "\n".join(lines))
     lib.close()
-    if report.failed or (report.nothing_ingested and report.skipped):
+    if not report.ok:
         raise typer.Exit(1)
 
 

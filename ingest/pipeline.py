@@ -67,6 +67,11 @@ class IngestReport:
         return not any(f.status in ("added", "new_version", "unchanged") for f in self.files)
 
     @property
+    def ok(self) -> bool:
+        """No file failed, and something was ingested unless nothing was offered (what `comply ingest` exits 0 on)."""
+        return not self.failed and not (self.nothing_ingested and self.skipped)
+
+    @property
     def chunks_added(self) -> int:
         return sum(f.chunks for f in self.files if f.status in ("added", "new_version"))
 
@@ -79,7 +84,7 @@ class IngestReport:
         for f in self.files:
             counts[f.status] = counts.get(f.status, 0) + 1
         return {"files": [asdict(f) for f in self.files], "counts": counts, "chunks_added": self.chunks_added,
-                "pages_read": self.pages_read, "seconds": round(self.seconds, 2), "ok": not self.failed}
+                "pages_read": self.pages_read, "seconds": round(self.seconds, 2), "ok": self.ok}
 
 
 def slugify(text: str) -> str:

@@ -79,7 +79,7 @@ def test_a_folder_of_unsupported_files_names_each_and_exits_non_zero(tmp_path):
     (folder / "setup.exe").write_bytes(b"MZ\x90\x00")
     (folder / "notes").write_text("no extension")
     code, out = comply(tmp_path / "home", "ingest", str(folder))
-    assert code == 1
+    assert code == 1 and out["ok"] is False  # the report and the exit status agree
     assert out["counts"] == {"skipped": 3}
     reasons = {os.path.basename(f["file"]): f["error"] for f in out["files"]}
     assert reasons["book.xlsx"].startswith("unsupported file type '.xlsx' (supported: .docx,")
@@ -97,7 +97,7 @@ def test_skipped_files_next_to_good_ones_do_not_fail_the_batch(tmp_path):
     (folder / "policy.txt").write_text(policy_text())
     (folder / "book.xlsx").write_bytes(b"PK\x03\x04 spreadsheet")
     code, out = comply(tmp_path / "home", "ingest", str(folder))
-    assert code == 0, out
+    assert code == 0 and out["ok"] is True, out
     assert out["counts"] == {"skipped": 1, "added": 1}
 
 
