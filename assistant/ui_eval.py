@@ -9,7 +9,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from assistant.ui_services import Services, stored_gold_sets
+from assistant.ui_services import Services, audit_shown, stored_gold_sets
 
 PLOTS = ("metrics.png", "latency.png", "per_document.png", "compare.png")
 QUESTION_COLUMNS = ["Question id", "Question", "Answerable", "Abstained", "Recall@10", "Reciprocal rank",
@@ -151,6 +151,7 @@ class EvalTab:
             load_dataset(dataset)
         except DatasetError as e:
             raise gr.Error(f"The gold set is not valid: {e.reason} (line {e.line_no or '-'})") from e
+        self.services.ready("eval.run")  # fail closed: no run (nor a stored gold set) that the trail cannot record
         if upload:  # keep uploaded gold sets, so the run can be repeated and compared later
             stored = self.services.settings.eval_dir / "datasets" / Path(upload).name
             stored.parent.mkdir(parents=True, exist_ok=True)
@@ -172,8 +173,9 @@ class EvalTab:
                          assistant=None if retrieval_only else self.services.assistant)
             except (RunError, ValueError, DatasetError) as e:
                 raise gr.Error(f"The evaluation could not run: {e}") from e
-        self.services.audit.append(user.name, "eval.run", dataset=dataset.name, run=name, limit=limit,
-                                   retrieval_only=retrieval_only)
+        with audit_shown():
+            self.services.audit.append_after(user.name, "eval.run", dataset=dataset.name, run=name, limit=limit,
+                                             retrieval_only=retrieval_only)
         metrics, plots, questions = run_outputs(out)
         runs = stored_runs(self.services)
         stored = [(p.name, str(p)) for p in stored_gold_sets(self.services.settings)]
