@@ -113,6 +113,19 @@ def places(text: str) -> list[tuple[str, str]]:
     return [(m.group(1).lower(), m.group(2)) for m in _PLACE.finditer(strip_markers(text))]
 
 
+# "This is stated in clause 7.6.4 of the document.": a sentence that only says where the answer is, without a marker
+_POINTER_WORDS = _LEAD_WORDS | content_words("specified outlined mentioned described found given document documents "
+                                             "text guidance regulation regulations")
+
+
+def is_pointer(text: str, title_words: set[str]) -> bool:
+    """A sentence without a marker that only points at where the answer is ("This is stated in clause 4.2 of the
+    document."): it claims nothing, so it is neither shown nor scored (its clause would be shown unchecked)."""
+    if parse_markers(text) or not places(text) and not content_words(text) & _POINTER_WORDS:
+        return False
+    return not content_words(_PLACE.sub(" ", text)) - _POINTER_WORDS - title_words
+
+
 def is_lead_in(text: str, title_words: set[str]) -> bool:
     """A sentence that cites a source and only says where it is: markers, lead words ("according to"), words of
     the sources' titles (`title_words`, as `content_words` gives them), pages and clauses, and nothing else."""
@@ -297,6 +310,8 @@ class Verifier:
         for text in split_sentences(answer):
             if is_lead_in(text, title_words):
                 lead = valid_markers(text, len(sources))
+                continue
+            if is_pointer(text, title_words):
                 continue
             lead = lead if not parse_markers(text) else []  # a sentence with its own citation ends the lead-in
             texts.append(text)

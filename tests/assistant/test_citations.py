@@ -188,3 +188,16 @@ def test_a_cited_source_that_does_not_support_the_sentence_is_dropped_beside_one
     sentences, quotes = verifier.verify(f"Complaints must be acknowledged within 5 business days [{n}][{other}].",
                                         sources)
     assert sentences[0].supported and sentences[0].citations == [n] and other not in quotes
+
+
+def test_a_sentence_that_only_says_where_the_answer_is_is_not_shown_or_scored(setup):
+    verifier, sources = setup
+    n = next(i for i, s in enumerate(sources, 1) if "business days" in s.chunk.text)
+    answer = (f"Complaints must be acknowledged within 5 business days [{n}]. "
+              "This is stated in clause 4.2 of the document. This is outlined in the guidance.")
+    sentences, _ = verifier.verify(answer, sources)
+    assert [s.text for s in sentences] == [f"Complaints must be acknowledged within 5 business days [{n}]."]
+    # a sentence with a claim of its own is never taken for a pointer
+    sentences, _ = verifier.verify(f"{answer[:-len('This is outlined in the guidance.')]}The document must be "
+                                   "kept for five years.", sources)
+    assert len(sentences) == 2 and not sentences[1].supported
