@@ -380,4 +380,5 @@ def make_citation(n: int, source: Retrieved, support: Support | None) -> Citatio
         chunk_id=chunk.chunk_id, page_label=chunk.page_label, passage_id=chunk.passage_id,
         content_hash=chunk.content_hash, version=chunk.version, char_start=chunk.char_start + start,
         char_end=chunk.char_start + end,
+        rerank_score=None if source.rerank_score is None else round(float(source.rerank_score), 4),
     )

@@ -299,9 +299,9 @@ def answer_json(answer) -> dict:
                       for s in answer.sentences],
         "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "title": c.title, "page": c.page,
                        "page_label": c.page_label, "clause": c.clause, "quote": c.quote, "score": c.score,
-                       "chunk_id": c.chunk_id, "content_hash": c.content_hash} for c in answer.citations],
+                       "rerank_score": c.rerank_score, "chunk_id": c.chunk_id, "content_hash": c.content_hash} for c in answer.citations],
         "sources": [{"n": c.n, "document_id": c.document_id, "title": c.title, "page": c.page, "clause": c.clause,
-                     "score": c.score} for c in answer.sources],
+                     "score": c.score, "rerank_score": c.rerank_score} for c in answer.sources],
         "model": answer.model,
         "adapter": answer.adapter,
         "timings": answer.timings,
@@ -346,7 +346,7 @@ def _place(page: int | None, label: str | None, clause: str | None) -> str:
 
 # Each group of commands lives in its own module and registers itself on `app` (they import app/settings/emit/fail
 # from here, so they are imported last).
-from assistant import cli_eval, cli_finetune, cli_ui  # noqa: E402,F401,I001
+from assistant import cli_adapt, cli_eval, cli_finetune, cli_ui  # noqa: E402,F401,I001
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,10 +1,12 @@
 """Hybrid retrieval: dense (Chroma) and BM25 candidates fused with reciprocal rank fusion, filtered by the catalog
-(active versions by default, a date's version with `as_of`, chosen documents)."""
+(active versions by default, a date's version with `as_of`, chosen documents); the fused top `rerank_depth` are
+then reordered by the cross-encoder reranker when one is configured (assistant/rerank.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from assistant.rerank import Reranker, load_reranker
 from assistant.types import Retrieved
 from ingest.pipeline import Library
 
@@ -23,18 +25,24 @@ class RetrievalFilter:
 class Retriever:
     """Retrieves chunks from a Library; `mode` picks hybrid (default), dense or bm25 alone."""
 
-    def __init__(self, library: Library, mode: str = "hybrid"):
+    def __init__(self, library: Library, mode: str = "hybrid", reranker: Reranker | None | bool = True):
+        """`reranker`: True loads the one the settings name (None when reranking is off), False never reranks."""
         if mode not in MODES:
             raise ValueError(f"retrieval mode must be one of {', '.join(MODES)}, not '{mode}'")
         self.library = library
         self.settings = library.settings
         self.mode = mode
+        self.reranker = load_reranker(self.settings) if reranker is True else (reranker or None)
 
     def retrieve(self, query: str, k: int | None = None, flt: RetrievalFilter | None = None,
-                 mode: str | None = None) -> list[Retrieved]:
-        """Top-k chunks for a query, best first, with fused and per-retriever scores."""
+                 mode: str | None = None, rerank: bool = True) -> list[Retrieved]:
+        """Top-k chunks for a query, best first, with fused and per-retriever scores; with a reranker (and
+        `rerank`), the fused top `rerank_depth` reordered by its scores."""
         mode = mode or self.mode
         k = k or self.settings.top_k
+        reranker = self.reranker if rerank else None
+        if reranker is not None:
+            return self._reranked(query, k, flt, mode, reranker)
         flt = flt or RetrievalFilter()
         keys = self.library.catalog.searchable_keys(as_of=flt.as_of, include_superseded=flt.include_superseded,
                                                     document_ids=flt.document_ids)
@@ -63,6 +71,14 @@ class Retriever:
                                  dense_score=d[1] if d else None, bm25_rank=b[0] if b else None,
                                  bm25_score=b[1] if b else None))
         return out
+
+    def _reranked(self, query: str, k: int, flt: RetrievalFilter | None, mode: str,
+                  reranker: Reranker) -> list[Retrieved]:
+        fused = self.retrieve(query, max(k, self.settings.rerank_depth), flt, mode, rerank=False)
+        scores = reranker.score(query, [r.chunk.text for r in fused])
+        for rank, (r, s) in enumerate(zip(fused, scores, strict=True), start=1):
+            r.rerank_score, r.fused_rank = s, rank
+        return sorted(fused, key=lambda r: -r.rerank_score)[:k]
 
     def relevance(self, query: str, results: list[Retrieved]) -> float:
         """How well the best result matches the query: cosine similarity of query and chunk embeddings (0..1),

@@ -9,7 +9,8 @@ from ingest.types import Chunk
 
 @dataclass
 class Retrieved:
-    """A chunk returned by retrieval, with its fused score and the per-retriever ranks behind it."""
+    """A chunk returned by retrieval, with its fused score, the per-retriever ranks behind it and, when the
+    candidates were reranked, the cross-encoder's score (which then decides the order)."""
 
     chunk: Chunk
     score: float
@@ -17,6 +18,8 @@ class Retrieved:
     bm25_rank: int | None = None
     dense_score: float | None = None
     bm25_score: float | None = None
+    rerank_score: float | None = None
+    fused_rank: int | None = None
 
 
 @dataclass
@@ -30,7 +33,7 @@ class Citation:
     page: int | None
     clause: str | None
     quote: str
-    score: float
+    score: float  # the fused retrieval score (RRF)
     chunk_id: str = ""
     page_label: str | None = None
     passage_id: str | None = None
@@ -38,6 +41,7 @@ class Citation:
     version: int = 1
     char_start: int = 0
     char_end: int = 0
+    rerank_score: float | None = None  # the cross-encoder's score, when the sources were reranked
 
 
 @dataclass

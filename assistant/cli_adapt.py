@@ -1,0 +1,139 @@
+"""`comply adapt ...`: train the retriever's models on the library and gold questions (registered by assistant.cli)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from assistant.cli import JsonOpt, app, emit, fail, settings
+
+adapt_app = typer.Typer(help="Adapt retrieval to your documents: train the reranker.", no_args_is_help=True)
+app.add_typer(adapt_app, name="adapt")
+
+
+@adapt_app.command("reranker")
+def reranker_cmd(
+    dataset: Annotated[Path, typer.Option(help="Gold questions: the project's JSONL or an ObliQA JSON file.")],
+    out: Annotated[Path, typer.Option(help="Folder for the trained reranker (bf16 weights and card.json).")],
+    part: Annotated[str, typer.Option(help="The fixed part trained on (eval.datasets.PARTS); the next part, "
+                                           "'tune', validates.")] = "train",
+    val_part: Annotated[str, typer.Option(help="The part that decides early stopping.")] = "tune",
+    format: Annotated[str, typer.Option(help="auto, jsonl or obliqa.")] = "auto",
+    documents_dir: Annotated[Path | None, typer.Option(help="ObliQA: StructuredRegulatoryDocuments/ to resolve "
+                                                            "gold passages.")] = None,
+    work: Annotated[Path | None, typer.Option(help="Mined lists, checkpoints and the best model so far "
+                                                   "(default <home>/rerankers/<out name>).")] = None,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per positive in a training group.")] = 3,
+    negative_depth: Annotated[int, typer.Option(help="Negatives are drawn from the fused top N.")] = 30,
+    epochs: Annotated[int, typer.Option(help="Passes over the training questions.")] = 1,
+    steps: Annotated[int | None, typer.Option(help="Stop after this many steps (default: the epochs).")] = None,
+    batch_questions: Annotated[int, typer.Option(help="Questions (groups) per step.")] = 4,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
+    max_length: Annotated[int, typer.Option(help="Tokens of question + passage (longer are cut).")] = 192,
+    eval_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 100,
+    eval_questions: Annotated[int, typer.Option(help="Validation questions (a seeded sample of the part).")] = 60,
+    patience: Annotated[int, typer.Option(help="Stop after this many validations without a better MAP@10.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming from the checkpoint.")] =
+        False,
+    as_json: JsonOpt = False,
+):
+    """Train a cross-encoder reranker from the packaged all-MiniLM-L6-v2 on one part of a gold set, with hard
+    negatives mined by comply's retrievers from the loaded library; resumes from its last checkpoint."""
+    from tqdm import tqdm
+
+    from assistant.retrieval import Retriever
+    from eval.bench_ingest import cpu_model
+    from eval.datasets import DatasetError, load_dataset, select_part
+    from finetune.reranker_data import mine, read_mined, write_mined
+    from finetune.reranker_train import RerankTrainConfig, TrainError, export_bf16, train_reranker
+    from ingest.pipeline import Library
+
+    s = settings()
+    if s.threads:
+        # on cores shared with another busy process, one torch thread trained ~4x faster than two (no barriers)
+        import torch
+
+        torch.set_num_threads(s.threads)
+    try:
+        questions = load_dataset(dataset, format, documents_dir=documents_dir)
+        train_qs, val_qs = select_part(questions, part), select_part(questions, val_part)
+    except (DatasetError, ValueError) as e:
+        fail(str(e), as_json)
+    if part == val_part:
+        fail("--part and --val-part must differ", as_json)
+    work = work or s.home / "rerankers" / out.name
+    config = RerankTrainConfig(negatives=negatives, negative_depth=negative_depth, epochs=epochs,
+                               batch_questions=batch_questions, lr=lr, max_length=max_length, eval_every=eval_every,
+                               eval_questions=eval_questions, patience=patience, max_steps=steps, seed=seed)
+    library = Library(s)
+    if not library.catalog.count_chunks():
+        fail(f"the library in {s.home} is empty: ingest the documents the questions are about first", as_json)
+    generation = library.catalog.generation()
+    mined = {}
+    for name, qs in (("train", train_qs), ("val", val_qs)):
+        path = work / f"mined-{name}.jsonl"
+        stamp = work / f"mined-{name}.json"
+        key = {"dataset_sha256": _sha256(dataset), "part": part if name == "train" else val_part,
+               "questions": len(qs), "index_generation": generation, "depth": 50}
+        if path.exists() and stamp.exists() and json.loads(stamp.read_text())["key"] == key:
+            mined[name] = (read_mined(path), json.loads(stamp.read_text())["sha256"])
+            continue
+        retriever = Retriever(library, reranker=False)
+        with tqdm(total=len(qs), desc=f"mining {name}", unit="q", file=sys.stderr, disable=as_json) as bar:
+            rows = mine(retriever, qs, depth=50, on_question=lambda: bar.update(1))
+        digest = write_mined(path, rows)
+        stamp.write_text(json.dumps({"key": key, "sha256": digest}) + "\n")
+        mined[name] = (rows, digest)
+    library.close()
+    train_rows, train_sha = mined["train"]
+    val_rows, val_sha = mined["val"]
+    data_sha = hashlib.sha256(f"{train_sha}:{val_sha}".encode()).hexdigest()
+    try:
+        card = train_reranker(train_rows, val_rows, work, config, data_sha256=data_sha, progress=not as_json,
+                              resume=not fresh)
+    except TrainError as e:
+        fail(str(e), as_json)
+    argv = sys.argv[sys.argv.index("reranker") + 1:] if "reranker" in sys.argv else []
+    card |= {
+        "name": out.name,
+        "kind": "cross-encoder reranker (sentence-transformers CrossEncoder, one logit), weights in bf16",
+        "data": {"dataset": dataset.name, "dataset_sha256": _sha256(dataset), "part": part, "val_part": val_part,
+                 "mined_train_sha256": train_sha, "mined_val_sha256": val_sha, "index_generation": generation,
+                 "chunks": Library(s).catalog.count_chunks()},
+        "machine": {"cpu": cpu_model(), "cores": _cores(), "torch_threads": _threads(),
+                    "python": platform.python_version()},
+        "reproduce": "comply --home " + shlex.quote(str(s.home)) + " adapt reranker "
+                     + " ".join(shlex.quote(a) for a in argv if a not in ("--fresh", "--json")),
+    }
+    export_bf16(work / "best", out, card)
+    best = card["best"]
+    emit(card, as_json, f"reranker in {out}: best at step {card['best_step']} of {card['steps']} "
+                        f"({card['seconds'] / 60:.1f} min); validation MAP@10 {best['fused']['map@10']:.3f} fused -> "
+                        f"{best['reranked']['map@10']:.3f} reranked, Recall@1 {best['fused']['recall@1']:.3f} -> "
+                        f"{best['reranked']['recall@1']:.3f}")
+
+
+def _sha256(path: Path) -> str:
+    from eval.runner import file_sha256
+
+    return file_sha256(path)
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

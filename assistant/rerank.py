@@ -1,0 +1,85 @@
+"""The cross-encoder reranker: scores (question, chunk) pairs jointly and reorders the fused candidates.
+
+Any sentence-transformers `CrossEncoder` folder loads (the one comply trains and ships in data/rerankers/, or
+another); its raw score (the logit, no sigmoid) is the rerank score. Pairs are scored in batches sorted by length,
+in bf16 on CPUs with native bf16 and on CUDA (the same rule as the embedder).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from pathlib import Path
+
+from ingest.embedding import pick_device, use_bf16
+from ingest.settings import DEFAULT_RERANKER, Settings
+
+log = logging.getLogger(__name__)
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "rerankers"
+
+
+class RerankerError(Exception):
+    """A reranker folder could not be loaded: the path and the reason."""
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"reranker {path}: {reason}")
+
+
+def resolve_reranker(name: str) -> Path:
+    """A shipped reranker's name -> its folder in data/rerankers/; anything else is a path."""
+    shipped = SHIPPED_DIR / name
+    return shipped if "/" not in name and shipped.is_dir() else Path(name).expanduser()
+
+
+class Reranker:
+    """A CrossEncoder that scores pairs; `score(query, texts)` returns one float per text (higher = better)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 32):
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise RerankerError(str(path), "is not a model folder (no config.json)")
+        self.path, self.batch_size, self.bf16 = path, batch_size, bf16
+        # bf16 weights are read as they are stored (the shipped model) or cast; float32 otherwise
+        self.model = CrossEncoder(str(path), device=device, local_files_only=True,
+                                  model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
+        self.model.eval()
+        self._lock = threading.Lock()
+
+    def score(self, query: str, texts: list[str]) -> list[float]:
+        """Raw cross-encoder scores of (query, text) for each text, in input order."""
+        import torch
+
+        if not texts:
+            return []
+        with self._lock, torch.inference_mode():
+            scores = self.model.predict([(query, t) for t in texts], batch_size=self.batch_size,
+                                        activation_fn=torch.nn.Identity(), show_progress_bar=False,
+                                        convert_to_numpy=True)
+        return [float(s) for s in scores]
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(path: str, device: str, bf16: bool, batch_size: int) -> Reranker:
+    return Reranker(path, device=device, bf16=bf16, batch_size=batch_size)
+
+
+def load_reranker(settings: Settings) -> Reranker | None:
+    """The process-wide reranker for these settings, or None when reranking is off. The default model missing
+    (a checkout without data/rerankers/) turns reranking off with a warning; a named model that is missing is an
+    error."""
+    if not settings.rerank:
+        return None
+    path = resolve_reranker(settings.reranker_model)
+    if not path.is_dir():
+        if settings.reranker_model == DEFAULT_RERANKER:
+            log.warning("the default reranker %s is not installed; retrieval is not reranked", path)
+            return None
+        raise RerankerError(str(path), "does not exist")
+    device = pick_device(settings)
+    return _cached(str(path.resolve()), device, use_bf16(settings, device), settings.rerank_batch_size)
