@@ -98,6 +98,10 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
     demo = build_app(services)
     demo.queue(default_concurrency_limit=4)
     host, port = host or settings.host, port or settings.port
+    # transformers resolves its classes lazily, and two threads doing that at once (the warm-up and a first question)
+    # have seen "cannot import name 'AutoTokenizer'": resolve them here, before any second thread exists
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
     threading.Thread(target=_warm_up, args=(services,), daemon=True, name="comply-warm-up").start()
     print(f"comply is serving on http://{host}:{port}", flush=True)
     if generated:
