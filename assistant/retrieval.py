@@ -78,7 +78,8 @@ class Retriever:
         scores = reranker.score(query, [r.chunk.text for r in fused])
         for rank, (r, s) in enumerate(zip(fused, scores, strict=True), start=1):
             r.rerank_score, r.fused_rank = s, rank
-        return sorted(fused, key=lambda r: -r.rerank_score)[:k]
+        order = blend(scores, self.settings.rerank_weight, self.settings.rrf_k)
+        return [fused[i] for i in order][:k]
 
     def relevance(self, query: str, results: list[Retrieved]) -> float:
         """How well the best result matches the query: cosine similarity of query and chunk embeddings (0..1),
@@ -91,6 +92,16 @@ class Retriever:
         vector = self.library.embedder.encode_query(query)
         chunk_vectors = self.library.embedder.encode([r.chunk.text for r in results[:5]])
         return float((chunk_vectors @ vector).max())
+
+
+def blend(scores: list[float], weight: float, k: int = 60) -> list[int]:
+    """Candidates (given in fused order) reordered after reranking: by weight / (k + rank by score) + (1 - weight) /
+    (k + fused rank); weight 1 is the scores' order (ties keep the fused order)."""
+    by_score = sorted(range(len(scores)), key=lambda i: -scores[i])
+    if weight >= 1.0:
+        return by_score
+    rank = {i: r for r, i in enumerate(by_score, start=1)}
+    return sorted(range(len(scores)), key=lambda i: -(weight / (k + rank[i]) + (1 - weight) / (k + i + 1)))
 
 
 def fuse(dense: list[tuple[str, float]], bm25: list[tuple[str, float]], k: int = 60) -> list[tuple[str, float]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from assistant.rerank import Reranker, resolve_reranker
-from assistant.retrieval import Retriever
+from assistant.retrieval import Retriever, blend
 from eval.bench_ingest import cpu_model
 from eval.datasets import load_obliqa, select_part
 from eval.metrics import evaluate_retrieval, percentiles, ranked_item_from_chunk
@@ -39,15 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=Path(".comply-bench/obliqa"))
     parser.add_argument("--part", default="tune", choices=("train", "tune", "report"))
     parser.add_argument("--reranker", default=DEFAULT_RERANKER)
-    parser.add_argument("--depths", default="20,30,40,50")
+    parser.add_argument("--depths", default="30")
+    parser.add_argument("--weights", default="1.0,0.7", help="rerank_weight values (assistant.retrieval.blend)")
     parser.add_argument("--latency-depth", type=int, default=30)
+    parser.add_argument("--latency-weight", type=float, default=0.7)
     parser.add_argument("--latency-questions", type=int, default=100, help="questions timed (the first N)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     depths = sorted(int(d) for d in args.depths.split(","))
-    settings = Settings(home=args.home, rerank_depth=args.latency_depth)
+    settings = Settings(home=args.home, rerank_depth=args.latency_depth, rerank_weight=float(args.latency_weight))
     lib = Library(settings)
     questions = select_part(load_obliqa(args.obliqa / "ObliQA_dev.json",
                                         documents_dir=args.obliqa / "StructuredRegulatoryDocuments"), args.part)
@@ -55,15 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     bf16 = cpu_supports_bf16()
     reranker = Reranker(resolve_reranker(args.reranker), bf16=bf16, batch_size=settings.rerank_batch_size)
     plain = Retriever(lib, reranker=False)
-    runs: dict[str, list] = {"hybrid": [], **{f"rerank@{n}": [] for n in depths}}
+    weights = [float(w) for w in args.weights.split(",")]
+    names = {(n, w): f"rerank@{n}" + ("" if w == 1.0 else f" w={w}") for n in depths for w in weights}
+    runs: dict[str, list] = {"hybrid": [], **{name: [] for name in names.values()}}
     for q in tqdm(questions, desc=f"rerank {args.part}", unit="q", file=sys.stderr, disable=args.json):
         fused = plain.retrieve(q.question, max(depths))
         scores = reranker.score(q.question, [r.chunk.text for r in fused])
         items = [ranked_item_from_chunk(r.chunk) for r in fused]
         runs["hybrid"].append((q, items[:10]))
-        for n in depths:
-            order = sorted(range(min(n, len(items))), key=lambda i: -scores[i])
-            runs[f"rerank@{n}"].append((q, [items[i] for i in order][:10]))
+        for (n, w), name in names.items():
+            runs[name].append((q, [items[i] for i in blend(scores[:n], w, settings.rrf_k)][:10]))
     metrics = {name: {k: round(v, 4) for k, v in evaluate_retrieval(r, k=10).items() if k in KEYS}
                for name, r in runs.items()}
 

@@ -211,7 +211,7 @@ def rerank_config(settings: Settings) -> dict | None:
         return None
     weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
     return {"model": str(path.resolve()), "weights_sha256": [file_sha256(w) for w in weights],
-            "depth": settings.rerank_depth}
+            "depth": settings.rerank_depth, "weight": settings.rerank_weight}
 
 
 def _gate_config(gate) -> dict:

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
                                 "on ObliQA, docs/benchmarks.md).")
     rerank_depth: int = Field(default=30, ge=1, le=200, description="How many fused candidates the reranker "
                               "scores (measured on ObliQA dev's tune part; each costs one cross-encoder pass).")
+    rerank_weight: float = Field(default=0.7, ge=0.0, le=1.0, description="The order after reranking: by "
+                                 "w / (rrf_k + rerank rank) + (1 - w) / (rrf_k + fused rank); 1 = the reranker's "
+                                 "order alone; 0.7 was best on ObliQA dev's tune part.")
     rerank_batch_size: int = Field(default=32, ge=1)
     rrf_k: int = Field(default=60, ge=1)
     support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")

