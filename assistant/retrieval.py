@@ -74,12 +74,18 @@ class Retriever:
 
     def _reranked(self, query: str, k: int, flt: RetrievalFilter | None, mode: str,
                   reranker: Reranker) -> list[Retrieved]:
-        fused = self.retrieve(query, max(k, self.settings.rerank_depth), flt, mode, rerank=False)
-        scores = reranker.score(query, [r.chunk.text for r in fused])
-        for rank, (r, s) in enumerate(zip(fused, scores, strict=True), start=1):
-            r.rerank_score, r.fused_rank = s, rank
+        depth = self.settings.rerank_depth
+        fused = self.retrieve(query, max(k, depth), flt, mode, rerank=False)
+        for rank, r in enumerate(fused, start=1):
+            r.fused_rank = rank
+        # only the top `depth` are reranked; any asked for beyond them follow in fused order, so the top k of a
+        # query is the same whatever k (the assistant's sources are a prefix of a longer list)
+        head, tail = fused[:depth], fused[depth:]
+        scores = reranker.score(query, [r.chunk.text for r in head])
+        for r, s in zip(head, scores, strict=True):
+            r.rerank_score = s
         order = blend(scores, self.settings.rerank_weight, self.settings.rrf_k)
-        return [fused[i] for i in order][:k]
+        return ([head[i] for i in order] + tail)[:k]
 
     def relevance(self, query: str, results: list[Retrieved]) -> float:
         """How well the best result matches the query: cosine similarity of query and chunk embeddings (0..1),

@@ -100,3 +100,13 @@ def test_ask_json_shows_the_retrieval_and_rerank_score_of_every_source(reranker)
                                adapter=None, timings={}, sources=sources))["sources"]
     assert [s["rerank_score"] for s in shown] == [round(r.rerank_score, 4) for r in retrieved]
     assert all(s["score"] == pytest.approx(r.score, abs=1e-6) for s, r in zip(shown, retrieved, strict=True))
+
+
+def test_only_the_top_depth_is_reranked_so_a_shorter_list_is_a_prefix_of_a_longer_one(reranker):
+    question = "Who approves gifts above the threshold?"
+    retriever = Retriever(sample_library(rerank_depth=10), reranker=reranker)
+    five, twenty = retriever.retrieve(question, 5), retriever.retrieve(question, 20)
+    assert [r.chunk.chunk_id for r in twenty[:5]] == [r.chunk.chunk_id for r in five]
+    assert all(r.rerank_score is not None for r in twenty[:10])
+    assert [r.fused_rank for r in twenty[10:]] == list(range(11, 21))
+    assert all(r.rerank_score is None for r in twenty[10:])
