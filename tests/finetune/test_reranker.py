@@ -103,3 +103,19 @@ def test_a_few_real_training_steps_lower_the_loss():
         optimizer.zero_grad()
     after = group_loss(model, batch, autocast=False).item()
     assert after < before - 0.1, (before, after)
+
+
+def test_training_checkpoints_and_resumes_where_it_stopped(tmp_path):
+    from finetune.reranker_train import CHECKPOINT, TrainError, train_reranker
+
+    questions = [q for q in load_jsonl(GOLD) if q.answerable][:10]
+    mined = mine(Retriever(sample_library(), reranker=False), questions, depth=20)
+    config = RerankTrainConfig(negatives=2, batch_questions=2, max_length=96, max_steps=2, eval_every=2,
+                               eval_questions=2, eval_depth=5, checkpoint_every=1)
+    first = train_reranker(mined[:8], mined[8:], tmp_path, config, data_sha256="x", progress=False)
+    assert first["steps"] == 2 and (tmp_path / CHECKPOINT).exists() and (tmp_path / "best" / "config.json").exists()
+    again = train_reranker(mined[:8], mined[8:], tmp_path, config, data_sha256="x", progress=False)
+    # resumed from the checkpoint: nothing trained twice (the clock too is the saved one)
+    assert again["steps"] == 2 and again["history"] == first["history"] and again["seconds"] == first["seconds"]
+    with pytest.raises(TrainError, match="another recipe or data"):
+        train_reranker(mined[:8], mined[8:], tmp_path, config, data_sha256="other data", progress=False)
