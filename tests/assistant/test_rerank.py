@@ -17,7 +17,7 @@ SHIPPED = SHIPPED_DIR / DEFAULT_RERANKER
 
 @pytest.fixture(scope="module")
 def reranker():
-    return load_reranker(Settings(home=sample_home()))
+    return load_reranker(Settings(home=sample_home(), rerank=True))
 
 
 def test_the_shipped_reranker_is_bf16_small_and_has_its_card():
@@ -79,12 +79,13 @@ def test_reranking_puts_a_relevant_passage_first_where_hybrid_does_not(reranker)
 
 
 def test_settings_turn_reranking_off_or_point_at_any_folder(tmp_path):
+    assert load_reranker(Settings(home=sample_home())) is None  # off by default (docs/configuration.md)
     assert load_reranker(Settings(home=sample_home(), rerank=False)) is None
     assert Retriever(sample_library(rerank=False)).reranker is None
     assert resolve_reranker(DEFAULT_RERANKER) == SHIPPED
     assert resolve_reranker(str(SHIPPED)) == SHIPPED
     with pytest.raises(RerankerError, match="does not exist"):
-        load_reranker(Settings(home=sample_home(), reranker_model=str(tmp_path / "missing")))
+        load_reranker(Settings(home=sample_home(), rerank=True, reranker_model=str(tmp_path / "missing")))
     with pytest.raises(RerankerError, match="not a model folder"):
         Reranker(tmp_path)
 
