@@ -70,8 +70,8 @@ class Settings(BaseSettings):
                                             "parts inflate to more than this in all is refused.")
 
     # retrieval and answering
-    top_k: int | None = Field(default=None, ge=1, description="Sources given to the generator; unset = 5 for the "
-                              "1.5B default and other models, 3 for the 135M model (it answers best from few).")
+    top_k: int | None = Field(default=None, ge=1, description="Sources given to the generator; unset = 3 for the "
+                              "packaged models (measured for each: docs/benchmarks.md), 5 for other models.")
     candidates: int = Field(default=50, ge=1)
     # Off by default: the shipped reranker (trained on ObliQA's ADGM rulebooks) lowers the sample manual's MAP@10
     # 0.781 -> 0.735 and Recall@10 0.963 -> 0.926 (docs/benchmarks.md), and the issue allows no regression there.
@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     def _model_defaults(self) -> Settings:
         """Defaults measured per model (docs/benchmarks.md): how many sources the generator reads."""
         if self.top_k is None:
-            self.top_k = 3 if self.generator_model == SMALL_GENERATOR else 5
+            self.top_k = 3 if self.generator_model in (SMALL_GENERATOR, DEFAULT_GENERATOR) else 5
         return self
 
     @field_validator("admin_password", "generator_api_key", mode="before")
