@@ -20,52 +20,76 @@ from ingest.pipeline import Library
 from ingest.readers import read_file
 from ingest.settings import Settings
 from ingest.types import DocumentRecord, doc_key
+from tests.ingest.crash_batch import write_batch
 from tests.library import CORPUS, FIXTURES
 
 COMPLY = Path(sys.executable).parent / "comply"
-FILES = [CORPUS / "complaints_handling_policy.pdf", CORPUS / "gifts_entertainment_policy.pdf",
-         FIXTURES / "good" / "policy.md", FIXTURES / "good" / "passages.json"]
+LIVE = ("active", "superseded")
 
 
-def statuses(home: Path) -> list[str] | None:
-    """The status of every document version in the catalog, read as another process would; None before it exists."""
+def versions(home: Path) -> list[tuple] | None:
+    """(document_id, version, status, ingested_at) of every document version in the catalog, read as another
+    process would; None before it exists."""
     path = home / "catalog.sqlite3"
     if not path.exists():
         return None
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.1)
         try:
-            return [status for (status,) in db.execute("SELECT status FROM documents")]
+            return db.execute("SELECT document_id, version, status, ingested_at FROM documents").fetchall()
         finally:
             db.close()
     except sqlite3.Error:  # the schema is not written yet, or the writer holds the lock
         return None
 
 
-# When to pull the plug, judged from the catalog as it was when this run started and as it is now.
+def live(rows: list[tuple]) -> list[tuple]:
+    return sorted(r for r in rows if r[2] in LIVE)
+
+
+def new_pending(before: list[tuple], now: list[tuple]) -> bool:
+    """A version this run wrote to the catalog as pending: its chunks are being upserted into Chroma."""
+    return any(r[2] == "pending" and r not in before for r in now)
+
+
+# The batch (tests/ingest/crash_batch.py): 10 PDFs; the 3rd and the 7th are versions 1 and 2 of the retention
+# policy, the 10th is the largest (AML, 7 pages). When to pull the plug, judged from the catalog as it was when the
+# run started (`before`) and as it is now; then wait `delay` seconds. Each run resumes where the one before died, so
+# the moments come in the order of the batch, and each must be reached by the run itself (not true at its start).
 MOMENTS = [
-    ("while starting up", lambda before, now: True, 0.0),
-    ("as the first version is written", lambda before, now: len(now) > len(before), 0.0),
-    ("while embedding the next file", lambda before, now: now.count("active") > before.count("active"), 0.5),
-    ("as the last version is activated", lambda before, now: now.count("active") == len(FILES), 0.0),
+    ("while starting up, before the catalog exists", lambda before, now: True, 0.3),
+    ("as the 1st version is written (pending, its chunks going into Chroma)", new_pending, 0.0),
+    ("just after the 1st document is activated", lambda before, now: len(live(now)) >= 1, 0.0),
+    ("after the 3rd document, while the 4th is read and embedded", lambda before, now: len(live(now)) >= 3, 0.3),
+    ("in the middle of a document's Chroma upsert (pending, after the 3rd)", new_pending, 0.0),
+    ("just after the 5th document is activated", lambda before, now: len(live(now)) >= 5, 0.0),
+    ("as a new version is activated (retention v2 supersedes v1)",
+     lambda before, now: any(r[2] == "superseded" for r in now), 0.0),
+    ("just after the 8th document is activated", lambda before, now: len(live(now)) >= 8, 0.0),
+    ("after the 9th document, while the last (56 chunks) is embedded", lambda before, now: len(live(now)) >= 9, 0.5),
+    ("as the last version is activated, just before the run ends (BM25 rebuild, report)",
+     lambda before, now: len(live(now)) >= 10, 0.0),
 ]
 
 
-def ingest_and_kill(home: Path, moment) -> int:
-    """Start `comply ingest` on FILES, SIGKILL it at the moment given; returns its exit status."""
+def ingest_and_kill(home: Path, files: list[Path], moment) -> tuple[int, list[tuple], list[tuple] | None]:
+    """Start `comply ingest` on files, SIGKILL it at the moment given; returns (its exit status, the catalog when
+    it started, the catalog when the moment was seen; None if it never was)."""
     _, reached, delay = moment
-    before = statuses(home) or []
-    proc = subprocess.Popen([str(COMPLY), "--home", str(home), "ingest", "--json", *map(str, FILES)],
+    before = versions(home) or []
+    seen = None
+    proc = subprocess.Popen([str(COMPLY), "--home", str(home), "ingest", "--json", *map(str, files)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while proc.poll() is None and time.monotonic() < deadline:
-        now = statuses(home)
-        if now is not None and reached(before, now):
+        now = versions(home) or []  # [] also while the writer holds the lock: no moment is seen then
+        if reached(before, now):
+            seen = now
             time.sleep(delay)
             break
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
-    return proc.wait()
+    return proc.wait(), before, seen
 
 
 def bm25_contents(settings: Settings) -> tuple[list[str], list[str]]:
@@ -89,23 +113,47 @@ def assert_indexes_agree(library: Library) -> set[str]:
     return catalog_ids
 
 
-def test_kill_9_at_several_moments_then_rerun(tmp_path, embedder):
-    home = tmp_path / "killed"
-    exits = [ingest_and_kill(home, moment) for moment in MOMENTS]
-    # The first three moments come before the batch ends, so those runs really died mid-ingest.
-    assert exits[:3] == [-signal.SIGKILL] * 3, exits
-    assert exits[3] in (-signal.SIGKILL, 0)
+def contents(library: Library) -> dict:
+    """Per version: (status, sha256, chunk count, {chunk id: text}), as a clean and a killed home must share."""
+    return {r.doc_key: (r.status, r.sha256, r.chunks, {c.chunk_id: c.text for c in library.catalog.chunks_of(r.doc_key)})
+            for r in library.catalog.documents()}
 
-    result = CliRunner().invoke(app, ["--home", str(home), "ingest", "--json", *map(str, FILES)])
+
+def test_kill_9_at_several_moments_then_rerun(tmp_path, embedder):
+    files = write_batch(tmp_path / "pdfs")
+    assert len(files) == len(set(files)) == 10 and all(f.suffix == ".pdf" for f in files)
+    home = tmp_path / "killed"
+    for i, moment in enumerate(MOMENTS):
+        status, before, seen = ingest_and_kill(home, files, moment)
+        # It died of the kill, mid-ingest, at a moment this run reached itself.
+        assert seen is not None, f"{moment[0]}: never reached"
+        assert status == -signal.SIGKILL, (moment[0], status)
+        assert i == 0 or not moment[1](before, before), f"{moment[0]}: already true when the run started"
+        at_death = versions(home) or []
+        # Opening the home (here `comply docs check`) recovers: the pending version is rolled back, every version
+        # live at the kill is still live (nothing lost) and the catalog, Chroma and BM25 agree.
+        check = subprocess.run([str(COMPLY), "--home", str(home), "docs", "check", "--json"],
+                               capture_output=True, text=True, timeout=240)
+        assert check.returncode == 0 and json.loads(check.stdout)["ok"], (moment[0], check.stdout, check.stderr[-2000:])
+        recovered = versions(home)
+        assert live(recovered) == live(at_death), (moment[0], at_death, recovered)
+        # (a version live before may have become superseded since, when a newer version was activated)
+        assert {(r[0], r[1], r[3]) for r in live(before)} <= {(r[0], r[1], r[3]) for r in live(recovered)}, (
+            moment[0], before, recovered)
+        assert all(r[2] in LIVE for r in recovered), (moment[0], recovered)
+    assert len(live(at_death)) == 10  # the last kill came after the last activation
+
+    result = CliRunner().invoke(app, ["--home", str(home), "ingest", "--json", *map(str, files)])
     assert result.exit_code == 0, result.output
-    assert {f["status"] for f in json.loads(result.stdout)["files"]} <= {"added", "new_version", "unchanged"}
+    assert [f["status"] for f in json.loads(result.stdout)["files"]] == ["unchanged"] * 10
     check = CliRunner().invoke(app, ["--home", str(home), "docs", "check", "--json"])
     assert check.exit_code == 0 and json.loads(check.stdout)["ok"], check.output
 
     killed = Library(Settings(home=home), embedder=embedder)
     clean = Library(Settings(home=tmp_path / "clean"), embedder=embedder)
-    clean.ingest(FILES)
-    assert {r.doc_key for r in killed.catalog.documents()} == {r.doc_key for r in clean.catalog.documents()}
+    assert not clean.ingest(files).failed
+    assert contents(killed) == contents(clean)  # same versions, same chunk ids, texts and counts per document
+    assert len(contents(clean)) == 10 and sum(r.status == "superseded" for r in clean.catalog.documents()) == 1
     assert assert_indexes_agree(killed) == assert_indexes_agree(clean)
     assert killed.catalog.documents(status="pending") == []
     killed.close()
