@@ -12,7 +12,8 @@ from tests.fixtures.make_bad_inputs import MAX_FILE_MB, hostile_inputs, write_ho
 from tests.library import FIXTURES, ROOT
 
 SCRIPT = """
-import json, resource, sys
+import json, sys
+from tests.fixtures.make_bad_inputs import peak_rss
 from ingest.pipeline import Library
 from ingest.settings import Settings
 
@@ -31,7 +32,7 @@ after = snapshot()
 texts = " ".join(text for _, _, text in library.catalog.all_chunk_rows())
 print(json.dumps({"first": first, "report": report, "before": before, "after": after,
                   "consistent": library.check_consistency()["ok"], "secret_indexed": "SECRET-7731" in texts,
-                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                  "peak_rss": peak_rss()}))
 """
 
 
