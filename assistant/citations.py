@@ -20,7 +20,7 @@ trusted: the citation shown is built from the source the quote was found in.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -252,13 +252,21 @@ class Verifier:
         self.embedder = embedder
         self.threshold = support_threshold
         self.realign_margin = realign_margin
-        self._cache: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
+        # the sentences and vectors of recently checked chunks, the oldest dropped past CACHE_CHUNKS: a server that
+        # answers for months over a large library must not keep one entry per chunk it ever cited
+        self._cache: OrderedDict[str, tuple[list[tuple[int, int]], np.ndarray]] = OrderedDict()
+
+    CACHE_CHUNKS = 2048
 
     def _source_sentences(self, chunk_id: str, text: str) -> tuple[list[tuple[int, int]], np.ndarray]:
-        if chunk_id not in self._cache:
-            spans = [sp for sp in sentence_spans(text) if text[sp[0]:sp[1]].strip()] or [(0, len(text))]
-            self._cache[chunk_id] = (spans, self.embedder.encode([text[s:e] for s, e in spans]))
-        return self._cache[chunk_id]
+        if chunk_id in self._cache:
+            self._cache.move_to_end(chunk_id)
+            return self._cache[chunk_id]
+        spans = [sp for sp in sentence_spans(text) if text[sp[0]:sp[1]].strip()] or [(0, len(text))]
+        entry = self._cache[chunk_id] = (spans, self.embedder.encode([text[s:e] for s, e in spans]))
+        while len(self._cache) > self.CACHE_CHUNKS:
+            self._cache.popitem(last=False)
+        return entry
 
     def support(self, sentence: str, sentence_vec: np.ndarray, source: Retrieved) -> Support:
         """How well one source supports one sentence (0..1) and the source sentence that does it best."""

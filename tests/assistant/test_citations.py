@@ -201,3 +201,13 @@ def test_a_sentence_that_only_says_where_the_answer_is_is_not_shown_or_scored(se
     sentences, _ = verifier.verify(f"{answer[:-len('This is outlined in the guidance.')]}The document must be "
                                    "kept for five years.", sources)
     assert len(sentences) == 2 and not sentences[1].supported
+
+
+def test_the_verifiers_cache_of_source_sentences_is_bounded(setup):
+    verifier, sources = setup
+    bounded = Verifier(verifier.embedder, verifier.threshold, realign_margin=None)  # only the cited source is read
+    bounded.CACHE_CHUNKS = 2
+    for n in range(1, 4):
+        bounded.verify(f"Complaints must be acknowledged within 5 business days [{n}].", sources)
+        assert len(bounded._cache) == min(n, 2) and next(reversed(bounded._cache)) == sources[n - 1].chunk.chunk_id
+    assert sources[0].chunk.chunk_id not in bounded._cache  # the oldest dropped
