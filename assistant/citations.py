@@ -351,7 +351,8 @@ class Verifier:
                 moved = None if supports[best_n].issue else self._better_source(supports[best_n].score, cited,
                                                                                  len(sources), support)
                 if moved is not None:  # the sentence is in a source it does not cite: cite that one instead
-                    sentence = Sentence(text=f"{strip_markers(text)} [{moved}]", citations=[moved],
+                    plain = re.sub(r"\s+([.,;:!?])", r"\1", strip_markers(text))  # "receipt [3]." -> "receipt."
+                    sentence = Sentence(text=f"{plain} [{moved}]", citations=[moved],
                                         corrected=cited)
                     supports, best_n = {moved: support(moved)}, moved
                 sentence.support_score = round(supports[best_n].score, 4)
