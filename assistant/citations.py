@@ -187,6 +187,7 @@ class Support:
     start: int  # offset of the quote within the chunk text
     end: int
     issue: str | None = None  # why the score was cut, in words for the reader (a changed word or number)
+    flags: tuple[str, ...] = ()  # the checks that cut it: "changed", "misplaced" (Sentence.flags)
 
 
 # A sentence counts as a near-copy of a source sentence when this share of its words lines up with it, in order.
@@ -284,16 +285,18 @@ class Verifier:
             score *= 0.5
         s, e = spans[best]
         changed = substitution(claim, [text[a:b] for a, b in spans], set(_tokens(text)))
-        issue = None
+        issue, flags = None, []
         if changed is not None:
             i, issue = changed
             s, e = spans[i]  # the quote is the sentence it changed, so the reader sees both
             score *= 0.5
+            flags.append("changed")
         wrong_place = misplaced(claim, source)
         if wrong_place is not None:
             issue = issue or wrong_place
             score *= 0.5
-        return Support(score=score, quote=text[s:e].strip(), start=s, end=e, issue=issue)
+            flags.append("misplaced")
+        return Support(score=score, quote=text[s:e].strip(), start=s, end=e, issue=issue, flags=tuple(flags))
 
     def _better_source(self, cited_score: float, cited: list[int], n_sources: int, support) -> int | None:
         """The uncited source that supports a sentence clearly better than every source it cites (by at least
@@ -308,8 +311,10 @@ class Verifier:
         score = support(best).score
         return best if score >= self.threshold and score >= cited_score + self.realign_margin else None
 
-    def verify(self, answer: str, sources: list[Retrieved]) -> tuple[list[Sentence], dict[int, Support]]:
+    def verify(self, answer: str, sources: list[Retrieved],
+               question: str | None = None) -> tuple[list[Sentence], dict[int, Support]]:
         """Verdicts for every sentence of an answer against numbered sources (1-based, as in the prompt).
+        `question`, when given, lets the model-based checks ask whether a cited source addresses it.
 
         Returns the sentences and, per cited source number, its best supporting quote."""
         title_words = set().union(*(content_words(src.chunk.title or "") for src in sources))
@@ -358,6 +363,8 @@ class Verifier:
                 sentence.support_score = round(supports[best_n].score, 4)
                 sentence.supported = supports[best_n].score >= self.threshold
                 sentence.issue = None if sentence.supported else supports[best_n].issue
+                if not sentence.supported:
+                    sentence.flags = ["support", *supports[best_n].flags]
                 if sentence.supported:  # a cited source that does not support the sentence is not shown as if it did
                     sentence.citations = [n for n in sentence.citations if supports[n].score >= self.threshold]
                     supports = {n: supports[n] for n in sentence.citations}
@@ -374,6 +381,8 @@ class Verifier:
                     sentence.attached = [best_n]
                     if best_n not in quotes or supports[best_n].score > quotes[best_n].score:
                         quotes[best_n] = supports[best_n]
+                else:
+                    sentence.flags = ["support"]
             sentences.append(sentence)
         return sentences, quotes
 

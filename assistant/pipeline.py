@@ -200,7 +200,7 @@ class Assistant:
             return self._abstain(question, sources, timings, raw, confidence=confidence, reason="model")
         if self.min_confidence and (confidence is None or confidence < self.min_confidence):
             return self._abstain(question, sources, timings, raw, confidence=confidence, reason="low_confidence")
-        sentences, quotes = self.verifier.verify(raw, sources)
+        sentences, quotes = self.verifier.verify(raw, sources, question)
         if not any(s.supported for s in sentences):
             return self._abstain(question, sources, timings, raw, sentences=sentences, confidence=confidence,
                                  reason="unsupported")

@@ -56,6 +56,13 @@ class Sentence:
     # the model's own citations when the verifier replaced them by the source the sentence is in
     corrected: list[int] = field(default_factory=list)
     issue: str | None = None  # what a specific check found wrong, e.g. a word the source does not say
+    # Which checks refused the sentence, by code: "support" (the lexical/semantic score is under the threshold),
+    # "changed" (a word or number the source does not say), "misplaced" (a page or clause the source is not),
+    # "entailment" (the entailment model finds the cited passage does not state it), "off_question" (the cited
+    # passage does not address the question, or clearly less than another source shown), "instruction" (text
+    # addressed to the assistant), "incomplete" (the sentence stops mid-clause). Empty when supported.
+    flags: list[str] = field(default_factory=list)
+    entailment: float | None = None  # the entailment model's probability that the cited passage states the sentence
 
 
 @dataclass
