@@ -84,6 +84,7 @@ reranker: install
 	  --out data/rerankers/minilm-obliqa
 
 bench-verifier: install
+	$(BIN)/python -m eval.bench_verification --checks both
 	$(BIN)/python -m eval.bench_verifier --obliqa $(SHARED)/obliqa
 
 bench-generate: install

@@ -1,0 +1,178 @@
+"""The verifier on the labelled verification set: how many wrong answer sentences it flags, how many faithful ones
+it flags by mistake, which check flagged them, and what a check costs.
+
+    python -m eval.bench_verification [--checks lexical|all|both] [--limit N] [--seed 0] [--json]
+
+`--checks lexical` is the verifier without model checks (word overlap, embedding similarity, the number, place
+and near-copy rules); `all` is the verifier the settings build (`assistant.citations.build_verifier`) with its
+model checks; `both` runs the two on the same items, the lexical column being the baseline. Every item's sentence is
+verified against its own sources with its question (`Verifier.verify(sentence, sources, question)`). An item counts
+as flagged when the verifier shows no supported sentence for it. The set and its kinds: docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from eval.bench_ingest import cpu_model
+from eval.verification_set import PATH, SUPPORTED_KINDS, WRONG_KINDS, Item, load_items, to_retrieved
+from ingest.embedding import load_embedder
+from ingest.settings import Settings
+
+BOOTSTRAP_SAMPLES = 2000
+
+
+class ChecksUnavailable(RuntimeError):
+    """`--checks all` asked for a verifier builder this version of comply does not have."""
+
+
+def make_verifier(checks: str, settings: Settings):
+    """The verifier for one column: `lexical` is `Verifier` with the settings' thresholds and no model checks;
+    `all` is what `build_verifier` makes of the settings."""
+    from assistant import citations
+
+    embedder = load_embedder(settings)
+    if checks == "lexical":
+        return citations.Verifier(embedder, settings.support_threshold, settings.citation_realign_margin)
+    build = getattr(citations, "build_verifier", None)
+    if build is None:
+        raise ChecksUnavailable("assistant.citations has no build_verifier: the model checks are not in this version")
+    # build_verifier takes the library or, in some versions, only its embedder
+    if "library" in inspect.signature(build).parameters:
+        from ingest.pipeline import Library
+
+        return build(settings, Library(settings, embedder=embedder))
+    return build(settings, embedder)
+
+
+def run_column(verifier, items: list[Item]) -> list[dict]:
+    """Per item: whether it was flagged, the flags of its sentences and how long verify() took."""
+    out = []
+    if items:  # the embedding model's first call is slow: not part of any item's time
+        verifier.verify(items[0].sentence, to_retrieved(items[0]), question=items[0].question)
+    for item in items:
+        sources = to_retrieved(item)
+        start = time.perf_counter()
+        sentences, _ = verifier.verify(item.sentence, sources, question=item.question)
+        seconds = time.perf_counter() - start
+        flags = sorted({f for s in sentences for f in s.flags})
+        supported = bool(sentences) and all(s.supported for s in sentences)
+        out.append({"id": item.id, "flagged": not supported, "flags": flags, "seconds": seconds,
+                    "issue": next((s.issue for s in sentences if s.issue), None)})
+    return out
+
+
+def _rate_ci(hits: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
+    """The share of hits and its 95% bootstrap interval (items resampled with replacement)."""
+    if len(hits) == 0:
+        return float("nan"), float("nan"), float("nan")
+    means = rng.choice(hits, size=(BOOTSTRAP_SAMPLES, len(hits)), replace=True).mean(axis=1)
+    return float(hits.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarise(items: list[Item], results: list[dict], seed: int) -> dict:
+    """Per-kind flag rates, overall recall and false flags with CIs, per-flag precision and recall, latency."""
+    rng = np.random.default_rng(seed)
+    wrong = np.array([r["flagged"] for i, r in zip(items, results, strict=True) if i.wrong], dtype=float)
+    right = np.array([r["flagged"] for i, r in zip(items, results, strict=True) if not i.wrong], dtype=float)
+    kinds: dict[str, dict] = {}
+    for item, r in zip(items, results, strict=True):
+        k = kinds.setdefault(item.kind, {"label": item.label, "n": 0, "flagged": 0})
+        k["n"] += 1
+        k["flagged"] += r["flagged"]
+    for k in kinds.values():
+        k["rate"] = round(k["flagged"] / k["n"], 4)
+    n_wrong = int(len(wrong))
+    codes = sorted({f for r in results for f in r["flags"]})
+    flags = {}
+    for code in codes:
+        on = [i.wrong for i, r in zip(items, results, strict=True) if code in r["flags"]]
+        flags[code] = {"items": len(on), "precision": round(sum(on) / len(on), 4),
+                       "recall": round(sum(on) / n_wrong, 4) if n_wrong else None}
+    ms = np.array([r["seconds"] for r in results]) * 1000
+    recall, rlo, rhi = _rate_ci(wrong, rng)
+    false, flo, fhi = _rate_ci(right, rng)
+    return {
+        "recall_wrong": {"rate": round(recall, 4), "ci95": [round(rlo, 4), round(rhi, 4)], "n": n_wrong},
+        "false_flags_supported": {"rate": round(false, 4), "ci95": [round(flo, 4), round(fhi, 4)],
+                                  "n": int(len(right))},
+        "kinds": kinds, "flags": flags,
+        "latency_ms": {"p50": round(float(np.percentile(ms, 50)), 2), "p95": round(float(np.percentile(ms, 95)), 2)},
+    }
+
+
+def _kind_order(kinds: dict) -> list[str]:
+    return [k for k in (*WRONG_KINDS, *SUPPORTED_KINDS) if k in kinds]
+
+
+def markdown(result: dict) -> str:
+    """The report as Markdown tables, one column per verifier."""
+    cols = list(result["columns"])
+    head = " | ".join(cols)
+    lines = [f"{result['items']} items ({result['wrong']} wrong, {result['supported']} supported) of "
+             f"{result['set']}; CPU: {result['cpu']}\n",
+             f"| | {head} |", "| --- |" + " ---: |" * len(cols)]
+    for name, key in (("wrong flagged (recall)", "recall_wrong"), ("supported flagged (false flags)",
+                                                                     "false_flags_supported")):
+        cells = [f"{c[key]['rate']:.3f} [{c[key]['ci95'][0]:.3f}, {c[key]['ci95'][1]:.3f}]"
+                 for c in result["columns"].values()]
+        lines.append(f"| {name}, 95% CI | " + " | ".join(cells) + " |")
+    for p in ("p50", "p95"):
+        lines.append(f"| verify() per item, {p} ms | "
+                     + " | ".join(f"{c['latency_ms'][p]:.1f}" for c in result["columns"].values()) + " |")
+    first = next(iter(result["columns"].values()))
+    lines += ["", f"| kind | label | items | {' | '.join(c + ' flagged' for c in cols)} |",
+              "| --- | --- | ---: |" + " ---: |" * len(cols)]
+    for kind in _kind_order(first["kinds"]):
+        k = first["kinds"][kind]
+        cells = [f"{c['kinds'][kind]['flagged']} ({c['kinds'][kind]['rate']:.2f})" for c in result["columns"].values()]
+        lines.append(f"| {kind} | {k['label']} | {k['n']} | " + " | ".join(cells) + " |")
+    lines += ["", "| check (flag) | verifier | items flagged | precision | recall on wrong |",
+              "| --- | --- | ---: | ---: | ---: |"]
+    for col, c in result["columns"].items():
+        for code, f in c["flags"].items():
+            lines.append(f"| {code} | {col} | {f['items']} | {f['precision']:.3f} | {f['recall']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", type=Path, default=PATH, help="the labelled JSONL file")
+    parser.add_argument("--checks", choices=("lexical", "all", "both"), default="both")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N items (a quick run)")
+    parser.add_argument("--seed", type=int, default=0, help="for the bootstrap intervals")
+    parser.add_argument("--home", type=Path, default=None, help="comply's state directory (models, settings)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    items = load_items(args.set)[: args.limit]
+    settings = Settings(home=args.home) if args.home else Settings()
+    columns, per_item = {}, {}
+    for checks in (("lexical", "all") if args.checks == "both" else (args.checks,)):
+        try:
+            verifier = make_verifier(checks, settings)
+        except ChecksUnavailable as e:
+            print(f"--checks {checks}: {e}")
+            return 2
+        results = run_column(verifier, items)
+        columns[checks] = summarise(items, results, args.seed)
+        per_item[checks] = results
+    counts = Counter(i.label for i in items)
+    result = {"set": str(args.set), "items": len(items), "wrong": counts["wrong"], "supported": counts["supported"],
+              "cpu": cpu_model(), "seed": args.seed, "columns": columns}
+    if args.json:
+        print(json.dumps({**result, "per_item": per_item}, indent=2))
+    else:
+        print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
