@@ -161,8 +161,13 @@ def test_every_rule_on_chunk_or_answer_text_is_linear(kind, size, warm):
 
 @pytest.mark.parametrize("text", [" " * 1_000_000, "<" * 1_000_000, "<|" * 500_000, "[" * 1_000_000,
                                   "ignore all previous instructions " * 30_000, "reply with 'x'\n" * 60_000,
-                                  "x assistant: " * 75_000, "ignore" + " " * 1_000_000 + "x"],
+                                  "x assistant: " * 75_000, "ignore" + " " * 1_000_000 + "x",
+                                  "<|im_start|>" * 80_000, ("<|im_start|>" + " " * 3_000) * 300 + "<|im_end|>",
+                                  "\nuser: x" * 100_000, "when asked a b c d e f g " * 40_000,
+                                  "answer every question a b c d e f with " * 25_000,
+                                  "ignore all previous instructions x\n" + "abc\n" * 250_000],
                          ids=["blanks", "angles", "token-starts", "brackets", "triggers", "trigger-lines",
-                              "role-tags", "trigger-and-blanks"])
+                              "role-tags", "trigger-and-blanks", "turn-openers", "turn-openers-far",
+                              "user-turns", "when-asked", "answer-every", "wrapped-lines"])
 def test_neutralise_is_linear_on_adversarial_shapes(text):
     assert _cpu_seconds(lambda: neutralise(text)) < 1.0
