@@ -172,7 +172,8 @@ class AuditLog:
             citations=[_citation(c) for c in answer.citations],
             sources=[{**_citation(c), "score": c.score} for c in answer.sources],
             sentences=[{"text": s.text, "supported": s.supported, "support_score": s.support_score,
-                        "citations": list(s.citations), "corrected": list(s.corrected), "issue": s.issue}
+                        "citations": list(s.citations), "corrected": list(s.corrected), "issue": s.issue,
+                        "flags": list(s.flags), "entailment": s.entailment}
                        for s in answer.sentences],
             timings=dict(answer.timings),
             # why an answer was withheld, and the scores the gates compared (None where a gate did not apply)

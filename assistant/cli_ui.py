@@ -167,7 +167,8 @@ def audit_stats(
     plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the daily series into this PNG.")] = None,
     as_json: JsonOpt = False,
 ):
-    """Per-day questions, abstention rate, unsupported sentence share and latency p95, from the audit trail."""
+    """Per-day questions, abstention rate, unsupported sentence share, flagged answer share and latency p95, from the
+    audit trail."""
     from dataclasses import asdict
 
     from assistant.monitoring import daily_stats, plot_daily
@@ -179,8 +180,9 @@ def audit_stats(
     def pct(x):
         return "-" if x is None else f"{x:.0%}"
 
-    lines = [f"{'date':<10} {'questions':>9} {'abstained':>9} {'unsupported':>11} {'p95 ms':>8}  adapters"]
+    lines = [f"{'date':<10} {'questions':>9} {'abstained':>9} {'unsupported':>11} {'flagged':>7} {'p95 ms':>8}  adapters"]
     lines += [f"{s.date:<10} {s.questions:>9} {pct(s.abstention_rate):>9} {pct(s.unsupported_sentence_share):>11} "
+              f"{pct(s.flagged_answer_share):>7} "
               f"{'-' if s.latency_p95_ms is None else f'{s.latency_p95_ms:.0f}':>8}  {', '.join(s.adapters) or '-'}"
               for s in stats]
     if plot is not None:

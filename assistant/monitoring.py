@@ -1,4 +1,5 @@
-"""Monitoring computed from the audit trail alone: per-day questions, abstentions, unsupported sentences, latency."""
+"""Monitoring computed from the audit trail alone: per-day questions, abstentions, unsupported sentences, flagged
+answers, latency."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ class DayStats:
     latency_p95_ms: float | None
     adapters: list[str] = field(default_factory=list)
     document_changes: int = 0  # successful uploads, supersedes and deletes that day
+    # answers shown (abstentions excluded) with at least one sentence a check refused
+    flagged_answer_share: float | None = None
+
+
+def flagged(sentence: dict) -> bool:
+    """A sentence of an audited answer that a check refused: not supported, or with `flags` (records written
+    before flags were audited have only `supported`)."""
+    return not sentence.get("supported") or bool(sentence.get("flags"))
 
 
 def p95(values: list[float]) -> float | None:
@@ -34,7 +43,8 @@ def p95(values: list[float]) -> float | None:
 
 def daily_stats(records: list[dict]) -> list[DayStats]:
     """Per UTC day, oldest first: questions asked, share abstained, share of unsupported sentences among the
-    sentences of answers shown (abstentions excluded), p95 of timings.total_ms, adapters used, document changes."""
+    sentences of answers shown (abstentions excluded), share of those answers with a flagged sentence, p95 of
+    timings.total_ms, adapters used, document changes."""
     answers: dict[str, list[dict]] = defaultdict(list)
     changes: dict[str, int] = defaultdict(int)
     for r in records:
@@ -50,7 +60,8 @@ def daily_stats(records: list[dict]) -> list[DayStats]:
     for day in sorted(set(answers) | set(changes)):
         rows = answers.get(day, [])
         n = len(rows)
-        shown = [s for r in rows if not r.get("abstained") for s in r.get("sentences") or []]
+        answered = [r for r in rows if not r.get("abstained")]
+        shown = [s for r in answered for s in r.get("sentences") or []]
         latencies = [float(r["timings"]["total_ms"]) for r in rows
                      if isinstance(r.get("timings"), dict) and r["timings"].get("total_ms") is not None]
         out.append(DayStats(
@@ -58,6 +69,8 @@ def daily_stats(records: list[dict]) -> list[DayStats]:
             questions=n,
             abstention_rate=sum(bool(r.get("abstained")) for r in rows) / n if n else None,
             unsupported_sentence_share=(sum(not s.get("supported") for s in shown) / len(shown)) if shown else None,
+            flagged_answer_share=(sum(any(flagged(s) for s in r.get("sentences") or []) for r in answered)
+                                  / len(answered)) if answered else None,
             latency_p95_ms=p95(latencies),
             adapters=sorted({Path(r["adapter"]).name if r.get("adapter") else BASE_MODEL for r in rows}),
             document_changes=changes.get(day, 0),
@@ -66,8 +79,8 @@ def daily_stats(records: list[dict]) -> list[DayStats]:
 
 
 def plot_daily(stats: list[DayStats], dest: Path) -> Path:
-    """Draw the four daily series into one PNG (2x2 panels); dashed lines mark days a new adapter appears,
-    dotted lines days the documents changed. Returns `dest`."""
+    """Draw the daily series into one PNG (2x2 panels; unsupported sentences and flagged answers share one);
+    dashed lines mark days a new adapter appears, dotted lines days the documents changed. Returns `dest`."""
     from matplotlib import dates as mdates
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure  # no pyplot: no global state, safe from the UI's worker threads
@@ -82,7 +95,7 @@ def plot_daily(stats: list[DayStats], dest: Path) -> Path:
     panels = [
         ("Questions per day", [s.questions for s in stats], None),
         ("Abstention rate", [nan if s.abstention_rate is None else s.abstention_rate for s in stats], (-0.02, 1.02)),
-        ("Unsupported sentence share",
+        ("Unsupported sentences, flagged answers",
          [nan if s.unsupported_sentence_share is None else s.unsupported_sentence_share for s in stats], (-0.02, 1.02)),
         ("Latency p95 (ms)", [nan if s.latency_p95_ms is None else s.latency_p95_ms for s in stats], None),
     ]
@@ -101,6 +114,11 @@ def plot_daily(stats: list[DayStats], dest: Path) -> Path:
             ax.text(0.5, 0.5, "no answers in the audit trail yet", ha="center", va="center", transform=ax.transAxes)
             continue
         ax.plot(days, values, marker="o", markersize=5 if len(stats) <= 31 else 2, color="C0")
+        if ax is axes[2]:
+            ax.plot(days, [nan if s.flagged_answer_share is None else s.flagged_answer_share for s in stats],
+                    marker="s", markersize=5 if len(stats) <= 31 else 2, color="C1", label="answers flagged")
+            ax.lines[0].set_label("sentences unsupported")
+            ax.legend(fontsize=8, loc="upper left")
         if not ylim:
             ax.set_ylim(bottom=0, top=max([v for v in values if v == v] or [0]) * 1.1 or 1)
         for i, d in enumerate(adapter_days):

@@ -16,8 +16,8 @@ from assistant.users import ROLES, UserError
 from finetune import adapters as registry
 
 USER_COLUMNS = ["User", "Role", "Created (UTC)"]
-DAY_COLUMNS = ["Day", "Questions", "Abstention rate", "Unsupported sentences", "Latency p95 (ms)", "Adapters",
-               "Document changes"]
+DAY_COLUMNS = ["Day", "Questions", "Abstention rate", "Unsupported sentences", "Answers flagged", "Latency p95 (ms)",
+               "Adapters", "Document changes"]
 ADAPTER_COLUMNS = ["Adapter", "Status", "Created (UTC)", "Base model", "Training data",
                    "Citation precision (validation)"]
 
@@ -185,7 +185,8 @@ class AdminTab:
         return f"Exported {check.records} record(s) as {fmt.upper()}; the trail is {state}.", str(dest)
 
     def monitoring(self, request: gr.Request) -> tuple:
-        """Per-day questions, abstention rate, unsupported sentences and latency p95, plotted and tabled."""
+        """Per-day questions, abstention rate, unsupported sentences, flagged answers and latency p95, plotted and
+        tabled."""
         self.services.authorize(request, "monitoring")
         from PIL import Image
 
@@ -199,6 +200,7 @@ class AdminTab:
         rows = []
         for s in (asdict(s) for s in stats):
             rows.append([s["date"], s["questions"], _pct(s["abstention_rate"]), _pct(s["unsupported_sentence_share"]),
+                         _pct(s["flagged_answer_share"]),
                          "" if s["latency_p95_ms"] is None else f"{s['latency_p95_ms']:.0f}",
                          ", ".join(s["adapters"]), s["document_changes"]])
         return plot, pd.DataFrame(rows, columns=DAY_COLUMNS)

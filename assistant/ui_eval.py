@@ -11,9 +11,10 @@ import pandas as pd
 
 from assistant.ui_services import Services, audit_shown, stored_gold_sets
 
-PLOTS = ("metrics.png", "latency.png", "per_document.png", "compare.png")
+PLOTS = ("metrics.png", "latency.png", "per_document.png", "correctness.png", "compare.png")
 QUESTION_COLUMNS = ["Question id", "Question", "Answerable", "Abstained", "Recall@10", "Reciprocal rank",
-                    "Citations (correct)", "Sentences (supported)", "Total ms"]
+                    "Citations (correct)", "Sentences (supported)", "Correct vs gold answer (entailed / covers)",
+                    "Total ms"]
 
 
 def runs_dir(services: Services) -> Path:
@@ -52,8 +53,21 @@ def questions_table(results_path: Path) -> pd.DataFrame:
             rows.append([r.get("id"), r.get("question"), r.get("answerable"),
                          "" if r.get("abstained") is None else r.get("abstained"),
                          _num(s.get("recall@10")), _num(s.get("rr")), _pair(s, "citations", "correct_citations"),
-                         _pair(s, "sentences", "supported_sentences"), _num((r.get("timings") or {}).get("total_ms"))])
+                         _pair(s, "sentences", "supported_sentences"), correctness_cell(r),
+                         _num((r.get("timings") or {}).get("total_ms"))])
     return pd.DataFrame(rows, columns=QUESTION_COLUMNS)
+
+
+def correctness_cell(record: dict) -> str:
+    """'yes (0.97 / 0.91)' or 'no (0.12 / 0.80)' for a scored answer, 'yes' / 'no' for an abstention or an
+    unanswerable question; empty when not scored."""
+    correct = record.get("answer_correct")
+    if correct is None:
+        return ""
+    verdict = "yes" if correct else "no"
+    if record.get("answer_entailed") is None:
+        return verdict
+    return f"{verdict} ({record['answer_entailed']:.2f} / {record['answer_covers']:.2f})"
 
 
 def _pair(scores: dict, total: str, good: str) -> str:

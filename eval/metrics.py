@@ -24,7 +24,8 @@ from eval.datasets import Evidence, GoldQuestion
 from ingest.types import Chunk
 
 RETRIEVAL_KEYS = ("recall@1", "recall@5", "recall@10", "map@10", "ndcg@10", "mrr", "hit@10")
-ANSWER_KEYS = ("citation_precision", "citation_recall", "support_rate", "cited_answer_rate",
+ANSWER_KEYS = ("citation_precision", "citation_recall", "support_rate", "answer_correct_rate",
+               "answer_correct_rate_answerable", "cited_answer_rate",
                "cited_answer_rate_answerable", "model_cited_rate_answerable", "refusal_rate", "false_refusal_rate",
                "false_answer_rate")
 LATENCY_KEYS = ("retrieval_ms", "first_token_ms", "total_ms")
@@ -220,6 +221,9 @@ class QuestionResult:
     sentence_supported: list[bool] | None = None
     abstained: bool | None = None
     model_cited: bool | None = None  # the generator itself wrote a valid [n] (not one the verifier attached)
+    # right against the gold reference answer (eval/correctness.py); None when not scored (no gold answer, no
+    # entailment model, no answer measured)
+    answer_correct: bool | None = None
     timings: dict[str, float] = field(default_factory=dict)  # retrieval_ms, first_token_ms, total_ms
 
     @classmethod
@@ -284,11 +288,15 @@ def _answer_metrics(results: list[QuestionResult]) -> dict[str, float | int | No
     sentences = [s for r in judged if not r.abstained and r.sentence_supported is not None
                  for s in r.sentence_supported]
     citations = [(c, r) for r in answered for c in r.cited]
+    scored = [r for r in answerable if r.answer_correct is not None]
+    scored_answers = [r for r in scored if not r.abstained]
     return {
         "citation_precision": _ratio(sum(relevant(c, r) for c, r in citations), len(citations)),
         "citation_recall": _ratio(sum(not r.abstained and any(relevant(c, r) for c in r.cited)
                                       for r in cited_answerable), len(cited_answerable)),
         "support_rate": _ratio(sum(sentences), len(sentences)),
+        "answer_correct_rate": _ratio(sum(r.answer_correct for r in scored_answers), len(scored_answers)),
+        "answer_correct_rate_answerable": _ratio(sum(r.answer_correct for r in scored), len(scored)),
         "cited_answer_rate": _ratio(sum(bool(r.cited) for r in answered), len(answered)),
         "cited_answer_rate_answerable": _ratio(sum(bool(r.cited) for r in answered_answerable),
                                                len(answered_answerable)),

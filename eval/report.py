@@ -1,5 +1,6 @@
 """The report of one evaluation run: report.md (metrics with their definitions, worst questions, per-document
-table) and PNG plots (metrics.png, latency.png, per_document.png), from metrics.json and results.jsonl."""
+table) and PNG plots (metrics.png, latency.png, per_document.png, correctness.png), from metrics.json and
+results.jsonl."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ DEFINITIONS = {
     "citation_recall": ("answerable questions whose answer cites a gold place / judged answerable questions",
                         "answer-metrics"),
     "support_rate": ("sentences the verifier supports / all sentences of answers", "answer-metrics"),
+    "answer_correct_rate": ("answers right against the gold answer (entailment both ways) / answers to answerable "
+                            "questions with a gold answer", "answer-correctness"),
+    "answer_correct_rate_answerable": ("the same / answerable questions with a gold answer (an abstention is not "
+                                       "correct)", "answer-correctness"),
     "cited_answer_rate": ("answers with at least one citation / answers", "answer-metrics"),
     "cited_answer_rate_answerable": ("the same, answers to answerable questions only", "answer-metrics"),
     "model_cited_rate_answerable": ("answers to answerable questions in which the model itself wrote a valid [n] "
@@ -53,6 +58,9 @@ def write_report(out_dir: str | Path, ids: list[str] | None = None) -> Path:
         ("metrics.png", plot_metrics(metrics, out / "metrics.png")),
         ("latency.png", plot_latency(records, out / "latency.png")),
         ("per_document.png", plot_per_document(metrics.get("per_document") or {}, out / "per_document.png")),
+        ("correctness.png", plot_correctness(records, out / "correctness.png",
+                                             ((metrics.get("run") or {}).get("answer_correctness") or {})
+                                             .get("threshold"))),
     ) if ok]
     path = out / "report.md"
     path.write_text(render_markdown(metrics, records, plots, _docs_link(out)), encoding="utf-8")
@@ -102,6 +110,7 @@ def render_markdown(metrics: dict, records: list[dict], plots: list[str], docs: 
         f"{(run.get('index') or {}).get('documents')} documents, {(run.get('index') or {}).get('chunks')} chunks",
         f"- date: {run.get('date')}; {run.get('resumed', 0)} questions resumed from an earlier run, "
         f"{run.get('new', 0)} run now in {run.get('seconds')} s",
+        *([] if run.get("retrieval_only") else [_correctness_line(run, records)]),
         "", "## Metrics", "",
         f"Definitions: [{docs}]({docs}). `-` means not measured in this run (or an empty denominator).", "",
         "| metric | value | definition |", "| --- | --- | --- |",
@@ -123,6 +132,16 @@ def render_markdown(metrics: dict, records: list[dict], plots: list[str], docs: 
     if plots:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
+
+
+def _correctness_line(run: dict, records: list[dict]) -> str:
+    judge = run.get("answer_correctness")
+    if not judge:
+        return "- answer correctness: not measured (no entailment model installed)"
+    with_gold = sum(bool(r.get("gold_answer")) for r in records if r.get("answerable"))
+    return (f"- answer correctness: judged by `{Path(judge['model']).name}` at threshold {judge['threshold']:.3f} "
+            f"against the gold answers of {with_gold} answerable questions"
+            + ("" if with_gold else " (the set has none, so it is not measured)"))
 
 
 def _selection(run: dict) -> str:
@@ -173,6 +192,9 @@ def _answer_problem(r: dict) -> str | None:
         return "answered an unanswerable question"
     if r["abstained"]:
         return None
+    if r.get("answer_correct") is False:
+        return (f"wrong or incomplete against the gold answer (entailed {fmt(r.get('answer_entailed'), 2)}, "
+                f"covers {fmt(r.get('answer_covers'), 2)})")
     citations = r.get("citations") or []
     if not citations:
         return "no citation"
@@ -187,15 +209,16 @@ def _wrong_answers(records: list[dict]) -> list[str]:
     problems = [(p, r) for r in records if (p := _answer_problem(r))]
     lines = ["", "## Answers that went wrong", ""]
     if not problems:
-        return lines + ["None: every answer cites a gold place with supported sentences, and every unanswerable "
-                        "question was refused."]
+        return lines + ["None: every answer cites a gold place with supported sentences (and agrees with the gold "
+                        "answer where one was scored), and every unanswerable question was refused."]
     lines += [f"{len(problems)} of {len(records)} questions; the first {min(WORST, len(problems))}:", "",
-              "| id | problem | question | answer | citations |", "| --- | --- | --- | --- | --- |"]
+              "| id | problem | question | answer | gold answer | citations |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for problem, r in problems[:WORST]:
         cites = "; ".join(f"[{c['n']}] {_place({'document': c['document_id'], 'page': c['page'], 'clause': c['clause']})}"
                           f"{' ✓' if c.get('correct') else ' ✗'}" for c in r.get("citations") or [])
         lines.append(f"| {_cell(r['id'], 40)} | {problem} | {_cell(r['question'], 70)} | {_cell(r.get('answer'), 90)} "
-                     f"| {_cell(cites, 60)} |")
+                     f"| {_cell(r.get('gold_answer'), 70)} | {_cell(cites, 60)} |")
     return lines
 
 
@@ -279,6 +302,37 @@ def plot_per_document(per_document: dict, path: Path) -> bool:
                   rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1.2)
     ax.legend(loc="upper center", ncol=len(series), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def plot_correctness(records: list[dict], path: Path, threshold: float | None = None) -> bool:
+    """Each scored answer as a point: answer_entailed (is what it says in the gold answer?) against answer_covers
+    (does it say what the gold answer says?), correct ones in green, the threshold dashed; False when no answer
+    was scored."""
+    rows = [r for r in records if r.get("answer_entailed") is not None and r.get("answer_covers") is not None]
+    if not rows:
+        return False
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for correct, colour, label in ((True, "#55a868", "correct"), (False, "#c44e52", "not correct")):
+        points = [(r["answer_covers"], r["answer_entailed"]) for r in rows if bool(r.get("answer_correct")) == correct]
+        if points:
+            ax.scatter(*zip(*points, strict=True), color=colour, label=f"{label} ({len(points)})", alpha=0.7)
+    if threshold is not None:
+        ax.axvline(threshold, color="grey", linestyle="--", linewidth=1)
+        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_xlabel("answer_covers: P(answer entails the gold answer), mean over its sentences")
+    ax.set_ylabel("answer_entailed: P(gold answer entails each answer sentence), min")
+    ax.xaxis.label.set_fontsize(8)
+    ax.yaxis.label.set_fontsize(8)
+    ax.set_title(f"{len(rows)} answers scored against the gold answer", fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

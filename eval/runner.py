@@ -25,6 +25,7 @@ from types import SimpleNamespace
 from assistant.citations import valid_markers
 from assistant.pipeline import Assistant, citation_gate, min_confidence, resolve_adapter
 from assistant.retrieval import MODES, Retriever
+from eval.correctness import Judge, load_judge
 from eval.datasets import PARTS_SEED, GoldQuestion, load_dataset, sample, select_part
 from eval.metrics import (
     QuestionResult,
@@ -91,9 +92,10 @@ def run_eval(settings: Settings, dataset: str | Path, out: str | Path, *, format
                 raise ValueError(f"the assistant uses adapter {adapter_path!r}, not {adapter!r}")
         else:
             adapter_path = resolve_adapter(settings, adapter)
+        judge = None if retrieval_only else load_judge(settings)
         config = run_config(settings, library, dataset, format=format, limit=limit, sample_seed=sample_seed,
                             documents_dir=documents_dir, retrieval_only=retrieval_only, mode=retrieval_mode,
-                            adapter=adapter_path, part=part)
+                            adapter=adapter_path, part=part, judge=judge)
         check_out_dir(out, config)
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / CONFIG_FILE, config)
@@ -115,7 +117,7 @@ def run_eval(settings: Settings, dataset: str | Path, out: str | Path, *, format
             keeper.install(assistant)
 
             def measure(q: GoldQuestion):
-                return _answer_one(assistant, keeper, q)
+                return _answer_one(assistant, keeper, q, judge)
 
         bar = _progress_bar(len(questions), resumed, progress)
         if on_progress is not None:
@@ -169,8 +171,9 @@ def file_sha256(path: str | Path) -> str:
 
 def run_config(settings: Settings, library: Library, dataset: str | Path, *, format: str, limit: int | None,
                sample_seed: int | None, documents_dir: str | Path | None, retrieval_only: bool, mode: str,
-               adapter: str | None, part: str | None = None) -> dict:
-    """What identifies a run (everything but SELECTION_KEYS decides a question's result)."""
+               adapter: str | None, part: str | None = None, judge: Judge | None = None) -> dict:
+    """What identifies a run (everything but SELECTION_KEYS decides a question's result); `judge` scores answers
+    against the gold answers."""
     return {
         "dataset": str(Path(dataset).resolve()),
         "dataset_sha256": file_sha256(dataset),
@@ -197,6 +200,8 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
         **({} if retrieval_only else _gate_config(citation_gate(settings, adapter))),
         # the reranker in effect (its weights' hash and depth); absent without one (as in runs made before it)
         **({} if (rerank := rerank_config(settings)) is None else {"rerank": rerank}),
+        # the model that judges answers against the gold answers; absent without one (as in runs made before it)
+        **({} if judge is None else {"answer_correctness": correctness_config(judge)}),
     }
 
 
@@ -209,9 +214,20 @@ def rerank_config(settings: Settings) -> dict | None:
     path = resolve_reranker(settings.reranker_model)
     if not path.is_dir() and settings.reranker_model == DEFAULT_RERANKER:
         return None
-    weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
-    return {"model": str(path.resolve()), "weights_sha256": [file_sha256(w) for w in weights],
+    return {"model": str(path.resolve()), "weights_sha256": weights_sha256(path),
             "depth": settings.rerank_depth, "weight": settings.rerank_weight}
+
+
+def weights_sha256(folder: Path) -> list[str]:
+    """The sha256 of each weights file of a model folder (safetensors, else .bin), in name order."""
+    weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+    return [file_sha256(w) for w in weights]
+
+
+def correctness_config(judge: Judge) -> dict:
+    """The entailment model that scores answer correctness: its folder, the sha256 of its weights, the threshold."""
+    path = judge.entailment.path
+    return {"model": str(path.resolve()), "weights_sha256": weights_sha256(path), "threshold": judge.threshold}
 
 
 def _gate_config(gate) -> dict:
@@ -286,7 +302,7 @@ def rebuild_result(q: GoldQuestion, record: dict, library: Library, out: str | P
         q, retrieved=items(record.get("retrieved")), cited=items(record.get("citations")),
         sentence_supported=None if sentences is None else [bool(s["supported"]) for s in sentences],
         abstained=record.get("abstained"), timings=dict(record.get("timings") or {}),
-        model_cited=record.get("model_cited"))
+        model_cited=record.get("model_cited"), answer_correct=record.get("answer_correct"))
 
 
 # ---------- measuring one question ----------
@@ -300,7 +316,8 @@ def _retrieve_one(retriever: Retriever, q: GoldQuestion) -> tuple[dict, Question
     return _record(q, result, items), result
 
 
-def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion) -> tuple[dict, QuestionResult]:
+def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion,
+                judge: Judge | None = None) -> tuple[dict, QuestionResult]:
     answer = assistant.ask(q.question)
     retrieved = [ranked_item_from_chunk(r.chunk) for r in keeper.last()]
     by_id = {item.chunk_id: item for item in retrieved}
@@ -313,10 +330,15 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion) -
     if answer.abstained and not answer.raw_answer and not timings.get("first_token_ms"):
         timings.pop("first_token_ms", None)  # abstained before generating: there was no first token
     model_cited = bool(valid_markers(answer.raw_answer or "", len(answer.sources)))
+    verdict = None if judge is None else judge(q, abstained=answer.abstained, answer=answer.answer)
     result = QuestionResult.for_question(q, retrieved=retrieved, cited=cited,
                                          sentence_supported=[s.supported for s in answer.sentences],
-                                         abstained=answer.abstained, timings=timings, model_cited=model_cited)
+                                         abstained=answer.abstained, timings=timings, model_cited=model_cited,
+                                         answer_correct=None if verdict is None else verdict.correct)
     record = _record(q, result, retrieved)
+    if verdict is not None:
+        record |= {"answer_correct": verdict.correct, "answer_entailed": verdict.entailed,
+                   "answer_covers": verdict.covers}
     record |= {
         "answer": answer.answer,
         "raw_answer": answer.raw_answer,
@@ -344,8 +366,12 @@ def _record(q: GoldQuestion, result: QuestionResult, retrieved: list[RankedItem]
         "answerable": q.answerable,
         "evidence": [asdict(e) for e in q.evidence],
         "also": [asdict(e) for e in q.also],
+        "gold_answer": q.answer,
         "answer": None,
         "abstained": result.abstained,
+        "answer_correct": None,
+        "answer_entailed": None,
+        "answer_covers": None,
         "sentences": None,
         "citations": None,
         "retrieved": [{"rank": rank, "document": item.document, "file": item.file, "page": item.page,
@@ -462,6 +488,7 @@ def run_metadata(config: dict, library: Library, records: list[dict], *, resumed
         "adapter": config["adapter"],
         "embedding_model": config["embedding_model"],
         "settings": config["settings"],
+        "answer_correctness": config.get("answer_correctness"),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "index": {"generation": config["index_generation"], "documents": len(documents),
                   "chunks": library.catalog.count_chunks()},

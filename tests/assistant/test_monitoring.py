@@ -4,6 +4,7 @@ import struct
 
 from assistant.audit import AuditLog
 from assistant.monitoring import DayStats, daily_stats, p95, plot_daily
+from assistant.types import Answer, Sentence
 
 
 def answer(time: str, total_ms: float, *, abstained: bool = False, supported=(True,), adapter=None) -> dict:
@@ -30,13 +31,33 @@ def test_daily_stats_from_a_hand_made_trail():
     assert [d.date for d in days] == ["2025-05-01", "2025-05-02", "2025-05-03"]
     first, second, third = days
     assert first == DayStats(date="2025-05-01", questions=4, abstention_rate=0.5, unsupported_sentence_share=0.25,
-                             latency_p95_ms=400.0, adapters=["base"], document_changes=0)
+                             latency_p95_ms=400.0, adapters=["base"], document_changes=0,
+                             flagged_answer_share=0.5)  # 1 of the 2 answers shown has an unsupported sentence
     assert second == DayStats(date="2025-05-02", questions=0, abstention_rate=None, unsupported_sentence_share=None,
-                              latency_p95_ms=None, adapters=[], document_changes=1)
+                              latency_p95_ms=None, adapters=[], document_changes=1, flagged_answer_share=None)
     assert third.questions == 20 and third.abstention_rate == 0.0
     assert third.unsupported_sentence_share == 5 / 20  # hours 4, 8, 12, 16, 20
     assert third.latency_p95_ms == 190.0  # nearest rank: the 19th of 20 values 10..200
     assert third.adapters == ["retention-v1"]
+    assert third.flagged_answer_share == 5 / 20
+
+
+def test_answers_flagged_per_day_from_the_audited_flags(tmp_path):
+    log = AuditLog(tmp_path / "audit.jsonl")
+
+    def ask(*sentences: Sentence, abstained: bool = False) -> None:
+        log.record_answer("u", Answer(question="q?", answer=" ".join(s.text for s in sentences), abstained=abstained,
+                                      sentences=list(sentences), citations=[], model="m", adapter=None,
+                                      timings={"total_ms": 10.0}), index_generation=1)
+
+    ask(Sentence("Records are kept for 7 years [1].", [1], True, 0.9, entailment=0.97))
+    ask(Sentence("Records are kept for 7 years [1].", [1], True, 0.9, entailment=0.97),
+        Sentence("Email is kept for 5 years [1].", [1], False, 0.8, flags=["entailment"], entailment=0.03))
+    ask(Sentence("Ignore it [1].", [1], False, 0.7, flags=["instruction"]), abstained=True)  # not shown
+    records = log.records(action="answer")
+    assert {"flags": ["entailment"], "entailment": 0.03}.items() <= records[1]["sentences"][1].items()
+    [day] = daily_stats(records)
+    assert (day.questions, day.flagged_answer_share, day.unsupported_sentence_share) == (3, 0.5, 1 / 3)
 
 
 def test_p95_nearest_rank():

@@ -252,6 +252,24 @@ def test_aggregate_by_hand():
     assert m["latency.first_token_ms.p95"] == 100.0
 
 
+def test_answer_correctness_rates():
+    r = QuestionResult.for_question
+    results = [
+        r(gold([A], qid="right"), cited=[iA], sentence_supported=[True], abstained=False, answer_correct=True),
+        r(gold([A], qid="wrong"), cited=[iA], sentence_supported=[True], abstained=False, answer_correct=False),
+        r(gold([A], qid="refused"), cited=[], sentence_supported=[], abstained=True, answer_correct=False),
+        # no gold answer (ObliQA): not scored, in neither denominator
+        r(gold([A], qid="obliqa"), cited=[iA], sentence_supported=[True], abstained=False, answer_correct=None),
+        # unanswerable questions are counted by refusal_rate, not here
+        r(gold([], qid="n"), cited=[X], sentence_supported=[True], abstained=False, answer_correct=False),
+    ]
+    m = aggregate(results)
+    assert m["answer_correct_rate"] == pytest.approx(1 / 2)             # right of right, wrong
+    assert m["answer_correct_rate_answerable"] == pytest.approx(1 / 3)  # the refusal counts as not correct
+    unscored = aggregate([results[3]])
+    assert unscored["answer_correct_rate"] is None and unscored["answer_correct_rate_answerable"] is None
+
+
 def test_no_citations_at_all():
     results = [QuestionResult.for_question(gold([A], qid="a"), cited=[], sentence_supported=[False], abstained=False),
                QuestionResult.for_question(gold([], qid="n"), cited=[], sentence_supported=[], abstained=True)]

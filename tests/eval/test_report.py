@@ -5,7 +5,7 @@ import json
 import pytest
 
 from eval.compare import CompareError, compare_runs
-from eval.metrics import aggregate
+from eval.metrics import QuestionResult, aggregate
 from eval.report import write_report
 from eval.runner import run_eval
 from tests.library import GOLD, sample_library
@@ -70,3 +70,60 @@ def test_compare_gives_b_minus_a_for_every_shared_metric_in_aggregate_order(runs
 def test_compare_refuses_a_directory_that_is_not_a_run(runs, tmp_path):
     with pytest.raises(CompareError, match="no metrics.json"):
         compare_runs(runs / "bm25", tmp_path)
+
+
+def answered_run(out, *, judged: bool):
+    """A hand-made answered run of three questions: one right, one wrong against its gold answer, one refused;
+    without `judged` no gold answer was scored (an ObliQA run, or no entailment model installed)."""
+    rows = [("right", True, False, 0.97, 0.91), ("wrong", True, False, 0.08, 0.88), ("refused", True, True, None, None)]
+    records, results = [], []
+    for qid, answerable, abstained, entailed, covers in rows:
+        correct = None if not judged else (not abstained and entailed > 0.5 and covers > 0.5)
+        records.append({
+            "id": qid, "question": f"question {qid}?", "answerable": answerable, "evidence": [], "also": [],
+            "gold_answer": "Passwords must be at least 14 characters long." if judged else None,
+            "answer": "The documents do not say." if abstained else "Passwords have at least 12 characters [1].",
+            "abstained": abstained, "answer_correct": correct, "answer_entailed": entailed if judged else None,
+            "answer_covers": covers if judged else None, "citations": [], "sentences": [], "retrieved": [],
+            "timings": {"total_ms": 900.0}, "scores": {"recall@10": None, "rr": None}})
+        results.append(QuestionResult(id=qid, answerable=answerable, cited=[], sentence_supported=[],
+                                      abstained=abstained, answer_correct=correct))
+    metrics = aggregate(results)
+    metrics["run"] = {"n": 3, "retrieval_only": False, "model": "m", "mode": "hybrid", "k": 10,
+                      "answer_correctness": {"model": "/x/data/entailment/minilm-nli", "threshold": 0.5}}
+    out.mkdir()
+    (out / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return out
+
+
+def test_the_report_and_the_ui_show_answer_correctness(tmp_path):
+    from assistant.ui_eval import run_outputs
+
+    out = answered_run(tmp_path / "judged", judged=True)
+    report = write_report(out).read_text(encoding="utf-8")
+    assert "| answer_correct_rate | 0.500 |" in report and "| answer_correct_rate_answerable | 0.333 |" in report
+    assert "evaluation.md#answer-correctness" in report
+    assert "judged by `minilm-nli` at threshold 0.500 against the gold answers of 3 answerable questions" in report
+    assert "| wrong | wrong or incomplete against the gold answer (entailed 0.08, covers 0.88) |" in report
+    assert is_png(out / "correctness.png") and "![correctness.png](correctness.png)" in report
+
+    metrics, plots, questions = run_outputs(out)
+    shown = dict(zip(metrics["Metric"], metrics["Value"], strict=True))
+    assert shown["answer_correct_rate"] == "0.500" and shown["answer_correct_rate_answerable"] == "0.333"
+    assert "correctness" in [caption for _, caption in plots]
+    assert list(questions["Correct vs gold answer (entailed / covers)"]) == ["yes (0.97 / 0.91)",
+                                                                            "no (0.08 / 0.88)", "no"]
+
+
+def test_without_gold_answers_answer_correctness_is_absent(tmp_path):
+    from assistant.ui_eval import run_outputs
+
+    out = answered_run(tmp_path / "obliqa", judged=False)
+    report = write_report(out).read_text(encoding="utf-8")
+    assert "| answer_correct_rate | - |" in report and "| answer_correct_rate_answerable | - |" in report
+    assert "against the gold answers of 0 answerable questions (the set has none, so it is not measured)" in report
+    assert not (out / "correctness.png").exists()
+    metrics, _, questions = run_outputs(out)
+    assert dict(zip(metrics["Metric"], metrics["Value"], strict=True))["answer_correct_rate"] == "not measured"
+    assert set(questions["Correct vs gold answer (entailed / covers)"]) == {""}
