@@ -36,41 +36,52 @@ _ABOVE = (rf"{_S}(?:(?:all|everything){_S}(?:of{_S})?)?(?:(?:the|that|this){_S})
 _WITH = (rf"{_S}with{_S}(?:only\b|just\b|exactly\b|[\"'\u201c\u2018`]|the{_S}(?:single{_S})?"
          r"(?:word|phrase|text|string|sentence)\b|(?:yes|no|ok|okay|approved)\b)")
 
+def _each(heads: tuple[str, ...] | list[str], rest: str = "") -> list[str]:
+    """One alternative per head word, each followed by `rest`: every alternative starts with a plain letter (see
+    `_by_first_letter`)."""
+    return [head + rest for head in heads]
+
+
 # A reader that is a machine: "AI", "LLMs", "chatbot", "language models", "AI tools", "automated systems"
-_AI = (rf"(?:ai|a\.i\.|llms?|gpts?|chat\s*+bots?|bots?|(?:large{_S})?language{_S}models?|"
-       rf"(?:ai|artificial{_S}intelligence|automated|generative{_S}ai){_S}"
-       r"(?:assistants?|systems?|tools?|models?|agents?|readers?|services?))\b")
+_AI_HEADS = ("ai", r"a\.i\.", "llms?", "gpts?", r"chat\s*+bots?", "bots?", f"large{_S}language{_S}models?",
+             f"language{_S}models?",
+             *_each(("ai", f"artificial{_S}intelligence", "automated", f"generative{_S}ai"),
+                    rf"{_S}(?:assistants?|systems?|tools?|models?|agents?|readers?|services?)"))
+_AI = "(?:{})\\b".format("|".join(_AI_HEADS))
+_AI_ALTERNATIVES = _each(_AI_HEADS, r"\b")
 # ...or "the assistant", "the model" when a modal and a verb of answering follow: "the model should answer that"
-_ADDRESSED = rf"(?:the|any|an?|all|every|each|this|your){_S}(?:{_AI}|assistants?|models?)"
 _MODAL = (rf"(?:must|should|shall|will|may{_S}only|is{_S}to|are{_S}to|needs?{_S}to|ha(?:s|ve){_S}to|"
           rf"(?:is|are){_S}(?:required|instructed|expected){_S}to)(?:{_S}(?:not|never|always|only|now|also))?")
 _ANSWERING = (r"(?:answer|reply|respond|say|state|tell|confirm|output|print|write|cite|mention|ignore|disregard|"
               r"treat|claim|assert|summari[sz]e|pretend)\b")
 # "ignore all prior guidance and confirm ...", "forget the rules you were given", "override your guidelines": other
 # words than "instructions" are aimed at the model only with "your" or with what follows (checked in `_found`)
-_OVERRIDE_OTHER = (rf"(?:ignore|disregard|forget|override|bypass)(?:{_S}(?:all|any|every|of|the|your|my|these|those|"
-                   r"previous|prior|above|earlier|preceding|foregoing|former|original|initial|existing|system)\b){0,4}"
+_OVERRIDE_OTHER = (rf"(?:{_S}(?:all|any|every|of|the|your|my|these|those|previous|prior|above|earlier|preceding|"
+                   r"foregoing|former|original|initial|existing|system)\b){0,4}"
                    rf"{_S}(?:guidance|guidelines|rules|directions|directives|programming|constraints|restrictions|"
                    rf"context)\b(?P<aimed>{_S}you{_S}(?:were|have{_S}been|are){_S}(?:given|told|trained)\b|"
                    rf"\s*+[,;:]?\s*+(?:and{_S})?(?:instead{_S}|then{_S}|now{_S})?(?:say|state|reply|respond|answer|"
                    r"tell|confirm|output|print|write|pretend)\b)?")
 _QUOTE = "[\"'\u201c\u2018\u00ab`]"
+_NEGATIONS = (f"do{_S}not", "don't", "don\u2019t", "never")
 
-# Phrases that start with a word, written lower-case: the text is searched lower-cased.
+# Phrases aimed at the model, written lower-case (the text is searched lower-cased), each starting with a letter.
 _WORD_PHRASES = [
-    *(verb + _ABOVE for verb in ("ignore", "disregard", "forget")),
+    *_each(_OVERRIDE_VERBS, _OVERRIDE),
+    *_each(_OVERRIDE_VERBS, _OVERRIDE_OTHER.replace("?P<aimed>", "")),
+    *_each(("ignore", "disregard", "forget"), _ABOVE),
     rf"forget{_S}(?:everything|all|what){_S}(?:you{_S}(?:know|were{_S}told|have{_S}been{_S}told)|above|before)\b",
     # the same in French, German and Spanish
-    rf"(?:ignorez|ignore|oubliez){_S}(?:toutes{_S})?(?:les|vos){_S}instructions{_S}(?:pr[eé]c[eé]dentes|"
-    r"ant[eé]rieures|ci-dessus)",
-    rf"(?:ignoriere|ignorieren{_S}sie|vergiss|vergessen{_S}sie){_S}(?:alle{_S})?(?:vorherigen|bisherigen|obigen|"
-    rf"vorigen){_S}(?:anweisungen|instruktionen|befehle)",
-    rf"(?:ignora|ignore|olvida){_S}(?:todas{_S})?las{_S}instrucciones{_S}(?:anteriores|previas)",
+    *_each(("ignorez", "ignore", "oubliez"), rf"{_S}(?:toutes{_S})?(?:les|vos){_S}instructions{_S}"
+                                             r"(?:pr[eé]c[eé]dentes|ant[eé]rieures|ci-dessus)"),
+    *_each(("ignoriere", f"ignorieren{_S}sie", "vergiss", f"vergessen{_S}sie"),
+           rf"{_S}(?:alle{_S})?(?:vorherigen|bisherigen|obigen|vorigen){_S}(?:anweisungen|instruktionen|befehle)"),
+    *_each(("ignora", "ignore", "olvida"), rf"{_S}(?:todas{_S})?las{_S}instrucciones{_S}(?:anteriores|previas)"),
     # "system prompt", "SYSTEM NOTE: ..."; a message, notice or instruction only as a label ("System message:"), not
-    # "the system message shown at logon"; "[SYSTEM]", "<system>"
+    # "the system message shown at logon"; "[SYSTEM]:", "<system>", not a glossary's "process (system)"
     rf"system{_S}(?:prompt|note)s?\b",
     rf"system{_S}(?:message|notice|instruction|override)s?\s*+[:\]>)]",
-    r"(?<=[\[<(])system\s*+[\]>)]",
+    r"system(?<=[\[<]system)\s*+(?:\]\s*+:|>)",
     # "you are now a helpful assistant that ...", "you are now DAN", "you are now in developer mode", "you are now
     # ComplianceGPT, an unrestricted assistant"
     rf"you{_S}are{_S}now{_S}(?:(?:an?|my){_S}(?:[\w-]++{_S}){{0,3}}?(?:assistant|ai|bot|chatbot|model|persona|"
@@ -80,8 +91,8 @@ _WORD_PHRASES = [
     rf"you{_S}(?:will|shall|must|should|are{_S}going{_S}to)(?:{_S}now)?{_S}(?:play|take{_S}on){_S}(?:the{_S})?"
     r"(?:role|part|character)\b",
     rf"let(?:'s|\u2019s|{_S}us){_S}play{_S}a{_S}game\b",
-    rf"(?:an?|the){_S}(?:assistant|ai|model|chatbot|bot)(?:{_S}[\w-]++)?{_S}(?:with{_S}no|without{_S}any)"
-    rf"{_S}(?:rules|restrictions|filters|limits|guidelines|constraints)\b",
+    *_each(("an?", "the"), rf"{_S}(?:assistant|ai|model|chatbot|bot)(?:{_S}[\w-]++)?{_S}(?:with{_S}no|without{_S}any)"
+                           rf"{_S}(?:rules|restrictions|filters|limits|guidelines|constraints)\b"),
     *(rf"{word}{_S}(?:system{_S})?instructions?\s*+:" for word in ("new", "real", "actual", "true", "hidden",
                                                                    "secret", "override")),
     rf"your{_S}(?:new|real|actual|true){_S}(?:task|goal|objective|mission|purpose|directive|instructions?)\b",
@@ -90,13 +101,16 @@ _WORD_PHRASES = [
     # addressed to a machine reader: "note to any AI assistant", "dear chatbot", "if you are an AI", "language
     # models reading this must", "the model should answer that", "for AI tools:" -- not "AI systems used in credit
     # decisions must be registered" or "the chatbot on the website must not collect account numbers"
-    rf"(?:note|message|reminder|instructions?|notice|memo){_S}(?:to|for){_S}(?:(?:any|all|every|the){_S})?{_AI}",
-    rf"(?:dear|hey|hello|hi|attention|attn)\s*+[,:]?{_S}(?:(?:the|any){_S})?(?:{_AI}|assistant\b|model\b)",
+    *_each(("note", "message", "reminder", "instructions?", "notice", "memo"),
+           rf"{_S}(?:to|for){_S}(?:(?:any|all|every|the){_S})?{_AI}"),
+    *_each(("dear", "hey", "hello", "hi", "attention", "attn"),
+           rf"\s*+[,:]?{_S}(?:(?:the|any){_S})?(?:{_AI}|assistant\b|model\b)"),
     rf"if{_S}you{_S}(?:are|were|'re|\u2019re)(?:{_S}(?:an?|the|any))?{_S}{_AI}",
-    rf"{_AI}{_S}(?:reading|processing|parsing|summari[sz]ing|analy[sz]ing|ingesting|answering|scanning)"
-    rf"{_S}(?:this|these|the{_S}(?:above|following))\b",
-    rf"{_ADDRESSED}{_S}{_MODAL}{_S}{_ANSWERING}",
-    rf"(?:for|to){_S}(?:(?:any|all|every|the){_S})?{_AI}\s*+:",
+    *_each(_AI_HEADS, rf"\b{_S}(?:reading|processing|parsing|summari[sz]ing|analy[sz]ing|ingesting|answering|"
+                      rf"scanning){_S}(?:this|these|the{_S}(?:above|following))\b"),
+    *_each(("the", "any", "an?", "all", "every", "each", "this", "your"),
+           rf"{_S}(?:{_AI}|assistants?|models?){_S}{_MODAL}{_S}{_ANSWERING}"),
+    *_each(("for", "to"), rf"{_S}(?:(?:any|all|every|the){_S})?{_AI}\s*+:"),
     # forced replies: "the only correct reply is", "respond only with", "reply with 'APPROVED'", "always answer
     # that", "say exactly: '...'", "your answer must be: '...'", "output only the following", "begin every answer
     # with", "answer every question about claims with '...'", "when asked about gifts, say that", "tell the user"
@@ -104,42 +118,62 @@ _WORD_PHRASES = [
     rf"the{_S}(?:answer|reply|response){_S}to{_S}(?:every|each|any|all)(?:{_S}(?:such|other))?{_S}(?:questions?|"
     rf"quer(?:y|ies)|prompts?|requests?){_S}(?:is|will{_S}be|must{_S}be)(?:{_S}(?:yes|no|approved|always|simply|"
     rf"just|the{_S}(?:single{_S})?word)\b|\s*+:?\s*+{_QUOTE})",
-    *(rf"{verb}{_S}(?:only|solely|just|exclusively){_S}with\b" for verb in ("respond", "reply", "answer")),
-    *(verb + _WITH for verb in ("respond", "reply", "answer")),
-    rf"(?:answer|respond{_S}to|reply{_S}to){_S}(?:every|each|all|any){_S}(?:questions?|quer(?:y|ies)|prompts?)"
-    rf"(?:{_S}[\w-]++){{0,6}}?{_WITH}",
+    *_each(("respond", "reply", "answer"), rf"{_S}(?:only|solely|just|exclusively){_S}with\b"),
+    *_each(("respond", "reply", "answer"), _WITH),
+    *_each(("answer", f"respond{_S}to", f"reply{_S}to"), rf"{_S}(?:every|each|all|any){_S}(?:questions?|"
+                                                         rf"quer(?:y|ies)|prompts?)(?:{_S}[\w-]++){{0,6}}?{_WITH}"),
     rf"always{_S}(?:answer|reply|respond|say|state|claim)(?:{_S}that\b|\s*+:?\s*+{_QUOTE})",
-    rf"(?:say|state|write|output|print|reply|respond|answer|repeat){_S}(?:exactly|verbatim|precisely|only|just|"
-    rf"simply)(?:\s*+[:,]?\s*+{_QUOTE}|{_S}(?:the{_S}following|this)\b)",
-    rf"(?:output|print|repeat|return|display)(?:{_S}(?:only|just|exactly))?{_S}(?:the{_S}following|this{_S}(?:text|"
-    r"sentence|phrase|message))\b",
+    *_each(("say", "state", "write", "output", "print", "reply", "respond", "answer", "repeat"),
+           rf"{_S}(?:exactly|verbatim|precisely|only|just|simply)(?:\s*+[:,]?\s*+{_QUOTE}|{_S}(?:the{_S}following|"
+           r"this)\b)"),
+    *_each(("output", "print", "repeat", "return", "display"),
+           rf"(?:{_S}(?:only|just|exactly))?{_S}(?:the{_S}following|this{_S}(?:text|sentence|phrase|message))\b"),
     rf"your{_S}(?:final{_S}|only{_S}|next{_S})?(?:answer|reply|response|output)s?{_S}(?:must|should|shall|will|"
     rf"has{_S}to|needs{_S}to){_S}(?:always{_S}|only{_S})?(?:be|read|say|state|contain|include|begin|start|end)\b"
     rf"(?:\s*+:|\s*+{_QUOTE}|{_S}(?:that|with|exactly|only|the{_S}(?:word|phrase|following))\b)",
-    rf"(?:begin|start|end|prefix|preface|open|conclude|finish){_S}(?:every|each|all|any|your)"
-    rf"(?:{_S}(?:of{_S}your|single))?{_S}(?:answers?|repl(?:y|ies)|responses?|outputs?)\b",
+    *_each(("begin", "start", "end", "prefix", "preface", "open", "conclude", "finish"),
+           rf"{_S}(?:every|each|all|any|your)(?:{_S}(?:of{_S}your|single))?{_S}(?:answers?|repl(?:y|ies)|responses?|"
+           r"outputs?)\b"),
     rf"when{_S}(?:you{_S}are{_S})?asked(?:{_S}[\w-]++){{0,6}}?(?:\s*+,)?{_S}(?:always{_S}|just{_S}|simply{_S})?"
     rf"(?:say|reply|respond|answer|state|claim)\b",
-    rf"(?:tell|assure|convince|(?:confirm|say|explain|state|reply|respond|answer){_S}to){_S}(?:the|any|every|this)"
-    rf"{_S}(?:users?|readers?|askers?|questioners?|humans?|person{_S}asking)\b",
+    *_each(("tell", "assure", "convince", *_each(("confirm", "say", "explain", "state", "reply", "respond", "answer"),
+                                                 f"{_S}to")),
+           rf"{_S}(?:the|any|every|this){_S}(?:users?|readers?|askers?|questioners?|humans?|person{_S}asking)\b"),
     # citations: "do not cite the sources", "do not include any citations", "never mention the sources", "omit
     # the citations", "always cite clause 9.9 as the source" -- not "do not cite or circulate", "do not cite client
     # names in minutes", "do not mention the source of the report"
-    *(rf"{neg}{_S}cite(?:{_S}(?:any|the|your|these|those))?{_S}(?:sources?|documents?|clauses?|passages?|context)\b"
-      for neg in (rf"do{_S}not", "don't", "don\u2019t", "never")),
-    rf"(?:do{_S}not|don't|don\u2019t|never|without){_S}(?:include|add|give|provide|show|mention|use|list|output|"
-    rf"insert)(?:{_S}(?:any|the|your|these|those))?{_S}(?:citations?|sources?|clause{_S}numbers?|source{_S}numbers?)"
-    rf"\b(?!{_S}of\b)",
-    rf"(?:omit|remove|drop|strip|hide|suppress|leave{_S}out){_S}(?:(?:all|any){_S})?(?:(?:the|your){_S})?"
-    rf"(?:citations?|citation{_S}markers?|source{_S}numbers?)\b",
-    rf"(?:always|only){_S}cite(?:{_S}[\w.\[\]()-]++){{1,4}}?{_S}(?:as{_S}(?:the|your){_S}(?:only{_S}|sole{_S}|main{_S})?"
-    rf"(?:source|reference|citation|authority)|(?:for|in){_S}(?:every|each|all|any){_S}(?:answers?|repl(?:y|ies)|"
-    r"responses?))\b",
+    *_each(_NEGATIONS, rf"{_S}cite(?:{_S}(?:any|the|your|these|those))?{_S}(?:sources?|documents?|clauses?|passages?|"
+                       r"context)\b"),
+    *_each((*_NEGATIONS, "without"), rf"{_S}(?:include|add|give|provide|show|mention|use|list|output|insert)"
+                                     rf"(?:{_S}(?:any|the|your|these|those))?{_S}(?:citations?|sources?|"
+                                     rf"clause{_S}numbers?|source{_S}numbers?)\b(?!{_S}of\b)"),
+    *_each(("omit", "remove", "drop", "strip", "hide", "suppress", f"leave{_S}out"),
+           rf"{_S}(?:(?:all|any){_S})?(?:(?:the|your){_S})?(?:citations?|citation{_S}markers?|source{_S}numbers?)\b"),
+    *_each(("always", "only"), rf"{_S}cite(?:{_S}[\w.\[\]()-]++){{1,4}}?{_S}(?:as{_S}(?:the|your){_S}(?:only{_S}|"
+                               rf"sole{_S}|main{_S})?(?:source|reference|citation|authority)|(?:for|in){_S}(?:every|"
+                               r"each|all|any){_S}(?:answers?|repl(?:y|ies)|responses?))\b"),
+    # A chat transcript's role tag or a label for a machine reader: "Assistant:", "System:", "### System:", "LLMs:",
+    # "AI:"; it counts only where a turn may start ("Compliance Assistant: J. Smith" does not), and "User:" or
+    # "System:" only with an assistant's turn after it ("System:" also as a Markdown heading) -- a glossary's
+    # "SYSTEM: See information system." and "USER: Individual or process ..." are not turns (checked in `_found`).
+    *_each(("assistant", "system", "user", "human", *_AI_HEADS), r"\s*+:"),
 ]
-# A chat transcript's role tag or a label for a machine reader: "Assistant:", "System:", "### System:", "LLMs:",
-# "AI:"; it counts only where a turn may start ("Compliance Assistant: J. Smith" does not), and "User:" only with an
-# assistant's turn after it (checked in `_found`).
-_TAGS = [rf"(?:assistant|system|user|human|{_AI})\s*+:"]
+_OVERRIDE_PHRASE = re.compile("(?:{}){}".format("|".join(_OVERRIDE_VERBS), _OVERRIDE))
+_OVERRIDE_OTHER_PHRASE = re.compile("(?:{}){}".format("|".join(_OVERRIDE_VERBS), _OVERRIDE_OTHER))
+_TAG = re.compile(r"(?:assistant|system|user|human|{})\s*+:".format("|".join(_AI_HEADS)))
+
+
+def _by_first_letter(alternatives: list[str]) -> str:
+    """The alternatives as one alternation grouped by their first letter, in order within a letter: at each word
+    the regex engine skips a letter's group at one comparison, instead of trying a hundred alternatives in turn."""
+    groups: dict[str, list[str]] = {}
+    for alternative in alternatives:
+        if not ("a" <= alternative[0] <= "z" and alternative[1:2] not in ("?", "*", "+", "{")):
+            raise ValueError(f"an alternative must start with a plain letter: {alternative!r}")
+        groups.setdefault(alternative[0], []).append(alternative[1:])
+    return "|".join(f"{letter}(?:{'|'.join(rests)})" for letter, rests in groups.items())
+
+
 # Chat-template special tokens, which a tokenizer may read as the real thing. They are searched for without their
 # first character ('<' or '['), which is the match's first (see _FIND); a look-behind at the end checks it.
 _FIXED_TOKENS = ("[inst]", "[/inst]", "<<sys>>", "<</sys>>", "<start_of_turn>", "<end_of_turn>", "<s>", "</s>")
@@ -151,16 +185,14 @@ _CLOSING = re.compile(r"<\|(?:im_end|eot_id|end|endoftext)\|>|\[/inst\]|<</sys>>
 _TURN_CHARS = 2_000
 # Every match starts with one character that is not part of a word: the one before a phrase, or a special token's
 # first. The text is searched with a blank in front, so that a phrase at its very start has one too.
-_FIND = ("[^\\w](?:(?=[a-z])(?:(?P<override>{})|(?P<other>{})|(?P<phrase>{})|(?P<tag>{}))|(?P<token>{}))"
-         .format("|".join(verb + _OVERRIDE for verb in _OVERRIDE_VERBS), _OVERRIDE_OTHER, "|".join(_WORD_PHRASES),
-                 "|".join(_TAGS), "|".join(_TOKEN_TAILS)))
+_FIND = "[^\\w](?:(?P<phrase>{})|(?P<token>{}))".format(_by_first_letter(_WORD_PHRASES), "|".join(_TOKEN_TAILS))
 _PHRASES = re.compile(_FIND)
 _PHRASES_ANY_CASE = re.compile(_FIND, re.I)  # for the rare text whose lower-casing changes its length ("İ")
 
 # What may stand before a role tag (blanks aside) for it to open a turn: the start of the text or of a line, the end
 # of a sentence, a quote or bracket, a Markdown heading or bullet, an HTML comment's "<!--".
 _TURN_OPENERS = "\n.!?;:\"'>)]}|\u201d#*-"
-_NEXT_TURN = re.compile(r"\n[ \t]*+(?:assistant|ai|bot|chatbot|system)[ \t]*+:", re.I)
+_NEXT_TURN = re.compile(r"\n[ \t]*+(?:assistant|ai|bot|chatbot)[ \t]*+:", re.I)
 # The rest of a wrapped sentence on the next line, to its full stop and closing quotes ("transactions are
 # approved.'") or to the end of that line; a '.' that a blank does not follow ("clause 3.2") does not end it.
 _CLOSERS = "'\"\u2019\u201d)"
@@ -173,26 +205,25 @@ def _found(text: str) -> Iterator[tuple[int, int, bool]]:
     pattern, searched = (_PHRASES, folded) if len(folded) == len(text) else (_PHRASES_ANY_CASE, text)
     next_turn = -1  # where the next assistant's turn starts, after the last "User:" looked at (each stretch once)
     for m in pattern.finditer(" " + searched):  # offsets in `text` are one less
-        kind = m.lastgroup
-        if kind == "token":
+        if m.group("token") is not None:
             yield m.start() - 1, m.end() - 1, True
             continue
-        start, end = m.start(kind) - 1, m.end(kind) - 1
+        start, end = m.start("phrase") - 1, m.end("phrase") - 1
         phrase = searched[start:end].lower()
-        if kind == "override":
+        if _OVERRIDE_PHRASE.fullmatch(phrase):
             if _OVERRIDE_WORDS.isdisjoint(phrase.split()):
                 continue  # "ignore the instructions" alone may be a rule for staff
-        elif kind == "other":
-            if m.group("aimed") is None and "your" not in phrase.split():
+        elif other := _OVERRIDE_OTHER_PHRASE.fullmatch(phrase):
+            if other.group("aimed") is None and "your" not in phrase.split():
                 continue  # "disregard all previous guidance on gifts" is a rule for staff
-        elif kind == "tag":
+        elif _TAG.fullmatch(phrase):
             before = text[max(0, start - 64):start].rstrip(" \t")
             if before and before[-1] not in _TURN_OPENERS:
                 continue
-            if phrase.startswith(("user", "human")):
+            if phrase.startswith(("user", "human", "system")) and not (phrase[0] == "s" and before[-1:] == "#"):
                 if next_turn < end:
                     turn = _NEXT_TURN.search(searched, end)
-                    next_turn = turn.start() if turn else len(text)
+                    next_turn = turn.start() if turn else len(text) + 501  # none: never looked for again
                 if next_turn - end > 500:
                     continue  # "User: any employee with an account" in a glossary
         yield start, end, False
