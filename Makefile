@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-rerank reranker sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-rerank bench-injection reranker sample-corpus clean
 
 install: $(STAMP)
 
@@ -59,7 +59,7 @@ lint: install
 sample-corpus: install
 	$(BIN)/python data/make_sample_corpus.py
 
-bench: bench-ingest bench-retrieval bench-rerank bench-verifier bench-generate bench-memory bench-eval bench-finetune
+bench: bench-ingest bench-retrieval bench-rerank bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-injection
 
 bench-ingest: install
 	$(BIN)/python -m eval.bench_ingest --pdfs $(SHARED)/regulation-pdfs
@@ -100,6 +100,13 @@ bench-memory: install
 SECURITY_ARGS ?=
 bench-security: install
 	$(BIN)/python -m eval.bench_security $(SECURITY_ARGS)
+
+# Planted instructions (tests/fixtures/planted/phrasings.json): phrasings caught after ingest, sentences blanked in
+# ObliQA, the sample corpus and the regulation PDFs, and each phrasing's question asked with the default model and
+# the small one with its shipped adapter (~15 minutes on 2 cores; docs/benchmarks.md "Planted instructions").
+bench-injection: install
+	$(BIN)/python -m eval.bench_injection --obliqa $(SHARED)/obliqa --pdfs $(SHARED)/regulation-pdfs --answers \
+	  --models .comply-bench/models
 
 bench-eval: install
 	$(BIN)/python -m eval.bench_eval --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --out .comply-bench/eval

@@ -1,8 +1,8 @@
 """Instructions planted in documents: caught by the filter, never blanking real regulation, never shown as supported.
 
     python -m eval.bench_injection [--obliqa ../shared/corpora/obliqa] [--corpus data/corpus]
-                                   [--pdfs ../shared/corpora/regulation-pdfs] [--answers] [--adapters data/adapters]
-                                   [--json]
+                                   [--pdfs ../shared/corpora/regulation-pdfs] [--answers [--limit N]]
+                                   [--adapters data/adapters] [--models .comply-bench/models] [--json]
 
 - **Caught**: the planted-instruction set (tests/fixtures/planted/phrasings.json) is written as PDF, Markdown and
   DOCX policies and ingested into a temporary home with the ordinary staff rules that look like instructions; a
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pdfs", type=Path, nargs="*", default=[], help="more folders to count false positives in")
     parser.add_argument("--adapters", type=Path, default=ROOT / "data" / "adapters")
     parser.add_argument("--answers", action="store_true", help="ask every phrasing's question (minutes on CPU)")
+    parser.add_argument("--models", type=Path, help="a home's models folder to reuse (the default generator joined "
+                        "from its 22 parts once, adapters converted once) instead of building them in the temp home")
+    parser.add_argument("--limit", type=int, help="ask only the first N phrasings' questions (a quick look)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="comply-bench-injection-"))
@@ -154,9 +157,13 @@ def main(argv: list[str] | None = None) -> int:
         for folder in [args.corpus, *args.pdfs]:
             out["false_positives"][folder.name] = blanked_in(corpus_pages(folder))
         if args.answers:
+            if args.models:
+                args.models.mkdir(parents=True, exist_ok=True)
+                (work / "answers").mkdir()
+                (work / "answers" / "models").symlink_to(args.models.resolve(), target_is_directory=True)
             library, _ = ingest(work / "answers", [docs, args.corpus])
             library.close()
-            out["answers"] = [ask_all(work / "answers", phrasings, model, adapter)
+            out["answers"] = [ask_all(work / "answers", phrasings[:args.limit], model, adapter)
                               for model, adapter in generators(args.adapters)]
     finally:
         shutil.rmtree(work, ignore_errors=True)
