@@ -26,6 +26,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
+from assistant.entailment import premise_window
 from assistant.prompt import ABSTAIN_REPLIES, neutralise
 from assistant.types import Citation, Retrieved, Sentence
 from ingest.chunking import clause_at, sentence_spans
@@ -249,10 +250,22 @@ def _surface(text: str, token: str) -> str:
 class Verifier:
     """Scores answer sentences against source chunks; thresholds come from Settings (calibrated on dev data)."""
 
-    def __init__(self, embedder: Embedder, support_threshold: float = 0.55, realign_margin: float | None = 0.15):
+    def __init__(self, embedder: Embedder, support_threshold: float = 0.55, realign_margin: float | None = 0.15,
+                 *, entailment=None, entailment_threshold: float | None = None, relevance=None,
+                 relevance_margin: float = 3.0, answer_margin: float = 4.0, rule_checks: bool = False):
+        """`entailment` (assistant.entailment.Entailment) and `relevance` (assistant.rerank.Reranker) are the
+        model-based checks (None: not run); `rule_checks` turns on the cheap rules that come with them (a sentence
+        cut off, a planted instruction repeated). `build_verifier` makes one from Settings."""
         self.embedder = embedder
         self.threshold = support_threshold
         self.realign_margin = realign_margin
+        self.entailment = entailment
+        self.entailment_threshold = (entailment_threshold if entailment_threshold is not None
+                                     else getattr(entailment, "threshold", 0.5))
+        self.relevance = relevance
+        self.relevance_margin = relevance_margin
+        self.answer_margin = answer_margin
+        self.rule_checks = rule_checks
         # the sentences and vectors of recently checked chunks, the oldest dropped past CACHE_CHUNKS: a server that
         # answers for months over a large library must not keep one entry per chunk it ever cited
         self._cache: OrderedDict[str, tuple[list[tuple[int, int]], np.ndarray]] = OrderedDict()
@@ -384,7 +397,124 @@ class Verifier:
                 else:
                     sentence.flags = ["support"]
             sentences.append(sentence)
+        self._second_pass(question, sentences, sources)
         return sentences, quotes
+
+    def _second_pass(self, question: str | None, sentences: list[Sentence], sources: list[Retrieved]) -> None:
+        """The rules and models that run on the sentences the lexical pass found supported (assistant/checks.py),
+        cheapest first; each refuses a sentence with a flag and a reason."""
+        if self.rule_checks:
+            self._rules(question, sentences, sources)
+        if self.entailment is not None:
+            self._entailed(sentences, sources)
+        if self.relevance is not None and question:
+            self._answers_question(question, sentences, sources)
+            self._cites_the_best_source(question, sentences, sources)
+
+    def _rules(self, question: str | None, sentences: list[Sentence], sources: list[Retrieved]) -> None:
+        from assistant import checks
+
+        for sentence in sentences:
+            if not sentence.supported:
+                continue
+            claim = strip_markers(sentence.text)
+            cut = checks.incomplete(claim)
+            if cut:
+                checks.refuse(sentence, "incomplete", cut)
+                continue
+            words = content_words(claim)
+            planted = next((n for n in sentence.citations
+                            if checks.repeats_instruction(words, sources[n - 1].chunk.text, content_words)), None)
+            if planted is not None:
+                checks.refuse(sentence, "instruction", "it repeats a line of the document that is addressed to an AI "
+                              f"assistant, not a rule for staff (source {checks.where(planted, sources[planted - 1])})")
+        supported = [s for s in sentences if s.supported]
+        claims = [strip_markers(s.text) for s in supported]
+        if question and claims and checks.missing_quantity(question, claims):
+            cited = [neutralise(sources[n - 1].chunk.text) for s in supported for n in s.citations]
+            says = checks.quantity_sentence(question, cited)
+            reason = "the question asks for a number, period or frequency, and the answer gives none" + (
+                f"; the cited passage says '{checks.clip(says)}'" if says else "")
+            for sentence in supported:
+                checks.refuse(sentence, "off_question", reason)
+
+    def _entailed(self, sentences: list[Sentence], sources: list[Retrieved]) -> None:
+        from assistant import checks
+
+        todo = [s for s in sentences if s.supported]
+        pairs, owners = [], []
+        for i, sentence in enumerate(todo):
+            claim = strip_markers(sentence.text)
+            for n in sentence.citations:
+                pairs.append((premise_window(neutralise(sources[n - 1].chunk.text), claim), claim))
+                owners.append(i)
+        best = [0.0] * len(todo)
+        for i, p in zip(owners, self.entailment.probs(pairs), strict=True):
+            best[i] = max(best[i], p)
+        for sentence, p in zip(todo, best, strict=True):
+            sentence.entailment = round(p, 4)
+            if p < self.entailment_threshold:
+                cited = " and ".join(checks.where(n, sources[n - 1]) for n in sentence.citations)
+                checks.refuse(sentence, "entailment", f"the cited passage {cited} does not state this")
+
+    def _answers_question(self, question: str, sentences: list[Sentence], sources: list[Retrieved]) -> None:
+        """Flag every supported sentence when none of them answers the question while a sentence of the passages
+        they cite does, by more than `answer_margin` reranker logits."""
+        from assistant import checks
+
+        supported = [s for s in sentences if s.supported]
+        if not supported:
+            return
+        claims = [strip_markers(s.text) for s in supported]
+        pool: list[str] = []
+        for n in sorted({n for s in supported for n in s.citations}):
+            text = neutralise(sources[n - 1].chunk.text)
+            pool += [" ".join(text[a:b].split()) for a, b in sentence_spans(text) if len(text[a:b].split()) >= 4]
+        pool = [p for p in dict.fromkeys(pool) if p not in claims][:24]
+        if not pool:
+            return
+        scores = self.relevance.score(question, claims + pool)
+        said, best = max(scores[:len(claims)]), max(range(len(pool)), key=lambda i: scores[len(claims) + i])
+        if scores[len(claims) + best] - said > self.answer_margin:
+            for sentence in supported:
+                checks.refuse(sentence, "off_question", "it does not answer the question; the cited passage says "
+                                                        f"'{checks.clip(pool[best])}'")
+
+    def _cites_the_best_source(self, question: str, sentences: list[Sentence], sources: list[Retrieved]) -> None:
+        """Flag a sentence whose cited source addresses the question more than `relevance_margin` reranker logits
+        worse than another source shown, when no supported sentence cites that one."""
+        from assistant import checks
+
+        if len(sources) < 2 or not any(s.supported for s in sentences):
+            return
+        scores = [s.rerank_score for s in sources]
+        if any(x is None for x in scores):
+            scores = self.relevance.score(question, [s.chunk.text for s in sources])
+        top = max(range(1, len(sources) + 1), key=lambda n: scores[n - 1])
+        if top in {n for s in sentences if s.supported for n in s.citations}:
+            return  # the answer draws on the passage that addresses the question best
+        for sentence in sentences:
+            if not sentence.supported or not sentence.citations:
+                continue
+            mine = max(sentence.citations, key=lambda n: scores[n - 1])
+            if scores[top - 1] - scores[mine - 1] > self.relevance_margin:
+                checks.refuse(sentence, "off_question",
+                              f"source {checks.where(top, sources[top - 1])} addresses the question much more "
+                              f"closely than the cited source {checks.where(mine, sources[mine - 1])}")
+
+
+def build_verifier(settings, embedder: Embedder) -> Verifier:
+    """The verifier the settings ask for: the lexical pass always; the entailment and relevance checks (and the
+    rules that come with them) when on and their models are installed."""
+    from assistant.entailment import load_entailment
+    from assistant.rerank import load_relevance_model
+
+    entailment = load_entailment(settings)
+    relevance = load_relevance_model(settings)
+    return Verifier(embedder, settings.support_threshold, settings.citation_realign_margin, entailment=entailment,
+                    entailment_threshold=settings.entailment_threshold, relevance=relevance,
+                    relevance_margin=settings.relevance_margin, answer_margin=settings.answer_margin,
+                    rule_checks=settings.entailment_check or settings.relevance_check)
 
 
 def make_citation(n: int, source: Retrieved, support: Support | None) -> Citation:

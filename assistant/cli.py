@@ -295,7 +295,8 @@ def answer_json(answer) -> dict:
         "abstained": answer.abstained,
         "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
                        "support_score": s.support_score, "attached_by_verifier": s.attached,
-                       "corrected_by_verifier": s.corrected, "issue": s.issue}
+                       "corrected_by_verifier": s.corrected, "issue": s.issue, "flags": s.flags,
+                       "entailment": s.entailment}
                       for s in answer.sentences],
         "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "title": c.title, "page": c.page,
                        "page_label": c.page_label, "clause": c.clause, "quote": c.quote, "score": c.score,

@@ -14,7 +14,7 @@ import typer
 
 from assistant.cli import JsonOpt, app, emit, fail, settings
 
-adapt_app = typer.Typer(help="Adapt retrieval to your documents: train the reranker.", no_args_is_help=True)
+adapt_app = typer.Typer(help="Adapt retrieval and verification to your documents: train the reranker and the entailment check.", no_args_is_help=True)
 app.add_typer(adapt_app, name="adapt")
 
 
@@ -137,3 +137,79 @@ def _cores() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@adapt_app.command("entailment")
+def entailment_cmd(
+    dataset: Annotated[Path, typer.Option(help="An ObliQA JSON file (its gold passages give the premises).")],
+    documents_dir: Annotated[Path, typer.Option(help="ObliQA StructuredRegulatoryDocuments/: passages and their "
+                                                     "neighbours.")],
+    out: Annotated[Path, typer.Option(help="Folder for the trained model (bf16 weights and card.json).")],
+    part: Annotated[str, typer.Option(help="The fixed part whose passages are trained on.")] = "train",
+    val_part: Annotated[str, typer.Option(help="The part that validates and calibrates.")] = "tune",
+    work: Annotated[Path | None, typer.Option(help="Pairs, checkpoints and the best model so far "
+                                                   "(default <home>/entailment/<out name>).")] = None,
+    per_passage: Annotated[int, typer.Option(help="Pairs per gold passage (half entailed).")] = 8,
+    epochs: Annotated[int, typer.Option(help="Passes over the pairs.")] = 2,
+    steps: Annotated[int | None, typer.Option(help="Stop after this many steps (default: the epochs).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
+    max_false_flags: Annotated[float, typer.Option(help="Share of entailed validation pairs the calibrated "
+                                                        "threshold may flag.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming from the checkpoint.")] =
+        False,
+    as_json: JsonOpt = False,
+):
+    """Train the entailment check (does a passage state a sentence?) from the packaged all-MiniLM-L6-v2 on pairs
+    built from one part's gold passages (faithful variants against substitutions, negations, splices and
+    neighbouring passages), calibrated on another part; resumes from its last checkpoint."""
+    from eval.bench_ingest import cpu_model
+    from eval.datasets import DatasetError, load_obliqa, select_part
+    from finetune.entailment_data import build_pairs, write_pairs
+    from finetune.entailment_train import EntailTrainConfig, card_markdown, train_entailment
+    from finetune.reranker_train import export_bf16
+    from finetune.train_loop import TrainError
+
+    s = settings()
+    if s.threads:
+        import torch
+
+        torch.set_num_threads(s.threads)
+    if part == val_part:
+        fail("--part and --val-part must differ", as_json)
+    try:
+        questions = load_obliqa(dataset, documents_dir)
+        train_pairs = build_pairs(select_part(questions, part), documents_dir, seed=seed, per_passage=per_passage)
+        val_pairs = build_pairs(select_part(questions, val_part), documents_dir, seed=seed + 1,
+                                per_passage=per_passage)
+    except (DatasetError, ValueError, OSError) as e:
+        fail(str(e), as_json)
+    work = work or s.home / "entailment" / out.name
+    train_sha = write_pairs(work / "pairs-train.jsonl", train_pairs)
+    val_sha = write_pairs(work / "pairs-val.jsonl", val_pairs)
+    config = EntailTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_false_flags=max_false_flags,
+                               max_steps=steps, seed=seed)
+    data_sha = hashlib.sha256(f"{train_sha}:{val_sha}".encode()).hexdigest()
+    try:
+        card = train_entailment(train_pairs, val_pairs, work, config, data_sha256=data_sha, progress=not as_json,
+                                resume=not fresh)
+    except TrainError as e:
+        fail(str(e), as_json)
+    argv = sys.argv[sys.argv.index("entailment") + 1:] if "entailment" in sys.argv else []
+    card |= {
+        "name": out.name,
+        "kind": "entailment cross-encoder (sentence-transformers CrossEncoder, one logit), weights in bf16",
+        "data": {"dataset": dataset.name, "dataset_sha256": _sha256(dataset), "part": part, "val_part": val_part,
+                 "pairs_train_sha256": train_sha, "pairs_val_sha256": val_sha},
+        "machine": {"cpu": cpu_model(), "cores": _cores(), "torch_threads": _threads(),
+                    "python": platform.python_version()},
+        "reproduce": "comply adapt entailment " + " ".join(shlex.quote(a) for a in argv
+                                                           if a not in ("--fresh", "--json")),
+    }
+    export_bf16(work / "best", out, card, readme=card_markdown(card))
+    best = card["best"]
+    emit(card, as_json, f"entailment model in {out}: best at step {card['best_step']} of {card['steps']} "
+                        f"({card['seconds'] / 60:.1f} min); validation AUC {best['auc']:.3f}, not entailed flagged "
+                        f"{best['recall']:.3f} at {best['false_flags']:.3f} of entailed (threshold "
+                        f"{card['calibration']['threshold']:.4f})")

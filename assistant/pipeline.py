@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from assistant.citations import Verifier, is_abstention, make_citation, valid_markers
+from assistant.citations import build_verifier, is_abstention, make_citation, valid_markers
 from assistant.gate import CitationGate
 from assistant.models import base_prompt_version
 from assistant.prompt import ABSTAIN_TEXT, PROMPT_VERSION, build_messages
@@ -114,8 +114,7 @@ class Assistant:
         self.settings = settings
         self.library = library or Library(settings)
         self.retriever = Retriever(self.library, mode=retrieval_mode)
-        self.verifier = Verifier(self.library.embedder, settings.support_threshold,
-                                 settings.citation_realign_margin)
+        self.verifier = build_verifier(settings, self.library.embedder)
         self.adapter = resolve_adapter(settings, adapter)
         if self.adapter:  # a damaged or foreign adapter is a clear AdapterError here, not an error mid-answer
             from finetune.adapters import check_adapter, check_base

@@ -73,12 +73,21 @@ def load_reranker(settings: Settings) -> Reranker | None:
     """The process-wide reranker for these settings, or None when reranking is off. The default model missing
     (a checkout without data/rerankers/) turns reranking off with a warning; a named model that is missing is an
     error."""
-    if not settings.rerank:
-        return None
+    return _load(settings) if settings.rerank else None
+
+
+def load_relevance_model(settings: Settings) -> Reranker | None:
+    """The reranker the verifier asks whether a cited source addresses the question (`relevance_check`), whether
+    or not retrieval reranks with it; None when the check is off or the default model is not installed."""
+    return _load(settings) if settings.relevance_check else None
+
+
+def _load(settings: Settings) -> Reranker | None:
     path = resolve_reranker(settings.reranker_model)
     if not path.is_dir():
         if settings.reranker_model == DEFAULT_RERANKER:
-            log.warning("the default reranker %s is not installed; retrieval is not reranked", path)
+            log.warning("the default reranker %s is not installed; neither retrieval nor the relevance check uses it",
+                        path)
             return None
         raise RerankerError(str(path), "does not exist")
     device = pick_device(settings)

@@ -7,7 +7,9 @@ it flags by mistake, which check flagged them, and what a check costs.
 and near-copy rules); `all` is the verifier the settings build (`assistant.citations.build_verifier`) with its
 model checks; `both` runs the two on the same items, the lexical column being the baseline. Every item's sentence is
 verified against its own sources with its question (`Verifier.verify(sentence, sources, question)`). An item counts
-as flagged when the verifier shows no supported sentence for it. The set and its kinds: docs/evaluation.md.
+as flagged when the verifier shows no supported sentence for it; a wrong item also counts as caught when the
+verifier replaced its wrong citation by a source that supports it (`Sentence.corrected`: the reader sees that
+one). The set and its kinds: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -64,8 +66,11 @@ def run_column(verifier, items: list[Item]) -> list[dict]:
         seconds = time.perf_counter() - start
         flags = sorted({f for s in sentences for f in s.flags})
         supported = bool(sentences) and all(s.supported for s in sentences)
-        out.append({"id": item.id, "flagged": not supported, "flags": flags, "seconds": seconds,
-                    "issue": next((s.issue for s in sentences if s.issue), None)})
+        # a wrong citation the verifier replaced by the source the sentence is in is caught: the reader sees the
+        # right source (Sentence.corrected); a faithful sentence's citation moved is not counted either way
+        corrected = item.wrong and supported and any(s.corrected for s in sentences)
+        out.append({"id": item.id, "flagged": not supported or corrected, "corrected": corrected, "flags": flags,
+                    "seconds": seconds, "issue": next((s.issue for s in sentences if s.issue), None)})
     return out
 
 

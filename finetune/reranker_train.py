@@ -17,18 +17,16 @@ import json
 import math
 import random
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eval.metrics import map_at_k, mrr, recall_at_k
 from finetune.reranker_data import MinedQuestion
+from finetune.train_loop import CHECKPOINT, TrainError, train_loop  # noqa: F401 (CHECKPOINT: where a run resumes)
 from ingest.embedding import cpu_supports_bf16, resolve_embedding_model
 from ingest.settings import DEFAULT_EMBEDDING
 
-CHECKPOINT = "checkpoint.pt"
-BEST = "best"
 CARD = "card.json"
 
 
@@ -55,10 +53,6 @@ class RerankTrainConfig:
     # faster than float32 for the backward pass (the casts of every weight each step ate the gain); inference
     # and validation run in bf16 where the CPU has it.
     bf16: str = "off"
-
-
-class TrainError(Exception):
-    """Training cannot start or go on: the reason."""
 
 
 def groups(train: list[MinedQuestion], config: RerankTrainConfig, epoch: int) -> list[tuple[str, list[str]]]:
@@ -97,7 +91,7 @@ def group_loss(model, batch: list[tuple[str, list[str]]], autocast: bool, micro:
     return torch.nn.functional.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long))
 
 
-def validate(score: Callable[[str, list[str]], list[float]], questions: list[MinedQuestion], depth: int) -> dict:
+def validate_lists(score: Callable[[str, list[str]], list[float]], questions: list[MinedQuestion], depth: int) -> dict:
     """Retrieval metrics of the fused top `depth` reordered by `score`, and of the fused order itself."""
     fused, reranked = [], []
     for q in questions:
@@ -137,7 +131,6 @@ def train_reranker(train: list[MinedQuestion], val: list[MinedQuestion], work: P
     seconds. The best model (by validation MAP@10 of the reranked fused list) is in `work/best`."""
     import torch
     from sentence_transformers import CrossEncoder
-    from tqdm import tqdm
 
     work.mkdir(parents=True, exist_ok=True)
     autocast = config.bf16 == "on" or (config.bf16 == "auto" and cpu_supports_bf16())
@@ -154,84 +147,30 @@ def train_reranker(train: list[MinedQuestion], val: list[MinedQuestion], work: P
         total = min(total, config.max_steps)
     if total == 0:
         raise TrainError("no training groups: every question lacks a positive or enough hard negatives")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
-    warmup = max(1, int(config.warmup * total))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup))))
-    state = {"step": 0, "best": None, "best_step": None, "bad_evals": 0, "history": [], "seconds": 0.0,
-             "losses": []}
-    ckpt = work / CHECKPOINT
-    if resume and ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
-        if saved["config"] != asdict(config) or saved["data_sha256"] != data_sha256:
-            raise TrainError(f"{ckpt} was written for another recipe or data; remove {work} or use a new one")
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        state = saved["state"]
-    elif ckpt.exists():
-        ckpt.unlink()
 
-    def save_checkpoint() -> None:
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save({"config": asdict(config), "data_sha256": data_sha256, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "state": state}, tmp)
-        tmp.replace(ckpt)
+    def loss_at(step: int):
+        epoch, index = divmod(step, steps_per_epoch)
+        return group_loss(model, epoch_groups[epoch][index * config.batch_questions:(index + 1) *
+                                                     config.batch_questions], autocast)
 
-    def evaluate() -> bool:
-        """Validate, keep the best model; True when patience has run out."""
-        model.eval()
-        metrics = validate(_scorer(model, cpu_supports_bf16()), val, config.eval_depth)
-        model.train()
-        score = metrics["reranked"]["map@10"]
-        state["history"].append({"step": state["step"], **metrics,
-                                 "loss": round(sum(state["losses"]) / max(1, len(state["losses"])), 4)})
-        state["losses"] = []
-        if state["best"] is None or score > state["best"]:
-            state["best"], state["best_step"], state["bad_evals"] = score, state["step"], 0
-            if (work / BEST).exists():
-                shutil.rmtree(work / BEST)
-            model.save_pretrained(str(work / BEST))
-        else:
-            state["bad_evals"] += 1
-        bar.set_postfix(val_map=f"{score:.3f}", best=f"{state['best']:.3f}")
-        return state["bad_evals"] >= config.patience
+    def validate() -> tuple[dict, tuple]:
+        metrics = validate_lists(_scorer(model, cpu_supports_bf16()), val, config.eval_depth)
+        return metrics, (metrics["reranked"]["map@10"],)
 
-    model.train()
-    bar = tqdm(total=total, initial=state["step"], desc="reranker", unit="step", disable=not progress)
-    started = time.perf_counter() - state["seconds"]
-    stopped_early = False
-    while state["step"] < total and not stopped_early:
-        epoch, index = divmod(state["step"], steps_per_epoch)
-        batch = epoch_groups[epoch][index * config.batch_questions:(index + 1) * config.batch_questions]
-        loss = group_loss(model, batch, autocast)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-        state["step"] += 1
-        state["losses"].append(loss.item())
-        state["seconds"] = time.perf_counter() - started
-        bar.update(1)
-        bar.set_postfix(loss=f"{state['losses'][-1]:.3f}")
-        if state["step"] % config.eval_every == 0 or state["step"] == total:
-            stopped_early = evaluate()
-        if state["step"] % config.checkpoint_every == 0 or state["step"] == total or stopped_early:
-            save_checkpoint()
-    bar.close()
-    if not state["history"] or state["history"][-1]["step"] != state["step"]:
-        evaluate()
-        save_checkpoint()
+    state = train_loop(model, work=work, config=asdict(config), data_sha256=data_sha256, total=total,
+                       loss_at=loss_at, validate=validate, lr=config.lr, warmup=config.warmup,
+                       eval_every=config.eval_every, checkpoint_every=config.checkpoint_every,
+                       patience=config.patience, resume=resume, progress=progress, desc="reranker")
     return {"base_model": config.base_model, "config": asdict(config), "data_sha256": data_sha256,
             "train_questions": len(train), "train_groups": len(epoch_groups[0]), "val_questions": len(val),
-            "steps": state["step"], "best_step": state["best_step"], "stopped_early": stopped_early,
+            "steps": state["step"], "best_step": state["best_step"], "stopped_early": state["stopped_early"],
             "bf16_autocast": autocast, "seconds": round(state["seconds"], 1), "history": state["history"],
             "best": next(h for h in state["history"] if h["step"] == state["best_step"])}
 
 
-def export_bf16(best: Path, out: Path, card: dict) -> None:
-    """Write the best model to `out` in bf16 with its card (card.json and a README), replacing what is there."""
+def export_bf16(best: Path, out: Path, card: dict, readme: str | None = None) -> None:
+    """Write the best model to `out` in bf16 with its card (card.json and a README, by default the reranker's),
+    replacing what is there."""
     import torch
     from sentence_transformers import CrossEncoder
 
@@ -242,7 +181,7 @@ def export_bf16(best: Path, out: Path, card: dict) -> None:
         shutil.rmtree(tmp)
     model.save_pretrained(str(tmp))
     (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    (tmp / "README.md").write_text(card_markdown(card), encoding="utf-8")
+    (tmp / "README.md").write_text(readme if readme is not None else card_markdown(card), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
     tmp.replace(out)

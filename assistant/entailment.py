@@ -1,0 +1,127 @@
+"""The entailment check: does the cited passage state what the answer sentence says?
+
+A cross-encoder comply trains from the packaged all-MiniLM-L6-v2 (finetune/entailment_train.py; shipped in
+data/entailment/) scores (premise, hypothesis) pairs; its one logit through a sigmoid is the probability that the
+premise entails the hypothesis. The premise is the part of the cited chunk around the sentences the claim draws on
+(`premise_window`), cut to what the model reads, the same at training and at answer time.
+
+Any sentence-transformers `CrossEncoder` folder with one output loads; the threshold comes from the model's card
+(`calibration.threshold`, chosen on a tune part) unless the `entailment_threshold` setting says otherwise.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import threading
+from pathlib import Path
+
+from ingest.chunking import sentence_spans
+from ingest.embedding import pick_device, use_bf16
+from ingest.settings import DEFAULT_ENTAILMENT, Settings
+
+log = logging.getLogger(__name__)
+
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "entailment"
+# Characters of premise the model sees: MiniLM reads 256 word pieces for premise and claim together.
+PREMISE_CHARS = 700
+
+
+class EntailmentError(Exception):
+    """An entailment model folder could not be loaded: the path and the reason."""
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"entailment model {path}: {reason}")
+
+
+def _words(text: str) -> set[str]:
+    from assistant.citations import content_words
+
+    return content_words(text)
+
+
+def premise_window(text: str, claim: str, limit: int = PREMISE_CHARS) -> str:
+    """The part of a chunk the claim is checked against: the sentence sharing most content words with the claim,
+    widened one sentence at a time, towards the side whose next sentence shares more, while under `limit`
+    characters. A chunk under the limit is taken whole."""
+    text = " ".join(text.split()) if len(text) > limit else text.strip()
+    if len(text) <= limit:
+        return text
+    spans = [sp for sp in sentence_spans(text) if text[sp[0]:sp[1]].strip()] or [(0, len(text))]
+    words = _words(claim)
+    overlap = [len(words & _words(text[s:e])) for s, e in spans]
+    best = max(range(len(spans)), key=lambda i: overlap[i])
+    lo = hi = best
+    while True:
+        left = overlap[lo - 1] if lo > 0 else -1
+        right = overlap[hi + 1] if hi + 1 < len(spans) else -1
+        if left < 0 and right < 0:
+            break
+        nxt = (lo - 1, hi) if left > right else (lo, hi + 1)
+        if spans[nxt[1]][1] - spans[nxt[0]][0] > limit:
+            break
+        lo, hi = nxt
+    start, end = spans[lo][0], spans[hi][1]
+    if end - start > limit:  # one sentence longer than the limit: the part of it with most of the claim's words
+        end = start + limit
+    return text[start:end]
+
+
+def resolve_entailment(name: str) -> Path:
+    """A shipped model's name -> its folder in data/entailment/; anything else is a path."""
+    shipped = SHIPPED_DIR / name
+    return shipped if "/" not in name and shipped.is_dir() else Path(name).expanduser()
+
+
+class Entailment:
+    """A one-logit CrossEncoder; `probs(pairs)` returns P(premise entails hypothesis) per (premise, hypothesis)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 16):
+        import torch
+        from sentence_transformers import CrossEncoder
+
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise EntailmentError(str(path), "is not a model folder (no config.json)")
+        self.path, self.batch_size = path, batch_size
+        self.model = CrossEncoder(str(path), device=device, local_files_only=True,
+                                  model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
+        self.model.eval()
+        card = path / "card.json"
+        calibration = json.loads(card.read_text()).get("calibration", {}) if card.is_file() else {}
+        self.threshold = float(calibration.get("threshold", 0.5))
+        self._lock = threading.Lock()
+
+    def probs(self, pairs: list[tuple[str, str]]) -> list[float]:
+        import torch
+
+        if not pairs:
+            return []
+        with self._lock, torch.inference_mode():
+            logits = self.model.predict(pairs, batch_size=self.batch_size, activation_fn=torch.nn.Identity(),
+                                        show_progress_bar=False, convert_to_numpy=True)
+        return [1.0 / (1.0 + math.exp(-float(x))) for x in logits]
+
+
+@functools.lru_cache(maxsize=2)
+def _cached(path: str, device: str, bf16: bool) -> Entailment:
+    return Entailment(path, device=device, bf16=bf16)
+
+
+def load_entailment(settings: Settings) -> Entailment | None:
+    """The process-wide entailment model for these settings, or None when the check is off. The default model
+    missing (a checkout without data/entailment/) turns the check off with a warning; a named one missing is an
+    error."""
+    if not settings.entailment_check:
+        return None
+    path = resolve_entailment(settings.entailment_model)
+    if not path.is_dir():
+        if settings.entailment_model == DEFAULT_ENTAILMENT:
+            log.warning("the default entailment model %s is not installed; answers are checked without it", path)
+            return None
+        raise EntailmentError(str(path), "does not exist")
+    device = pick_device(settings)
+    return _cached(str(path.resolve()), device, use_bf16(settings, device))
