@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-rerank bench-injection reranker sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-rerank bench-injection reranker entailment sample-corpus clean
 
 install: $(STAMP)
 
@@ -82,6 +82,13 @@ reranker: install
 	COMPLY_THREADS=$${COMPLY_THREADS:-1} $(BIN)/comply --home .comply-bench/obliqa adapt reranker \
 	  --dataset $(SHARED)/obliqa/ObliQA_dev.json --documents-dir $(SHARED)/obliqa/StructuredRegulatoryDocuments \
 	  --out data/rerankers/minilm-obliqa
+
+# The entailment check the verifier ships (data/entailment/minilm-nli): pairs from ObliQA dev's train part, calibrated
+# on its tune part; no library needed.
+entailment: install
+	COMPLY_THREADS=$${COMPLY_THREADS:-1} $(BIN)/comply --home .comply-bench/obliqa adapt entailment \
+	  --dataset $(SHARED)/obliqa/ObliQA_dev.json --documents-dir $(SHARED)/obliqa/StructuredRegulatoryDocuments \
+	  --out data/entailment/minilm-nli
 
 bench-verifier: install
 	$(BIN)/python -m eval.bench_verification --checks both

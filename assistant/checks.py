@@ -21,7 +21,8 @@ from ingest.chunking import sentence_spans
 # Words a complete English sentence does not end on: a modal, an article, a preposition, a conjunction.
 _DANGLING = set("""shall must may should will would can could the a an of to in on for by with at from and or nor
 that which who whose whom if unless where when than as such is are be been being has have had not including
-includes include e.g. i.e. per""".split())
+includes include e.g. i.e. per within after before until till than under over about into onto between among
+without during since upon via towards against than""".split())
 _LAST_WORD = re.compile(r"([A-Za-z.]+)\W*$")
 
 
@@ -29,11 +30,11 @@ def incomplete(claim: str) -> str | None:
     """Why a sentence (markers removed) reads as cut off, or None: it ends on a word no sentence ends on, or with
     a colon or a dash (a list announced and not given)."""
     text = claim.rstrip(" \t\n\"'\u201d)")
-    if text.endswith((":", "\u2014", "-", ",")):
-        return f"the sentence stops before it is complete ('...{text[-40:].lstrip()}')"
     m = _LAST_WORD.search(text.rstrip(".!?;"))
-    if m and m.group(1).lower().rstrip(".") in _DANGLING:
-        return f"the sentence stops before it is complete ('...{text[-40:].lstrip()}')"
+    if text.endswith((":", "\u2014", "-", ",")) or m and m.group(1).lower().rstrip(".") in _DANGLING:
+        tail = text[-48:]
+        tail = tail[tail.find(" ") + 1:] if len(text) > 48 and " " in tail else tail
+        return f"the sentence stops before it is complete ('...{tail.lstrip()}')"
     return None
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -72,6 +73,35 @@ def run_column(verifier, items: list[Item]) -> list[dict]:
         out.append({"id": item.id, "flagged": not supported or corrected, "corrected": corrected, "flags": flags,
                     "seconds": seconds, "issue": next((s.issue for s in sentences if s.issue), None)})
     return out
+
+
+def three_sentence_answers(items: list[Item]) -> list[tuple[str, list, str]]:
+    """(answer, sources, question) for every group of items that share a question and sources: three of their
+    sentences joined, the shape of a typical answer, for timing what the checks add."""
+    groups: dict[tuple, list[Item]] = {}
+    for item in items:
+        groups.setdefault((item.question, tuple(s.text for s in item.sources)), []).append(item)
+    return [(" ".join(i.sentence for i in group[:3]), to_retrieved(group[0]), group[0].question)
+            for group in groups.values() if len(group) >= 3]
+
+
+def added_latency(lexical, checked, answers, repeats: int = 3) -> dict:
+    """What the checks add to verifying a 3-sentence answer: per answer and repeat, the time of the checked
+    verifier minus the lexical one's on the same answer, both with their caches warm (a first untimed pass)."""
+    for answer, sources, question in answers:
+        lexical.verify(answer, sources, question)
+        checked.verify(answer, sources, question)
+    added = []
+    for _ in range(repeats):
+        for answer, sources, question in answers:
+            start = time.perf_counter()
+            lexical.verify(answer, sources, question)
+            middle = time.perf_counter()
+            checked.verify(answer, sources, question)
+            added.append((time.perf_counter() - middle) - (middle - start))
+    ms = np.array(added) * 1000
+    return {"answers": len(answers), "repeats": repeats, "p50": round(float(np.percentile(ms, 50)), 1),
+            "p95": round(float(np.percentile(ms, 95)), 1)}
 
 
 def _rate_ci(hits: np.ndarray, rng: np.random.Generator) -> tuple[float, float, float]:
@@ -132,6 +162,10 @@ def markdown(result: dict) -> str:
     for p in ("p50", "p95"):
         lines.append(f"| verify() per item, {p} ms | "
                      + " | ".join(f"{c['latency_ms'][p]:.1f}" for c in result["columns"].values()) + " |")
+    added = result.get("added_ms_3_sentences")
+    if added:
+        lines.append(f"| added by the checks to a 3-sentence answer, p50 / p95 ms ({added['answers']} answers x "
+                     f"{added['repeats']}, caches warm) | | {added['p50']:.0f} / {added['p95']:.0f} |")
     first = next(iter(result["columns"].values()))
     lines += ["", f"| kind | label | items | {' | '.join(c + ' flagged' for c in cols)} |",
               "| --- | --- | ---: |" + " ---: |" * len(cols)]
@@ -171,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         per_item[checks] = results
     counts = Counter(i.label for i in items)
     result = {"set": str(args.set), "items": len(items), "wrong": counts["wrong"], "supported": counts["supported"],
-              "cpu": cpu_model(), "seed": args.seed, "columns": columns}
+              "cpu": f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}",
+              "seed": args.seed, "columns": columns}
+    if args.checks == "both":
+        result["added_ms_3_sentences"] = added_latency(make_verifier("lexical", settings),
+                                                       make_verifier("all", settings), three_sentence_answers(items))
     if args.json:
         print(json.dumps({**result, "per_item": per_item}, indent=2))
     else:

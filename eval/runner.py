@@ -192,7 +192,8 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
         "settings": {name: getattr(settings, name) for name in (
             "candidates", "rrf_k", "chunk_tokens", *(() if retrieval_only else (
                 "top_k", "max_new_tokens", "abstain_threshold", "support_threshold", "generator_backend",
-                "prompt_version", "citation_realign_margin")))},
+                "prompt_version", "citation_realign_margin", "entailment_check", "entailment_model",
+                "entailment_threshold", "relevance_check", "relevance_margin", "answer_margin")))},
         "index_generation": library.catalog.generation(),
         # the confidence gate in effect; absent when there is none (as in runs made before the gate existed)
         **({} if retrieval_only or not (gate := min_confidence(settings, adapter)) else {"min_confidence": gate}),
@@ -349,7 +350,8 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion,
         "model": answer.model,
         "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
                        "support_score": s.support_score, "attached": s.attached,
-                       "corrected": s.corrected, "issue": s.issue}
+                       "corrected": s.corrected, "issue": s.issue, "flags": s.flags,
+                       "entailment": s.entailment}
                       for s in answer.sentences],
         "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "page": c.page, "clause": c.clause,
                        "quote": c.quote, "chunk_id": c.chunk_id, "correct": relevant(item, q)}
