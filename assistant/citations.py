@@ -369,8 +369,7 @@ class Verifier:
                 moved = None if supports[best_n].issue else self._better_source(supports[best_n].score, cited,
                                                                                  len(sources), support)
                 if moved is not None:  # the sentence is in a source it does not cite: cite that one instead
-                    plain = re.sub(r"\s+([.,;:!?])", r"\1", strip_markers(text))  # "receipt [3]." -> "receipt."
-                    sentence = Sentence(text=f"{plain} [{moved}]", citations=[moved],
+                    sentence = Sentence(text=f"{_unmarked(text)} [{moved}]", citations=[moved],
                                         corrected=cited)
                     supports, best_n = {moved: support(moved)}, moved
                 sentence.support_score = round(supports[best_n].score, 4)
@@ -379,8 +378,11 @@ class Verifier:
                 if not sentence.supported:
                     sentence.flags = ["support", *supports[best_n].flags]
                 if sentence.supported:  # a cited source that does not support the sentence is not shown as if it did
-                    sentence.citations = [n for n in sentence.citations if supports[n].score >= self.threshold]
-                    supports = {n: supports[n] for n in sentence.citations}
+                    kept = [n for n in sentence.citations if supports[n].score >= self.threshold]
+                    if kept != sentence.citations:  # nor is its marker: "... [1][3]" -> "... [1]"
+                        sentence.text = f"{_unmarked(sentence.text)} " + "".join(f"[{n}]" for n in kept)
+                    sentence.citations = kept
+                    supports = {n: supports[n] for n in kept}
                 for n, sup in supports.items():
                     if n not in quotes or sup.score > quotes[n].score:
                         quotes[n] = sup
@@ -515,6 +517,11 @@ def build_verifier(settings, embedder: Embedder) -> Verifier:
                     entailment_threshold=settings.entailment_threshold, relevance=relevance,
                     relevance_margin=settings.relevance_margin, answer_margin=settings.answer_margin,
                     rule_checks=settings.entailment_check or settings.relevance_check)
+
+
+def _unmarked(text: str) -> str:
+    """A sentence without its markers, punctuation closed up: "receipt [3]." -> "receipt."."""
+    return re.sub(r"\s+([.,;:!?])", r"\1", strip_markers(text))
 
 
 def make_citation(n: int, source: Retrieved, support: Support | None) -> Citation:

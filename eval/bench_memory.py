@@ -26,12 +26,12 @@ from ingest.settings import load_settings
 GOLD = Path(__file__).resolve().parent.parent / "data" / "gold" / "sample_gold.jsonl"
 
 
-def rss_mb() -> float:
-    """This process's resident set size in MB (VmRSS)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def rss_mb(pid: int | str = "self") -> float:
+    """The resident set size in MB (VmRSS) of process `pid`, by default this one."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
 
 
 def main(argv: list[str] | None = None) -> int:

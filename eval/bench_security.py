@@ -37,6 +37,7 @@ from pathlib import Path
 
 import httpx
 
+from eval.bench_memory import rss_mb
 from eval.metrics import percentiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,14 +145,6 @@ def call(client: httpx.Client, api_name: str, data: list) -> str | None:
 
 def ask(client: httpx.Client, question: str) -> str | None:
     return call(client, "ask", [question, [], [], [], "", False])
-
-
-def rss_mb(pid: int) -> float:
-    """The resident set size of process `pid` in MB (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def load(url: str, users: int, duration_s: float, questions: list[str]) -> dict:

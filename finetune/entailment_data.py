@@ -246,3 +246,60 @@ def write_pairs(path: Path, pairs: list[Pair]) -> str:
 
 def read_pairs(path: Path) -> list[Pair]:
     return [Pair(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# Rewordings by the generator: the issue's "faithful rewordings (the generator can write them)".
+REWORD_SYSTEM = ("Rewrite the sentence you are given in other words, as a compliance officer would say it. Keep every "
+                 "fact: the same people, numbers, periods, conditions and obligations (must stays must, may stays "
+                 "may, not stays not). Reply with the rewritten sentence only.")
+_NEGATIONS = re.compile(r"\b(?:not|no|never|nor|none|cannot|n't|without|neither)\b", re.I)
+_MODALS = re.compile(r"\b(?:must|shall|may|should|required|requires?|permitted|prohibited|allowed|obliged|needs?|has to|have to)\b",
+                     re.I)
+
+
+def faithful_rewording(original: str, rewrite: str) -> bool:
+    """Whether a generator's rewording can stand as an entailed claim: same numbers, same count of negations, a
+    modal where the original has one, a length within half to one and a half times, and not a copy."""
+    from assistant.citations import numbers
+
+    a, b = " ".join(original.split()), " ".join(rewrite.split())
+    if not b or b.lower() == a.lower() or not 0.5 <= len(b) / max(1, len(a)) <= 1.6 or "\n" in rewrite.strip():
+        return False
+    if numbers(a) != numbers(b) or len(_NEGATIONS.findall(a)) != len(_NEGATIONS.findall(b)):
+        return False
+    return not _MODALS.search(a) or bool(_MODALS.search(b))
+
+
+def reword(generator, sentences: list[str], max_new_tokens: int = 96, on_sentence=None) -> list[str | None]:
+    """The generator's rewording of each sentence, or None where it is not faithful by `faithful_rewording`."""
+    out: list[str | None] = []
+    for sentence in sentences:
+        messages = [{"role": "system", "content": REWORD_SYSTEM}, {"role": "user", "content": sentence}]
+        text = "".join(generator.stream(messages, max_new_tokens)).strip().strip('"\u201c\u201d')
+        out.append(text if faithful_rewording(sentence, text) else None)
+        if on_sentence:
+            on_sentence()
+    return out
+
+
+def rewording_pairs(passages: list[tuple[str, str]], generator, seed: int = 0, on_sentence=None) -> list[Pair]:
+    """Entailed pairs (kind "reworded") from the generator's rewordings of one sentence of each (key, passage)."""
+    rng = random.Random(f"reword:{seed}")
+    picked = []
+    for key, text in passages:
+        sentences = [s for s in _sentences(text) if len(s) <= 400]
+        if sentences:
+            picked.append((key, text, rng.choice(sentences)))
+    rewrites = reword(generator, [s for _, _, s in picked], on_sentence=on_sentence)
+    return [Pair(premise_window(text, r), r, ENTAILED, "reworded", key)
+            for (key, text, _), r in zip(picked, rewrites, strict=True) if r]
+
+
+def gold_passages(questions) -> list[tuple[str, str]]:
+    """(DocumentID/PassageID, text) of the distinct gold passages of the questions, in order."""
+    seen: dict[str, str] = {}
+    for q in questions:
+        for ev in q.evidence:
+            if ev.quote and ev.quote not in seen.values():
+                seen[f"{ev.document}/{ev.passage_id}"] = ev.quote
+    return list(seen.items())

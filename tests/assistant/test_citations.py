@@ -189,6 +189,7 @@ def test_a_cited_source_that_does_not_support_the_sentence_is_dropped_beside_one
     sentences, quotes = verifier.verify(f"Complaints must be acknowledged within 5 business days [{n}][{other}].",
                                         sources)
     assert sentences[0].supported and sentences[0].citations == [n] and other not in quotes
+    assert sentences[0].text == f"Complaints must be acknowledged within 5 business days. [{n}]"  # its marker too
 
 
 def test_a_sentence_that_only_says_where_the_answer_is_is_not_shown_or_scored(setup):
