@@ -205,15 +205,9 @@ def _is_content(token: str) -> bool:
     return token.isdigit() or (len(token) > 2 and token not in _STOP) or bool(_NUMBER.fullmatch(token))
 
 
-def substitution(claim: str, source_sentences: list[str], chunk_words: set[str]) -> tuple[int, str] | None:
-    """How a near-copy changes the source sentence it copies, or None.
-
-    The copied sentence is the one most of the claim's words line up with, in order (at least NEAR_COPY of them);
-    a claim that copies one sentence exactly is never judged against a look-alike sentence. The change reported is
-    the first place where the claim puts a content word (or number) found elsewhere in the chunk but not in that
-    sentence, where the sentence has a content word the claim has fewer of. Words the claim adds or leaves out, and
-    words from outside the chunk (a paraphrase's own), are not substitutions. Returns (sentence index, reason)."""
-    a = _tokens(claim)
+def _best_alignment(a: list[str], source_sentences: list[str]):
+    """(tokens aligned in order, sentence index, its tokens, the matcher) of the source sentence most of the claim's
+    tokens `a` line up with, or None."""
     if not a:
         return None
     best = None
@@ -223,6 +217,27 @@ def substitution(claim: str, source_sentences: list[str], chunk_words: set[str])
         matched = sum(block.size for block in matcher.get_matching_blocks())
         if b and (best is None or matched > best[0]):
             best = (matched, i, b, matcher)
+    return best
+
+
+def words_off_copy(claim: str, text: str) -> int:
+    """How many of the claim's words do not line up, in order, with the one sentence of `text` that most of them
+    do (0: a copy of it)."""
+    a = _tokens(claim)
+    best = _best_alignment(a, [text[s:e] for s, e in sentence_spans(text)])
+    return len(a) - (best[0] if best else 0)
+
+
+def substitution(claim: str, source_sentences: list[str], chunk_words: set[str]) -> tuple[int, str] | None:
+    """How a near-copy changes the source sentence it copies, or None.
+
+    The copied sentence is the one most of the claim's words line up with, in order (at least NEAR_COPY of them);
+    a claim that copies one sentence exactly is never judged against a look-alike sentence. The change reported is
+    the first place where the claim puts a content word (or number) found elsewhere in the chunk but not in that
+    sentence, where the sentence has a content word the claim has fewer of. Words the claim adds or leaves out, and
+    words from outside the chunk (a paraphrase's own), are not substitutions. Returns (sentence index, reason)."""
+    a = _tokens(claim)
+    best = _best_alignment(a, source_sentences)
     if best is None or best[0] < NEAR_COPY * len(a):
         return None
     _, i, b, matcher = best
@@ -252,7 +267,8 @@ class Verifier:
 
     def __init__(self, embedder: Embedder, support_threshold: float = 0.55, realign_margin: float | None = 0.15,
                  *, entailment=None, entailment_threshold: float | None = None, relevance=None,
-                 relevance_margin: float = 3.0, answer_margin: float = 4.0, rule_checks: bool = False):
+                 relevance_margin: float = 3.0, answer_margin: float | None = None, entailment_max_new_words: int | None = 3,
+                 rule_checks: bool = False):
         """`entailment` (assistant.entailment.Entailment) and `relevance` (assistant.rerank.Reranker) are the
         model-based checks (None: not run); `rule_checks` turns on the cheap rules that come with them (a sentence
         cut off, a planted instruction repeated). `build_verifier` makes one from Settings."""
@@ -262,6 +278,7 @@ class Verifier:
         self.entailment = entailment
         self.entailment_threshold = (entailment_threshold if entailment_threshold is not None
                                      else getattr(entailment, "threshold", 0.5))
+        self.entailment_max_new_words = 10**6 if entailment_max_new_words is None else entailment_max_new_words
         self.relevance = relevance
         self.relevance_margin = relevance_margin
         self.answer_margin = answer_margin
@@ -410,7 +427,8 @@ class Verifier:
         if self.entailment is not None:
             self._entailed(sentences, sources)
         if self.relevance is not None and question:
-            self._answers_question(question, sentences, sources)
+            if self.answer_margin is not None:
+                self._answers_question(question, sentences, sources)
             self._cites_the_best_source(question, sentences, sources)
 
     def _rules(self, question: str | None, sentences: list[Sentence], sources: list[Retrieved]) -> None:
@@ -425,7 +443,9 @@ class Verifier:
                 checks.refuse(sentence, "incomplete", cut)
                 continue
             words = content_words(claim)
-            planted = next((n for n in sentence.citations
+            # the model's own citations too: a copied instruction scores low against its blanked source, and the
+            # sentence may then have been moved to a source that shares its words
+            planted = next((n for n in dict.fromkeys(sentence.citations + sentence.corrected)
                             if checks.repeats_instruction(words, sources[n - 1].chunk.text, content_words)), None)
             if planted is not None:
                 checks.refuse(sentence, "instruction", "it repeats a line of the document that is addressed to an AI "
@@ -447,13 +467,18 @@ class Verifier:
         pairs, owners = [], []
         for i, sentence in enumerate(todo):
             claim = strip_markers(sentence.text)
-            for n in sentence.citations:
-                pairs.append((premise_window(neutralise(sources[n - 1].chunk.text), claim), claim))
+            texts = [neutralise(sources[n - 1].chunk.text) for n in sentence.citations]
+            if min(words_off_copy(claim, t) for t in texts) > self.entailment_max_new_words:
+                continue  # a rewording: outside what the model was trained to judge (docs/architecture.md)
+            for text in texts:
+                pairs.append((premise_window(text, claim), claim))
                 owners.append(i)
-        best = [0.0] * len(todo)
+        best: list[float | None] = [None] * len(todo)
         for i, p in zip(owners, self.entailment.probs(pairs), strict=True):
-            best[i] = max(best[i], p)
+            best[i] = max(best[i] or 0.0, p)
         for sentence, p in zip(todo, best, strict=True):
+            if p is None:
+                continue
             sentence.entailment = round(p, 4)
             if p < self.entailment_threshold:
                 cited = " and ".join(checks.where(n, sources[n - 1]) for n in sentence.citations)
@@ -516,6 +541,7 @@ def build_verifier(settings, embedder: Embedder) -> Verifier:
     return Verifier(embedder, settings.support_threshold, settings.citation_realign_margin, entailment=entailment,
                     entailment_threshold=settings.entailment_threshold, relevance=relevance,
                     relevance_margin=settings.relevance_margin, answer_margin=settings.answer_margin,
+                    entailment_max_new_words=settings.entailment_max_new_words,
                     rule_checks=settings.entailment_check or settings.relevance_check)
 
 

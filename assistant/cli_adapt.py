@@ -156,6 +156,10 @@ def entailment_cmd(
     lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
     max_false_flags: Annotated[float, typer.Option(help="Share of entailed validation pairs the calibrated "
                                                         "threshold may flag.")] = 0.05,
+    reword: Annotated[int, typer.Option(help="Passages of the training part (and a quarter as many of the "
+                                             "validation part) whose sentence the configured generator rewords, once "
+                                             "as stated and once made wrong: pairs whose label no wording gives "
+                                             "away (cached in the work folder; 0 = none).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming from the checkpoint.")] =
         False,
@@ -186,6 +190,25 @@ def entailment_cmd(
     except (DatasetError, ValueError, OSError) as e:
         fail(str(e), as_json)
     work = work or s.home / "entailment" / out.name
+    if reword:
+        import random
+        import re
+
+        from tqdm import tqdm
+
+        from assistant.generation import load_generator
+        from finetune.entailment_data import gold_passages, reworded_pairs
+
+        generator = load_generator(s)
+        for name, part_name, n in (("train", part, reword), ("val", val_part, max(1, reword // 4))):
+            passages = gold_passages(select_part(questions, part_name))
+            passages = random.Random(f"{seed}:{name}").sample(passages, min(n, len(passages)))
+            with tqdm(total=len(passages), desc=f"rewording {name}", unit="passage", file=sys.stderr,
+                      disable=as_json) as bar:
+                tag = re.sub(r"[^\w.-]+", "_", generator.model_name)
+                extra = reworded_pairs(passages, generator, work / f"reworded-{name}-{tag}.jsonl", seed=seed,
+                                       on_passage=lambda: bar.update(1))
+            (train_pairs if name == "train" else val_pairs).extend(extra)
     train_sha = write_pairs(work / "pairs-train.jsonl", train_pairs)
     val_sha = write_pairs(work / "pairs-val.jsonl", val_pairs)
     config = EntailTrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, max_false_flags=max_false_flags,
@@ -201,7 +224,8 @@ def entailment_cmd(
         "name": out.name,
         "kind": "entailment cross-encoder (sentence-transformers CrossEncoder, one logit), weights in bf16",
         "data": {"dataset": dataset.name, "dataset_sha256": _sha256(dataset), "part": part, "val_part": val_part,
-                 "pairs_train_sha256": train_sha, "pairs_val_sha256": val_sha},
+                 "pairs_train_sha256": train_sha, "pairs_val_sha256": val_sha,
+                 "reworded_train_pairs": sum(p.kind.startswith("reworded") for p in train_pairs)},
         "machine": {"cpu": cpu_model(), "cores": _cores(), "torch_threads": _threads(),
                     "python": platform.python_version()},
         "reproduce": "comply adapt entailment " + " ".join(shlex.quote(a) for a in argv

@@ -70,6 +70,11 @@ def premise_window(text: str, claim: str, limit: int = PREMISE_CHARS) -> str:
     return text[start:end]
 
 
+def _contains(premise: str, hypothesis: str) -> bool:
+    h = " ".join(hypothesis.lower().split()).rstrip(".")
+    return len(h) >= 12 and h in " ".join(premise.lower().split())
+
+
 def resolve_entailment(name: str) -> Path:
     """A shipped model's name -> its folder in data/entailment/; anything else is a path."""
     shipped = SHIPPED_DIR / name
@@ -96,14 +101,19 @@ class Entailment:
         self._lock = threading.Lock()
 
     def probs(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """P(premise entails hypothesis) per pair; a hypothesis the premise contains word for word (case, spacing
+        and the final full stop aside) is entailed without asking the model."""
         import torch
 
-        if not pairs:
-            return []
-        with self._lock, torch.inference_mode():
-            logits = self.model.predict(pairs, batch_size=self.batch_size, activation_fn=torch.nn.Identity(),
-                                        show_progress_bar=False, convert_to_numpy=True)
-        return [1.0 / (1.0 + math.exp(-float(x))) for x in logits]
+        out: list[float | None] = [1.0 if _contains(p, h) else None for p, h in pairs]
+        todo = [pair for pair, o in zip(pairs, out, strict=True) if o is None]
+        if todo:
+            with self._lock, torch.inference_mode():
+                logits = self.model.predict(todo, batch_size=self.batch_size, activation_fn=torch.nn.Identity(),
+                                            show_progress_bar=False, convert_to_numpy=True)
+            scored = iter(1.0 / (1.0 + math.exp(-float(x))) for x in logits)
+            out = [o if o is not None else next(scored) for o in out]
+        return out
 
 
 @functools.lru_cache(maxsize=2)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from assistant.citations import strip_markers
+from assistant.citations import content_words, strip_markers
 from eval.datasets import GoldQuestion
 from ingest.chunking import sentence_spans
 from ingest.settings import Settings
@@ -35,21 +35,22 @@ class Correctness:
 
 
 def sentences(text: str) -> list[str]:
-    """The sentences of a text with citation markers removed (empty ones dropped)."""
+    """The sentences of a text with citation markers removed; those without a content word ("No.", "Yes.") are
+    dropped: alone they state nothing the model can check, and the sentence after them says it."""
     out = []
     for start, end in sentence_spans(text or ""):
         sentence = _SPACE_BEFORE_STOP.sub("", strip_markers(text[start:end]))
-        if any(ch.isalnum() for ch in sentence):
+        if content_words(sentence):
             out.append(sentence)
     return out
 
 
 def premise(question: str, text: str, claim: str) -> str:
-    """What a claim is checked against: the question, then the part of `text` around the claim. Gold answers are
-    often fragments ("14 characters (control IA-5)") that only state something read after their question."""
+    """What a claim is checked against: the part of `text` around the claim. (`question` is not put in front: the
+    shipped model, trained on passages alone, reads any text it was not trained on as not entailed.)"""
     from assistant.entailment import premise_window  # with the model: runs without one never load it
 
-    return f"{question.strip()} {premise_window(text, claim)}".strip()
+    return premise_window(text, claim)
 
 
 def judge(entailment, threshold: float, *, question: str, answerable: bool, gold_answer: str | None,

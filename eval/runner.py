@@ -193,7 +193,8 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
             "candidates", "rrf_k", "chunk_tokens", *(() if retrieval_only else (
                 "top_k", "max_new_tokens", "abstain_threshold", "support_threshold", "generator_backend",
                 "prompt_version", "citation_realign_margin", "entailment_check", "entailment_model",
-                "entailment_threshold", "relevance_check", "relevance_margin", "answer_margin")))},
+                "entailment_threshold", "entailment_max_new_words", "relevance_check", "relevance_margin",
+                "answer_margin")))},
         "index_generation": library.catalog.generation(),
         # the confidence gate in effect; absent when there is none (as in runs made before the gate existed)
         **({} if retrieval_only or not (gate := min_confidence(settings, adapter)) else {"min_confidence": gate}),

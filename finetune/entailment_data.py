@@ -282,17 +282,51 @@ def reword(generator, sentences: list[str], max_new_tokens: int = 96, on_sentenc
     return out
 
 
-def rewording_pairs(passages: list[tuple[str, str]], generator, seed: int = 0, on_sentence=None) -> list[Pair]:
-    """Entailed pairs (kind "reworded") from the generator's rewordings of one sentence of each (key, passage)."""
-    rng = random.Random(f"reword:{seed}")
-    picked = []
-    for key, text in passages:
-        sentences = [s for s in _sentences(text) if len(s) <= 400]
-        if sentences:
-            picked.append((key, text, rng.choice(sentences)))
-    rewrites = reword(generator, [s for _, _, s in picked], on_sentence=on_sentence)
-    return [Pair(premise_window(text, r), r, ENTAILED, "reworded", key)
-            for (key, text, _), r in zip(picked, rewrites, strict=True) if r]
+def _corrupt(x: str, text: str, rng: random.Random) -> tuple[str, str] | None:
+    """One not-entailed variant of sentence x of passage `text`: (kind, claim), or None."""
+    for kind in rng.sample(["negation", "modal", "opposite", "number", "actor"], 5):
+        claim = {"negation": lambda: _first(NEGATE, x), "modal": lambda: _first(OTHER_MODAL, x),
+                 "opposite": lambda: _opposite(x, rng), "number": lambda: _change_number(x, rng),
+                 "actor": lambda: _swap_terms(x, text, rng)}[kind]()
+        if claim:
+            return kind, claim
+    return None
+
+
+def reworded_pairs(passages: list[tuple[str, str]], generator, cache: Path, seed: int = 0,
+                   on_passage=None) -> list[Pair]:
+    """For each (key, passage): one sentence reworded by the generator (entailed, kind "reworded"), and the same
+    sentence made wrong (a negation, modal, opposite, number or swapped term) and then reworded (not entailed,
+    "reworded <kind>"), so that neither label comes with a tell-tale wording: a model trained on copies alone
+    learns to call every rewording wrong. Kept in `cache` (JSON Lines, one line per passage, appended as it goes):
+    a killed run goes on where it stopped."""
+    done: dict[str, list[dict]] = {}
+    if cache.exists():
+        for line in cache.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                done[row["key"]] = row["pairs"]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with cache.open("a", encoding="utf-8") as out:
+        for key, text in passages:
+            if key not in done:
+                rng = random.Random(f"reword:{seed}:{key}")
+                sentences = [x for x in _sentences(text) if len(x) <= 400]
+                made: list[dict] = []
+                if sentences:
+                    x = rng.choice(sentences)
+                    wrong = _corrupt(x, text, rng)
+                    targets = [("reworded", x, ENTAILED)] + ([(f"reworded {wrong[0]}", wrong[1], NOT_ENTAILED)]
+                                                            if wrong else [])
+                    rewrites = reword(generator, [t for _, t, _ in targets])
+                    made = [asdict(Pair(premise_window(text, r), r, label, kind, key))
+                            for (kind, _, label), r in zip(targets, rewrites, strict=True) if r]
+                out.write(json.dumps({"key": key, "pairs": made}, ensure_ascii=False) + "\n")
+                out.flush()
+                done[key] = made
+            if on_passage:
+                on_passage()
+    return [Pair(**p) for key, _ in passages for p in done.get(key, [])]
 
 
 def gold_passages(questions) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from assistant.cli import app
+from eval.datasets import load_jsonl
 from eval.metrics import aggregate
 from eval.runner import run_eval
 from tests.library import GOLD, sample_home, sample_library
@@ -56,8 +57,22 @@ def test_eval_resumes_a_run_and_prints_every_metric_as_json(answered_two):
                    for c in r["citations"])
         if r["abstained"]:
             assert r["citations"] == []
+    # answer correctness against the gold answers, by the shipped entailment model (resumed ones read back)
+    gold = {q.id: q for q in load_jsonl(GOLD)}
+    for r in records:
+        assert r["gold_answer"] == gold[r["id"]].answer
+        if not r["answerable"]:
+            assert r["answer_correct"] is r["abstained"] and r["answer_entailed"] is None
+        elif r["abstained"]:
+            assert r["answer_correct"] is False
+        else:
+            assert isinstance(r["answer_correct"], bool) and 0 <= r["answer_entailed"] <= 1
+    answerable = [r for r in records if r["answerable"]]
+    assert metrics["answer_correct_rate_answerable"] == sum(r["answer_correct"] for r in answerable) / len(answerable)
+    assert "answer_correctness" in json.loads((answered_two / "run_config.json").read_text())
     report = (answered_two / "report.md").read_text(encoding="utf-8")
     assert "## Answers that went wrong" in report and "answers by " in report
+    assert "- answer correctness: judged by `minilm-nli`" in report
     assert (answered_two / "latency.png").read_bytes().startswith(b"\x89PNG")
 
 
