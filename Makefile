@@ -91,7 +91,7 @@ entailment: install
 	  --out data/entailment/minilm-nli
 
 bench-verifier: install
-	$(BIN)/python -m eval.bench_verification --checks both
+	$(BIN)/python -m eval.bench_verification --checks three
 	$(BIN)/python -m eval.bench_verifier --obliqa $(SHARED)/obliqa
 
 bench-generate: install

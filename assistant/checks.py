@@ -23,7 +23,7 @@ _DANGLING = set("""shall must may should will would can could the a an of to in 
 that which who whose whom if unless where when than as such is are be been being has have had not including
 includes include e.g. i.e. per within after before until till than under over about into onto between among
 without during since upon via towards against than""".split())
-_LAST_WORD = re.compile(r"([A-Za-z.]+)\W*$")
+_LAST_WORD = re.compile(r"(?<![\w'])([A-Za-z.]+)\W*$")
 
 
 def incomplete(claim: str) -> str | None:
@@ -31,7 +31,10 @@ def incomplete(claim: str) -> str | None:
     a colon or a dash (a list announced and not given)."""
     text = claim.rstrip(" \t\n\"'\u201d)")
     m = _LAST_WORD.search(text.rstrip(".!?;"))
-    if text.endswith((":", "\u2014", "-", ",")) or m and m.group(1).lower().rstrip(".") in _DANGLING:
+    word = m.group(1).rstrip(".") if m else ""
+    # a capital letter alone is a name ("Schedule A", "Tier B"), not the article
+    dangling = word.lower() in _DANGLING and not (len(word) == 1 and word.isupper())
+    if text.endswith((":", "\u2014", "-", ",")) or dangling:
         tail = text[-48:]
         tail = tail[tail.find(" ") + 1:] if len(text) > 48 and " " in tail else tail
         return f"the sentence stops before it is complete ('...{tail.lstrip()}')"

@@ -531,8 +531,8 @@ class Verifier:
 
 
 def build_verifier(settings, embedder: Embedder) -> Verifier:
-    """The verifier the settings ask for: the lexical pass always; the entailment and relevance checks (and the
-    rules that come with them) when on and their models are installed."""
+    """The verifier the settings ask for: the lexical pass always; the rules of the second pass (`answer_rules`);
+    the entailment and relevance checks when on and their models are installed."""
     from assistant.entailment import load_entailment
     from assistant.rerank import load_relevance_model
 
@@ -542,7 +542,7 @@ def build_verifier(settings, embedder: Embedder) -> Verifier:
                     entailment_threshold=settings.entailment_threshold, relevance=relevance,
                     relevance_margin=settings.relevance_margin, answer_margin=settings.answer_margin,
                     entailment_max_new_words=settings.entailment_max_new_words,
-                    rule_checks=settings.entailment_check or settings.relevance_check)
+                    rule_checks=settings.answer_rules)
 
 
 def _unmarked(text: str) -> str:

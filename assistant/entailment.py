@@ -92,8 +92,11 @@ class Entailment:
         if not (path / "config.json").is_file():
             raise EntailmentError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size = path, batch_size
-        self.model = CrossEncoder(str(path), device=device, local_files_only=True,
-                                  model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
+        from assistant.generation import quiet_loading
+
+        with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
+            self.model = CrossEncoder(str(path), device=device, local_files_only=True,
+                                      model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
         self.model.eval()
         card = path / "card.json"
         calibration = json.loads(card.read_text()).get("calibration", {}) if card.is_file() else {}

@@ -46,8 +46,11 @@ class Reranker:
             raise RerankerError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size, self.bf16 = path, batch_size, bf16
         # bf16 weights are read as they are stored (the shipped model) or cast; float32 otherwise
-        self.model = CrossEncoder(str(path), device=device, local_files_only=True,
-                                  model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
+        from assistant.generation import quiet_loading
+
+        with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
+            self.model = CrossEncoder(str(path), device=device, local_files_only=True,
+                                      model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
         self.model.eval()
         self._lock = threading.Lock()
 

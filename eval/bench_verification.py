@@ -1,15 +1,16 @@
 """The verifier on the labelled verification set: how many wrong answer sentences it flags, how many faithful ones
 it flags by mistake, which check flagged them, and what a check costs.
 
-    python -m eval.bench_verification [--checks lexical|all|both] [--limit N] [--seed 0] [--json]
+    python -m eval.bench_verification [--checks lexical|default|all|both|three] [--limit N] [--seed 0] [--json]
 
-`--checks lexical` is the verifier without model checks (word overlap, embedding similarity, the number, place
-and near-copy rules); `all` is the verifier the settings build (`assistant.citations.build_verifier`) with its
-model checks; `both` runs the two on the same items, the lexical column being the baseline. Every item's sentence is
-verified against its own sources with its question (`Verifier.verify(sentence, sources, question)`). An item counts
-as flagged when the verifier shows no supported sentence for it; a wrong item also counts as caught when the
-verifier replaced its wrong citation by a source that supports it (`Sentence.corrected`: the reader sees that
-one). The set and its kinds: docs/evaluation.md.
+`--checks lexical` is the verifier without the second pass (word overlap, embedding similarity, the number, place
+and near-copy rules); `default` is the verifier the settings build (`assistant.citations.build_verifier`); `all`
+the same with every check on (the rules, the entailment model, the reranker's relevance test); `both` runs lexical
+and all, `three` (the default) all three, on the same items, the lexical column being the baseline. Every item's
+sentence is verified against its own sources with its question (`Verifier.verify(sentence, sources, question)`). An
+item counts as flagged when the verifier shows no supported sentence for it; a wrong item also counts as caught
+when the verifier replaced its wrong citation by a source that supports it (`Sentence.corrected`: the reader sees
+that one). The set and its kinds: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -37,13 +38,16 @@ class ChecksUnavailable(RuntimeError):
 
 
 def make_verifier(checks: str, settings: Settings):
-    """The verifier for one column: `lexical` is `Verifier` with the settings' thresholds and no model checks;
-    `all` is what `build_verifier` makes of the settings."""
+    """The verifier for one column: `lexical` is `Verifier` with the settings' thresholds and no second pass;
+    `default` is what `build_verifier` makes of the settings; `all` the same with every check on."""
     from assistant import citations
 
     embedder = load_embedder(settings)
     if checks == "lexical":
         return citations.Verifier(embedder, settings.support_threshold, settings.citation_realign_margin)
+    if checks == "all":  # every check on, whatever the defaults
+        settings = settings.model_copy(update={"answer_rules": True, "entailment_check": True,
+                                               "relevance_check": True})
     build = getattr(citations, "build_verifier", None)
     if build is None:
         raise ChecksUnavailable("assistant.citations has no build_verifier: the model checks are not in this version")
@@ -164,8 +168,9 @@ def markdown(result: dict) -> str:
                      + " | ".join(f"{c['latency_ms'][p]:.1f}" for c in result["columns"].values()) + " |")
     added = result.get("added_ms_3_sentences")
     if added:
-        lines.append(f"| added by the checks to a 3-sentence answer, p50 / p95 ms ({added['answers']} answers x "
-                     f"{added['repeats']}, caches warm) | | {added['p50']:.0f} / {added['p95']:.0f} |")
+        lines.append(f"| added by every check to a 3-sentence answer, p50 / p95 ms ({added['answers']} answers x "
+                     f"{added['repeats']}, caches warm) |" + " |" * (len(cols) - 1)
+                     + f" {added['p50']:.0f} / {added['p95']:.0f} |")
     first = next(iter(result["columns"].values()))
     lines += ["", f"| kind | label | items | {' | '.join(c + ' flagged' for c in cols)} |",
               "| --- | --- | ---: |" + " ---: |" * len(cols)]
@@ -184,7 +189,9 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", type=Path, default=PATH, help="the labelled JSONL file")
-    parser.add_argument("--checks", choices=("lexical", "all", "both"), default="both")
+    parser.add_argument("--checks", choices=("lexical", "default", "all", "both", "three"), default="three",
+                        help="lexical: no second pass; default: what the settings build; all: every check on; "
+                             "both: lexical and all; three: lexical, default and all")
     parser.add_argument("--limit", type=int, default=None, help="only the first N items (a quick run)")
     parser.add_argument("--seed", type=int, default=0, help="for the bootstrap intervals")
     parser.add_argument("--home", type=Path, default=None, help="comply's state directory (models, settings)")
@@ -194,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     items = load_items(args.set)[: args.limit]
     settings = Settings(home=args.home) if args.home else Settings()
     columns, per_item = {}, {}
-    for checks in (("lexical", "all") if args.checks == "both" else (args.checks,)):
+    names = {"both": ("lexical", "all"), "three": ("lexical", "default", "all")}.get(args.checks, (args.checks,))
+    for checks in names:
         try:
             verifier = make_verifier(checks, settings)
         except ChecksUnavailable as e:
@@ -207,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"set": str(args.set), "items": len(items), "wrong": counts["wrong"], "supported": counts["supported"],
               "cpu": f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}",
               "seed": args.seed, "columns": columns}
-    if args.checks == "both":
+    if args.checks in ("both", "three"):
         result["added_ms_3_sentences"] = added_latency(make_verifier("lexical", settings),
                                                        make_verifier("all", settings), three_sentence_answers(items))
     if args.json:

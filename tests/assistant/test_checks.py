@@ -19,8 +19,13 @@ from tests.library import FIXTURES, sample_library
 
 @pytest.fixture(scope="module")
 def sample():
+    """The sample library, the verifier the default settings build, and the lexical verifier alone."""
     lib = sample_library()
     return lib, build_verifier(lib.settings, lib.embedder), Verifier(lib.embedder, lib.settings.support_threshold)
+
+
+def _all_checks(settings: Settings) -> Settings:
+    return settings.model_copy(update={"entailment_check": True, "relevance_check": True})
 
 
 def _cite(sources, needle: str) -> int:
@@ -33,9 +38,26 @@ def _verdict(verifier, text, sources, question):
     return sentences[0]
 
 
-def test_the_shipped_models_are_loaded(sample):
-    _, checked, _ = sample
-    assert checked.entailment is not None and checked.relevance is not None and checked.rule_checks
+def test_the_defaults_run_the_rules_and_the_shipped_models_load_when_asked(sample):
+    lib, checked, _ = sample
+    assert checked.rule_checks and checked.entailment is None and checked.relevance is None
+    every = build_verifier(_all_checks(lib.settings), lib.embedder)
+    assert every.entailment is not None and every.relevance is not None and every.entailment_threshold == 0.5
+
+
+def test_the_entailment_model_refuses_a_changed_obligation_in_a_copied_sentence(sample):
+    lib, _, lexical = sample
+    every = build_verifier(_all_checks(lib.settings), lib.embedder)
+    q = "What is the minimum password length?"
+    sources = Retriever(lib).retrieve(q, 3)
+    n = _cite(sources, "Passwords must be at least 14 characters")
+    changed = f"Passwords may be at least 14 characters long [{n}]."
+    assert _verdict(lexical, changed, sources, q).supported
+    wrong = _verdict(every, changed, sources, q)
+    assert not wrong.supported and wrong.flags == ["entailment"] and wrong.entailment < 0.5, wrong
+    assert "does not state this" in wrong.issue
+    right = _verdict(every, f"Passwords must be at least 14 characters long [{n}].", sources, q)
+    assert right.supported and right.entailment >= 0.5, right
 
 
 def test_email_retention_splice_of_two_clauses_is_refused(sample):
@@ -81,7 +103,7 @@ def test_gdpr_consent_answered_from_article_8_instead_of_article_7_is_refused(tm
     child = ("Where the child is below the age of 16 years, such processing shall be lawful only if and to the "
              "extent that consent is given or authorised by the holder of parental responsibility over the child [1].")
     assert _verdict(Verifier(lib.embedder, settings.support_threshold), child, sources, q).supported
-    checked = build_verifier(settings, lib.embedder)
+    checked = build_verifier(_all_checks(settings), lib.embedder)
     wrong = _verdict(checked, child, sources, q)
     assert not wrong.supported and "off_question" in wrong.flags, wrong
     assert "[2]" in wrong.issue  # it names the source that addresses the question
@@ -154,3 +176,9 @@ def test_a_question_for_a_number_answered_without_one_is_flagged():
         "Passwords are not changed on a fixed schedule. Passwords must be at least 14 characters long. "
         "Accounts lock after 5 failed attempts."])
     assert said == "Passwords must be at least 14 characters long."
+
+
+def test_names_and_references_at_the_end_are_not_read_as_a_sentence_cut_off():
+    for whole in ("Calls are recorded in line with the FCA Handbook (SYSC 10A).", "It applies to Schedule A.",
+                  "Records are kept for the period set out above.", "Staff may not accept it."):
+        assert incomplete(whole) is None, whole
