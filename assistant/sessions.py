@@ -4,6 +4,7 @@ password reset, role changed) and against its idle and absolute lifetimes. Nothi
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, MutableMapping
@@ -152,7 +153,7 @@ class Logins:
         wait = self.throttle.wait_s(*_keys(name, address))
         if wait > 0:
             raise LoginRefused(f"Too many wrong passwords for this user or from this address: try again in "
-                               f"{max(1, round(wait))} s.", wait)
+                               f"{max(1, math.ceil(wait))} s.", wait)  # rounded up: a client told 1 s for 1.4 s would be refused again
 
     def attempt(self, name: str, password: str, address: str) -> User | None:
         """The user when `password` is right; None when not; LoginRefused when the attempt is not checked at all."""

@@ -8,6 +8,7 @@ the client's address (throttling), is audited, and sets its cookies Secure when 
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import threading
 
@@ -51,7 +52,7 @@ class LoginRoutes:
             self.logins.refuse_if_throttled(name, address)  # at once, before waiting for the one-at-a-time check
             user = await asyncio.to_thread(self._check, name, password, address)
         except LoginRefused as e:
-            headers = {"Retry-After": str(max(1, round(e.retry_after_s)))} if e.retry_after_s else {}
+            headers = {"Retry-After": str(max(1, math.ceil(e.retry_after_s)))} if e.retry_after_s else {}
             return JSONResponse({"detail": str(e)}, status_code=429 if e.retry_after_s else 503, headers=headers)
         except AuditError as e:
             return JSONResponse({"detail": str(e)}, status_code=503)

@@ -182,3 +182,25 @@ def test_names_and_references_at_the_end_are_not_read_as_a_sentence_cut_off():
     for whole in ("Calls are recorded in line with the FCA Handbook (SYSC 10A).", "It applies to Schedule A.",
                   "Records are kept for the period set out above.", "Staff may not accept it."):
         assert incomplete(whole) is None, whole
+
+
+def test_the_chat_says_why_in_words_and_never_all_supported_over_a_flagged_sentence(sample):
+    from assistant.pipeline import Assistant
+    from assistant.ui_chat import answer_markdown, sources_html
+
+    lib = sample[0]
+    assistant = Assistant(lib.settings, library=lib, adapter="none")
+    q = "What is the minimum password length?"
+    sources = assistant.retriever.retrieve(q, 3)
+    n = _cite(sources, "Passwords must be at least 14 characters")
+    withheld = assistant._finish(q, f"Passwords are not changed on a fixed schedule [{n}].", sources, {})
+    assert withheld.abstained and withheld.abstain_reason == "unsupported"
+    shown = answer_markdown(withheld)
+    assert "The check found that the question asks for a number" in shown and "14 characters" in shown
+    assert "min_" not in shown and "threshold" not in shown  # no setting names
+    mixed = assistant._finish(q, f"Passwords must be at least 14 characters long [{n}]. They are checked against "
+                                 f"[{n}].", sources, {})
+    assert not mixed.abstained and [s.supported for s in mixed.sentences] == [True, False]
+    verdict = sources_html(mixed)
+    assert "All " not in verdict and "1 of 2 sentence(s)" in verdict and "stops before it is complete" in verdict
+    assert "stops before it is complete" in answer_markdown(mixed)

@@ -107,3 +107,18 @@ def test_eval_compare_shows_the_deltas_of_two_runs(tmp_path):
     as_json = comply("eval", "compare", str(tmp_path / "bm25"), str(tmp_path / "hybrid"), "--json")
     rows = json.loads(as_json.stdout)["rows"]
     assert rows[0] == {"metric": "n_questions", "a": 6, "b": 6, "delta": 0}
+
+
+def test_replay_reverifies_the_recorded_answers_without_generating(answered_two, tmp_path):
+    from eval.replay import ReplayError, replay
+
+    recorded = [json.loads(line) for line in (answered_two / "results.jsonl").read_text().splitlines()]
+    settings = sample_library().settings
+    metrics = replay(answered_two, tmp_path / "replayed", settings)
+    again = {r["id"]: r for r in map(json.loads, (tmp_path / "replayed" / "results.jsonl").read_text().splitlines())}
+    assert metrics["run"]["new"] == len(again) >= 2 and set(again) <= {r["id"] for r in recorded}
+    for r in (r for r in recorded if r["id"] in again):  # the model's words are the run's, the checks today's
+        assert again[r["id"]]["raw_answer"] == r["raw_answer"]
+        assert again[r["id"]]["abstained"] == r["abstained"]
+    with pytest.raises(ReplayError, match="not an evaluation run"):
+        replay(tmp_path, tmp_path / "x", settings)
