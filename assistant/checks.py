@@ -22,7 +22,7 @@ from ingest.chunking import sentence_spans
 _DANGLING = set("""shall must may should will would can could the a an of to in on for by with at from and or nor
 that which who whose whom if unless where when than as such is are be been being has have had not including
 includes include e.g. i.e. per within after before until till than under over about into onto between among
-without during since upon via towards against than""".split())
+without during since upon via towards against""".split())
 _LAST_WORD = re.compile(r"(?<![\w'])([A-Za-z.]+)\W*$")
 
 
@@ -53,7 +53,8 @@ _GIVES_QUANTITY = re.compile(
     r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|"
     r"twenty|thirty|forty|fifty|seventy|eighty|"
     r"sixty|ninety|hundred|thousand|million|half|quarter|once|twice|annual(?:ly)?|yearly|quarterly|monthly|weekly|"
-    r"daily|hourly|(?:minute|hour|day|week|fortnight|month|quarter|year|decade)s?|immediately|promptly|at once|without (?:undue )?delay|as soon as|same day|next day|"
+    r"daily|hourly|(?:minute|hour|day|week|fortnight|month|quarter|year|decade)s?|immediately|promptly|at once|"
+    r"without (?:undue )?delay|as soon as|same day|next day|"
     r"indefinitely|permanently|continual(?:ly)?|continuous(?:ly)?|regular(?:ly)?|periodic(?:ally)?|at all times|"
     r"ongoing|no (?:minimum|maximum|limit)|not (?:set|specified|stated|fixed)|every (?:year|month|"
     r"week|day|quarter))\b", re.I)
@@ -63,7 +64,11 @@ def missing_quantity(question: str, claims: list[str]) -> bool:
     """Whether the question asks how long, how many, how often, above what amount ... and no sentence of the
     answer gives a number or a word for one ("Passwords are not changed on a fixed schedule" for "What is the
     minimum password length?")."""
-    return bool(_ASKS_QUANTITY.search(question)) and not any(_GIVES_QUANTITY.search(c) for c in claims)
+    from assistant.citations import _PLACE
+
+    # "under clause 4.2" or "page 3" gives no quantity
+    return bool(_ASKS_QUANTITY.search(question)) and not any(_GIVES_QUANTITY.search(_PLACE.sub(" ", c))
+                                                             for c in claims)
 
 
 # "Section 3 - Retention Principles 3.1 ", "4.2 ": the numbers of a heading or clause, not a quantity

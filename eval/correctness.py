@@ -45,9 +45,9 @@ def sentences(text: str) -> list[str]:
     return out
 
 
-def premise(question: str, text: str, claim: str) -> str:
-    """What a claim is checked against: the part of `text` around the claim. (`question` is not put in front: the
-    shipped model, trained on passages alone, reads any text it was not trained on as not entailed.)"""
+def premise(text: str, claim: str) -> str:
+    """What a claim is checked against: the part of `text` around the claim. (The question is not put in front:
+    the shipped model, trained on passages alone, reads any text it was not trained on as not entailed.)"""
     from assistant.entailment import premise_window  # with the model: runs without one never load it
 
     return premise_window(text, claim)
@@ -65,8 +65,8 @@ def judge(entailment, threshold: float, *, question: str, answerable: bool, gold
         return Correctness(correct=False)
     gold = sentences(gold_answer) or [gold_answer.strip()]
     answer_text = " ".join(claims)
-    pairs = [(premise(question, gold_answer, c), c) for c in claims]
-    pairs += [(premise(question, answer_text, g), g) for g in gold]
+    pairs = [(premise(gold_answer, c), c) for c in claims]
+    pairs += [(premise(answer_text, g), g) for g in gold]
     probs = entailment.probs(pairs)
     entailed = min(probs[:len(claims)])
     covers = sum(probs[len(claims):]) / len(gold)
