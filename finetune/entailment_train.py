@@ -153,7 +153,8 @@ def card_markdown(card: dict) -> str:
 
 The entailment check comply trains (`comply adapt entailment`): a sentence-transformers `CrossEncoder` (BERT, one
 logit; weights in bf16) scoring (cited passage, answer sentence) pairs; sigmoid(logit) is the probability that the
-passage states the sentence. The verifier flags a sentence under the calibrated threshold (docs/architecture.md).
+passage states the sentence. With `entailment_check` on (off by default), the verifier flags a near-copy sentence
+(`entailment_max_new_words`) scored under `entailment_threshold` (docs/architecture.md, docs/configuration.md).
 
 - **Base model:** {card['base_model']} (the packaged all-MiniLM-L6-v2; a new classification head)
 - **Data:** {data.get('dataset')} (sha256 `{data.get('dataset_sha256')}`), the gold passages of part
