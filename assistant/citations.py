@@ -26,6 +26,7 @@ from difflib import SequenceMatcher
 
 import numpy as np
 
+from assistant import checks
 from assistant.entailment import premise_window
 from assistant.prompt import ABSTAIN_REPLIES, neutralise
 from assistant.types import Citation, Retrieved, Sentence
@@ -220,11 +221,11 @@ def _best_alignment(a: list[str], source_sentences: list[str]):
     return best
 
 
-def words_off_copy(claim: str, text: str) -> int:
-    """How many of the claim's words do not line up, in order, with the one sentence of `text` that most of them
-    do (0: a copy of it)."""
+def words_off_copy(claim: str, sentences: list[str]) -> int:
+    """How many of the claim's words do not line up, in order, with the one of `sentences` that most of them do
+    (0: a copy of it)."""
     a = _tokens(claim)
-    best = _best_alignment(a, [text[s:e] for s, e in sentence_spans(text)])
+    best = _best_alignment(a, sentences)
     return len(a) - (best[0] if best else 0)
 
 
@@ -432,8 +433,6 @@ class Verifier:
             self._cites_the_best_source(question, sentences, sources)
 
     def _rules(self, question: str | None, sentences: list[Sentence], sources: list[Retrieved]) -> None:
-        from assistant import checks
-
         for sentence in sentences:
             if not sentence.supported:
                 continue
@@ -461,14 +460,16 @@ class Verifier:
                 checks.refuse(sentence, "off_question", reason)
 
     def _entailed(self, sentences: list[Sentence], sources: list[Retrieved]) -> None:
-        from assistant import checks
-
         todo = [s for s in sentences if s.supported]
         pairs, owners = [], []
         for i, sentence in enumerate(todo):
             claim = strip_markers(sentence.text)
             texts = [neutralise(sources[n - 1].chunk.text) for n in sentence.citations]
-            if min(words_off_copy(claim, t) for t in texts) > self.entailment_max_new_words:
+            # the sentence spans the lexical pass cached for these chunks (keyed by chunk id, of the same text)
+            spans = [self._source_sentences(sources[n - 1].chunk.chunk_id, t)[0]
+                     for n, t in zip(sentence.citations, texts, strict=True)]
+            off = min(words_off_copy(claim, [t[a:b] for a, b in sp]) for t, sp in zip(texts, spans, strict=True))
+            if off > self.entailment_max_new_words:
                 continue  # a rewording: outside what the model was trained to judge (docs/architecture.md)
             for text in texts:
                 pairs.append((premise_window(text, claim), claim))
@@ -487,8 +488,6 @@ class Verifier:
     def _answers_question(self, question: str, sentences: list[Sentence], sources: list[Retrieved]) -> None:
         """Flag every supported sentence when none of them answers the question while a sentence of the passages
         they cite does, by more than `answer_margin` reranker logits."""
-        from assistant import checks
-
         supported = [s for s in sentences if s.supported]
         if not supported:
             return
@@ -510,8 +509,6 @@ class Verifier:
     def _cites_the_best_source(self, question: str, sentences: list[Sentence], sources: list[Retrieved]) -> None:
         """Flag a sentence whose cited source addresses the question more than `relevance_margin` reranker logits
         worse than another source shown, when no supported sentence cites that one."""
-        from assistant import checks
-
         if len(sources) < 2 or not any(s.supported for s in sentences):
             return
         scores = [s.rerank_score for s in sources]

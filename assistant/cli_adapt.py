@@ -50,7 +50,6 @@ def reranker_cmd(
     from tqdm import tqdm
 
     from assistant.retrieval import Retriever
-    from eval.bench_ingest import cpu_model
     from eval.datasets import DatasetError, load_dataset, select_part
     from finetune.reranker_data import mine, read_mined, write_mined
     from finetune.reranker_train import RerankTrainConfig, TrainError, export_bf16, train_reranker
@@ -108,8 +107,7 @@ def reranker_cmd(
         "data": {"dataset": dataset.name, "dataset_sha256": _sha256(dataset), "part": part, "val_part": val_part,
                  "mined_train_sha256": train_sha, "mined_val_sha256": val_sha, "index_generation": generation,
                  "chunks": Library(s).catalog.count_chunks()},
-        "machine": {"cpu": cpu_model(), "cores": _cores(), "torch_threads": _threads(),
-                    "python": platform.python_version()},
+        "machine": _machine(),
         "reproduce": "comply --home " + shlex.quote(str(s.home)) + " adapt reranker "
                      + " ".join(shlex.quote(a) for a in argv if a not in ("--fresh", "--json")),
     }
@@ -125,6 +123,13 @@ def _sha256(path: Path) -> str:
     from eval.runner import file_sha256
 
     return file_sha256(path)
+
+
+def _machine() -> dict:
+    """Where a model was trained, for its card."""
+    from eval.bench_ingest import cpu_model
+
+    return {"cpu": cpu_model(), "cores": _cores(), "torch_threads": _threads(), "python": platform.python_version()}
 
 
 def _threads() -> int:
@@ -168,7 +173,6 @@ def entailment_cmd(
     """Train the entailment check (does a passage state a sentence?) from the packaged all-MiniLM-L6-v2 on pairs
     built from one part's gold passages (faithful variants against substitutions, negations, splices and
     neighbouring passages), calibrated on another part; resumes from its last checkpoint."""
-    from eval.bench_ingest import cpu_model
     from eval.datasets import DatasetError, load_obliqa, select_part
     from finetune.entailment_data import build_pairs, write_pairs
     from finetune.entailment_train import EntailTrainConfig, card_markdown, train_entailment
@@ -226,8 +230,7 @@ def entailment_cmd(
         "data": {"dataset": dataset.name, "dataset_sha256": _sha256(dataset), "part": part, "val_part": val_part,
                  "pairs_train_sha256": train_sha, "pairs_val_sha256": val_sha,
                  "reworded_train_pairs": sum(p.kind.startswith("reworded") for p in train_pairs)},
-        "machine": {"cpu": cpu_model(), "cores": _cores(), "torch_threads": _threads(),
-                    "python": platform.python_version()},
+        "machine": _machine(),
         "reproduce": "comply adapt entailment " + " ".join(shlex.quote(a) for a in argv
                                                            if a not in ("--fresh", "--json")),
     }

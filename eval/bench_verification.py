@@ -16,7 +16,6 @@ that one). The set and its kinds: docs/evaluation.md.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import time
@@ -51,11 +50,6 @@ def make_verifier(checks: str, settings: Settings):
     build = getattr(citations, "build_verifier", None)
     if build is None:
         raise ChecksUnavailable("assistant.citations has no build_verifier: the model checks are not in this version")
-    # build_verifier takes the library or, in some versions, only its embedder
-    if "library" in inspect.signature(build).parameters:
-        from ingest.pipeline import Library
-
-        return build(settings, Library(settings, embedder=embedder))
     return build(settings, embedder)
 
 

@@ -270,15 +270,13 @@ def faithful_rewording(original: str, rewrite: str) -> bool:
     return not _MODALS.search(a) or bool(_MODALS.search(b))
 
 
-def reword(generator, sentences: list[str], max_new_tokens: int = 96, on_sentence=None) -> list[str | None]:
+def reword(generator, sentences: list[str], max_new_tokens: int = 96) -> list[str | None]:
     """The generator's rewording of each sentence, or None where it is not faithful by `faithful_rewording`."""
     out: list[str | None] = []
     for sentence in sentences:
         messages = [{"role": "system", "content": REWORD_SYSTEM}, {"role": "user", "content": sentence}]
         text = "".join(generator.stream(messages, max_new_tokens)).strip().strip('"\u201c\u201d')
         out.append(text if faithful_rewording(sentence, text) else None)
-        if on_sentence:
-            on_sentence()
     return out
 
 
