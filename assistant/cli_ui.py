@@ -115,6 +115,64 @@ def users_reset_password(
          f"new password for {name}" + (f" (shown once): {generated}" if generated else " set"))
 
 
+def open_tokens():
+    from assistant.tokens import TokenStore
+
+    return TokenStore(settings().tokens_path)
+
+
+def token_row(token: dict) -> str:
+    """One line of `comply users tokens`: id, user, label, created, expires, last used, and whether it works."""
+    return (f"{token['id']:>4} {token['user']:<16} {token['label']:<16} {token['created']:<25} "
+            f"{token['expires'] or 'never':<25} {token['last_used'] or 'never':<25} {token['state']}")
+
+
+@users_app.command("token")
+def users_token(
+    name: str,
+    expires: Annotated[float | None, typer.Option("--expires", help="Days until it stops working (default: "
+                                                  "never; revoke it with `comply users revoke-token`).")] = None,
+    label: Annotated[str | None, typer.Option("--name", help="A label saying what the token is for.")] = None,
+    as_json: JsonOpt = False,
+):
+    """Issue an API token for a user; it is printed once (only its hash is kept). It acts with the user's role, and
+    stops working when the user is removed or their role changes."""
+    from assistant.users import UserError
+
+    user = open_users().get(name)
+    if user is None:
+        fail(str(UserError(f"no user '{name}'")), as_json)
+    with audited("token.issue", as_json, name=user.name, role=user.role, label=label, expires_days=expires) as out:
+        token, secret = open_tokens().issue(user, label, expires)
+        out.update(token_id=token.id, label=token.label, expires=token.expires)
+    text = (f"token {token.id} for {token.user} ({token.role}), '{token.label}', expires {token.expires or 'never'}"
+            f"\ntoken (shown once): {secret}")
+    emit({**token.to_dict(), "token": secret}, as_json, text)
+
+
+@users_app.command("tokens")
+def users_tokens(name: Annotated[str | None, typer.Argument(help="Only this user's tokens.")] = None,
+                 as_json: JsonOpt = False):
+    """List API tokens (never the tokens themselves): id, user, label, created, expires, last used, revoked."""
+    with audited("token.list", as_json, name=name):
+        users = open_users()
+        # state: "active", or why the API refuses it (revoked, expired, its user removed or given another role)
+        tokens = [{**t.to_dict(), "state": t.refusal(users.get(t.user)) or "active"} for t in open_tokens().list(name)]
+    head = f"{'id':>4} {'user':<16} {'label':<16} {'created':<25} {'expires':<25} {'last used':<25} state"
+    emit(tokens, as_json, "\n".join([head, *map(token_row, tokens)]) if tokens else "(no tokens)")
+
+
+@users_app.command("revoke-token")
+def users_revoke_token(token_id: Annotated[int, typer.Argument(metavar="ID", help="The token's id "
+                                                               "(`comply users tokens`).")],
+                       as_json: JsonOpt = False):
+    """Revoke an API token: it is refused from the next call on."""
+    with audited("token.revoke", as_json, token_id=token_id) as out:
+        token = open_tokens().revoke(token_id)
+        out["name"] = token.user
+    emit(token.to_dict(), as_json, f"revoked token {token.id} of {token.user} ('{token.label}')")
+
+
 @audit_app.command("export")
 def audit_export(
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",

@@ -106,14 +106,42 @@ def _epoch() -> str:
     return secrets.token_hex(16)
 
 
+@contextmanager
+def immediate_transaction(path: Path) -> Iterator[sqlite3.Connection]:
+    """One short-lived connection and transaction on a SQLite store: safe from any thread (Gradio, the API's workers)
+    and any process (the CLI). BEGIN IMMEDIATE takes the write lock up front, so check-then-write (last admin, first
+    admin, revoking a token once) is atomic."""
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+@contextmanager
+def private_store(path: Path) -> Iterator[sqlite3.Connection]:
+    """Open a SQLite store to set up its schema, `with private_store(path) as db: db.execute("CREATE ...")`; a new
+    file is made readable by its owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with immediate_transaction(path) as db:
+        yield db
+    if new:
+        os.chmod(path, 0o600)
+
+
 class UserStore:
     """Users in one SQLite file (`settings.users_path`): name, role, argon2 hash, creation time. Names ignore case."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists()
-        with self._transaction() as db:
+        with private_store(self.path) as db:  # hashes only, but still nobody else's business
             db.execute("""CREATE TABLE IF NOT EXISTS users (
                               name TEXT PRIMARY KEY COLLATE NOCASE,
                               role TEXT NOT NULL CHECK (role IN ('viewer', 'editor', 'admin')),
@@ -123,24 +151,9 @@ class UserStore:
             columns = [row[1] for row in db.execute("PRAGMA table_info(users)")]
             if "session_epoch" not in columns:  # a store from before sessions were revocable
                 db.execute("ALTER TABLE users ADD COLUMN session_epoch TEXT NOT NULL DEFAULT ''")
-        if new:
-            os.chmod(self.path, 0o600)  # hashes only, but still nobody else's business
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # One short-lived connection per operation: safe from any thread (Gradio) and any process (the CLI).
-        # BEGIN IMMEDIATE takes the write lock up front, so check-then-write (last admin, first admin) is atomic.
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
+    def _transaction(self):
+        return immediate_transaction(self.path)
 
     def add(self, name: str, role: str, password: str | None = None) -> str:
         """Create a user and return the password (a generated one when `password` is None); only its hash is stored."""

@@ -234,6 +234,10 @@ class Settings(BaseSettings):
         return self.home / "users.sqlite3"
 
     @property
+    def tokens_path(self) -> Path:
+        return self.home / "tokens.sqlite3"
+
+    @property
     def eval_dir(self) -> Path:
         return self.home / "eval"
 
