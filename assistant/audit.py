@@ -156,9 +156,10 @@ class AuditLog:
             raise AuditUnavailable(action, str(e), done=True) from e
 
     def record_answer(self, user: str, answer: Answer, *, index_generation: int, documents: int | None = None,
-                      filters: dict | None = None) -> dict:
+                      filters: dict | None = None, **context) -> dict:
         """Record a question and its answer: model, adapter, index version, cited chunks with hashes, verdicts, and
-        for a withheld answer the reason and the gates' scores."""
+        for a withheld answer the reason and the gates' scores; `context` says where the request came from (the
+        API's `via`, `token_id`, `request_id`)."""
         return self.append(
             user, "answer",
             question=answer.question,
@@ -180,16 +181,17 @@ class AuditLog:
             abstain_reason=answer.abstain_reason,
             confidence=answer.confidence,
             citation_score=answer.citation_score,
+            **context,
         )
 
     def record_document(self, user: str, action: str, *, document_id: str | None, version: int | None,
-                        file: str | None, ok: bool, error: str | None = None) -> dict:
+                        file: str | None, ok: bool, error: str | None = None, **context) -> dict:
         """Record a document upload, supersede or delete once done (also when it failed, with the error); check
-        `ready()` before doing it."""
+        `ready()` before doing it. `context` as for `record_answer`."""
         if action not in DOCUMENT_ACTIONS:
             raise ValueError(f"unknown document action '{action}' (known: {', '.join(DOCUMENT_ACTIONS)})")
         return self.append_after(user, action, document_id=document_id, version=version, file=file, ok=ok,
-                                 error=error)
+                                 error=error, **context)
 
     def records(self, since: str | None = None, until: str | None = None, action: str | None = None) -> list[dict]:
         """The records in order, optionally from `since` to `until` (ISO dates or times, UTC, inclusive) and of

@@ -282,35 +282,9 @@ def ask(
         documents=len(catalog.documents(status="active")),
         filters={"documents": document or [], "as_of": as_of, "strict": strict}))
     if as_json:
-        emit(answer_json(answer), True)
+        emit(answer.to_record(), True)
     else:
         typer.echo(format_answer(answer))
-
-
-def answer_json(answer) -> dict:
-    """The documented JSON shape of an answer."""
-    return {
-        "question": answer.question,
-        "answer": answer.answer,
-        "abstained": answer.abstained,
-        "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
-                       "support_score": s.support_score, "attached_by_verifier": s.attached,
-                       "corrected_by_verifier": s.corrected, "issue": s.issue, "flags": s.flags,
-                       "entailment": s.entailment}
-                      for s in answer.sentences],
-        "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "title": c.title, "page": c.page,
-                       "page_label": c.page_label, "clause": c.clause, "quote": c.quote, "score": c.score,
-                       "rerank_score": c.rerank_score, "chunk_id": c.chunk_id, "content_hash": c.content_hash} for c in answer.citations],
-        "sources": [{"n": c.n, "document_id": c.document_id, "title": c.title, "page": c.page, "clause": c.clause,
-                     "score": c.score, "rerank_score": c.rerank_score} for c in answer.sources],
-        "model": answer.model,
-        "adapter": answer.adapter,
-        "timings": answer.timings,
-        "raw_answer": answer.raw_answer,  # the model's text before verification
-        "confidence": answer.confidence,
-        "citation_score": answer.citation_score,
-        "abstain_reason": answer.abstain_reason,
-    }
 
 
 def format_answer(answer) -> str:

@@ -91,3 +91,34 @@ class Answer:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def verified(self, n: int) -> bool:
+        """Whether source [n] supports at least one sentence of the answer as the verifier judged it."""
+        return any(s.supported and n in s.citations for s in self.sentences)
+
+    def to_record(self) -> dict:
+        """The documented JSON shape of an answer: what `comply ask --json` prints and `POST /v1/ask` returns."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "abstained": self.abstained,
+            "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
+                           "support_score": s.support_score, "attached_by_verifier": s.attached,
+                           "corrected_by_verifier": s.corrected, "issue": s.issue, "flags": s.flags,
+                           "entailment": s.entailment}
+                          for s in self.sentences],
+            "citations": [{"n": c.n, "document_id": c.document_id, "version": c.version, "file": c.file,
+                           "title": c.title, "page": c.page, "page_label": c.page_label, "clause": c.clause,
+                           "quote": c.quote, "score": c.score, "rerank_score": c.rerank_score,
+                           "chunk_id": c.chunk_id, "content_hash": c.content_hash} for c in self.citations],
+            "sources": [{"n": c.n, "document_id": c.document_id, "title": c.title, "page": c.page,
+                         "clause": c.clause, "score": c.score, "rerank_score": c.rerank_score}
+                        for c in self.sources],
+            "model": self.model,
+            "adapter": self.adapter,
+            "timings": self.timings,
+            "raw_answer": self.raw_answer,  # the model's text before verification
+            "confidence": self.confidence,
+            "citation_score": self.citation_score,
+            "abstain_reason": self.abstain_reason,
+        }

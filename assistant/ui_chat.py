@@ -6,11 +6,12 @@ from dataclasses import asdict
 
 import gradio as gr
 
+from assistant.actions import WAITING, answer_stream
 from assistant.audit import AuditError
 from assistant.pdf_view import SourceViewError, citation_view, describe_place
 from assistant.pipeline import WITHHELD_REASONS
 from assistant.types import Answer, Citation
-from assistant.ui_services import Services, parse_date
+from assistant.ui_services import Services, audit_shown, parse_date
 
 STREAM_CURSOR = " ▍"
 # The streamed text is the model's draft: it is shown as such until the checked answer replaces it.
@@ -158,7 +159,9 @@ class ChatTab:
             if not question:
                 raise gr.Error("Type a question first.")
             as_of = parse_date(as_of, "as-of date")
-            self.services.ready("answer")  # fail closed: no answer, not even its draft, that cannot be recorded
+            with audit_shown():  # fail closed: no answer, not even its draft, that cannot be recorded
+                stream = answer_stream(self.services, user.name, question, documents=documents or None, as_of=as_of,
+                                       strict=bool(strict), history=[tuple(pair) for pair in history or []])
         except gr.Error as e:
             gr.Warning(e.message)
             yield keep, keep, keep, keep, keep, keep
@@ -166,42 +169,28 @@ class ChatTab:
         chat = list(chat or []) + [{"role": "user", "content": question},
                                    {"role": "assistant", "content": "Searching the documents…"}]
         yield chat, history, "<p class='hint'>Searching the documents…</p>", gr.update(choices=[], value=None), [], ""
-        lock = self.services.lock
-        if not lock.acquire_shared(blocking=False):
-            chat[-1]["content"] = "Waiting for a change to the library or the adapter to finish…"
-            yield chat, history, keep, keep, [], keep
-            lock.acquire_shared()
+        pieces: list[str] = []
+        answer = None
         try:
-            assistant = self.services.assistant
-            pieces: list[str] = []
-            answer = None
-            past = [tuple(pair) for pair in history or []]
-            for item in assistant.stream(question, document_ids=documents or None, as_of=as_of, history=past,
-                                         consensus=bool(strict)):
+            for item in stream:
                 if isinstance(item, Answer):
                     answer = item
                     break
-                pieces.append(item)
-                chat[-1]["content"] = DRAFT_LABEL + "".join(pieces) + STREAM_CURSOR
+                if item is WAITING:
+                    chat[-1]["content"] = "Waiting for a change to the library or the adapter to finish…"
+                else:
+                    pieces.append(item)
+                    chat[-1]["content"] = DRAFT_LABEL + "".join(pieces) + STREAM_CURSOR
                 yield chat, history, keep, keep, [], keep
-            generation = self.services.library.catalog.generation()
-            documents_in_force = len(self.services.library.catalog.documents(status="active"))
         except ValueError as e:  # the request itself, e.g. an empty library or a document deleted meanwhile
             chat[-1]["content"] = f"⚠ {str(e)[0].upper()}{str(e)[1:]}."
             yield chat, history, "", gr.update(choices=[], value=None), [], keep
             return
-        finally:
-            lock.release_shared()
-        assert answer is not None
-        try:
-            self.services.audit.record_answer(user.name, answer, index_generation=generation,
-                                              documents=documents_in_force,
-                                              filters={"documents": documents or [], "as_of": as_of,
-                                                       "strict": bool(strict)})
         except AuditError as e:  # the checked answer is not shown: it could not be recorded
             chat[-1]["content"] = f"⚠ Not answered: the audit trail could not record this answer ({e})."
             yield chat, history, "", gr.update(choices=[], value=None), [], keep
             return
+        assert answer is not None
         chat[-1]["content"] = answer_markdown(answer)
         history = list(history or []) + [[question, answer.answer]]
         cards = answer.sources if answer.abstained else answer.citations

@@ -7,6 +7,7 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
+from assistant.actions import add_documents, delete_document
 from assistant.ui_services import Services, audit_shown, parse_date
 from assistant.ui_uploads import remove_uploads
 from ingest.pipeline import IngestReport
@@ -142,17 +143,11 @@ class DocumentsTab:
                 # the bar moves through the file as its chunks are embedded (most of a long PDF's time)
                 progress((files[0] + done / total) / files[1], desc=f"File {files[0] + 1} of {files[1]}: {detail}")
 
-        with self.services.lock:
-            self.services.ready(action)  # fail closed: nothing is ingested that the trail cannot record
+        with audit_shown():
             try:
-                report = self.services.library.ingest(paths, progress=on_progress, **options)
+                return add_documents(self.services, user, paths, action, progress=on_progress, **options)
             except ValueError as e:
                 raise gr.Error(str(e)) from e
-        with audit_shown():
-            for f in report.files:
-                self.services.audit.record_document(user, action, document_id=f.document_id, version=f.version,
-                                                    file=Path(f.file).name, ok=f.status != "failed", error=f.error)
-        return report
 
     def upload(self, files: list | None, effective_date: str, show_all: bool, request: gr.Request,
                progress=gr.Progress()) -> tuple:
@@ -194,16 +189,10 @@ class DocumentsTab:
             raise gr.Error("Tick the confirmation box to delete the document.")
         # An empty number box arrives as None or 0 depending on the browser; versions start at 1, so both mean all.
         version = int(version) if version not in (None, "") and int(version) > 0 else None
-        with self.services.lock, audit_shown():
-            self.services.ready("document.delete")  # fail closed: nothing is deleted that the trail cannot record
+        with audit_shown():
             try:
-                keys = self.services.library.delete(document_id, version)
+                keys = delete_document(self.services, user.name, document_id, version)
             except KeyError as e:
-                self.services.audit.record_document(user.name, "document.delete", document_id=document_id,
-                                                    version=version, file=None, ok=False,
-                                                    error="no such live document")
                 raise gr.Error(f"There is no live document '{document_id}'"
                                + (f" version {version}" if version is not None else "") + ".") from e
-            self.services.audit.record_document(user.name, "document.delete", document_id=document_id,
-                                                version=version, file=None, ok=True)
         return *self._after_change(f"Deleted {', '.join(keys)}: no longer searched.", show_all), False

@@ -92,13 +92,12 @@ def test_settings_turn_reranking_off_or_point_at_any_folder(tmp_path):
 
 def test_ask_json_shows_the_retrieval_and_rerank_score_of_every_source(reranker):
     from assistant.citations import make_citation
-    from assistant.cli import answer_json
     from assistant.types import Answer
 
     retrieved = Retriever(sample_library(), reranker=reranker).retrieve("How long is business email retained?", 3)
     sources = [make_citation(n, r, None) for n, r in enumerate(retrieved, start=1)]
-    shown = answer_json(Answer(question="q", answer="", abstained=True, sentences=[], citations=[], model="m",
-                               adapter=None, timings={}, sources=sources))["sources"]
+    shown = Answer(question="q", answer="", abstained=True, sentences=[], citations=[], model="m",
+                   adapter=None, timings={}, sources=sources).to_record()["sources"]
     assert [s["rerank_score"] for s in shown] == [round(r.rerank_score, 4) for r in retrieved]
     assert all(s["score"] == pytest.approx(r.score, abs=1e-6) for s, r in zip(shown, retrieved, strict=True))
 
