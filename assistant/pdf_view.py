@@ -9,6 +9,7 @@ map them back to pdfium's raw text indexes, then to pdfium char indexes, whose b
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,17 +148,53 @@ def citation_view(catalog: Catalog, citation: Citation, *, max_decompressed_page
         raise SourceViewError(f"document '{citation.document_id}' version {citation.version} is not in the library")
     view = PageView(title=citation.title, file=citation.file, page=citation.page, page_label=citation.page_label,
                     clause=citation.clause)
-    stored = Path(record.stored_path) if record.stored_path else None
     if record.kind == "pdf" and citation.page is not None:
-        if stored is None or not stored.is_file():
-            raise SourceViewError(f"the stored copy of {record.file_name} is missing from the library's files")
-        view.image, view.boxes = render_pdf_page(stored, citation.page, citation.char_start, citation.char_end,
+        view.image, view.boxes = render_pdf_page(_stored_pdf(record), citation.page, citation.char_start,
+                                                 citation.char_end,
                                                  max_decompressed_page_mb=max_decompressed_page_mb,
                                                  max_decompressed_file_mb=max_decompressed_file_mb)
         view.highlighted = bool(view.boxes)
         return view
     view.html, view.highlighted = _passage_html(catalog, record.doc_key, citation)
     return view
+
+
+def page_view(catalog: Catalog, document_id: str, page: int, *, version: int | None = None,
+              highlight: str | None = None, max_decompressed_page_mb: float = 64.0,
+              max_decompressed_file_mb: float = 1024.0) -> PageView:
+    """A page of a stored PDF (the version in force, or `version`) as an image, with the first place on it where
+    `highlight` occurs (ignoring case and line breaks) marked; `highlighted` says whether it was found."""
+    record = catalog.get(document_id, version)
+    if record is None or record.status in ("deleted", "pending"):
+        which = f" version {version}" if version is not None else ""
+        raise SourceViewError(f"there is no document '{document_id}'{which} in the library")
+    if record.kind != "pdf":
+        raise SourceViewError(f"{record.file_name} is not a PDF, so it has no page images (answers quote its "
+                              "passages in their citations)")
+    on_page = [c for c in catalog.chunks_of(record.doc_key) if c.page == page]
+    start = end = 0
+    words = (highlight or "").split()
+    if words:
+        pattern = re.compile(r"\s+".join(map(re.escape, words)), re.IGNORECASE)
+        found = next(((c, m) for c in on_page if (m := pattern.search(c.text))), None)
+        if found:
+            chunk, match = found
+            start, end = chunk.char_start + match.start(), chunk.char_start + match.end()
+    view = PageView(title=record.title, file=record.file_name, page=page,
+                    page_label=on_page[0].page_label if on_page else None, clause=None)
+    view.image, view.boxes = render_pdf_page(_stored_pdf(record), page, start, end,
+                                             max_decompressed_page_mb=max_decompressed_page_mb,
+                                             max_decompressed_file_mb=max_decompressed_file_mb)
+    view.highlighted = bool(view.boxes)
+    return view
+
+
+def _stored_pdf(record) -> Path:
+    """comply's own copy of a PDF in the library's files (never the path it was uploaded from)."""
+    stored = Path(record.stored_path) if record.stored_path else None
+    if stored is None or not stored.is_file():
+        raise SourceViewError(f"the stored copy of {record.file_name} is missing from the library's files")
+    return stored
 
 
 def _passage_html(catalog: Catalog, key: str, citation: Citation) -> tuple[str, bool]:

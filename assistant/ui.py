@@ -9,6 +9,7 @@ import threading
 import gradio as gr
 from starlette.middleware import Middleware
 
+from assistant.api import ApiRoutes
 from assistant.ui_admin import AdaptersTab, AdminTab
 from assistant.ui_chat import ChatTab, document_choices
 from assistant.ui_documents import DocumentsTab
@@ -124,6 +125,7 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
     routes = LoginRoutes(demo.server_app, services.logins, services.sessions, settings)
     routes.install()
     services.session_token = routes.token
+    ApiRoutes(demo.server_app, services).install()  # the REST API (docs/api.md) on the same server
     if block:
         demo.block_thread()
     return demo

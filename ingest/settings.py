@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     login_backoff_max_s: float = Field(default=900.0, gt=0, description="The longest wait between login attempts.")
     secure_cookies: bool = Field(default=False, description="Mark login cookies Secure even when the request did not "
                                  "arrive over https (behind a TLS proxy that does not send X-Forwarded-Proto).")
+    api_rate_per_minute: int = Field(default=60, ge=1, description="Calls one API token may make per minute "
+                                     "(a burst of this many, then one every 60/this seconds); more get 429.")
     audit_key_file: Path | None = Field(default=None, description="The audit anchor's signing key; unset = "
                                         "<home>/keys/audit.key.")
 
