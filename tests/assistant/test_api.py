@@ -261,3 +261,30 @@ def test_the_audit_route_is_for_admins_and_every_call_is_recorded_exactly_once(s
     denied = next(r for r in records if r["action"] == "access.denied" and r.get("via") == "api")
     assert (denied["user"], denied["permission"], denied["role"]) == ("vic", "documents.write", "viewer")
     assert all(r["user"] in USERS for r in records if r.get("via") == "api")
+
+
+def test_nothing_is_done_when_the_audit_trail_cannot_record_it(served, tmp_path):
+    url, home, tokens = served
+    trail = Settings(home=home).audit_path
+    before = trail.read_bytes()
+    policy = tmp_path / "expenses_policy.txt"
+    policy.write_text("Expenses Policy\n\n2.1 Receipts are kept for six years.\n")
+    try:
+        with open(trail, "ab") as f:
+            f.write(b'{"seq":')  # an interrupted write: no record can follow it
+        assert httpx.get(f"{url}/v1/health").status_code == 503
+        with api(url, tokens["ed"]) as editor:
+            asked = editor.post("/v1/ask", json={"question": QUESTION})
+            streamed = editor.post("/v1/chat/completions", json={"stream": True, "messages": [
+                {"role": "user", "content": QUESTION}]})
+            added = editor.post("/v1/documents", files={"files": ("expenses_policy.txt", policy.read_bytes())})
+            listed = editor.get("/v1/documents")
+        for refused in (asked, streamed, added, listed):
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["detail"].startswith("Not done") and "incomplete" in refused.json()["detail"]
+        assert trail.read_bytes() == before + b'{"seq":'
+    finally:
+        trail.write_bytes(before)
+    with api(url, tokens["ed"]) as editor:
+        listed = editor.get("/v1/documents").json()
+    assert "expenses-policy" not in {d["document_id"] for d in listed}
