@@ -101,7 +101,7 @@ def render_pdf_page(path: str | Path, page: int, start: int, end: int, *, scale:
 
     try:
         check_pdf(Path(path), page_limit_mb=max_decompressed_page_mb, file_limit_mb=max_decompressed_file_mb,
-                  pages=[page])
+                  pages=[page], rendered=True)
     except IngestError as e:
         raise SourceViewError(f"{Path(path).name}: page {page} cannot be shown: {e.reason}") from e
     pdf = pdfium.PdfDocument(str(path))

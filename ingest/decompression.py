@@ -29,9 +29,12 @@ class DecompressionLimit(IngestError):
     """A file inflates past a configured cap (a decompression bomb, or a document too large to read safely)."""
 
 
-def check_pdf(path: Path, *, page_limit_mb: float, file_limit_mb: float, pages: Iterable[int] | None = None) -> int:
+def check_pdf(path: Path, *, page_limit_mb: float, file_limit_mb: float, pages: Iterable[int] | None = None,
+              rendered: bool = False) -> int:
     """Raise DecompressionLimit if a page of the PDF (1-based `pages`, default all) inflates past `page_limit_mb` or
-    the streams of those pages together past `file_limit_mb`; return the bytes they inflate to."""
+    the streams of those pages together past `file_limit_mb`; return the bytes they inflate to. `rendered`: the pages
+    are to be drawn, so an image counts as the raster it declares (width x height x bits per pixel), which is what
+    pdfium decodes it to (reading text, pdfium does not decode images: they count as their data)."""
     page_limit, file_limit = int(page_limit_mb * MB), int(file_limit_mb * MB)
     from pypdf import PdfReader
     from pypdf.errors import LimitReachedError
@@ -55,6 +58,8 @@ def check_pdf(path: Path, *, page_limit_mb: float, file_limit_mb: float, pages: 
                 for key, stream in _page_streams(reader.pages[number - 1]):
                     if key not in sizes:
                         sizes[key] = _inflated_size(stream, page_limit)
+                        if rendered:
+                            sizes[key] = max(sizes[key], _raster_size(stream))
                         total += sizes[key]
                     page_bytes += sizes[key]
                     if page_bytes > page_limit:
@@ -104,7 +109,7 @@ def _over(what: str, page: int, limit_mb: float, setting: str) -> str:
 
 def _decrypt_empty(reader) -> bool:
     """Whether an encrypted PDF opens without a password here (as pdfium will open it); False when pypdf cannot
-    decrypt it at all (AES needs a crypto library comply does not install)."""
+    decrypt it (AES needs the cryptography package, a dependency of comply, so this means a damaged file)."""
     try:
         return bool(reader.decrypt(""))
     except Exception:
@@ -185,6 +190,26 @@ def _inflated_size(stream, limit: int) -> int:
     except Exception:
         pass  # damaged data: pdfium stops where the data breaks as well; what came out so far counts
     return total
+
+
+_COMPONENTS = {"/DeviceGray": 1, "/CalGray": 1, "/G": 1, "/DeviceRGB": 3, "/CalRGB": 3, "/Lab": 3, "/RGB": 3,
+               "/DeviceCMYK": 4, "/CMYK": 4}
+
+
+def _raster_size(stream) -> int:
+    """The bytes an image XObject declares it decodes to (0 for anything else): width x height x components x bits
+    per component / 8, with 4 components where the colour space is not one of the plain ones (at most CMYK)."""
+    try:
+        if stream.get("/Subtype") != "/Image":
+            return 0
+        width, height = int(stream.get("/Width", 0)), int(stream.get("/Height", 0))
+        bits = 1 if stream.get("/ImageMask") else int(stream.get("/BitsPerComponent", 8) or 8)
+        space = stream.get("/ColorSpace")
+        space = space.get_object() if hasattr(space, "get_object") else space
+        components = 1 if stream.get("/ImageMask") else _COMPONENTS.get(str(space), 4)
+        return max(0, width) * max(0, height) * components * max(1, bits) // 8
+    except (TypeError, ValueError, AttributeError):
+        return 0
 
 
 def _inflate(pieces: Iterable[bytes]) -> Iterator[bytes]:

@@ -15,7 +15,7 @@ from ingest.decompression import DecompressionLimit, check_pdf
 from ingest.readers import read_file
 from ingest.settings import Settings
 from ingest.types import IngestError
-from tests.fixtures.make_bad_inputs import bomb_pdf, text_pdf
+from tests.fixtures.make_bad_inputs import bomb_pdf, encrypted_bomb_pdf, raw_pdf, stream_object, text_pdf
 from tests.library import CORPUS, ROOT
 
 GB = 1 << 30
@@ -121,3 +121,34 @@ def test_a_batch_with_bombs_goes_on_and_stays_under_1_gb(bombs, tmp_path):
         assert outcomes[name]["status"] == "failed"
         assert "inflates to more than 64 MB" in outcomes[name]["error"], outcomes[name]
     assert report["peak_rss"] < GB, f"peak RSS {report['peak_rss'] / MB:.0f} MB"
+
+
+@pytest.mark.parametrize("algorithm", ["AES-128", "AES-256"])
+def test_an_aes_encrypted_bomb_that_opens_without_a_password_is_refused(tmp_path, algorithm):
+    """Its streams are ciphertext: the bytes scan cannot see through them, so pypdf decrypts them (with the
+    cryptography package) and the page is measured as any other."""
+    path = tmp_path / f"bomb_{algorithm.lower()}.pdf"
+    path.write_bytes(encrypted_bomb_pdf(256 * MB, algorithm))
+    assert path.stat().st_size < 2 * MB
+    with pytest.raises(DecompressionLimit, match="page 1 inflates to more than 64 MB"):
+        read_file(path)
+    with pytest.raises(SourceViewError, match="page 1 inflates to more than 64 MB"):
+        render_pdf_page(path, 1, 0, 10)
+
+
+def test_the_page_view_counts_an_image_as_the_raster_it_declares(tmp_path):
+    """A few bytes of JPEG data declaring 30,000 x 30,000 RGB pixels (2.5 GB once decoded): reading the text never
+    decodes it, so ingest takes the page; drawing the page would, so the cited-page view refuses it."""
+    text = b"BT /F1 12 Tf 72 720 Td (Clause 2.1: a page with a very large picture.) Tj ET\nq 200 0 0 200 72 300 cm /Im1 Do Q\n"
+    path = tmp_path / "huge_image.pdf"
+    path.write_bytes(raw_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        stream_object(b"\xff\xd8\xff\xd9", b"/Type /XObject /Subtype /Image /Width 30000 /Height 30000 "
+                                           b"/ColorSpace /DeviceRGB /BitsPerComponent 8 /Filter /DCTDecode"),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> "
+        b"/XObject << /Im1 4 0 R >> >> /Contents 6 0 R >>",
+        stream_object(text)]))
+    assert "Clause 2.1" in read_file(path).pages[0].text
+    with pytest.raises(SourceViewError, match="page 1 inflates to more than 64 MB"):
+        render_pdf_page(path, 1, 0, 10)
