@@ -191,13 +191,23 @@ def test_documents_list_upload_page_and_delete(served, tmp_path):
         assert page.content.startswith(b"\x89PNG") and page.headers["x-comply-highlighted"] == "true"
         missing = let_in(viewer.get("/v1/documents/information-security-policy/pages/99"))
         assert missing.status_code == 404 and "page 99" in missing.json()["detail"]
+        markdown = next(d["document_id"] for d in listed if d["file_name"] == "whistleblowing_policy.md")
+        no_image = let_in(viewer.get(f"/v1/documents/{markdown}/pages/1"))
+        assert no_image.status_code == 404 and "not a PDF" in no_image.json()["detail"]
 
         refused = let_in(viewer.post("/v1/documents", files=files[:1]))
         assert refused.status_code == 403 and "editor role" in refused.json()["detail"]
         assert let_in(viewer.delete(f"/v1/documents/{document}")).status_code == 403
 
+        policy.write_text(policy.read_text().replace("six hours", "eight hours"))
+        newer = let_in(editor.post("/v1/documents", data={"supersedes": document, "effective_date": "2026-01-01"},
+                                   files={"files": ("travel_policy_v2.txt", policy.read_bytes(), "text/plain")}))
+        assert [(f["status"], f["version"]) for f in newer.json()["files"]] == [("new_version", 2)], newer.text
+        bad_date = let_in(editor.post("/v1/documents", data={"effective_date": "soon"}, files=files[:1]))
+        assert bad_date.status_code == 400 and "effective date" in bad_date.json()["detail"]
+
         deleted = let_in(editor.delete(f"/v1/documents/{document}"))
-        assert deleted.status_code == 200 and deleted.json()["deleted"] == [f"{document}@v1"]
+        assert deleted.status_code == 200 and sorted(deleted.json()["deleted"]) == [f"{document}@v1", f"{document}@v2"]
         assert let_in(editor.delete(f"/v1/documents/{document}")).status_code == 404
         assert document not in {d["document_id"] for d in let_in(viewer.get("/v1/documents")).json()}
 
@@ -257,7 +267,8 @@ def test_the_audit_route_is_for_admins_and_every_call_is_recorded_exactly_once(s
     assert seen == CALLS
     by_action = Counter(r["action"] for r in records if r.get("via") == "api")
     assert by_action["access.denied"] == 3 and by_action["api.throttled"] == 1
-    assert by_action["answer"] == 3 and by_action["document.upload"] == 2 and by_action["document.delete"] == 2
+    assert by_action["answer"] == 3 and by_action["document.upload"] == 3 and by_action["document.delete"] == 2
+    assert by_action["document.supersede"] == 1
     denied = next(r for r in records if r["action"] == "access.denied" and r.get("via") == "api")
     assert (denied["user"], denied["permission"], denied["role"]) == ("vic", "documents.write", "viewer")
     assert all(r["user"] in USERS for r in records if r.get("via") == "api")
