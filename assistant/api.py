@@ -39,7 +39,11 @@ from assistant.users import PERMISSIONS, User, allowed
 from ingest.types import iso_date
 
 MB = 1024 * 1024
-WORKERS = 8  # API calls doing blocking work at once; more wait (on the event loop, without blocking it)
+# Worker threads for blocking work; calls beyond them wait on the event loop without blocking it. Answers, ingest
+# and deletions (which wait for the generator and the library lock) have their own, so that they cannot hold up the
+# token checks, audit records, listings and page images of other calls.
+SLOW_WORKERS = 8
+QUICK_WORKERS = 16
 MAX_FILES = 100  # files in one upload
 NOT_A_USER = {"WWW-Authenticate": "Bearer"}
 
@@ -109,7 +113,7 @@ class ApiRoutes:
         self.app, self.services, self.settings = app, services, services.settings
         self.tokens = TokenStore(self.settings.tokens_path)
         self.rate = RateLimit(self.settings.api_rate_per_minute)
-        self.workers = anyio.CapacityLimiter(WORKERS)
+        self.quick, self.slow = anyio.CapacityLimiter(QUICK_WORKERS), anyio.CapacityLimiter(SLOW_WORKERS)
         self._uploading: dict[str, int] = {}  # user -> bytes of API uploads being received or ingested
         self._upload_lock = threading.Lock()
         self._streams: set[asyncio.Task] = set()  # answers still being written for a stream whose client left
@@ -140,8 +144,12 @@ class ApiRoutes:
     # -- who is calling --------------------------------------------------------------------------------------------
 
     async def run(self, fn, *args, **kwargs):
-        """`fn(*args, **kwargs)` in a worker thread."""
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.workers)
+        """`fn(*args, **kwargs)` in a worker thread for quick work."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.quick)
+
+    async def run_slow(self, fn, *args, **kwargs):
+        """`fn(*args, **kwargs)` in a worker thread for answers, ingest and deletions."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.slow)
 
     async def caller(self, request: Request, permission: str) -> Caller:
         """The token's user, if the token is valid, within its rate and allowed `permission`; else the refusal
@@ -181,11 +189,12 @@ class ApiRoutes:
         except AuditError:
             pass  # refused either way
 
-    async def act(self, who: Caller, fn, *args, bad: dict | None = None, **kwargs):
-        """Run an audited action in a worker thread; its refusals as HTTP errors. A request it cannot do as asked
-        (ValueError) before it recorded anything is recorded as `bad` says (`{"action": ..., **data}`)."""
+    async def act(self, who: Caller, fn, *args, bad: dict | None = None, slow: bool = False, **kwargs):
+        """Run an audited action in a worker thread (`slow`: one for answers, ingest, deletions); its refusals as
+        HTTP errors. A request it cannot do as asked (ValueError) before it recorded anything is recorded as `bad`
+        says (`{"action": ..., **data}`)."""
         try:
-            return await self.run(fn, *args, **kwargs)
+            return await (self.run_slow if slow else self.run)(fn, *args, **kwargs)
         except ValueError as e:
             if bad:
                 await self.reject(who, e, **bad)
@@ -219,7 +228,8 @@ class ApiRoutes:
         who = await self.caller(request, "chat")
         answer = await self.act(who, actions.answer, self.services, who.user.name, body.question,
                                 documents=body.documents, as_of=body.as_of, strict=body.strict, k=body.k,
-                                context=who.context, bad={"action": "answer.refused", "question": body.question})
+                                context=who.context, bad={"action": "answer.refused", "question": body.question},
+                                slow=True)
         return JSONResponse(answer.to_record(), headers=who.headers)
 
     async def chat_completions(self, body: ChatRequest, request: Request):
@@ -235,7 +245,7 @@ class ApiRoutes:
         created = int(time.time())
         if not body.stream:
             answer = await self.act(who, actions.answer, self.services, who.user.name, question, **options,
-                                    bad={"action": "answer.refused", "question": question})
+                                    bad={"action": "answer.refused", "question": question}, slow=True)
             return JSONResponse(completion(answer, who.request_id, created), headers=who.headers)
         return await self._stream(who, question, options, created)
 
@@ -257,7 +267,7 @@ class ApiRoutes:
             finally:
                 loop.call_soon_threadsafe(items.put_nowait, end)
 
-        task = asyncio.ensure_future(self.run(produce))
+        task = asyncio.ensure_future(self.run_slow(produce))
         self._streams.add(task)
         task.add_done_callback(self._streams.discard)
         model = await items.get()
@@ -349,7 +359,7 @@ class ApiRoutes:
             options = {"supersedes": supersedes} if supersedes else {}
             report = await self.act(who, actions.add_documents, self.services, who.user.name, paths, action,
                                     context=who.context, effective_date=effective, **options,
-                                    bad={"action": action, **nothing})
+                                    bad={"action": action, **nothing}, slow=True)
         finally:
             with self._upload_lock:
                 self._uploading[who.user.name] -= int(size)
@@ -364,7 +374,7 @@ class ApiRoutes:
         """Delete a document (or one version) from search; the catalog keeps it as deleted, the trail records it."""
         who = await self.caller(request, "documents.write")
         try:
-            keys = await self.run(actions.delete_document, self.services, who.user.name, document_id, version,
+            keys = await self.run_slow(actions.delete_document, self.services, who.user.name, document_id, version,
                                   context=who.context)
         except KeyError as e:
             which = f" version {version}" if version is not None else ""

@@ -154,6 +154,20 @@ def test_the_openai_client_streams_the_draft_apart_and_then_the_checked_answer(s
     assert any(c["file"] == "information_security_policy.pdf" for c in last.model_extra["citations"])
 
 
+def test_a_streamed_answer_is_finished_and_recorded_when_its_client_leaves(served):
+    url, home, tokens = served
+    with api(url, tokens["ed"]) as client, client.stream("POST", "/v1/chat/completions", json={
+            "stream": True, "messages": [{"role": "user", "content": QUESTION}]}) as response:
+        assert response.status_code == 200
+        request_id = response.headers["x-request-id"]
+        next(response.iter_lines())  # the first event; then the client goes
+    CALLS[request_id] += 1
+    trail, deadline = AuditLog(Settings(home=home).audit_path), time.monotonic() + 180
+    while not any(r.get("request_id") == request_id and r["action"] == "answer" for r in trail.records()):
+        assert time.monotonic() < deadline, "the answer of a stream whose client left was never recorded"
+        time.sleep(0.5)
+
+
 def test_ask_returns_the_record_comply_ask_json_prints(served):
     url, _, tokens = served
     with api(url, tokens["vic"]) as client:
@@ -267,7 +281,7 @@ def test_the_audit_route_is_for_admins_and_every_call_is_recorded_exactly_once(s
     assert seen == CALLS
     by_action = Counter(r["action"] for r in records if r.get("via") == "api")
     assert by_action["access.denied"] == 3 and by_action["api.throttled"] == 1
-    assert by_action["answer"] == 3 and by_action["document.upload"] == 3 and by_action["document.delete"] == 2
+    assert by_action["answer"] == 4 and by_action["document.upload"] == 3 and by_action["document.delete"] == 2
     assert by_action["document.supersede"] == 1
     denied = next(r for r in records if r["action"] == "access.denied" and r.get("via") == "api")
     assert (denied["user"], denied["permission"], denied["role"]) == ("vic", "documents.write", "viewer")
