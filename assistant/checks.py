@@ -16,6 +16,7 @@ import re
 
 from assistant.injection import instruction_spans
 from assistant.types import Retrieved, Sentence
+from assistant.words import _PLACE, content_words
 from ingest.chunking import sentence_spans
 
 # Words a complete English sentence does not end on: a modal, an article, a preposition, a conjunction.
@@ -64,8 +65,6 @@ def missing_quantity(question: str, claims: list[str]) -> bool:
     """Whether the question asks how long, how many, how often, above what amount ... and no sentence of the
     answer gives a number or a word for one ("Passwords are not changed on a fixed schedule" for "What is the
     minimum password length?")."""
-    from assistant.citations import _PLACE
-
     # "under clause 4.2" or "page 3" gives no quantity
     return bool(_ASKS_QUANTITY.search(question)) and not any(_GIVES_QUANTITY.search(_PLACE.sub(" ", c))
                                                              for c in claims)
@@ -79,8 +78,6 @@ _HEADING = re.compile(r"^(?:section\s+\d+\s*[-\u2013:]\s*(?:[A-Z][\w,&/]*\s+)*?)
 def quantity_sentence(question: str, texts: list[str]) -> str | None:
     """The sentence of the cited texts that gives a number and shares most words with the question (what the
     answer should have said), or None."""
-    from assistant.citations import content_words
-
     asked = content_words(question)
     found = [" ".join(t[s:e].split()) for t in texts for s, e in sentence_spans(t)]
     found = [f for f in found if _GIVES_QUANTITY.search(_HEADING.sub("", f))]

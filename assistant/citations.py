@@ -30,56 +30,24 @@ from assistant import checks
 from assistant.entailment import premise_window
 from assistant.prompt import ABSTAIN_REPLIES, neutralise
 from assistant.types import Citation, Retrieved, Sentence
+from assistant.words import (
+    _CLAUSE_KINDS,
+    _NUMBER,
+    _PLACE,
+    _STOP,
+    _WORD,
+    _stem,
+    content_words,
+    numbers,
+    parse_markers,
+    places,
+    strip_markers,
+    valid_markers,
+)
 from ingest.chunking import clause_at, sentence_spans
 from ingest.embedding import Embedder
 
-_MARKER = re.compile(r"\[(\d{1,2}(?:\s*[,;]\s*\d{1,2})*)\]")
 _LEADING_MARKERS = re.compile(r"^(?:\[\d{1,2}(?:\s*[,;]\s*\d{1,2})*\]\s*)+\.?")
-_WORD = re.compile(r"[A-Za-z]+|\d+(?:[.,]\d+)*")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_STOP = set("""a an the and or of to in on for by with at from as is are was were be been being it its this that these
-those which who whom whose what when where why how must may shall should will would can could not no any all each
-every such than then there their they them he she his her we our you your i do does did has have had into onto
-under over about above below also other more most some only same so very per via if unless whether""".split())
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ations", "ation", "ments", "ment", "ings", "ing", "ies", "ied", "ed", "es", "s", "ly"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def content_words(text: str) -> set[str]:
-    """Lower-cased, crudely stemmed content words and numbers."""
-    words = {w.lower() for w in set(_WORD.findall(text))}  # each distinct word once: a long text is mostly repeats
-    return {_stem(w) for w in words if w not in _STOP and (len(w) > 2 or w.isdigit())}
-
-
-def numbers(text: str) -> set[str]:
-    return {n.replace(",", "") for n in _NUMBER.findall(text)}
-
-
-def parse_markers(text: str) -> list[int]:
-    """Source numbers cited in a text, in order of first appearance: "[1]", "[1, 3]", "[2][4]"."""
-    seen: list[int] = []
-    for m in _MARKER.finditer(text):
-        for part in re.split(r"[,;]", m.group(1)):
-            n = int(part)
-            if n not in seen:
-                seen.append(n)
-    return seen
-
-
-def valid_markers(text: str, n_sources: int) -> list[int]:
-    """The cited numbers that name one of sources 1..n_sources, in order of first appearance."""
-    return [n for n in parse_markers(text) if 1 <= n <= n_sources]
-
-
-def strip_markers(text: str) -> str:
-    return " ".join(_MARKER.sub("", text).split())
-
-
 def split_sentences(text: str) -> list[str]:
     """Answer sentences; a citation marker that follows the full stop stays with its sentence.
 
@@ -103,16 +71,8 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
-# "page 2", "clause 4.2", "Article 33", "section 3.1.(b)", "Rule 2.4.1": where a sentence says its text is.
-_CLAUSE_KINDS = r"clauses?|articles?|art\.|sections?|paragraphs?|para\.|rules?"
-_PLACE = re.compile(rf"\b(pages?|p\.|{_CLAUSE_KINDS})\s*(\d[\w.()\-]*[\w)]|\d|[ivxlc]+\b)", re.I)
 _PAGE_KINDS = ("page", "pages", "p.")
 _LEAD_WORDS = content_words("according as stated set out see source sources under provided by per")
-
-
-def places(text: str) -> list[tuple[str, str]]:
-    """The pages and clauses a text names: [("page", "2"), ("clause", "4.2"), ("article", "33")]."""
-    return [(m.group(1).lower(), m.group(2)) for m in _PLACE.finditer(strip_markers(text))]
 
 
 # "This is stated in clause 7.6.4 of the document.": a sentence that only says where the answer is, without a marker

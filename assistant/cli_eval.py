@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli import JsonOpt, app, emit, fail, settings
+from assistant.cli_common import JsonOpt, app, emit, fail, settings
 
 eval_app = typer.Typer(help="Evaluate retrieval, citations and abstention on a gold question set; compare runs.")
 app.add_typer(eval_app, name="eval")

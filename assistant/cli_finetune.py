@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli import JsonOpt, app, audit_user, emit, fail, ready_audit, record, settings
+from assistant.cli_common import JsonOpt, app, audit_user, emit, fail, ready_audit, record, settings
 
 finetune_app = typer.Typer(help="Build grounded training data, train a LoRA adapter, evaluate it.",
                            no_args_is_help=True)

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli import JsonOpt, app, audit_user, emit, fail, settings
+from assistant.cli_common import JsonOpt, app, audit_user, emit, fail, settings
 
 users_app = typer.Typer(help="Manage who may log in to the app and what they may do.", no_args_is_help=True)
 audit_app = typer.Typer(help="Export, verify and summarise the audit trail.", no_args_is_help=True)

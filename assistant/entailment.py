@@ -18,6 +18,7 @@ import math
 import threading
 from pathlib import Path
 
+from assistant.words import content_words
 from ingest.chunking import sentence_spans
 from ingest.embedding import pick_device, use_bf16
 from ingest.settings import DEFAULT_ENTAILMENT, Settings
@@ -38,8 +39,6 @@ class EntailmentError(Exception):
 
 
 def _words(text: str) -> set[str]:
-    from assistant.citations import content_words
-
     return content_words(text)
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from assistant.adapters import adapter_base, check_adapter, check_base, prompt_version, read_card
 from assistant.citations import build_verifier, is_abstention, make_citation, valid_markers
 from assistant.gate import CitationGate
 from assistant.models import base_prompt_version
@@ -43,8 +44,6 @@ def resolve_adapter(settings: Settings, adapter: str | None) -> str | None:
     if active.is_file():
         name = active.read_text().strip()
         if name and (settings.adapters_dir / name).is_dir():
-            from finetune.adapters import adapter_base
-
             # an adapter of another base model (e.g. the 135M one after the default became the 1.5B) is left out
             base = adapter_base(settings.adapters_dir / name)
             if base is None or base == settings.generator_model:
@@ -56,8 +55,6 @@ def _prompt_version(settings: Settings, adapter: str | None) -> int:
     """The prompt wording to use: the one the adapter was trained on, else the one measured for the base model."""
     if not adapter:
         return settings.prompt_version or base_prompt_version(settings, PROMPT_VERSION)
-    from finetune.adapters import prompt_version
-
     return prompt_version(Path(adapter))
 
 
@@ -67,8 +64,6 @@ def min_confidence(settings: Settings, adapter: str | None) -> float:
     if settings.min_confidence is not None:
         return settings.min_confidence
     if adapter:
-        from finetune.adapters import read_card
-
         value = (read_card(Path(adapter)).get("calibration") or {}).get("min_confidence")
         if value is not None:
             return float(value)
@@ -81,8 +76,6 @@ def citation_gate(settings: Settings, adapter: str | None) -> CitationGate | Non
     gate: the setting alone has no model to score with. A gate of threshold 0 scores answers and withholds none."""
     if not adapter:
         return None
-    from finetune.adapters import read_card
-
     fitted = read_card(Path(adapter)).get("citation_gate")
     if not fitted:
         return None
@@ -117,8 +110,6 @@ class Assistant:
         self.verifier = build_verifier(settings, self.library.embedder)
         self.adapter = resolve_adapter(settings, adapter)
         if self.adapter:  # a damaged or foreign adapter is a clear AdapterError here, not an error mid-answer
-            from finetune.adapters import check_adapter, check_base
-
             check_adapter(Path(self.adapter))
             check_base(Path(self.adapter), settings)
         self.prompt_version = _prompt_version(settings, self.adapter)

@@ -34,10 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from assistant.adapters import adapter_base
 from assistant.injection import instruction_spans
 from assistant.pipeline import Assistant
 from eval.bench_ingest import cpu_model
-from finetune.adapters import adapter_base
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.readers import read_file

@@ -16,20 +16,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from assistant.adapters import (  # noqa: F401 - the registry's names, read side included
+    ACTIVE,
+    CARD,
+    CONFIG,
+    GATE_METRIC,
+    WEIGHTS,
+    AdapterError,
+    adapter_base,
+    check_adapter,
+    check_base,
+    is_adapter,
+    prompt_version,
+    read_card,
+)
 from ingest.settings import Settings
 
-CARD = "card.json"
-CONFIG = "adapter_config.json"
-WEIGHTS = "adapter_model.safetensors"  # the only weights format the assistant, export and reduce-rank read
-ACTIVE = "ACTIVE"
 HISTORY = "history.jsonl"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "adapters"  # default adapter(s) in the repo
-GATE_METRIC = "citation_precision"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class AdapterError(ValueError):
-    """A registry operation was refused or failed: the reason."""
 
 
 @dataclass
@@ -48,84 +53,6 @@ class AdapterInfo:
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def is_adapter(path: Path) -> bool:
-    """A folder holding a peft adapter."""
-    return (path / CONFIG).is_file()
-
-
-def read_card(path: Path) -> dict:
-    """The card of an adapter folder ({} when it has none); AdapterError when it is not a JSON object or a part the
-    registry and the assistant read (dataset, eval, calibration, citation_gate) is not an object."""
-    file = Path(path) / CARD
-    if not file.is_file():
-        return {}
-    try:
-        card = json.loads(file.read_text())
-    except (OSError, ValueError) as e:
-        raise AdapterError(f"{path}: {CARD} cannot be read as JSON ({e})") from e
-    if not isinstance(card, dict):
-        raise AdapterError(f"{path}: {CARD} is not a JSON object")
-    for key in ("dataset", "eval", "calibration", "citation_gate"):
-        if not isinstance(card.get(key) or {}, dict):
-            raise AdapterError(f"{path}: '{key}' in {CARD} is not an object")
-    after = (card.get("eval") or {}).get("after") or {}
-    if not isinstance(after, dict) or not isinstance(after.get(GATE_METRIC) or 0, int | float):
-        raise AdapterError(f"{path}: eval.after.{GATE_METRIC} in {CARD} is not a number")
-    return card
-
-
-def check_adapter(path: Path) -> None:
-    """Refuse (AdapterError naming the folder and the reason) an adapter folder peft could not load: its config not
-    a JSON object with `peft_type` (and a positive `r` for LoRA), its weights missing or unreadable, or its card
-    damaged. Reads only the header of the weights: cheap, no model is loaded."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    try:
-        config = json.loads((path / CONFIG).read_text())
-    except (OSError, ValueError) as e:
-        raise AdapterError(f"{path}: {CONFIG} cannot be read as JSON ({e})") from e
-    if not isinstance(config, dict) or not isinstance(config.get("peft_type"), str):
-        raise AdapterError(f"{path}: {CONFIG} has no peft_type")
-    rank = config.get("r")
-    if config["peft_type"] == "LORA" and (not isinstance(rank, int) or isinstance(rank, bool) or rank < 1):
-        raise AdapterError(f"{path}: {CONFIG} has no LoRA rank r (a positive integer), found {rank!r}")
-    if not (path / WEIGHTS).is_file():
-        raise AdapterError(f"{path}: no {WEIGHTS} (the adapter's weights)")
-    try:
-        with safe_open(str(path / WEIGHTS), framework="numpy") as f:
-            tensors = list(f.keys())
-    except (OSError, SafetensorError) as e:
-        raise AdapterError(f"{path}: {WEIGHTS} is damaged or truncated ({e})") from e
-    if not tensors:
-        raise AdapterError(f"{path}: {WEIGHTS} holds no tensors")
-    read_card(path)
-
-
-def check_base(path: Path, settings: Settings) -> None:
-    """Refuse (AdapterError) an adapter trained for another base model than the configured generator: a LoRA only
-    means something on the weights it was trained on. Adapters whose card names no base are not checked."""
-    base = adapter_base(path)
-    if base is not None and base != settings.generator_model:
-        card = read_card(path)
-        raise AdapterError(f"{Path(path).name} was trained for {card.get('base_model') or base}, but the generator "
-                           f"is {settings.generator_model}; set generator_model to {base!r} to use it")
-
-
-def prompt_version(path: Path) -> int:
-    """The prompt version an adapter was trained on: its card's `prompt_version`, else 1 (cards from before the
-    field, all trained on version 1)."""
-    return int(read_card(Path(path)).get("prompt_version") or 1)
-
-
-def adapter_base(path: Path) -> str | None:
-    """The generator setting an adapter was trained for (its card's base_model_setting), or None if unknown."""
-    try:
-        return read_card(Path(path)).get("base_model_setting")
-    except AdapterError:
-        return None
 
 
 def write_card(path: Path, card: dict) -> None:

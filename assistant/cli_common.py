@@ -1,0 +1,116 @@
+"""What every `comply` command shares: the typer app and its global options (home, config, Chroma server), the
+settings they make, printing (text or --json) and failing in words, and who the audit trail names (cli:<OS user>).
+The command groups (assistant/cli.py and the cli_*.py modules) import this; this imports none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ingest.settings import Settings, SettingsError, configure_offline_environment, load_settings
+
+app = typer.Typer(help="comply: answers from your regulation and policy documents, with verified citations.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+docs_app = typer.Typer(help="Manage the document library.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+class State:
+    settings: Settings | None = None
+    overrides: dict = {}
+
+
+def settings() -> Settings:
+    """The settings for this invocation (global options + env + config file)."""
+    if State.settings is None:
+        try:
+            State.settings = load_settings(**State.overrides)
+        except SettingsError as e:
+            ctx = _current_context()  # the running command's --json, when it has one
+            fail(str(e), bool(ctx is not None and ctx.params.get("as_json")) or "--json" in sys.argv)
+    return State.settings
+
+
+def _current_context():
+    try:  # typer >= 0.20 runs on its own copy of click
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    return get_current_context(silent=True)
+
+
+def emit(data, as_json: bool, text: str | None = None) -> None:
+    """Print JSON or human text."""
+    if as_json:
+        if is_dataclass(data):
+            data = asdict(data)
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    elif text is not None:
+        typer.echo(text)
+
+
+def fail(message: str, as_json: bool = False, code: int = 1):
+    """Show one error at the edge and exit non-zero."""
+    if as_json:
+        typer.echo(json.dumps({"error": message}))
+    else:
+        typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(
+    home: Annotated[Path | None, typer.Option(help="State directory (env COMPLY_HOME, default ./.comply).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML config file.")] = None,
+    chroma_url: Annotated[str | None, typer.Option(help="Use a Chroma server, e.g. http://127.0.0.1:8000.")] = None,
+):
+    """Global options apply to every command."""
+    configure_offline_environment()
+    State.settings = None
+    State.overrides = {"home": home, "config_file": config, "chroma_url": chroma_url}
+
+
+def audit_user() -> str:
+    """Who the audit trail names for a command run from this shell: cli:<OS user>."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli:unknown"
+
+
+def ready_audit(action: str, as_json: bool):
+    """The home's audit trail, once it is known to be able to record `action` (else one error, and nothing done)."""
+    from assistant.audit import AuditError, AuditLog
+
+    audit = AuditLog.open(settings())
+    try:
+        audit.ready(action)
+    except AuditError as e:
+        fail(str(e), as_json)
+    return audit
+
+
+def record(as_json: bool, write) -> None:
+    """Write an action's audit record(s) once it is done; a trail that failed in between is one error in words."""
+    from assistant.audit import AuditError
+
+    try:
+        write()
+    except AuditError as e:
+        fail(str(e), as_json)
+
+
+def open_library():
+    from ingest.pipeline import Library
+
+    return Library(settings())
