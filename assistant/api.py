@@ -458,7 +458,12 @@ def _save_uploads(uploads: list, folder: Path) -> list[str]:
     """Write each uploaded file under its own name (no folders) in a subfolder of `folder`: their paths."""
     paths = []
     for i, upload in enumerate(uploads):
-        name = Path(str(upload.filename or "").replace("\\", "/")).name.strip() or "upload"
+        name = Path(str(upload.filename or "").replace("\\", "/")).name.strip()
+        if name in ("", ".", "..") or "\x00" in name:  # not a file name: the report names it "upload"
+            name = "upload"
+        if len(name.encode()) > 200:  # file systems take 255 bytes a name: keep the start and the suffix
+            suffix = Path(name).suffix[:16]
+            name = name.encode()[:180].decode(errors="ignore") + suffix
         dest = folder / str(i) / name
         dest.parent.mkdir()
         with open(dest, "wb") as out:

@@ -2,6 +2,7 @@
 stream's events, and the per-token rate limit on a clock the test moves."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +43,18 @@ def test_the_rate_limit_allows_a_burst_then_one_call_per_interval_per_token():
     now[0] = 10.0
     assert limit.take(1) == (0.0, False)
     assert limit.take(1)[1] is True  # a new run of refusals after a call that went ahead
+
+
+def test_uploaded_files_are_saved_under_plain_names_each_in_its_own_folder(tmp_path):
+    import io
+    from types import SimpleNamespace
+
+    from assistant.api import _save_uploads
+
+    names = ["..", "../../etc/passwd", "a\\b\\policy.txt", "é" * 200 + ".pdf", None, "policy.txt"]
+    paths = _save_uploads([SimpleNamespace(filename=n, file=io.BytesIO(b"x")) for n in names], tmp_path)
+    saved = [Path(p).relative_to(tmp_path) for p in paths]
+    assert [p.parts[:1] for p in saved] == [(str(i),) for i in range(len(names))]
+    assert [p.name for p in saved][:3] + [p.name for p in saved][4:] == ["upload", "passwd", "policy.txt", "upload",
+                                                                        "policy.txt"]
+    assert saved[3].suffix == ".pdf" and len(saved[3].name.encode()) <= 200
