@@ -1,5 +1,5 @@
 """The parts of the REST API that need no server: the OpenAI request read as a question and a conversation, the
-stream's events, and the per-token rate limit on a clock the test moves."""
+stream's events, the per-token rate limit on a clock the test moves, and the names uploaded files are saved under."""
 
 import json
 from pathlib import Path
