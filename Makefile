@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-rerank bench-injection reranker entailment sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-api bench-rerank bench-injection reranker entailment sample-corpus clean
 
 install: $(STAMP)
 
@@ -107,6 +107,13 @@ bench-memory: install
 SECURITY_ARGS ?=
 bench-security: install
 	$(BIN)/python -m eval.bench_security $(SECURITY_ARGS)
+
+# Concurrent clients of the REST API against the real server (10 x 3 min: chat completions whole and streamed,
+# /v1/ask, listings, page images, with the small model): 0 errors, every call in the audit trail exactly once;
+# shorter: make bench-api API_ARGS="--duration 60"
+API_ARGS ?=
+bench-api: install
+	$(BIN)/python -m eval.bench_api $(API_ARGS)
 
 # Planted instructions (tests/fixtures/planted/phrasings.json): phrasings caught after ingest, sentences blanked in
 # ObliQA, the sample corpus and the regulation PDFs, and each phrasing's question asked with the default model and
