@@ -1,19 +1,31 @@
 """The audited actions that the app's tabs and the REST API both call: answer a question, add files to the library,
-delete a document. Each checks that the audit trail can record it before acting (fail closed), acts under the
-library lock (answers share it, changes take it alone) and records what it did, with the caller's `context` (where
-the request came from: the API adds `via`, `token_id` and `request_id`). The caller checks the permission first."""
+delete a document, and a user's own conversations (answers saved in them, rename, delete, export, feedback). Each
+checks that the audit trail can record it before acting (fail closed), acts under the library lock (answers share
+it, changes take it alone) and records what it did, with the caller's `context` (where the request came from: the
+API adds `via`, `token_id` and `request_id`). The caller checks the permission first."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from assistant.conversations import (
+    Conversation,
+    ConversationError,
+    Turn,
+    conversation_json,
+    conversation_markdown,
+    new_id,
+)
 from assistant.types import Answer
 from ingest.pipeline import IngestReport
 
 if TYPE_CHECKING:  # the app's services import Gradio; these functions need only their parts
     from assistant.ui_services import Services
+    from assistant.users import User
 
 
 class Waiting:
@@ -23,20 +35,36 @@ class Waiting:
 WAITING = Waiting()
 
 
+@dataclass
+class Kept:
+    """Yielded by `answer_stream` after the Answer when it was asked in a conversation: the turn it was saved as, or
+    why it could not be saved (the answer is recorded in the audit trail either way)."""
+
+    turn: Turn | None
+    error: str | None = None
+
+
 def answer_stream(services: Services, user: str, question: str, *, documents: list[str] | None = None,
                   as_of: str | None = None, strict: bool | None = None, history: list[tuple[str, str]] | None = None,
-                  k: int | None = None, context: dict | None = None) -> Iterator[str | Waiting | Answer]:
+                  k: int | None = None, context: dict | None = None,
+                  conversation: str | None = None) -> Iterator[str | Waiting | Answer | Kept]:
     """Answer `question` as `user`: the draft's text pieces, then the checked Answer once it is recorded in the
-    audit trail. Raises AuditUnavailable at once (before anything is drafted) when the trail cannot record an
-    answer; while iterating, a ValueError for a request that cannot be answered as asked and an AuditError when the
-    answer could not be recorded (it must then not be shown)."""
+    audit trail (and, with `conversation`, saved as that conversation's next turn: a Kept follows). Raises
+    AuditUnavailable at once (before anything is drafted) when the trail cannot record an answer, and
+    ConversationError when `conversation` is another user's; while iterating, a ValueError for a request that cannot
+    be answered as asked and an AuditError when the answer could not be recorded (it must then not be shown)."""
     services.audit.ready("answer")
-    return _answer(services, user, question, documents, as_of, strict, history or [], k, context or {})
+    owner = None
+    if conversation is not None:
+        owner = _user(services, user)
+        services.conversations.check(owner, conversation)
+    return _answer(services, user, question, documents, as_of, strict, history or [], k, context or {},
+                   (owner, conversation) if owner else None)
 
 
 def _answer(services: Services, user: str, question: str, documents: list[str] | None, as_of: str | None,
             strict: bool | None, history: list[tuple[str, str]], k: int | None,
-            context: dict) -> Iterator[str | Waiting | Answer]:
+            context: dict, keep: tuple[User, str] | None) -> Iterator[str | Waiting | Answer | Kept]:
     lock = services.lock
     if not lock.acquire_shared(blocking=False):
         yield WAITING
@@ -54,9 +82,20 @@ def _answer(services: Services, user: str, question: str, documents: list[str] |
     finally:
         lock.release_shared()
     assert answer is not None
+    turn_id = new_id()
+    where = {"conversation": keep[1], "turn": turn_id} if keep else {}  # the trail says where the answer was kept
     services.audit.record_answer(user, answer, index_generation=generation, documents=in_force,
-                                 filters={"documents": documents or [], "as_of": as_of, "strict": strict}, **context)
+                                 filters={"documents": documents or [], "as_of": as_of, "strict": strict},
+                                 **context, **where)
+    kept = None
+    if keep:  # saved only once recorded: the store never holds an answer the trail does not
+        try:
+            kept = Kept(services.conversations.add_turn(keep[0], keep[1], turn_id, question, answer.to_record()))
+        except (ConversationError, sqlite3.Error) as e:
+            kept = Kept(None, str(e))
     yield answer
+    if kept:
+        yield kept
 
 
 def answer(services: Services, user: str, question: str, **options) -> Answer:
@@ -93,3 +132,52 @@ def delete_document(services: Services, user: str, document_id: str, version: in
         services.audit.record_document(user, "document.delete", document_id=document_id, version=version,
                                        file=None, ok=True, **(context or {}))
     return keys
+
+
+def _user(services: Services, name: str) -> User:
+    user = services.users.get(name)
+    if user is None:
+        raise ConversationError(f"no user '{name}'")
+    return user
+
+
+def rename_conversation(services: Services, user: User, conversation_id: str, title: str, *,
+                        context: dict | None = None) -> Conversation:
+    """Rename one of `user`'s conversations; recorded as `conversation.rename` (refusals too)."""
+    with services.audit.recorded(user.name, "conversation.rename", failures=True, conversation=conversation_id,
+                                 title=title, **(context or {})):
+        return services.conversations.rename(user, conversation_id, title)
+
+
+def delete_conversation(services: Services, user: User, conversation_id: str, *,
+                        context: dict | None = None) -> Conversation:
+    """Delete one of `user`'s conversations from the store; `conversation.delete` records that it was (its title and
+    how many answers it held; the answers themselves are in the trail's `answer` records)."""
+    with services.audit.recorded(user.name, "conversation.delete", failures=True, conversation=conversation_id,
+                                 **(context or {})) as outcome:
+        gone = services.conversations.delete(user, conversation_id)
+        outcome.update(title=gone.title, turns=gone.size)
+    return gone
+
+
+def export_conversation(services: Services, user: User, conversation_id: str, fmt: str, *,
+                        context: dict | None = None) -> tuple[Conversation, str]:
+    """One of `user`'s conversations as Markdown (`md`) or JSON (`json`) text with its answers' citations; recorded
+    as `conversation.export` before it is handed out (AuditUnavailable, and no text, when it cannot be)."""
+    if fmt not in ("md", "json"):
+        raise ValueError(f"unknown export format '{fmt}' (md or json)")
+    with services.audit.recorded(user.name, "conversation.export", failures=True, conversation=conversation_id,
+                                 format=fmt, **(context or {})):
+        conversation = services.conversations.get(user, conversation_id)
+    return conversation, (conversation_markdown if fmt == "md" else conversation_json)(conversation)
+
+
+def rate_answer(services: Services, user: User, turn_id: str, verdict: str, comment: str | None = None, *,
+                context: dict | None = None) -> Turn:
+    """`user`'s thumbs up or down, with an optional comment, on one of their saved answers; recorded as
+    `answer.feedback` (the answer's `turn` and `conversation`, the verdict and the comment)."""
+    with services.audit.recorded(user.name, "answer.feedback", failures=True, turn=turn_id, verdict=verdict,
+                                 comment=(comment or "").strip() or None, **(context or {})) as outcome:
+        turn = services.conversations.rate(user, turn_id, verdict, comment)
+        outcome["conversation"] = turn.conversation
+    return turn

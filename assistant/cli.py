@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 # each group of commands registers itself on `app` when imported
-from assistant import cli_adapt, cli_eval, cli_finetune, cli_ui  # noqa: F401
+from assistant import cli_adapt, cli_eval, cli_feedback, cli_finetune, cli_ui  # noqa: F401
 from assistant.cli_common import (
     JsonOpt,
     app,

@@ -1,5 +1,6 @@
 """What every tab of the browser app shares: one Library, one Assistant (the model loads once per process), the
-user store, the audit trail, the library lock, and the server-side permission check each handler starts with."""
+user store, the audit trail, the conversation store, the library lock, and the server-side permission check each
+handler starts with."""
 
 import asyncio
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from assistant.audit import AuditError, AuditLog
+from assistant.conversations import ConversationStore
 from assistant.pipeline import Assistant
 from assistant.sessions import LoginRefused, Logins, LoginThrottle, SessionTable
 from assistant.users import PermissionDenied, User, UserStore, require
@@ -94,6 +96,7 @@ class Services:
         self.library = library or Library(settings)
         self.users = UserStore(settings.users_path)
         self.audit = AuditLog.open(settings)
+        self.conversations = ConversationStore(settings.conversations_path)
         self.sessions = SessionTable(self.users, self.audit, idle_s=settings.session_idle_minutes * 60,
                                      max_s=settings.session_max_hours * 3600)
         self.logins = Logins(self.users, self.audit, LoginThrottle(

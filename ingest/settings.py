@@ -240,6 +240,10 @@ class Settings(BaseSettings):
         return self.home / "tokens.sqlite3"
 
     @property
+    def conversations_path(self) -> Path:
+        return self.home / "conversations.sqlite3"
+
+    @property
     def eval_dir(self) -> Path:
         return self.home / "eval"
 
