@@ -50,7 +50,9 @@ demo: install
 	$(BIN)/comply --home $(HOME_DIR) adapters ensure-default
 	$(BIN)/comply --home $(HOME_DIR) ask "$(DEMO_QUESTION)"
 
+# the import contracts first (pyproject.toml [tool.importlinter]; docs/architecture.md, "Layers"), then the tests
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: install
