@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ingest.settings import Settings
+from ingest.types import ComplyError
 
 CARD = "card.json"
 CONFIG = "adapter_config.json"
@@ -17,7 +18,7 @@ ACTIVE = "ACTIVE"
 GATE_METRIC = "citation_precision"
 
 
-class AdapterError(ValueError):
+class AdapterError(ComplyError, ValueError):
     """A registry operation was refused or failed: the reason."""
 
 

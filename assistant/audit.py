@@ -20,6 +20,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from assistant.types import Answer, Citation
+from ingest.types import ComplyError
 
 GENESIS = "0" * 64  # prev_hash of the first record
 RESERVED = ("seq", "time", "user", "action", "prev_hash", "hash")
@@ -28,7 +29,7 @@ LOCK_TIMEOUT_S = 30
 _CSV_ESCAPE = ("=", "+", "-", "@", "\t", "\r", "'")  # spreadsheet formula starts (and the escape itself)
 
 
-class AuditError(Exception):
+class AuditError(ComplyError):
     """The audit trail cannot be written or read as asked (lock timeout, incomplete last record, bad filter)."""
 
 

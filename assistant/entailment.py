@@ -22,6 +22,7 @@ from assistant.words import content_words
 from ingest.chunking import sentence_spans
 from ingest.embedding import pick_device, use_bf16
 from ingest.settings import DEFAULT_ENTAILMENT, Settings
+from ingest.types import ComplyError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "entailment"
 PREMISE_CHARS = 700
 
 
-class EntailmentError(Exception):
+class EntailmentError(ComplyError):
     """An entailment model folder could not be loaded: the path and the reason."""
 
     def __init__(self, path: str, reason: str):

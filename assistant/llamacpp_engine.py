@@ -19,12 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ingest.types import ComplyError
+
 # a token picker: next-token logits (float32, writable) -> the token id, or None to end the answer
 Picker = Callable[[np.ndarray], "int | None"]
 _DONE = object()
 
 
-class EngineError(RuntimeError):
+class EngineError(ComplyError, RuntimeError):
     """llama.cpp could not run a request (the model or adapter failed to load, a prompt too long for a slot)."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from assistant.packaged import SMOLLM2_135M, PackagedModelError, gguf_path, packaged_model
 from ingest.embedding import pick_device, use_bf16
 from ingest.settings import Settings
+from ingest.types import ComplyError
 
 PACKAGED_GGUF = SMOLLM2_135M.file
 PACKAGED_NAME = SMOLLM2_135M.name
@@ -30,7 +31,7 @@ _MODEL_PENALTY = {SMOLLM2_135M.setting: REPETITION_PENALTY}
 _MODEL_PROMPT = {SMOLLM2_135M.setting: 1}
 
 
-class GeneratorError(Exception):
+class GeneratorError(ComplyError):
     """The generator cannot be set up as configured: unknown backend, missing package, unusable adapter."""
 
 

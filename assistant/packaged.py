@@ -15,8 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.types import ComplyError
 
-class PackagedModelError(Exception):
+
+class PackagedModelError(ComplyError):
     """A packaged model is missing, incomplete or not the published file."""
 
 

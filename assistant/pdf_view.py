@@ -16,13 +16,13 @@ from pathlib import Path
 from assistant.types import Citation
 from ingest.catalog import Catalog
 from ingest.decompression import check_pdf
-from ingest.types import IngestError
+from ingest.types import ComplyError, IngestError
 
 HIGHLIGHT_FILL = (255, 214, 0, 110)  # translucent marker yellow
 HIGHLIGHT_EDGE = (200, 120, 0, 255)
 
 
-class SourceViewError(Exception):
+class SourceViewError(ComplyError):
     """A cited source cannot be shown (document or stored file gone, page out of range); the reason says which."""
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 from ingest.embedding import pick_device, use_bf16
 from ingest.settings import DEFAULT_RERANKER, Settings
+from ingest.types import ComplyError
 
 log = logging.getLogger(__name__)
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "data" / "rerankers"
 
 
-class RerankerError(Exception):
+class RerankerError(ComplyError):
     """A reranker folder could not be loaded: the path and the reason."""
 
     def __init__(self, path: str, reason: str):

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 from assistant.audit import AuditError, AuditLog
 from assistant.users import User, UserStore
+from ingest.types import ComplyError
 
 _FORGET_S = 24 * 3600  # failures older than this no longer count
 _MAX_TRACKED = 100_000  # names and addresses remembered at most (random names must not fill the memory)
 
 
-class LoginRefused(Exception):
+class LoginRefused(ComplyError):
     """A login that is not even checked: too many wrong passwords lately, or the audit trail cannot record it."""
 
     def __init__(self, message: str, retry_after_s: float | None = None):

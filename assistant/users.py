@@ -15,6 +15,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from ingest.types import ComplyError
+
 ROLES = ("viewer", "editor", "admin")  # each role may do everything the roles before it may do
 PERMISSIONS: dict[str, str] = {
     "chat": "viewer",
@@ -32,7 +34,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _HASHER = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
 
 
-class PermissionDenied(Exception):
+class PermissionDenied(ComplyError):
     """A user tried something their role does not allow."""
 
     def __init__(self, user: str, role: str, permission: str):
@@ -41,7 +43,7 @@ class PermissionDenied(Exception):
         super().__init__(f"user '{user}' (role {role}) may not use '{permission}': it needs the {self.needed} role")
 
 
-class UserError(Exception):
+class UserError(ComplyError):
     """A user-management request that cannot be done: unknown user, duplicate, bad role, weak password, last admin."""
 
 

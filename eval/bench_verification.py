@@ -28,11 +28,12 @@ from eval.bench_ingest import cpu_model
 from eval.verification_set import PATH, SUPPORTED_KINDS, WRONG_KINDS, Item, load_items, to_retrieved
 from ingest.embedding import load_embedder
 from ingest.settings import Settings
+from ingest.types import ComplyError
 
 BOOTSTRAP_SAMPLES = 2000
 
 
-class ChecksUnavailable(RuntimeError):
+class ChecksUnavailable(ComplyError, RuntimeError):
     """`--checks all` asked for a verifier builder this version of comply does not have."""
 
 

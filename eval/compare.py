@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 from eval.metrics import ANSWER_KEYS, RETRIEVAL_KEYS, aggregate
+from ingest.types import ComplyError
 
 
-class CompareError(Exception):
+class CompareError(ComplyError):
     """A run directory cannot be compared: the directory and the reason."""
 
     def __init__(self, run_dir: str | Path, reason: str):

@@ -11,6 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest.types import ComplyError
+
 QUESTION_KEYS = ("id", "question", "answerable", "answer", "evidence", "also")
 EVIDENCE_KEYS = ("document", "page", "passage_id", "quote")
 
@@ -41,7 +43,7 @@ class GoldQuestion:
     also: list[Evidence] = field(default_factory=list)
 
 
-class DatasetError(Exception):
+class DatasetError(ComplyError):
     """A gold file could not be read: the file, the 1-based line (None when not line-based) and the reason."""
 
     def __init__(self, path: str | Path, line_no: int | None, reason: str):

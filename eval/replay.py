@@ -19,9 +19,10 @@ import sys
 from pathlib import Path
 
 from ingest.settings import Settings
+from ingest.types import ComplyError
 
 
-class ReplayError(Exception):
+class ReplayError(ComplyError):
     """A run cannot be replayed: the reason."""
 
 

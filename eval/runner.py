@@ -41,6 +41,7 @@ from eval.metrics import (
 )
 from ingest.pipeline import Library
 from ingest.settings import Settings
+from ingest.types import ComplyError
 
 K = 10  # ranked items kept per question for the retrieval metrics
 CONFIG_FILE = "run_config.json"
@@ -50,7 +51,7 @@ METRICS_FILE = "metrics.json"
 SELECTION_KEYS = ("dataset", "format", "limit", "sample_seed", "part", "parts_seed")
 
 
-class RunError(Exception):
+class RunError(ComplyError):
     """An evaluation run cannot go on in its output directory: the directory and the reason."""
 
     def __init__(self, out: str | Path, reason: str):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from assistant.citations import parse_markers
 from assistant.types import Retrieved
-from ingest.types import Chunk
+from ingest.types import Chunk, ComplyError
 
 PATH = Path(__file__).resolve().parent.parent / "data" / "verification" / "labelled.jsonl"
 
@@ -59,7 +59,7 @@ class Item:
         return self.label == "wrong"
 
 
-class InvalidItem(ValueError):
+class InvalidItem(ComplyError, ValueError):
     """An item that breaks the schema, with its id and the reason."""
 
 

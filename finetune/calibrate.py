@@ -18,12 +18,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ingest.settings import Settings
+from ingest.types import ComplyError
 
 DEFAULT_TARGET = 0.8
 MIN_KEPT = 10  # a threshold must keep at least this many answers: precision over fewer is noise
 
 
-class CalibrationError(Exception):
+class CalibrationError(ComplyError):
     """The threshold could not be calibrated: the reason."""
 
 

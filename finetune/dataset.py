@@ -28,7 +28,7 @@ from eval.metrics import matches, ranked_item_from_chunk, relevant
 from finetune.pii import DEFAULT_KINDS, Scrubber
 from ingest.chunking import sentence_spans
 from ingest.pipeline import Library
-from ingest.types import Chunk
+from ingest.types import Chunk, ComplyError
 
 # Bumped whenever cited_target() writes targets differently: data built with another format is stale.
 TARGET_FORMAT = 2  # 1: "<quote> [n]."; 2: "According to [n], <quote>."
@@ -42,7 +42,7 @@ LAYOUTS = ("prompt", "raft")  # DataConfig.layout
 ORDERS = ("retrieval", "shuffled")  # DataConfig.order (layout "raft")
 
 
-class DataError(Exception):
+class DataError(ComplyError):
     """Training data could not be built or read: the reason."""
 
 

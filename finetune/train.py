@@ -19,11 +19,12 @@ from pathlib import Path
 
 from finetune.dataset import Example, load_examples
 from ingest.settings import Settings
+from ingest.types import ComplyError
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class TrainError(Exception):
+class TrainError(ComplyError):
     """Training could not start or continue: the reason."""
 
 

@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ingest.types import ComplyError
+
 CHECKPOINT = "checkpoint.pt"
 BEST = "best"
 
 
-class TrainError(Exception):
+class TrainError(ComplyError):
     """Training cannot start or go on: the reason."""
 
 

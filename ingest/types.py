@@ -8,7 +8,13 @@ from datetime import date
 from pathlib import Path
 
 
-class IngestError(Exception):
+class ComplyError(Exception):
+    """The base of every error comply raises on purpose: its message says, in words, what was wrong and with what
+    (a file, a user, a setting, a model), so an edge (CLI, browser app, API) shows it as it is. Anything else that
+    escapes is a bug."""
+
+
+class IngestError(ComplyError):
     """A file could not be ingested; carries the file and a specific, human-readable reason."""
 
     def __init__(self, file: str | Path, reason: str, *, pages: list[int] | None = None):
