@@ -51,7 +51,8 @@ def served(tmp_path_factory):
     assert revoked.exit_code == 0, revoked.output
     port = free_port()
     log = open(home / "serve.log", "w")  # noqa: SIM115 - closed below, after the server
-    env = {**os.environ, "COMPLY_MAX_NEW_TOKENS": "48", "COMPLY_API_RATE_PER_MINUTE": str(RATE)}
+    env = {**os.environ, "COMPLY_MAX_NEW_TOKENS": "48", "COMPLY_API_RATE_PER_MINUTE": str(RATE),
+           "COMPLY_UPLOAD_QUOTA_MB": "1"}  # small, so that an upload over it is cheap to send
     server = subprocess.Popen([str(Path(sys.executable).with_name("comply")), "--home", str(home), "serve", "--port",
                                str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -219,6 +220,8 @@ def test_documents_list_upload_page_and_delete(served, tmp_path):
         assert [(f["status"], f["version"]) for f in newer.json()["files"]] == [("new_version", 2)], newer.text
         bad_date = let_in(editor.post("/v1/documents", data={"effective_date": "soon"}, files=files[:1]))
         assert bad_date.status_code == 400 and "effective date" in bad_date.json()["detail"]
+        too_big = let_in(editor.post("/v1/documents", files={"files": ("big.txt", b"x " * 600_000, "text/plain")}))
+        assert too_big.status_code == 413 and "upload_quota_mb" in too_big.json()["detail"]
 
         deleted = let_in(editor.delete(f"/v1/documents/{document}"))
         assert deleted.status_code == 200 and sorted(deleted.json()["deleted"]) == [f"{document}@v1", f"{document}@v2"]
@@ -281,7 +284,7 @@ def test_the_audit_route_is_for_admins_and_every_call_is_recorded_exactly_once(s
     assert seen == CALLS
     by_action = Counter(r["action"] for r in records if r.get("via") == "api")
     assert by_action["access.denied"] == 3 and by_action["api.throttled"] == 1
-    assert by_action["answer"] == 4 and by_action["document.upload"] == 3 and by_action["document.delete"] == 2
+    assert by_action["answer"] == 4 and by_action["document.upload"] == 4 and by_action["document.delete"] == 2
     assert by_action["document.supersede"] == 1
     denied = next(r for r in records if r["action"] == "access.denied" and r.get("via") == "api")
     assert (denied["user"], denied["permission"], denied["role"]) == ("vic", "documents.write", "viewer")
