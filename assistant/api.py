@@ -126,6 +126,8 @@ class ApiRoutes:
         route = functools.partial(self.api.add_api_route, dependencies=[Depends(HTTPBearer(auto_error=False))])
         route("/v1/chat/completions", self.chat_completions, methods=["POST"],
               summary="OpenAI-compatible chat completion with citations (role: viewer)")
+        route("/v1/models", self.models, methods=["GET"],
+              summary="OpenAI-compatible: the one model that answers, comply's generator (role: viewer)")
         route("/v1/ask", self.ask, methods=["POST"], summary="An answer as `comply ask --json` (role: viewer)")
         route("/v1/documents", self.list_documents, methods=["GET"], summary="The library (role: viewer)")
         route("/v1/documents", self.upload, methods=["POST"], openapi_extra=UPLOAD_BODY,
@@ -221,6 +223,19 @@ class ApiRoutes:
         except AuditError:
             return JSONResponse({"status": "unavailable", "audit": "cannot record"}, status_code=503)
         return JSONResponse({"status": "ok", "audit": "ok"})
+
+    async def models(self, request: Request) -> JSONResponse:
+        """OpenAI's model list, for clients that ask for it before chatting: comply's generator, whatever `model`
+        a chat completion names."""
+        who = await self.caller(request, "chat")
+
+        def listed() -> str:
+            with self.services.audit.recorded(who.user.name, "models.list", failures=True, **who.context):
+                return self.services.assistant.generator.model_name
+
+        model = await self.act(who, listed)
+        return JSONResponse({"object": "list", "data": [{"id": model, "object": "model", "created": 0,
+                                                          "owned_by": "comply"}]}, headers=who.headers)
 
     async def ask(self, body: AskRequest, request: Request) -> JSONResponse:
         """Answer a question: the record `comply ask --json` prints (answer, sentences with their verdicts,

@@ -103,7 +103,7 @@ def test_health_needs_no_token_and_the_docs_list_the_routes(served):
     docs = httpx.get(f"{url}/api/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     paths = httpx.get(f"{url}/api/openapi.json").json()["paths"]
-    assert {"/v1/chat/completions", "/v1/ask", "/v1/documents", "/v1/documents/{document_id}",
+    assert {"/v1/chat/completions", "/v1/models", "/v1/ask", "/v1/documents", "/v1/documents/{document_id}",
             "/v1/documents/{document_id}/pages/{page}", "/v1/audit", "/v1/health"} <= set(paths)
 
 
@@ -130,6 +130,9 @@ def test_the_openai_client_gets_a_cited_answer_and_the_server_stays_responsive(s
         prober.join()
     CALLS[raw.headers["x-request-id"]] += 1
     completion = raw.parse()
+    models = client.models.with_raw_response.list()
+    CALLS[models.headers["x-request-id"]] += 1
+    assert [m.id for m in models.parse().data] == [completion.model]
     extra = completion.model_extra
     assert completion.model == "SmolLM2-135M-Instruct" and completion.choices[0].finish_reason == "stop"
     assert not extra["abstained"] and extra["abstain_reason"] is None, completion
