@@ -61,7 +61,11 @@ def served(tmp_path_factory):
         yield url, home, {name: secret for name, (_, secret) in tokens.items()}
     finally:
         server.terminate()
-        server.wait(30)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
         log.close()
 
 
