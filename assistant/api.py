@@ -25,12 +25,13 @@ from typing import NoReturn
 
 import anyio
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
 from assistant import actions
 from assistant.api_chat import DONE, ChatRequest, chunk, completion, comply_fields, error_event
+from assistant.api_docs import docs_html
 from assistant.audit import AuditError
 from assistant.pdf_view import SourceViewError, page_view
 from assistant.tokens import ApiToken, TokenStore
@@ -117,11 +118,12 @@ class ApiRoutes:
         self._uploading: dict[str, int] = {}  # user -> bytes of API uploads being received or ingested
         self._upload_lock = threading.Lock()
         self._streams: set[asyncio.Task] = set()  # answers still being written for a stream whose client left
-        self.api = FastAPI(title="comply API", version="1", docs_url="/api/docs", openapi_url="/api/openapi.json",
+        self.api = FastAPI(title="comply API", version="1", docs_url=None, openapi_url="/api/openapi.json",
                            redoc_url=None, description="Answers from your policies with checked citations. "
                            "Authorization: Bearer <token> (`comply users token NAME`). See docs/api.md.")
+        self.api.add_api_route("/api/docs", self.docs, methods=["GET"], include_in_schema=False)
         self.api.add_api_route("/v1/health", self.health, methods=["GET"],
-                               summary="Whether the server can answer and audit (no token)")
+                               summary="Whether the server can answer and audit")
         # the token is read by `caller`; this only tells the docs (their Authorize button) how it is sent
         route = functools.partial(self.api.add_api_route, dependencies=[Depends(HTTPBearer(auto_error=False))])
         route("/v1/chat/completions", self.chat_completions, methods=["POST"],
@@ -215,6 +217,10 @@ class ApiRoutes:
         refuse(error, who)
 
     # -- routes ----------------------------------------------------------------------------------------------------
+
+    async def docs(self) -> HTMLResponse:
+        """The routes as a page drawn from the OpenAPI schema, offline (assistant/api_docs.py)."""
+        return HTMLResponse(docs_html(self.api.openapi()))
 
     async def health(self) -> JSONResponse:
         """`{"status": "ok"}` when the audit trail can take records (so every audited call can be done); else 503."""
