@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from assistant.types import Citation
@@ -148,6 +148,8 @@ def citation_view(catalog: Catalog, citation: Citation, *, max_decompressed_page
         raise SourceViewError(f"document '{citation.document_id}' version {citation.version} is not in the library")
     view = PageView(title=citation.title, file=citation.file, page=citation.page, page_label=citation.page_label,
                     clause=citation.clause)
+    if not citation.char_end and citation.chunk_id and citation.quote:
+        citation = _located(catalog, citation)
     if record.kind == "pdf" and citation.page is not None:
         view.image, view.boxes = render_pdf_page(_stored_pdf(record), citation.page, citation.char_start,
                                                  citation.char_end,
@@ -187,6 +189,16 @@ def page_view(catalog: Catalog, document_id: str, page: int, *, version: int | N
                                              max_decompressed_file_mb=max_decompressed_file_mb)
     view.highlighted = bool(view.boxes)
     return view
+
+
+def _located(catalog: Catalog, citation: Citation) -> Citation:
+    """A citation from a saved answer (its record keeps no offsets) with its quote's offsets found in its chunk."""
+    chunk = catalog.chunks([citation.chunk_id]).get(citation.chunk_id)
+    pattern = r"\s+".join(map(re.escape, citation.quote.split()))  # the quote's spaces were closed up
+    found = re.search(pattern, chunk.text) if chunk else None
+    if found is None:
+        return citation
+    return replace(citation, char_start=chunk.char_start + found.start(), char_end=chunk.char_start + found.end())
 
 
 def _stored_pdf(record) -> Path:

@@ -122,3 +122,21 @@ class Answer:
             "citation_score": self.citation_score,
             "abstain_reason": self.abstain_reason,
         }
+
+    @classmethod
+    def from_record(cls, record: dict) -> Answer:
+        """The Answer a `to_record()` dict was made from, as far as it tells (a saved answer shown again): sources
+        keep what the record lists of them (no file, quote or version: version 0), and citations' offsets on the page
+        are not in it (0)."""
+        sentences = [Sentence(s["text"], list(s["citations"]), s["supported"], s["support_score"],
+                              list(s["attached_by_verifier"]), list(s["corrected_by_verifier"]), s["issue"],
+                              list(s["flags"]), s["entailment"]) for s in record["sentences"]]
+        citations = [Citation(c["n"], c["document_id"], c["file"], c["title"], c["page"], c["clause"], c["quote"],
+                              c["score"], chunk_id=c["chunk_id"], page_label=c["page_label"],
+                              content_hash=c["content_hash"], version=c["version"], rerank_score=c["rerank_score"])
+                     for c in record["citations"]]
+        sources = [Citation(c["n"], c["document_id"], "", c["title"], c["page"], c["clause"], "", c["score"],
+                            version=0, rerank_score=c["rerank_score"]) for c in record["sources"]]
+        return cls(record["question"], record["answer"], record["abstained"], sentences, citations, record["model"],
+                   record["adapter"], dict(record["timings"]), sources, record["raw_answer"], record["confidence"],
+                   record["citation_score"], record["abstain_reason"])

@@ -63,7 +63,7 @@ def build_app(services: Services) -> gr.Blocks:
             is_admin = allowed(user.role, "users")
             keep = gr.update()
             who = f"Logged in as **{user.name}** ({user.role})"
-            head = (who, gr.update(choices=document_choices(services)),
+            head = (who, gr.update(choices=document_choices(services)), chat.on_load(request),
                     *(gr.update(visible=is_admin) for _ in range(3)))
             return (*head, *documents.on_load(request),
                     *(evaluation.on_load(request) if is_admin else (keep,) * 3),
@@ -71,7 +71,7 @@ def build_app(services: Services) -> gr.Blocks:
                     *(admin.on_load(request) if is_admin else (keep,) * 4))
 
         demo.load(on_load, None, [
-            banner, chat.documents, eval_tab, adapters_tab, admin_tab,
+            banner, chat.documents, chat.conversation_list, eval_tab, adapters_tab, admin_tab,
             documents.table, documents.write_area, documents.supersede_doc, documents.delete_doc,
             evaluation.past, evaluation.run_a, evaluation.run_b,
             adapters.summary, adapters.table, adapters.name,

@@ -1,22 +1,38 @@
 """The Ask tab: a streamed answer, then the verified answer with [n] markers, flagged sentences, source cards, and
-each source opened at its page with the quoted span highlighted. Every answer goes to the audit trail."""
+each source opened at its page with the quoted span highlighted. Every answer goes to the audit trail and into the
+user's current conversation; the sidebar lists their conversations (reopen, rename, export, delete), and the last
+answer takes a thumbs up or down with a comment."""
 
 import html
-from dataclasses import asdict
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import gradio as gr
 
-from assistant.actions import WAITING, answer_stream
+from assistant.actions import (
+    WAITING,
+    Kept,
+    answer_stream,
+    delete_conversation,
+    export_conversation,
+    rate_answer,
+    rename_conversation,
+)
 from assistant.audit import AuditError
+from assistant.conversations import ConversationError, new_id
 from assistant.pdf_view import SourceViewError, citation_view, describe_place
 from assistant.pipeline import WITHHELD_REASONS
 from assistant.types import Answer, Citation
 from assistant.ui_services import Services, audit_shown, parse_date
+from assistant.users import User
 
 STREAM_CURSOR = " ▍"
 # The streamed text is the model's draft: it is shown as such until the checked answer replaces it.
 DRAFT_LABEL = "_Draft, not yet checked against the sources:_\n\n"
 UNSUPPORTED_NOTE = "not supported by the cited sources"
+SOURCES_HINT = "<p class='hint'>Sources for the answer appear here.</p>"
+VERDICT_WORDS = {"up": "👍 helpful", "down": "👎 not helpful"}
 
 
 # What the chat says under an abstention whose cause is not simply "the documents do not say".
@@ -68,12 +84,18 @@ def sources_html(answer: Answer) -> str:
         items.append(
             f"<div class='source-card' data-n='{c.n}'>"
             f"<div class='source-head'><span class='source-n'>[{c.n}]</span> <b>{esc(c.title)}</b></div>"
-            f"<div class='source-where'>{esc(c.file)} · {esc(where(c))} · v{c.version} · "
-            f"retrieval score {c.score:.4f}</div>"
+            f"<div class='source-where'>{_source_where(c)}</div>"
             f"<blockquote>{esc(c.quote)}</blockquote></div>")
     if not items:
         items.append("<p>No passage in the library is close to this question.</p>")
     return f"<div class='sources'>{head}{''.join(items)}</div>"
+
+
+def _source_where(c: Citation) -> str:
+    """File, place, version and score of a source card; a saved answer's nearest sources have no file or version."""
+    parts = (html.escape(c.file), html.escape(where(c)), f"v{c.version}" if c.version else "",
+             f"retrieval score {c.score:.4f}")
+    return " · ".join(p for p in parts if p)
 
 
 def _verification(answer: Answer) -> str:
@@ -108,6 +130,20 @@ class ChatTab:
     def build(self) -> None:
         """Create the components and wire the events (inside a gr.Tab)."""
         with gr.Row():
+            with gr.Column(scale=1, min_width=220, elem_id="conversation-sidebar"):
+                self.new_button = gr.Button("New conversation", size="sm", elem_id="new-conversation")
+                self.conversation_list = gr.Radio(label="Your conversations (newest first)", choices=[],
+                                                  elem_id="conversations")
+                self.title = gr.Textbox(label="Title", max_lines=1, elem_id="conversation-title")
+                with gr.Row():
+                    self.rename_button = gr.Button("Rename", size="sm", elem_id="rename-conversation")
+                    self.export_button = gr.Button("Export", size="sm", elem_id="export-conversation")
+                self.delete_confirm = gr.Checkbox(label="Yes, delete this conversation for good",
+                                                  elem_id="delete-conversation-confirm")
+                self.delete_button = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
+                self.conversation_status = gr.Markdown(elem_id="conversation-status")
+                self.export_files = gr.File(label="Exported conversation (Markdown, JSON)", file_count="multiple",
+                                            interactive=False, visible=False, elem_id="conversation-export")
             with gr.Column(scale=3):
                 self.chat = gr.Chatbot(label="Conversation", height=420, elem_id="chat", buttons=["copy"],
                                        feedback_options=None, group_consecutive_messages=False)
@@ -115,7 +151,12 @@ class ChatTab:
                     self.question = gr.Textbox(label="Your question", placeholder="e.g. How long must customer "
                                                "records be kept?", scale=5, elem_id="question", lines=1)
                     self.ask_button = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                self.new_button = gr.Button("New conversation", size="sm")
+                with gr.Row(visible=False, elem_id="feedback") as self.feedback_row:
+                    self.thumbs_up = gr.Button("👍 Helpful", size="sm", scale=0, elem_id="thumbs-up")
+                    self.thumbs_down = gr.Button("👎 Not helpful", size="sm", scale=0, elem_id="thumbs-down")
+                    self.comment = gr.Textbox(placeholder="What was right or wrong? (optional)", show_label=False,
+                                              max_lines=2, scale=3, elem_id="feedback-comment")
+                self.feedback_status = gr.Markdown(elem_id="feedback-status")
             with gr.Column(scale=2):
                 self.documents = gr.Dropdown(label="Only these documents (optional)", multiselect=True, choices=[],
                                              elem_id="doc-filter")
@@ -137,66 +178,103 @@ class ChatTab:
                 self.page_text = gr.HTML(visible=False, elem_id="page-text")
         self.history = gr.State([])
         self.citations = gr.State([])
+        self.conversation = gr.State(None)  # the id of the conversation on screen; None until its first answer
+        self.last_turn = gr.State(None)  # the id of its last saved answer, which the thumbs rate
 
-        outputs = [self.chat, self.history, self.sources, self.source_pick, self.citations, self.question]
-        inputs = [self.question, self.chat, self.history, self.documents, self.as_of, self.strict]
+        shown = [self.conversation, self.last_turn, self.conversation_list, self.feedback_row, self.feedback_status]
+        outputs = [self.chat, self.history, self.sources, self.source_pick, self.citations, self.question, *shown]
+        inputs = [self.question, self.chat, self.history, self.documents, self.as_of, self.strict, self.conversation]
         # A question asked while another is answered runs after it instead of being dropped.
         self.ask_button.click(self.ask, inputs, outputs, api_name="ask", trigger_mode="always_last")
         self.question.submit(self.ask, inputs, outputs, api_name=False, trigger_mode="always_last")
         self.source_pick.change(self.open_source, [self.source_pick, self.citations],
                                 [self.source_caption, self.page_image, self.page_text], api_name="open_source")
-        cleared = [self.chat, self.history, self.sources, self.source_pick, self.citations]
+        cleared = [self.chat, self.history, self.sources, self.source_pick, self.citations, *shown, self.title]
         self.new_button.click(self.new_conversation, None, cleared, api_name=False)
         self.chat.clear(self.new_conversation, None, cleared, api_name=False)  # the chat's own bin icon
+        self.conversation_list.input(self.open_conversation, [self.conversation_list], [*cleared, self.comment],
+                                     api_name=False)
+        self.rename_button.click(self.rename, [self.conversation, self.title],
+                                 [self.conversation_list, self.conversation_status], api_name=False)
+        self.delete_button.click(self.delete, [self.conversation, self.delete_confirm],
+                                 [*cleared, self.delete_confirm, self.conversation_status], api_name=False)
+        self.export_button.click(self.export, [self.conversation], [self.export_files, self.conversation_status],
+                                 api_name=False)
+        rated = [self.last_turn, self.comment]
+        self.thumbs_up.click(self.rate_up, rated, [self.feedback_status], api_name=False)
+        self.thumbs_down.click(self.rate_down, rated, [self.feedback_status], api_name=False)
+
+    def conversation_choices(self, user: User) -> list[tuple[str, str]]:
+        """(title and day, id) of `user`'s conversations, newest first, for the sidebar."""
+        return [(f"{c.title} · {c.updated[:10]}", c.id) for c in self.services.conversations.list(user)]
+
+    def on_load(self, request: gr.Request):
+        """The sidebar of a page just opened (or reloaded): the user's conversations."""
+        user = self.services.authorize(request, "chat")
+        return gr.update(choices=self.conversation_choices(user), value=None)
 
     def ask(self, question: str, chat: list, history: list, documents: list, as_of: str, strict: bool,
-            request: gr.Request):
+            conversation: str | None, request: gr.Request):
         """Stream an answer into the chat, then show it verified with its sources; record it in the audit."""
         user = self.services.authorize(request, "chat")
         question = (question or "").strip()
         keep = gr.update()
+        unchanged = (keep,) * 5  # the conversation, its last answer, the sidebar, the thumbs and their note
+        conversation = conversation or new_id()  # a new conversation is saved with its first answer
         try:  # a warning, not an error: an error would cover every output panel with a red badge
             if not question:
                 raise gr.Error("Type a question first.")
             as_of = parse_date(as_of, "as-of date")
             with audit_shown():  # fail closed: no answer, not even its draft, that cannot be recorded
                 stream = answer_stream(self.services, user.name, question, documents=documents or None, as_of=as_of,
-                                       strict=bool(strict), history=[tuple(pair) for pair in history or []])
-        except gr.Error as e:
-            gr.Warning(e.message)
-            yield keep, keep, keep, keep, keep, keep
+                                       strict=bool(strict), history=[tuple(pair) for pair in history or []],
+                                       conversation=conversation)
+        except (gr.Error, ConversationError) as e:
+            gr.Warning(getattr(e, "message", str(e)))
+            yield keep, keep, keep, keep, keep, keep, *unchanged
             return
         chat = list(chat or []) + [{"role": "user", "content": question},
                                    {"role": "assistant", "content": "Searching the documents…"}]
-        yield chat, history, "<p class='hint'>Searching the documents…</p>", gr.update(choices=[], value=None), [], ""
+        yield (chat, history, "<p class='hint'>Searching the documents…</p>", gr.update(choices=[], value=None), [],
+               "", keep, keep, keep, gr.update(visible=False), "")
         pieces: list[str] = []
-        answer = None
+        answer = kept = None
         try:
             for item in stream:
+                if isinstance(item, Kept):
+                    kept = item
+                    continue
                 if isinstance(item, Answer):
                     answer = item
-                    break
+                    continue
                 if item is WAITING:
                     chat[-1]["content"] = "Waiting for a change to the library or the adapter to finish…"
                 else:
                     pieces.append(item)
                     chat[-1]["content"] = DRAFT_LABEL + "".join(pieces) + STREAM_CURSOR
-                yield chat, history, keep, keep, [], keep
+                yield chat, history, keep, keep, [], keep, *unchanged
         except ValueError as e:  # the request itself, e.g. an empty library or a document deleted meanwhile
             chat[-1]["content"] = f"⚠ {str(e)[0].upper()}{str(e)[1:]}."
-            yield chat, history, "", gr.update(choices=[], value=None), [], keep
+            yield chat, history, "", gr.update(choices=[], value=None), [], keep, *unchanged
             return
         except AuditError as e:  # the checked answer is not shown: it could not be recorded
             chat[-1]["content"] = f"⚠ Not answered: the audit trail could not record this answer ({e})."
-            yield chat, history, "", gr.update(choices=[], value=None), [], keep
+            yield chat, history, "", gr.update(choices=[], value=None), [], keep, *unchanged
             return
         assert answer is not None
         chat[-1]["content"] = answer_markdown(answer)
         history = list(history or []) + [[question, answer.answer]]
         cards = answer.sources if answer.abstained else answer.citations
+        if kept is not None and kept.turn is not None:
+            saved = (conversation, kept.turn.id, gr.update(choices=self.conversation_choices(user), value=conversation),
+                     gr.update(visible=True), "")
+        else:  # recorded in the audit trail, but the conversation store could not take it
+            why = kept.error if kept is not None else "unknown"
+            saved = (keep, keep, keep, gr.update(visible=False), f"⚠ This answer could not be saved in the "
+                                                                 f"conversation ({why}).")
         # The question box was emptied when this question started; what was typed since is the next question.
         yield (chat, history, sources_html(answer), gr.update(choices=source_choices(answer), value=None),
-               [asdict(c) for c in cards], keep)
+               [asdict(c) for c in cards], keep, *saved)
 
     def open_source(self, choice: str | None, citations: list, request: gr.Request):
         """Show the chosen source: its PDF page with the span highlighted, or the passage text with it marked."""
@@ -207,6 +285,9 @@ class ChatTab:
         cited = next((Citation(**c) for c in citations or [] if str(c["n"]) == str(choice)), None)
         if cited is None:
             raise gr.Error("That source belongs to an earlier answer; ask again to open it.")
+        in_force = self.services.library.catalog.get(cited.document_id) if not cited.version else None
+        if in_force is not None:  # a saved answer's nearest source keeps no version: the one in force is shown
+            cited = replace(cited, version=in_force.version, file=in_force.file_name)
         try:
             settings = self.services.settings
             view = citation_view(self.services.library.catalog, cited,
@@ -222,6 +303,106 @@ class ChatTab:
         return caption, hidden, gr.update(visible=True, value=view.html)
 
     def new_conversation(self, request: gr.Request):
-        """Clear the conversation, so the next question starts without context."""
+        """Clear the conversation, so the next question starts a new one without context."""
         self.services.authorize(request, "chat")
-        return [], [], "<p class='hint'>Sources for the answer appear here.</p>", gr.update(choices=[], value=None), []
+        return self._cleared()
+
+    @staticmethod
+    def _cleared() -> tuple:
+        """The outputs of an empty conversation (the `cleared` list of build)."""
+        return ([], [], SOURCES_HINT, gr.update(choices=[], value=None), [], None, None, gr.update(value=None),
+                gr.update(visible=False), "", "")
+
+    def open_conversation(self, conversation_id: str | None, request: gr.Request):
+        """Reopen one of the user's conversations: its turns in the chat, the last answer's sources and feedback."""
+        user = self.services.authorize(request, "chat")
+        if not conversation_id:
+            return (*self._cleared(), "")
+        try:
+            conversation = self.services.conversations.get(user, conversation_id)
+        except ConversationError as e:
+            gr.Warning(f"This conversation cannot be opened: {e}.")
+            return (*self._cleared()[:7], gr.update(choices=self.conversation_choices(user), value=None),
+                    *self._cleared()[8:], "")
+        chat, history, answer = [], [], None
+        for turn in conversation.turns:
+            answer = Answer.from_record(turn.record)
+            chat += [{"role": "user", "content": turn.question},
+                     {"role": "assistant", "content": answer_markdown(answer)}]
+            history.append([turn.question, answer.answer])
+        last = conversation.turns[-1] if conversation.turns else None
+        if answer is None or last is None:
+            return (*self._cleared()[:5], conversation.id, None, gr.update(), gr.update(visible=False), "",
+                    conversation.title, "")
+        cards = answer.sources if answer.abstained else answer.citations
+        rated = f"You rated this answer {VERDICT_WORDS[last.verdict]}." if last.verdict else ""
+        return (chat, history, sources_html(answer), gr.update(choices=source_choices(answer), value=None),
+                [asdict(c) for c in cards], conversation.id, last.id, gr.update(), gr.update(visible=True), rated,
+                conversation.title, last.comment or "")
+
+    def rename(self, conversation_id: str | None, title: str, request: gr.Request):
+        """Give the conversation on screen a new title (audited)."""
+        user = self.services.authorize(request, "chat")
+        if not conversation_id:
+            return gr.update(), "Ask a question first: a conversation is saved with its first answer."
+        try:
+            with audit_shown():
+                renamed = rename_conversation(self.services, user, conversation_id, title)
+        except ConversationError as e:
+            return gr.update(), f"Not renamed: {e}."
+        return gr.update(choices=self.conversation_choices(user), value=renamed.id), f"Renamed to “{renamed.title}”."
+
+    def delete(self, conversation_id: str | None, confirm: bool, request: gr.Request):
+        """Delete the conversation on screen for good, once the box is ticked (audited)."""
+        user = self.services.authorize(request, "chat")
+        nothing = (*(gr.update(),) * 11, gr.update())
+        if not conversation_id:
+            return *nothing, "There is no saved conversation on screen to delete."
+        if not confirm:
+            return *nothing, "Tick “Yes, delete this conversation for good” first."
+        try:
+            with audit_shown():
+                gone = delete_conversation(self.services, user, conversation_id)
+        except ConversationError as e:
+            return *nothing, f"Not deleted: {e}."
+        cleared = list(self._cleared())
+        cleared[7] = gr.update(choices=self.conversation_choices(user), value=None)
+        return *cleared, False, f"Deleted “{gone.title}”."
+
+    def export(self, conversation_id: str | None, request: gr.Request):
+        """The conversation on screen as a Markdown and a JSON file with its answers' citations (each audited)."""
+        user = self.services.authorize(request, "chat")
+        if not conversation_id:
+            return gr.update(visible=False), "Ask a question first: a conversation is saved with its first answer."
+        folder = Path(tempfile.mkdtemp(prefix="comply-conversation-"))
+        files = []
+        try:
+            for fmt in ("md", "json"):
+                with audit_shown():  # recorded before the file is handed out
+                    _, text = export_conversation(self.services, user, conversation_id, fmt)
+                path = folder / f"conversation-{conversation_id}.{fmt}"
+                path.write_text(text, encoding="utf-8")
+                files.append(str(path))
+        except ConversationError as e:
+            return gr.update(visible=False), f"Not exported: {e}."
+        return gr.update(value=files, visible=True), "Exported as Markdown and JSON."
+
+    def rate_up(self, turn_id: str | None, comment: str, request: gr.Request) -> str:
+        """👍 on the last answer, with the comment if one was typed."""
+        return self._rate("up", turn_id, comment, request)
+
+    def rate_down(self, turn_id: str | None, comment: str, request: gr.Request) -> str:
+        """👎 on the last answer, with the comment if one was typed."""
+        return self._rate("down", turn_id, comment, request)
+
+    def _rate(self, verdict: str, turn_id: str | None, comment: str, request: gr.Request) -> str:
+        user = self.services.authorize(request, "chat")
+        if not turn_id:
+            return "There is no saved answer on screen to rate."
+        try:
+            with audit_shown():
+                turn = rate_answer(self.services, user, turn_id, verdict, comment)
+        except ConversationError as e:
+            return f"Not recorded: {e}."
+        note = " with your comment" if turn.comment else ""
+        return f"Thank you: recorded {VERDICT_WORDS[verdict]}{note}. Clicking again replaces it."

@@ -9,7 +9,7 @@ import pytest
 
 from assistant.citations import Support, make_citation
 from assistant.pdf_view import SourceViewError, citation_view, cleaned_to_raw, mark_text, render_pdf_page
-from assistant.types import Retrieved
+from assistant.types import Answer, Retrieved, Sentence
 from ingest.readers import read_file
 from tests.library import CORPUS, sample_library
 
@@ -85,6 +85,18 @@ def test_pdf_citation_opens_the_stored_copy_at_its_page(library):
     assert view.page == 2 and view.image is not None and view.html is None
     assert view.highlighted and len(view.boxes) >= 1
     assert "page 2" in view.where and chunk.clause in view.where
+
+
+def test_a_saved_answers_citation_is_highlighted_where_the_fresh_one_was(library):
+    """A saved answer is kept as Answer.to_record(), which has no page offsets: its quote is found in its chunk."""
+    chunk = chunk_with(library, "information-security-policy", QUOTE)
+    start, end = span_of(chunk.text, QUOTE)
+    fresh = make_citation(1, Retrieved(chunk, 0.03), Support(0.9, QUOTE, start, end))
+    answer = Answer("q", "a [1]", False, [Sentence("a [1]", [1], True, 0.9)], [fresh], "m", None, {})
+    [saved] = Answer.from_record(answer.to_record()).citations
+    assert (saved.char_start, saved.char_end) == (0, 0)
+    assert citation_view(library.catalog, saved).boxes == citation_view(library.catalog, fresh).boxes
+    assert Answer.from_record(answer.to_record()).to_record() == answer.to_record()
 
 
 def test_markdown_citation_is_shown_as_text_with_the_span_marked(library):
