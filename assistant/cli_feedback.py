@@ -4,6 +4,7 @@ by assistant.cli)."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -41,7 +42,8 @@ def feedback_export(
     lines = [line for owner, turn in rated
              if (line := gold_line(owner, turn) if gold else feedback_line(owner, turn)) is not None]
     dest = out or Path(f"feedback-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.jsonl")
-    dest.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    with open(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)  # questions: private, as the home
     try:
         audit.append(audit_user(), "feedback.export", since=since, gold=gold, records=len(lines), file=dest.name)
     except AuditError as e:  # the trail failed in between: no export exists that it does not show

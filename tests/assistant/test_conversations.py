@@ -272,6 +272,7 @@ def test_comply_feedback_export(services, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"path": str(out), "records": 2, "gold": False}
     lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
     assert [(line["user"], line["question"], line["verdict"], line["comment"]) for line in lines] == [
         ("alice", "What is the minimum password length?", "up", None),
         ("bob", "Who approves gifts?", "down", "cites the password policy")]
