@@ -295,3 +295,14 @@ def test_comply_feedback_export(services, tmp_path):
     refused = comply("--out", str(tmp_path / "refused.jsonl"), "--json")
     assert refused.exit_code == 1 and json.loads(refused.output)["error"].startswith("Not done: 'feedback.export'")
     assert not (tmp_path / "refused.jsonl").exists() and services.audit.path.read_bytes() == before
+
+
+def test_an_answer_into_another_users_conversation_is_refused_before_anything_is_drafted(services):
+    from assistant.actions import answer_stream
+
+    bob_conversation = new_id()
+    services.conversations.add_turn(services.users.get("bob"), bob_conversation, new_id(), "bob's", record("b"))
+    with pytest.raises(ConversationError, match="no such conversation"):
+        answer_stream(services, "alice", "What is the minimum password length?", conversation=bob_conversation)
+    assert services.audit.records() == [] and services.conversations.get(services.users.get("bob"),
+                                                                         bob_conversation).size == 1
