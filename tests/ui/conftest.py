@@ -44,16 +44,21 @@ def app_settings(tmp_path_factory) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def app_url(app_settings):
-    """The app served by `assistant.ui.launch` (as `comply serve` does) in this process; its URL."""
+def app_served(app_settings):
+    """The app served by `assistant.ui.launch` (as `comply serve` does) in this process: (its URL, the Gradio app)."""
     services = Services(app_settings, Library(app_settings, embedder=load_embedder(app_settings)))
     port = free_port()
     demo = launch(app_settings, "127.0.0.1", port, block=False, services=services)
     for role in ("editor", "viewer"):
         services.users.add(role, role, PASSWORDS[role])
-    yield f"http://127.0.0.1:{port}"
+    yield f"http://127.0.0.1:{port}", demo
     demo.close()
     services.library.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_served) -> str:
+    return app_served[0]
 
 
 @pytest.fixture(scope="session")
