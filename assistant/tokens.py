@@ -46,7 +46,7 @@ class ApiToken:
     def refusal(self, user: User | None) -> str | None:
         """Why this token may not act now (revoked, expired, its user removed or changed), or None when it may."""
         if self.revoked:
-            return "the token was revoked"
+            return f"the token was revoked on {self.revoked}"
         if self.expired():
             return "the token has expired"
         if user is None or user.created != self.user_created:
