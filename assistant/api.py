@@ -33,6 +33,7 @@ from assistant import actions
 from assistant.api_chat import DONE, ChatRequest, chunk, completion, comply_fields, error_event
 from assistant.api_docs import docs_html
 from assistant.audit import AuditError
+from assistant.conversations import NotFound, conversation_record
 from assistant.pdf_view import SourceViewError, page_view
 from assistant.tokens import ApiToken, TokenStore
 from assistant.types import Answer
@@ -100,6 +101,13 @@ class AskRequest(BaseModel):
     k: int | None = Field(default=None, ge=1, description="Sources to retrieve (default: the top_k setting).")
 
 
+class FeedbackRequest(BaseModel):
+    """A thumbs up or down on one of your saved answers, with an optional comment (again replaces it)."""
+
+    verdict: str = Field(description="up or down")
+    comment: str | None = Field(default=None, description="What was right or wrong (at most 2000 characters).")
+
+
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"], "properties": {
         "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
@@ -140,6 +148,12 @@ class ApiRoutes:
               responses={200: {"content": {"image/png": {}}}},
               summary="A page of a PDF as PNG, with a passage highlighted (role: viewer)")
         route("/v1/audit", self.audit, methods=["GET"], summary="Records of the audit trail (role: admin)")
+        route("/v1/conversations", self.conversations, methods=["GET"],
+              summary="Your conversations from the app, newest first (role: viewer)")
+        route("/v1/conversations/{conversation_id}", self.conversation, methods=["GET"],
+              summary="One of your conversations with its answers and their feedback (role: viewer)")
+        route("/v1/answers/{answer_id}/feedback", self.feedback, methods=["POST"],
+              summary="Thumbs up or down, with a comment, on one of your saved answers (role: viewer)")
 
     def install(self) -> None:
         """Put these routes (and the docs) before Gradio's."""
@@ -453,6 +467,52 @@ class ApiRoutes:
             return records
 
         return JSONResponse({"records": await self.act(who, read)}, headers=who.headers)
+
+
+    # -- the caller's own conversations (assistant/conversations.py): nobody reads another's -------------------------
+
+    async def conversations(self, request: Request) -> JSONResponse:
+        """Your conversations (id, title, created, updated, size), the most recently updated first."""
+        who = await self.caller(request, "chat")
+
+        def listed() -> list[dict]:
+            with self.services.audit.recorded(who.user.name, "conversation.list", failures=True,
+                                              **who.context) as outcome:
+                found = self.services.conversations.list(who.user)
+                outcome["conversations"] = len(found)
+            return [{k: v for k, v in c.to_dict().items() if k != "turns"} for c in found]
+
+        return JSONResponse({"conversations": await self.act(who, listed)}, headers=who.headers)
+
+    async def conversation(self, request: Request, conversation_id: str) -> JSONResponse:
+        """One of your conversations: each turn's id, question, answer (as /v1/ask returns it) and feedback."""
+        who = await self.caller(request, "chat")
+
+        def read() -> dict:
+            with self.services.audit.recorded(who.user.name, "conversation.read", failures=True,
+                                              conversation=conversation_id, **who.context):
+                return conversation_record(self.services.conversations.get(who.user, conversation_id))
+
+        return JSONResponse(await self.act(who, _found(read)), headers=who.headers)
+
+    async def feedback(self, body: FeedbackRequest, request: Request, answer_id: str) -> JSONResponse:
+        """Rate one of your saved answers (a turn's id); recorded as `answer.feedback`."""
+        who = await self.caller(request, "chat")
+        turn = await self.act(who, _found(actions.rate_answer), self.services, who.user, answer_id, body.verdict,
+                              body.comment, context=who.context)
+        return JSONResponse({"answer": turn.id, "conversation": turn.conversation, "verdict": turn.verdict,
+                             "comment": turn.comment, "time": turn.feedback_time}, headers=who.headers)
+
+
+def _found(fn):
+    """`fn` with a conversation or answer the caller has none of raised as a KeyError (404)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NotFound as e:
+            raise KeyError(f"There is {e} of yours.") from e
+    return call
 
 
 def http_error(e: Exception, who: Caller) -> HTTPException | None:

@@ -27,6 +27,10 @@ class ConversationError(ValueError):
     """A conversation or answer this user has none of, or a title, verdict or comment that cannot be stored."""
 
 
+class NotFound(ConversationError):
+    """No conversation or answer of this user has that id (another user's is not told apart from none)."""
+
+
 @dataclass
 class Turn:
     """One question of a conversation and the answer it got (`record`: `Answer.to_record()`), with its feedback."""
@@ -77,7 +81,7 @@ def _now() -> str:
 
 def _check_id(value: str, what: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{16}", value):
-        raise ConversationError(f"no such {what}")
+        raise NotFound(f"no such {what}")
     return value
 
 
@@ -182,11 +186,11 @@ class ConversationStore:
         with self._transaction() as db:
             row = db.execute(f"SELECT {_TURN} FROM turns WHERE id = ?", (_check_id(turn_id, "answer"),)).fetchone()
             if row is None:
-                raise ConversationError("no such answer")
+                raise NotFound("no such answer")
             try:
                 self._owned(db, user, row[1])
-            except ConversationError:
-                raise ConversationError("no such answer") from None
+            except NotFound:
+                raise NotFound("no such answer") from None
             now = _now()
             db.execute("UPDATE turns SET verdict = ?, comment = ?, feedback_time = ? WHERE id = ?",
                        (verdict, comment, now, turn_id))
@@ -211,7 +215,7 @@ class ConversationStore:
         row = db.execute(f"SELECT {_CONVERSATION}, owner_created FROM conversations c WHERE id = ?",
                          (_check_id(conversation_id, "conversation"),)).fetchone()
         if row is None or row[1].lower() != user.name.lower() or row[6] != user.created:
-            raise ConversationError("no such conversation")  # another user's is not told apart from none
+            raise NotFound("no such conversation")  # another user's is not told apart from none
         return Conversation(*row[:5], size=row[5])
 
 
@@ -219,15 +223,21 @@ def _turn(row) -> Turn:
     return Turn(row[0], row[1], row[2], json.loads(row[3]), *row[4:])
 
 
-def conversation_json(conversation: Conversation) -> str:
-    """One conversation as JSON: its id, title and times, and each turn's question, answer record and feedback."""
-    return json.dumps({
+def conversation_record(conversation: Conversation) -> dict:
+    """One conversation as plain data: its id, title and times, and each turn's id, question, answer record
+    (`Answer.to_record()`) and feedback (null until rated)."""
+    return {
         "id": conversation.id, "title": conversation.title, "owner": conversation.owner,
         "created": conversation.created, "updated": conversation.updated,
         "turns": [{"id": t.id, "time": t.time, "question": t.question, "answer": t.record,
                    "feedback": {"verdict": t.verdict, "comment": t.comment, "time": t.feedback_time}
                    if t.verdict else None} for t in conversation.turns],
-    }, indent=2, ensure_ascii=False)
+    }
+
+
+def conversation_json(conversation: Conversation) -> str:
+    """One conversation as JSON text (`conversation_record`)."""
+    return json.dumps(conversation_record(conversation), indent=2, ensure_ascii=False)
 
 
 def conversation_markdown(conversation: Conversation) -> str:
