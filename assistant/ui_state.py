@@ -22,11 +22,13 @@ the chat keeps its history in the page, so what it loses is the "open a cited so
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable
 
+_log = logging.getLogger(__name__)
 _HEARTBEAT = re.compile(r"/heartbeat/([^/]+)/?$")
 TRIM_EVERY_S = 10.0
 
@@ -141,7 +143,7 @@ class StateSweeper:
                     self.sweep_on_loop()
                 release_free_memory()
             except Exception:  # noqa: BLE001 - a failed sweep must not end the thread; the next one tries again
-                pass
+                _log.exception("dropping unused session state failed")
 
     def sweep_on_loop(self, timeout_s: float = 30.0) -> int:
         """`sweep()` run on the server's event loop, where Gradio changes the same tables (nothing to do before the

@@ -144,7 +144,8 @@ def call(client: httpx.Client, api_name: str, data: list) -> str | None:
 
 
 def ask(client: httpx.Client, question: str) -> str | None:
-    return call(client, "ask", [question, [], [], [], "", False])
+    """The chat's `ask`: question, chat, history, documents, as-of date, strict, conversation (None: a new one)."""
+    return call(client, "ask", [question, [], [], [], "", False, None])
 
 
 def load(url: str, users: int, duration_s: float, questions: list[str]) -> dict:

@@ -84,3 +84,17 @@ def test_a_closed_tab_is_kept_for_the_configured_time(app_served, browser, sweep
         time.sleep(0.2)
     sweeper.sweep_on_loop()
     assert tabs <= set(holder.session_data)  # closed a moment ago: kept for an hour, as configured
+
+
+def test_a_failed_api_calls_session_state_is_dropped_too(app_served, sweeper):
+    url, demo = app_served
+    holder = demo.state_holder
+    with httpx.Client(base_url=url, timeout=120) as client:
+        assert client.post("/login", data={"username": "viewer", "password": PASSWORDS["viewer"]}).status_code == 200
+        started = client.post("/gradio_api/call/library", json={"data": []})  # one input short
+        assert started.status_code == 200, started.text
+        event_id = started.json()["event_id"]
+        stream = client.get(f"/gradio_api/call/library/{event_id}")
+        assert re.findall(r"event: (\w+)", stream.text)[-1] == "error", stream.text[:300]
+    sweeper.sweep_on_loop()
+    assert event_id not in holder.session_data
