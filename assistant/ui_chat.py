@@ -20,7 +20,7 @@ from assistant.actions import (
     rename_conversation,
 )
 from assistant.audit import AuditError
-from assistant.conversations import ConversationError, new_id
+from assistant.conversations import ConversationError, new_id, title_of
 from assistant.pdf_view import SourceViewError, citation_view, describe_place
 from assistant.pipeline import WITHHELD_REASONS
 from assistant.types import Answer, Citation
@@ -165,8 +165,7 @@ class ChatTab:
                     label="Strict citations: answer only when both retrievers rank the cited source first "
                           "(fewer answers, more of them cite the right place)",
                     value=self.services.settings.consensus_citations, elem_id="strict")
-                self.sources = gr.HTML("<p class='hint'>Sources for the answer appear here.</p>", elem_id="sources",
-                                       label="Sources")
+                self.sources = gr.HTML(SOURCES_HINT, elem_id="sources", label="Sources")
         with gr.Row():
             with gr.Column(scale=1):
                 self.source_pick = gr.Radio(label="Open a source", choices=[], elem_id="source-pick")
@@ -182,7 +181,8 @@ class ChatTab:
         self.last_turn = gr.State(None)  # the id of its last saved answer, which the thumbs rate
 
         shown = [self.conversation, self.last_turn, self.conversation_list, self.feedback_row, self.feedback_status]
-        outputs = [self.chat, self.history, self.sources, self.source_pick, self.citations, self.question, *shown]
+        outputs = [self.chat, self.history, self.sources, self.source_pick, self.citations, self.question, *shown,
+                   self.title, self.comment]
         inputs = [self.question, self.chat, self.history, self.documents, self.as_of, self.strict, self.conversation]
         # A question asked while another is answered runs after it instead of being dropped.
         self.ask_button.click(self.ask, inputs, outputs, api_name="ask", trigger_mode="always_last")
@@ -219,8 +219,9 @@ class ChatTab:
         user = self.services.authorize(request, "chat")
         question = (question or "").strip()
         keep = gr.update()
-        unchanged = (keep,) * 5  # the conversation, its last answer, the sidebar, the thumbs and their note
-        conversation = conversation or new_id()  # a new conversation is saved with its first answer
+        # the conversation, its last answer, the sidebar, the thumbs, their note, the title and the comment
+        unchanged = (keep,) * 7
+        new, conversation = conversation is None, conversation or new_id()  # saved with its first answer
         try:  # a warning, not an error: an error would cover every output panel with a red badge
             if not question:
                 raise gr.Error("Type a question first.")
@@ -236,7 +237,7 @@ class ChatTab:
         chat = list(chat or []) + [{"role": "user", "content": question},
                                    {"role": "assistant", "content": "Searching the documents…"}]
         yield (chat, history, "<p class='hint'>Searching the documents…</p>", gr.update(choices=[], value=None), [],
-               "", keep, keep, keep, gr.update(visible=False), "")
+               "", keep, keep, keep, gr.update(visible=False), "", keep, "")
         pieces: list[str] = []
         answer = kept = None
         try:
@@ -267,11 +268,11 @@ class ChatTab:
         cards = answer.sources if answer.abstained else answer.citations
         if kept is not None and kept.turn is not None:
             saved = (conversation, kept.turn.id, gr.update(choices=self.conversation_choices(user), value=conversation),
-                     gr.update(visible=True), "")
+                     gr.update(visible=True), "", title_of(question) if new else keep, keep)
         else:  # recorded in the audit trail, but the conversation store could not take it
             why = kept.error if kept is not None else "unknown"
-            saved = (keep, keep, keep, gr.update(visible=False), f"⚠ This answer could not be saved in the "
-                                                                 f"conversation ({why}).")
+            saved = (keep, keep, keep, gr.update(visible=False),
+                     f"⚠ This answer could not be saved in the conversation ({why}).", keep, keep)
         # The question box was emptied when this question started; what was typed since is the next question.
         yield (chat, history, sources_html(answer), gr.update(choices=source_choices(answer), value=None),
                [asdict(c) for c in cards], keep, *saved)

@@ -28,6 +28,7 @@ def test_a_conversation_is_kept_reopened_rated_exported_and_deleted(app_url, bro
     ask(page, QUESTION)
     sidebar = page.locator("#conversations")
     expect(sidebar).to_contain_text(QUESTION)
+    expect(page.locator("#conversation-title input")).to_have_value(QUESTION)
     viewer = UserStore(app_settings.users_path).get("viewer")
     [saved] = [c for c in ConversationStore(app_settings.conversations_path).list(viewer) if c.title == QUESTION]
     answered = AuditLog(app_settings.audit_path).records(action="answer")[-1]
