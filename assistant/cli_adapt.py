@@ -127,7 +127,7 @@ def _sha256(path: Path) -> str:
 
 def _machine() -> dict:
     """Where a model was trained, for its card."""
-    from eval.bench_ingest import cpu_model
+    from eval.machine import cpu_model
 
     return {"cpu": cpu_model(), "cores": _cores(), "torch_threads": _threads(), "python": platform.python_version()}
 

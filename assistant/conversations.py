@@ -17,13 +17,14 @@ from pathlib import Path
 
 from assistant.pdf_view import describe_place
 from assistant.users import User, immediate_transaction, private_store
+from ingest.types import ComplyError
 
 MAX_TITLE = 80
 MAX_COMMENT = 2000
 VERDICTS = ("up", "down")
 
 
-class ConversationError(ValueError):
+class ConversationError(ComplyError, ValueError):
     """A conversation or answer this user has none of, or a title, verdict or comment that cannot be stored."""
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from eval.bench_retrieval import ingest_obliqa
+from eval.bench.retrieval import ingest_obliqa
 from eval.datasets import load_obliqa
 from finetune import adapters
 from finetune.calibrate import calibrate

@@ -6,7 +6,7 @@ the query/key/value projections are one matrix multiply and bias, GELU and resid
 matrix multiplies; loading skips the sentence-transformers import (about 3 s). Any other model, or CUDA, goes
 through sentence-transformers. Either way texts are tokenized once and batched by token length:
 sentence-transformers sorts by characters, which on PDF text left ~45% of each batch as padding.
-Each step was measured with `eval/bench_ingest.py`; see docs/benchmarks.md.
+Each step was measured with `eval/bench/ingest.py`; see docs/benchmarks.md.
 """
 
 from __future__ import annotations

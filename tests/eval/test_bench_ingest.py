@@ -3,7 +3,7 @@
 import torch
 from transformers import AutoModel
 
-from eval.bench_ingest import gemm_ceiling, linear_flops_per_token
+from eval.bench.ingest import gemm_ceiling, linear_flops_per_token
 from ingest.embedding import resolve_embedding_model
 from ingest.settings import DEFAULT_EMBEDDING
 

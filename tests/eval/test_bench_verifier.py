@@ -4,7 +4,7 @@ changed ones are caught."""
 import random
 
 from assistant.citations import _tokens, substitution
-from eval.bench_verifier import cases
+from eval.bench.verifier import cases
 from ingest.chunking import sentence_spans
 
 CLAUSES = ("4.4 Business email of all staff is retained for 2 years from the date it was sent or received, after "

@@ -3,7 +3,7 @@ the real embedding model."""
 
 from collections import Counter
 
-from eval.bench_verification import main
+from eval.bench.verification import main
 from eval.verification_set import (
     ACCEPTANCE_IDS,
     MIN_ITEMS,

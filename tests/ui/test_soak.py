@@ -7,7 +7,7 @@ from contextlib import closing
 
 import pytest
 
-from eval.bench_security import CORPUS, ask, log_in, prepare_home, serving, soak
+from eval.bench.security import CORPUS, ask, log_in, prepare_home, serving, soak
 
 pytestmark = pytest.mark.slow
 

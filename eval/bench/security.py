@@ -1,6 +1,6 @@
 """Load and memory soak against the real server (`make bench-security`).
 
-    python -m eval.bench_security [--users 8] [--duration 300] [--answers 500] [--warmup 20] [--json]
+    python -m eval.bench.security [--users 8] [--duration 300] [--answers 500] [--warmup 20] [--json]
                                   [--skip-load | --skip-soak] [--home DIR]
 
 Serves `comply serve` in a child process on 127.0.0.1 over a fresh home: the sample corpus (data/corpus) and one
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 
-from eval.bench_memory import rss_mb
+from eval.bench.memory import rss_mb
 from eval.metrics import percentiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -261,7 +261,7 @@ def cpu() -> str:
             return f"{model.group(1).strip()}, {os.cpu_count()} CPUs"
     except (OSError, subprocess.SubprocessError):
         pass
-    from eval.bench_ingest import cpu_model
+    from eval.machine import cpu_model
 
     return f"{cpu_model()}, {os.cpu_count()} CPUs"
 

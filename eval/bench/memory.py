@@ -1,6 +1,6 @@
 """Memory of the answering process: resident set size with the default generator loaded, over many answers.
 
-    python -m eval.bench_memory --home .comply [--answers 200] [--warmup 20] [--concurrent 4] [--json]
+    python -m eval.bench.memory --home .comply [--answers 200] [--warmup 20] [--concurrent 4] [--json]
 
 The home must hold an ingested library (`make run` or `comply ingest data/corpus` makes one). The questions of the
 sample gold set are asked in turn, `--concurrent` at a time (as users of `comply serve` would), through the same
@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from assistant.pipeline import Assistant
-from eval.bench_ingest import cpu_model
 from eval.datasets import load_jsonl
+from eval.machine import cpu_model
 from ingest.settings import load_settings
 
 GOLD = Path(__file__).resolve().parent.parent / "data" / "gold" / "sample_gold.jsonl"

@@ -1,7 +1,7 @@
 """The verifier on the labelled verification set: how many wrong answer sentences it flags, how many faithful ones
 it flags by mistake, which check flagged them, and what a check costs.
 
-    python -m eval.bench_verification [--checks lexical|default|all|both|three] [--limit N] [--seed 0] [--json]
+    python -m eval.bench.verification [--checks lexical|default|all|both|three] [--limit N] [--seed 0] [--json]
 
 `--checks lexical` is the verifier without the second pass (word overlap, embedding similarity, the number, place
 and near-copy rules); `default` is the verifier the settings build (`assistant.citations.build_verifier`); `all`
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.bench_ingest import cpu_model
+from eval.machine import cpu_model
 from eval.verification_set import PATH, SUPPORTED_KINDS, WRONG_KINDS, Item, load_items, to_retrieved
 from ingest.embedding import load_embedder
 from ingest.settings import Settings

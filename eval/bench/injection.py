@@ -1,6 +1,6 @@
 """Instructions planted in documents: caught by the filter, never blanking real regulation, never shown as supported.
 
-    python -m eval.bench_injection [--obliqa ../shared/corpora/obliqa] [--corpus data/corpus]
+    python -m eval.bench.injection [--obliqa ../shared/corpora/obliqa] [--corpus data/corpus]
                                    [--pdfs ../shared/corpora/regulation-pdfs] [--adapters data/adapters]
                                    [--answers [--scopes library document] [--unfiltered] [--limit N]]
                                    [--models .comply-bench/models] [--json]
@@ -37,7 +37,7 @@ from pathlib import Path
 from assistant.adapters import adapter_base
 from assistant.injection import instruction_spans
 from assistant.pipeline import Assistant
-from eval.bench_ingest import cpu_model
+from eval.machine import cpu_model
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.readers import read_file

@@ -1,6 +1,6 @@
 """Hybrid retrieval against hybrid + the cross-encoder reranker, in one run over one part of ObliQA dev.
 
-    python -m eval.bench_rerank --obliqa ../shared/corpora/obliqa --home .comply-bench/obliqa --part tune \
+    python -m eval.bench.rerank --obliqa ../shared/corpora/obliqa --home .comply-bench/obliqa --part tune \
         [--reranker data/rerankers/minilm-obliqa] [--depths 20,30,40,50] [--latency-depth 30] [--json]
 
 Each question is retrieved once (hybrid, the fused top max(depths)); its candidates are scored once by the reranker;
@@ -23,8 +23,8 @@ from tqdm import tqdm
 
 from assistant.rerank import Reranker, resolve_reranker
 from assistant.retrieval import Retriever, blend
-from eval.bench_ingest import cpu_model
 from eval.datasets import load_obliqa, select_part
+from eval.machine import cpu_model
 from eval.metrics import evaluate_retrieval, percentiles, ranked_item_from_chunk
 from ingest.embedding import cpu_supports_bf16
 from ingest.pipeline import Library

@@ -1,6 +1,6 @@
 """Retrieval on ObliQA dev: Recall@10 and MAP@10 for BM25 alone, dense alone and hybrid, over all questions.
 
-    python -m eval.bench_retrieval --obliqa ../shared/corpora/obliqa [--home DIR] [--limit N] [--json]
+    python -m eval.bench.retrieval --obliqa ../shared/corpora/obliqa [--home DIR] [--limit N] [--json]
 
 The 40 structured ADGM documents are ingested into `--home` (reused when already there: ingestion is idempotent).
 """

@@ -1,7 +1,7 @@
 """The near-copy check (`assistant.citations.substitution`) on real regulatory text: how often it flags a sentence
 that changes one word of its source, and how often it flags one that does not.
 
-    python -m eval.bench_verifier --obliqa ../shared/corpora/obliqa [--passages 2000] [--seed 0] [--json]
+    python -m eval.bench.verifier --obliqa ../shared/corpora/obliqa [--passages 2000] [--seed 0] [--json]
 
 From every ObliQA passage with at least two sentences (a sample of `--passages`, fixed by `--seed`) it takes the
 passage's longest sentence X and writes, against the passage as the cited chunk:

@@ -1,6 +1,6 @@
 """Ingestion speed: comply's pipeline vs the stock llama-index pipeline on the same PDFs, in the same run.
 
-    python -m eval.bench_ingest --pdfs ../shared/corpora/regulation-pdfs [--json] [--repeat N]
+    python -m eval.bench.ingest --pdfs ../shared/corpora/regulation-pdfs [--json] [--repeat N]
 
 comply: `Library(Settings(home=<fresh dir>)).ingest(pdfs)`, end to end (read, chunk, embed, catalog, Chroma, BM25).
 Stock: pages read with the same reader (pypdfium2, one llama-index Document per page), default SentenceSplitter,
@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from eval.machine import cpu_model
+
 QUERIES = [
     "How long does a controller have to notify the supervisory authority of a personal data breach?",
     "What are the lawful bases for processing personal data?",
@@ -42,17 +44,6 @@ QUERIES = [
 ]
 TARGET_SPEEDUP = 2.0
 TARGET_TOTAL_S = 40.0
-
-
-def cpu_model() -> str:
-    """The CPU's model name, for benchmark headers."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _load() -> float:
@@ -276,7 +267,7 @@ def run_stock(pdfs: list[Path], model_dir: str) -> dict:
 
 def _child(pipeline: str, args: argparse.Namespace) -> dict:
     """Run one pipeline in a fresh interpreter and return its JSON result."""
-    cmd = [sys.executable, "-m", "eval.bench_ingest", "--pdfs", str(args.pdfs), "--worker", pipeline,
+    cmd = [sys.executable, "-m", "eval.bench.ingest", "--pdfs", str(args.pdfs), "--worker", pipeline,
            "--quality-sample", str(args.quality_sample)]
     if args.chunk_tokens:
         cmd += ["--chunk-tokens", str(args.chunk_tokens)]
@@ -366,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             runs[name].append(_child(name, args))
     ours, stock = _summarise(runs["ours"]), _summarise(runs["stock"])
     out = {
-        "command": "python -m eval.bench_ingest " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m eval.bench.ingest " + " ".join(argv if argv is not None else sys.argv[1:]),
         "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "cpu": cpu_model(),
         "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(), "files": len(pdfs),
         "repeat": args.repeat, "comply": ours, "stock_llama_index": stock,

@@ -1,10 +1,10 @@
 """The ObliQA dev evaluation for docs/benchmarks.md: retrieval-only runs for hybrid and for BM25 on every dev
 question (and their comparison), then full answers with citations on a fixed sample (seed 0).
 
-    python -m eval.bench_eval --obliqa ../shared/corpora/obliqa --home .comply-bench/obliqa \
+    python -m eval.bench.evaluation --obliqa ../shared/corpora/obliqa --home .comply-bench/obliqa \
         --out .comply-bench/eval [--limit N] [--answers 300] [--json]
 
-The 40 structured ADGM documents are ingested into `--home` as eval.bench_retrieval does (a no-op when already
+The 40 structured ADGM documents are ingested into `--home` as eval.bench.retrieval does (a no-op when already
 there). Each run is a `comply eval` run directory under `--out`, so an interrupted benchmark resumes where it stopped.
 `--limit N` takes the first N dev questions for retrieval and at most N for the answer sample (a smoke run).
 """
@@ -19,7 +19,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from eval.bench_retrieval import ingest_obliqa
+from eval.bench.retrieval import ingest_obliqa
 from eval.compare import compare_runs
 from eval.report import fmt
 from eval.runner import run_eval
@@ -65,7 +65,7 @@ def markdown(runs: dict, args: argparse.Namespace) -> str:
     lines = [
         "## Evaluation on ObliQA dev",
         "",
-        "`make bench-eval` (= `.venv/bin/python -m eval.bench_eval --obliqa ../shared/corpora/obliqa "
+        "`make bench-eval` (= `.venv/bin/python -m eval.bench.evaluation --obliqa ../shared/corpora/obliqa "
         "--home .comply-bench/obliqa --out .comply-bench/eval`)",
         "",
         f"Run of {date} on {platform.machine()} with {os.cpu_count()} CPU cores; {index['documents']} documents, "

@@ -1,6 +1,6 @@
 """Generation speed: comply's generator against llama.cpp's own loop on the same GGUF, threads and machine, in one run.
 
-    python -m eval.bench_generate [--obliqa ../shared/corpora/obliqa] [--model qwen2.5-coder-1.5b-instruct]
+    python -m eval.bench.generate [--obliqa ../shared/corpora/obliqa] [--model qwen2.5-coder-1.5b-instruct]
                                   [--tokens 128] [--rounds 3] [--concurrent 4] [--transformers] [--json]
 
 The prompt is the assistant's real prompt (assistant/prompt.py) with 5 sources: an ObliQA question, its gold passage
@@ -32,7 +32,7 @@ from pathlib import Path
 from assistant.generation import Generator, GreedyPicker, LlamaCppGenerator, TransformersGenerator
 from assistant.models import generator_gguf, generator_tokenizer, model_display_name, resolve_generator
 from assistant.prompt import build_messages
-from eval.bench_ingest import cpu_model
+from eval.machine import cpu_model
 from ingest.settings import DEFAULT_GENERATOR, Settings
 from ingest.types import Chunk
 

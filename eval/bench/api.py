@@ -1,9 +1,9 @@
 """Concurrent clients against the REST API of a real server (`make bench-api`).
 
-    python -m eval.bench_api [--clients 10] [--duration 180] [--json] [--home DIR]
+    python -m eval.bench.api [--clients 10] [--duration 180] [--json] [--home DIR]
 
 Serves `comply serve` in a child process over a fresh home (the sample corpus and the payments policy of
-eval/bench_security.py, the small model with max_new_tokens 48), issues one API token per client with
+eval/bench/security.py, the small model with max_new_tokens 48), issues one API token per client with
 `comply users token`, and runs `--clients` clients for `--duration` seconds. Each loops over the routes a client of
 the API uses: a chat completion, /v1/ask, a streamed chat completion (read to `data: [DONE]`), the library listing
 and a cited page drawn with its highlight, with 0.5-1.5 s between calls. Errors are any status other than 200 and a
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import httpx
 
-from eval.bench_security import MODEL, cpu, prepare_home, serving
+from eval.bench.security import MODEL, cpu, prepare_home, serving
 from eval.metrics import percentiles
 
 PAGE = ("/v1/documents/information-security-policy/pages/2", {"highlight": "at least 14 characters"})
