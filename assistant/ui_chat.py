@@ -146,7 +146,7 @@ class ChatTab:
                                             interactive=False, visible=False, elem_id="conversation-export")
             with gr.Column(scale=3):
                 self.chat = gr.Chatbot(label="Conversation", height=420, elem_id="chat", buttons=["copy"],
-                                       feedback_options=None, group_consecutive_messages=False)
+                                       feedback_options=("Like", "Dislike"), group_consecutive_messages=False)
                 with gr.Row():
                     self.question = gr.Textbox(label="Your question", placeholder="e.g. How long must customer "
                                                "records be kept?", scale=5, elem_id="question", lines=1)
@@ -179,11 +179,14 @@ class ChatTab:
         self.citations = gr.State([])
         self.conversation = gr.State(None)  # the id of the conversation on screen; None until its first answer
         self.last_turn = gr.State(None)  # the id of its last saved answer, which the thumbs rate
+        self.turn_at = gr.State({})  # the chat's message index -> the id of the saved answer shown there
 
-        shown = [self.conversation, self.last_turn, self.conversation_list, self.feedback_row, self.feedback_status]
+        shown = [self.conversation, self.last_turn, self.turn_at, self.conversation_list, self.feedback_row,
+                 self.feedback_status]
         outputs = [self.chat, self.history, self.sources, self.source_pick, self.citations, self.question, *shown,
                    self.title, self.comment]
-        inputs = [self.question, self.chat, self.history, self.documents, self.as_of, self.strict, self.conversation]
+        inputs = [self.question, self.chat, self.history, self.documents, self.as_of, self.strict, self.conversation,
+                  self.turn_at]
         # A question asked while another is answered runs after it instead of being dropped.
         self.ask_button.click(self.ask, inputs, outputs, api_name="ask", trigger_mode="always_last")
         self.question.submit(self.ask, inputs, outputs, api_name=False, trigger_mode="always_last")
@@ -203,6 +206,7 @@ class ChatTab:
         rated = [self.last_turn, self.comment]
         self.thumbs_up.click(self.rate_up, rated, [self.feedback_status], api_name=False)
         self.thumbs_down.click(self.rate_down, rated, [self.feedback_status], api_name=False)
+        self.chat.like(self.rate_message, [self.turn_at, self.comment], [self.feedback_status], api_name=False)
 
     def conversation_choices(self, user: User) -> list[tuple[str, str]]:
         """(title and day, id) of `user`'s conversations, newest first, for the sidebar."""
@@ -214,13 +218,14 @@ class ChatTab:
         return gr.update(choices=self.conversation_choices(user), value=None)
 
     def ask(self, question: str, chat: list, history: list, documents: list, as_of: str, strict: bool,
-            conversation: str | None, request: gr.Request):
+            conversation: str | None, turn_at: dict, request: gr.Request):
         """Stream an answer into the chat, then show it verified with its sources; record it in the audit."""
         user = self.services.authorize(request, "chat")
         question = (question or "").strip()
         keep = gr.update()
-        # the conversation, its last answer, the sidebar, the thumbs, their note, the title and the comment
-        unchanged = (keep,) * 7
+        # the conversation, its last answer and where its answers are, the sidebar, the thumbs, their note, the title
+        # and the comment
+        unchanged = (keep,) * 8
         new, conversation = conversation is None, conversation or new_id()  # saved with its first answer
         try:  # a warning, not an error: an error would cover every output panel with a red badge
             if not question:
@@ -237,7 +242,7 @@ class ChatTab:
         chat = list(chat or []) + [{"role": "user", "content": question},
                                    {"role": "assistant", "content": "Searching the documents…"}]
         yield (chat, history, "<p class='hint'>Searching the documents…</p>", gr.update(choices=[], value=None), [],
-               "", keep, keep, keep, gr.update(visible=False), "", keep, "")
+               "", keep, keep, keep, keep, gr.update(visible=False), "", keep, "")
         pieces: list[str] = []
         answer = kept = None
         try:
@@ -267,11 +272,13 @@ class ChatTab:
         history = list(history or []) + [[question, answer.answer]]
         cards = answer.sources if answer.abstained else answer.citations
         if kept is not None and kept.turn is not None:
-            saved = (conversation, kept.turn.id, gr.update(choices=self.conversation_choices(user), value=conversation),
+            turn_at = {**(turn_at or {}), len(chat) - 1: kept.turn.id}
+            saved = (conversation, kept.turn.id, turn_at,
+                     gr.update(choices=self.conversation_choices(user), value=conversation),
                      gr.update(visible=True), "", title_of(question) if new else keep, keep)
         else:  # recorded in the audit trail, but the conversation store could not take it
             why = kept.error if kept is not None else "unknown"
-            saved = (keep, keep, keep, gr.update(visible=False),
+            saved = (keep, keep, keep, keep, gr.update(visible=False),
                      f"⚠ This answer could not be saved in the conversation ({why}).", keep, keep)
         # The question box was emptied when this question started; what was typed since is the next question.
         yield (chat, history, sources_html(answer), gr.update(choices=source_choices(answer), value=None),
@@ -311,7 +318,7 @@ class ChatTab:
     @staticmethod
     def _cleared() -> tuple:
         """The outputs of an empty conversation (the `cleared` list of build)."""
-        return ([], [], SOURCES_HINT, gr.update(choices=[], value=None), [], None, None, gr.update(value=None),
+        return ([], [], SOURCES_HINT, gr.update(choices=[], value=None), [], None, None, {}, gr.update(value=None),
                 gr.update(visible=False), "", "")
 
     def open_conversation(self, conversation_id: str | None, request: gr.Request):
@@ -323,8 +330,8 @@ class ChatTab:
             conversation = self.services.conversations.get(user, conversation_id)
         except ConversationError as e:
             gr.Warning(f"This conversation cannot be opened: {e}.")
-            return (*self._cleared()[:7], gr.update(choices=self.conversation_choices(user), value=None),
-                    *self._cleared()[8:], "")
+            return (*self._cleared()[:8], gr.update(choices=self.conversation_choices(user), value=None),
+                    *self._cleared()[9:], "")
         chat, history, answer = [], [], None
         for turn in conversation.turns:
             answer = Answer.from_record(turn.record)
@@ -333,13 +340,15 @@ class ChatTab:
             history.append([turn.question, answer.answer])
         last = conversation.turns[-1] if conversation.turns else None
         if answer is None or last is None:
-            return (*self._cleared()[:5], conversation.id, None, gr.update(), gr.update(visible=False), "",
+            return (*self._cleared()[:5], conversation.id, None, {}, gr.update(), gr.update(visible=False), "",
                     conversation.title, "")
         cards = answer.sources if answer.abstained else answer.citations
         rated = f"You rated this answer {VERDICT_WORDS[last.verdict]}." if last.verdict else ""
-        return (chat, history, sources_html(answer), gr.update(choices=source_choices(answer), value=None),
-                [asdict(c) for c in cards], conversation.id, last.id, gr.update(), gr.update(visible=True), rated,
-                conversation.title, last.comment or "")
+        feedback = [{"up": "Like", "down": "Dislike"}.get(t.verdict) for t in conversation.turns]
+        return (gr.update(value=chat, feedback_value=feedback), history, sources_html(answer),
+                gr.update(choices=source_choices(answer), value=None), [asdict(c) for c in cards], conversation.id,
+                last.id, {2 * i + 1: t.id for i, t in enumerate(conversation.turns)}, gr.update(),
+                gr.update(visible=True), rated, conversation.title, last.comment or "")
 
     def rename(self, conversation_id: str | None, title: str, request: gr.Request):
         """Give the conversation on screen a new title (audited)."""
@@ -356,7 +365,7 @@ class ChatTab:
     def delete(self, conversation_id: str | None, confirm: bool, request: gr.Request):
         """Delete the conversation on screen for good, once the box is ticked (audited)."""
         user = self.services.authorize(request, "chat")
-        nothing = (*(gr.update(),) * 11, gr.update())
+        nothing = (*(gr.update(),) * 12, gr.update())
         if not conversation_id:
             return *nothing, "There is no saved conversation on screen to delete."
         if not confirm:
@@ -367,7 +376,7 @@ class ChatTab:
         except ConversationError as e:
             return *nothing, f"Not deleted: {e}."
         cleared = list(self._cleared())
-        cleared[7] = gr.update(choices=self.conversation_choices(user), value=None)
+        cleared[8] = gr.update(choices=self.conversation_choices(user), value=None)
         return *cleared, False, f"Deleted “{gone.title}”."
 
     def export(self, conversation_id: str | None, request: gr.Request):
@@ -395,6 +404,13 @@ class ChatTab:
     def rate_down(self, turn_id: str | None, comment: str, request: gr.Request) -> str:
         """👎 on the last answer, with the comment if one was typed."""
         return self._rate("down", turn_id, comment, request)
+
+    def rate_message(self, turn_at: dict, comment: str, like: gr.LikeData, request: gr.Request) -> str:
+        """The chat's own thumbs under any saved answer, with the comment if one was typed."""
+        index = like.index if isinstance(like.index, int) else like.index[0]
+        if like.liked not in (True, False):  # a thumb clicked again: feedback is replaced, not taken back
+            return "Feedback stays as given; click the other thumb to change it."
+        return self._rate("up" if like.liked else "down", (turn_at or {}).get(index), comment, request)
 
     def _rate(self, verdict: str, turn_id: str | None, comment: str, request: gr.Request) -> str:
         user = self.services.authorize(request, "chat")

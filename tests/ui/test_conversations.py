@@ -1,6 +1,7 @@
 """Conversations and feedback in a real browser: an answer lands in the sidebar, survives a page reload and is
-reopened with its sources; a thumbs down with a comment is audited and exported by `comply feedback export`; rename,
-export and delete (after the confirmation) from the sidebar; another user never sees it."""
+reopened with its sources; a thumbs up under it, then a thumbs down with a comment, are audited and the last is
+exported by `comply feedback export`; rename, export and delete (after the confirmation) from the sidebar; another
+user never sees it."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ def test_a_conversation_is_kept_reopened_rated_exported_and_deleted(app_url, bro
     [saved] = [c for c in ConversationStore(app_settings.conversations_path).list(viewer) if c.title == QUESTION]
     answered = AuditLog(app_settings.audit_path).records(action="answer")[-1]
     assert (answered["user"], answered["question"], answered["conversation"]) == ("viewer", QUESTION, saved.id)
+    page.locator("#chat").get_by_role("button", name="Like", exact=True).last.click()  # the answer just given
+    expect(page.locator("#feedback-status")).to_contain_text("recorded 👍 helpful")
+    liked = AuditLog(app_settings.audit_path).records(action="answer.feedback")[-1]
+    assert (liked["user"], liked["verdict"], liked["turn"]) == ("viewer", "up", answered["turn"])
 
     page.reload()  # a new page: nothing on screen but the sidebar, which the server fills again
     page.get_by_text("Logged in as viewer").wait_for(timeout=60_000)
@@ -46,6 +51,9 @@ def test_a_conversation_is_kept_reopened_rated_exported_and_deleted(app_url, bro
     expect(page.locator("#page-image img")).to_be_visible(timeout=60_000)
     expect(page.locator("#source-caption")).to_contain_text("Information Security Policy")
 
+    # the chat's own thumbs under an answer rate it (here one reopened); the ones below the chat rate the last one
+    page.locator("#chat").get_by_role("button", name="Dislike", exact=True).last.click()
+    expect(page.locator("#feedback-status")).to_contain_text("recorded 👎 not helpful.")
     page.locator("#feedback-comment textarea").fill("It should also give the rule for admin accounts.")
     page.locator("#thumbs-down").click()
     expect(page.locator("#feedback-status")).to_contain_text("recorded 👎 not helpful with your comment")
@@ -86,6 +94,6 @@ def test_a_conversation_is_kept_reopened_rated_exported_and_deleted(app_url, bro
     assert saved.id not in [c.id for c in ConversationStore(app_settings.conversations_path).list(viewer)]
     actions = [(r["action"], r.get("format")) for r in AuditLog(app_settings.audit_path).records()
                if r.get("conversation") == saved.id and r["user"] == "viewer" and r["action"] != "answer"]
-    assert actions == [("answer.feedback", None), ("conversation.rename", None), ("conversation.export", "md"),
+    assert actions == [*[("answer.feedback", None)] * 3, ("conversation.rename", None), ("conversation.export", "md"),
                        ("conversation.export", "json"), ("conversation.delete", None)]
     context.close()
