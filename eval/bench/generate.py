@@ -11,7 +11,7 @@ hits all variants alike.
 
 - **llama.cpp reference**: llama-cpp-python's `Llama.generate` (greedy, top_k=1, no penalty) on the same GGUF: the
   baseline of every ratio.
-- **comply engine**: comply's generator as the assistant runs it (assistant/llamacpp_engine.py: continuous batching).
+- **comply engine**: comply's generator as the assistant runs it (assistant/generation/llamacpp_engine.py: continuous batching).
 - **comply engine, N askers**: N completions of N different questions submitted at once; each asker's total time
   against one asker's alone.
 - **transformers** (`--transformers`, llama-architecture models only): comply's HF path and its int4 decoder.

@@ -1,144 +1,20 @@
-"""The generator: greedy, streaming chat completion from a causal LM with an optional peft LoRA adapter.
-
-The local backends share the decoding (chat template, greedy choice, repetition penalty, stop tokens, detokenising)
-and differ only in how the model runs:
-- llamacpp (the default for GGUF models, the packaged Qwen2.5-Coder-1.5B-Instruct among them): llama.cpp with
-  continuous batching, several answers at once (assistant/llamacpp_engine.py); an adapter runs as a LoRA GGUF.
-- transformers: any HF model on CUDA or CPU; what training uses and checks an adapter with. On CPU a
-  llama-architecture model decodes through `Int4Decoder` (int4 weights, the LoRA kept beside them unmerged).
-- openai (assistant/openai_backend.py): any OpenAI-compatible server (vLLM, llama.cpp's server, Ollama, TGI).
-"""
+"""The transformers backend: any HF model on CUDA or CPU; what training uses and checks an adapter with. On CPU a
+llama-architecture model decodes through `Int4Decoder` (int4 weights, the LoRA kept beside them unmerged)."""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import re
 import threading
-import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
+from assistant.generation.base import Generator, GreedyPicker, quiet_loading
 from assistant.models import (
     REPETITION_PENALTY,  # the 135M model's penalty: TransformersGenerator's default
     GeneratorError,
-    generator_gguf,
-    generator_tokenizer,
-    lora_gguf,
     lora_tensors,
-    model_display_name,
-    pick_backend,
-    pick_device,
-    repetition_penalty,
-    resolve_generator,
-    use_bf16,
 )
-from ingest.settings import Settings
-
-
-class GreedyPicker:
-    """The decoding rule every backend shares: greedy, with the repetition penalty on generated tokens, stop tokens
-    and a token limit. Called with each step's logits (float32, writable); returns the token or None to stop."""
-
-    def __init__(self, stop_ids: set[int], limit: int, penalty: float, trace: list[tuple[int, float]] | None):
-        self.stop_ids, self.limit, self.penalty, self.trace = stop_ids, limit, penalty, trace
-        self.seen: set[int] = set()
-        self.count = 0
-
-    def __call__(self, logits: np.ndarray) -> int | None:
-        if self.count >= self.limit:
-            return None
-        if self.seen and self.penalty != 1.0:
-            index = np.fromiter(self.seen, dtype=np.int64, count=len(self.seen))
-            picked = logits[index]
-            logits[index] = np.where(picked > 0, picked / self.penalty, picked * self.penalty)
-        token = int(np.argmax(logits))
-        if self.trace is not None:  # softmax at the argmax: 1 / sum(exp(logits - max))
-            self.trace.append((token, float(1.0 / np.exp(logits - logits[token]).sum())))
-        if token in self.stop_ids:
-            return None
-        self.seen.add(token)
-        self.count += 1
-        return token
-
-
-class Generator:
-    """Greedy chat generation with token streaming; subclasses supply the model's forward pass."""
-
-    backend = ""
-    dtype = ""
-
-    def __init__(self, tokenizer, *, name: str, adapter: str | None, max_new_tokens: int = 192,
-                 repetition_penalty: float = REPETITION_PENALTY):
-        self.tokenizer = tokenizer
-        self.model_name = name
-        self.adapter = adapter
-        self.max_new_tokens = max_new_tokens
-        self.repetition_penalty = repetition_penalty
-        stop = {tokenizer.eos_token_id}
-        for token in ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>"):
-            tid = tokenizer.convert_tokens_to_ids(token)
-            if isinstance(tid, int) and tokenizer.convert_ids_to_tokens(tid) == token:
-                stop.add(tid)
-        self.stop_ids = {t for t in stop if t is not None}
-
-    def count_tokens(self, text: str) -> int:
-        """Tokens in `text` for this model, without special tokens."""
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def encode_chat(self, messages: list[dict]) -> list[int]:
-        """Token ids of chat messages rendered with the model's template, ready for the assistant's turn."""
-        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                                 return_dict=True)["input_ids"]
-        return list(ids[0] if ids and isinstance(ids[0], list) else ids)
-
-    def stream(self, messages: list[dict], max_new_tokens: int | None = None,
-               trace: list[tuple[int, float]] | None = None) -> Iterator[str]:
-        """Yield text pieces as tokens are generated (greedy). `trace` (see `tokens`) collects the token ids and
-        the probabilities the model gave them."""
-        tokens: list[int] = []
-        # decode only a short window (prefix..end) each step, so a step costs the same however long the answer
-        prefix = read = 0
-        for token in self.tokens(messages, max_new_tokens, trace):
-            tokens.append(token)
-            before = self.tokenizer.decode(tokens[prefix:read], skip_special_tokens=True)
-            text = self.tokenizer.decode(tokens[prefix:], skip_special_tokens=True)
-            # an incomplete UTF-8 sequence ends in U+FFFD: wait for the token that completes it
-            if len(text) > len(before) and not text.endswith("\ufffd"):
-                yield text[len(before):]
-                prefix, read = read, len(tokens)
-
-    def generate(self, messages: list[dict], max_new_tokens: int | None = None) -> str:
-        """The whole completion as one string."""
-        return self.tokenizer.decode(list(self.tokens(messages, max_new_tokens)), skip_special_tokens=True)
-
-    def tokens(self, messages: list[dict], max_new_tokens: int | None = None,
-               trace: list[tuple[int, float]] | None = None) -> Iterator[int]:
-        """Generated token ids, one at a time: greedy (`GreedyPicker`), with the repetition penalty on generated
-        tokens. When `trace` is a list, (token id, its probability under the distribution it was picked from) is
-        appended for each generated token."""
-        raise NotImplementedError
-
-
-@contextlib.contextmanager
-def quiet_loading():
-    """Load a model without transformers' per-tensor progress bar (under a second for a local folder, and it would
-    fill the CLI's output at every question) and without the deprecation warning that peft's own
-    `is_gradient_checkpointing` check raises on transformers 5 (nothing a user can act on)."""
-    from transformers.utils import logging as hf_logging
-
-    was_enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
-                                    category=FutureWarning)
-            yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
 
 
 class TransformersGenerator(Generator):
@@ -368,88 +244,3 @@ class Int4Decoder:
             x = x + self._mm(F.silu(gate) * up, down)
         self.pos += 1
         return self._mm(self._rms(x, self.norm), self.head)[0]
-
-
-class LlamaCppGenerator(Generator):
-    """A GGUF model on llama.cpp with continuous batching (assistant/llamacpp_engine.py): several answers are
-    written at once. An adapter runs as a LoRA GGUF on top of the quantised weights, unmerged.
-
-    Tokenising and the chat template stay with the HF tokenizer (the same vocabulary, read from the GGUF), so the
-    training code and every backend see the same ids and the same prompt."""
-
-    backend = "llamacpp"
-
-    def __init__(self, gguf_path: str, tokenizer_path: str, *, name: str, adapter: str | None = None,
-                 lora_path: str | None = None, max_new_tokens: int = 192, threads: int | None = None,
-                 slots: int = 4, slot_tokens: int = 2048, repetition_penalty: float = REPETITION_PENALTY):
-        import os
-
-        from transformers import AutoTokenizer
-
-        from assistant.llamacpp_engine import BatchEngine
-
-        super().__init__(AutoTokenizer.from_pretrained(tokenizer_path), name=name, adapter=adapter,
-                         max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
-        self.dtype = gguf_quantisation(gguf_path)
-        threads = threads or os.cpu_count() or 1  # llama-cpp-python's own default is half the cores
-        self.engine = BatchEngine(gguf_path, lora=lora_path, slots=slots, slot_tokens=slot_tokens, threads=threads)
-        self.gguf_path, self.lora_path = gguf_path, lora_path
-
-    def tokens(self, messages: list[dict], max_new_tokens: int | None = None,
-               trace: list[tuple[int, float]] | None = None) -> Iterator[int]:
-        limit = max_new_tokens or self.max_new_tokens
-        pick = GreedyPicker(self.stop_ids, limit, self.repetition_penalty, trace)
-        return self.engine.generate(self.encode_chat(messages), pick, limit)
-
-
-def gguf_quantisation(path: str) -> str:
-    """The file type of a GGUF as llama.cpp names it (q4_k_m, q4_1, ...), read from its header."""
-    import gguf
-
-    reader = gguf.GGUFReader(path)
-    field = reader.fields.get("general.file_type")
-    if field is None:
-        return "gguf"
-    try:
-        return gguf.LlamaFileType(int(field.contents())).name.removeprefix("MOSTLY_").lower()
-    except ValueError:
-        return "gguf"
-
-
-@functools.lru_cache(maxsize=2)
-def _cached(backend: str, path: str, name: str, adapter: str | None, device: str, bf16: bool, max_new_tokens: int,
-            threads: int | None, models_dir: str, gguf_file: str | None, slots: int, slot_tokens: int,
-            penalty: float) -> Generator:
-    if backend == "llamacpp":
-        lora = str(lora_gguf(adapter, Path(gguf_file), Path(models_dir))) if adapter else None
-        return LlamaCppGenerator(gguf_file, path, name=name, adapter=adapter, lora_path=lora,
-                                 max_new_tokens=max_new_tokens, threads=threads, slots=slots,
-                                 slot_tokens=slot_tokens, repetition_penalty=penalty)
-    return TransformersGenerator(path, name=name, adapter=adapter, device=device, bf16=bf16,
-                                 max_new_tokens=max_new_tokens, threads=threads, repetition_penalty=penalty)
-
-
-# transformers builds a model under a process-wide "weights on the meta device" switch while it loads: two threads
-# loading at once (the server's warm-up and a first question) leave one with empty weights. One load at a time.
-_LOADING = threading.Lock()
-
-
-def load_generator(settings: Settings, adapter: str | None = None):
-    """The process-wide generator for these settings and adapter folder (loaded once per model/adapter/backend):
-    llama.cpp for GGUF models, any OpenAI-compatible server, or transformers (docs/architecture.md)."""
-    with _LOADING:
-        return _load_generator(settings, adapter)
-
-
-def _load_generator(settings: Settings, adapter: str | None):
-    backend = pick_backend(settings, adapter)
-    if backend == "openai":
-        from assistant.openai_backend import OpenAIGenerator
-
-        return OpenAIGenerator.from_settings(settings, adapter)
-    device = pick_device(settings)
-    gguf_file = str(generator_gguf(settings)) if backend == "llamacpp" else None
-    path = generator_tokenizer(settings) if backend == "llamacpp" else resolve_generator(settings)
-    return _cached(backend, path, model_display_name(settings), adapter, device, use_bf16(settings, device),
-                   settings.max_new_tokens, settings.threads, str(settings.models_dir), gguf_file,
-                   settings.generator_parallel, settings.generator_context_tokens, repetition_penalty(settings))
