@@ -44,7 +44,7 @@ from ingest.readers import read_file
 from ingest.settings import DEFAULT_GENERATOR, SMALL_GENERATOR, load_settings
 from tests.fixtures.planted.make_planted import Planted, covered, find_planted, write_ordinary, write_planted
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # eval/bench/x.py -> the repository
 RUN = 6  # words of the planted text in a row that count as the planted text shown
 
 

@@ -23,7 +23,7 @@ from eval.datasets import load_jsonl
 from eval.machine import cpu_model
 from ingest.settings import load_settings
 
-GOLD = Path(__file__).resolve().parent.parent / "data" / "gold" / "sample_gold.jsonl"
+GOLD = Path(__file__).resolve().parents[2] / "data" / "gold" / "sample_gold.jsonl"
 
 
 def rss_mb(pid: int | str = "self") -> float:

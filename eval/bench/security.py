@@ -40,7 +40,7 @@ import httpx
 from eval.bench.memory import rss_mb
 from eval.metrics import percentiles
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # eval/bench/x.py -> the repository
 CORPUS = ROOT / "data" / "corpus"
 GOLD = ROOT / "data" / "gold" / "sample_gold.jsonl"
 PASSWORD = "bench-pass-0001"
