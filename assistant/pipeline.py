@@ -17,7 +17,7 @@ from assistant.gate import CitationGate
 from assistant.models import base_prompt_version
 from assistant.prompt import ABSTAIN_TEXT, PROMPT_VERSION, build_messages
 from assistant.retrieval import RetrievalFilter, Retriever
-from assistant.types import Answer, Retrieved
+from assistant.types import AbstainReason, Answer, Retrieved
 from ingest.pipeline import Library
 from ingest.settings import Settings
 from ingest.types import iso_date
@@ -166,7 +166,7 @@ class Assistant:
         if not sources or relevance < self.settings.abstain_threshold:
             timings.update(first_token_ms=0.0, total_ms=_ms(t0))
             yield self._abstain(question, sources, timings, raw="",
-                                reason="no_sources" if not sources else "low_relevance")
+                                reason=AbstainReason.NO_SOURCES if not sources else AbstainReason.LOW_RELEVANCE)
             return
         messages = build_messages(question, [s.chunk for s in sources], history, version=self.prompt_version)
         pieces: list[str] = []
@@ -187,22 +187,22 @@ class Assistant:
     def _finish(self, question: str, raw: str, sources: list[Retrieved], timings: dict,
                 confidence: float | None = None, consensus: bool | None = None) -> Answer:
         if not raw or is_abstention(raw):
-            return self._abstain(question, sources, timings, raw, confidence=confidence, reason="model")
+            return self._abstain(question, sources, timings, raw, confidence=confidence, reason=AbstainReason.MODEL)
         if self.min_confidence and (confidence is None or confidence < self.min_confidence):
-            return self._abstain(question, sources, timings, raw, confidence=confidence, reason="low_confidence")
+            return self._abstain(question, sources, timings, raw, confidence=confidence, reason=AbstainReason.LOW_CONFIDENCE)
         sentences, quotes = self.verifier.verify(raw, sources, question)
         if not any(s.supported for s in sentences):
             return self._abstain(question, sources, timings, raw, sentences=sentences, confidence=confidence,
-                                 reason="unsupported")
+                                 reason=AbstainReason.UNSUPPORTED)
         cited = sorted({n for s in sentences for n in s.citations})
         score = self.gate.score(sources, cited) if self.gate else None
         if self.gate and self.gate.threshold and (score is None or score < self.gate.threshold):
             return self._abstain(question, sources, timings, raw, sentences=sentences, confidence=confidence,
-                                 reason="low_citation_score", citation_score=score)
+                                 reason=AbstainReason.LOW_CITATION_SCORE, citation_score=score)
         strict = self.settings.consensus_citations if consensus is None else consensus
         if strict and not all(_consensus(sources[n - 1]) for n in cited):
             return self._abstain(question, sources, timings, raw, sentences=sentences, confidence=confidence,
-                                 reason="no_consensus", citation_score=score)
+                                 reason=AbstainReason.NO_CONSENSUS, citation_score=score)
         citations = [make_citation(n, sources[n - 1], quotes.get(n)) for n in cited]
         text = " ".join(_with_markers(s.text, s.attached) for s in sentences)
         return Answer(question=question, answer=text, abstained=False, sentences=sentences, citations=citations,
@@ -211,10 +211,10 @@ class Assistant:
                       confidence=confidence, citation_score=score)
 
     def _abstain(self, question: str, sources: list[Retrieved], timings: dict, raw: str,
-                 sentences=None, confidence: float | None = None, reason: str | None = None,
+                 sentences=None, confidence: float | None = None, reason: AbstainReason | None = None,
                  citation_score: float | None = None) -> Answer:
         model = self._generator.model_name if self._generator is not None else self.settings.generator_model
-        text = WITHHELD_TEXT if reason in WITHHELD_REASONS else ABSTAIN_TEXT
+        text = WITHHELD_TEXT if reason is not None and reason.withheld else ABSTAIN_TEXT
         return Answer(question=question, answer=text, abstained=True, sentences=sentences or [],
                       citations=[], model=model, adapter=self.adapter, timings=timings,
                       sources=[make_citation(n, s, None) for n, s in enumerate(sources, start=1)], raw_answer=raw,
@@ -235,7 +235,6 @@ def retrieval_query(question: str, history: list[tuple[str, str]] | None) -> str
 
 # Abstentions after the model wrote an answer that a check then refused: the documents may well answer the question,
 # so the user is told the answer was withheld, not that the documents are silent.
-WITHHELD_REASONS = ("unsupported", "low_confidence", "low_citation_score", "no_consensus")
 WITHHELD_TEXT = "An answer was drafted, but it is withheld because it did not pass comply's checks."
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 from ingest.types import Chunk
 
@@ -65,6 +66,24 @@ class Sentence:
     entailment: float | None = None  # the entailment model's probability that the cited passage states the sentence
 
 
+class AbstainReason(StrEnum):
+    """Why the assistant gave no answer. A StrEnum: it is its value wherever it is written (JSON, the audit trail, the
+    eval records) and compares equal to it."""
+
+    NO_SOURCES = "no_sources"  # nothing retrieved (an empty library, or a filter that leaves nothing)
+    LOW_RELEVANCE = "low_relevance"  # the best passage is too far from the question to ask the model
+    MODEL = "model"  # the model said the sources do not answer it
+    LOW_CONFIDENCE = "low_confidence"  # drafted, but the model's confidence is below the minimum
+    UNSUPPORTED = "unsupported"  # drafted, but no sentence is supported by the passage it cites
+    LOW_CITATION_SCORE = "low_citation_score"  # drafted, but the cited passage is not clearly the right one
+    NO_CONSENSUS = "no_consensus"  # drafted, but strict citations: the two retrievers do not both rank it first
+
+    @property
+    def withheld(self) -> bool:
+        """An answer was drafted and then withheld by a check (as opposed to none written)."""
+        return self not in (AbstainReason.NO_SOURCES, AbstainReason.LOW_RELEVANCE, AbstainReason.MODEL)
+
+
 @dataclass
 class Answer:
     """A full answer: text, verified sentences, citations, abstention, and provenance."""
@@ -85,9 +104,7 @@ class Answer:
     # The citation gate's probability that the cited sources are right ones (the lowest over them; None without a
     # gate on the adapter's card or without citations); below the gate's threshold an answer is withheld.
     citation_score: float | None = None
-    # Why an abstention: "no_sources", "low_relevance", "model", "unsupported", "low_confidence",
-    # "low_citation_score", "no_consensus".
-    abstain_reason: str | None = None
+    abstain_reason: AbstainReason | None = None  # why an abstention
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -139,4 +156,5 @@ class Answer:
                             version=0, rerank_score=c["rerank_score"]) for c in record["sources"]]
         return cls(record["question"], record["answer"], record["abstained"], sentences, citations, record["model"],
                    record["adapter"], dict(record["timings"]), sources, record["raw_answer"], record["confidence"],
-                   record["citation_score"], record["abstain_reason"])
+                   record["citation_score"],
+                   AbstainReason(record["abstain_reason"]) if record["abstain_reason"] else None)

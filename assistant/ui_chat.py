@@ -22,8 +22,7 @@ from assistant.actions import (
 from assistant.audit import AuditError
 from assistant.conversations import ConversationError, new_id, title_of
 from assistant.pdf_view import SourceViewError, citation_view, describe_place
-from assistant.pipeline import WITHHELD_REASONS
-from assistant.types import Answer, Citation
+from assistant.types import AbstainReason, Answer, Citation
 from assistant.ui_services import Services, audit_shown, parse_date
 from assistant.users import User
 
@@ -37,14 +36,16 @@ VERDICT_WORDS = {"up": "👍 helpful", "down": "👎 not helpful"}
 
 # What the chat says under an abstention whose cause is not simply "the documents do not say".
 ABSTAIN_REASONS = {
-    "no_consensus": "Strict citations: an answer was written, but the two retrievers (meaning and keywords) do not "
-                    "both rank its cited passage first, so it is not shown. Untick \"Strict citations\" to see it.",
-    "low_confidence": "An answer was written, but the model's confidence in it is below the minimum (the "
-                      "min_confidence setting, or the threshold calibrated for the adapter), so it is not shown.",
-    "low_citation_score": "An answer was written, but the passage it cites is not clearly the best match for the "
-                          "question (the retrievers rank it too low or too close to the others), so it is not shown "
-                          "(the adapter's calibrated citation gate, or the min_citation_score setting).",
-    "unsupported": "An answer was written, but none of its sentences is supported by the passage it cites.",
+    AbstainReason.NO_CONSENSUS: "Strict citations is on: an answer was written, but the passage it cites is not the "
+                                "one both searches (by meaning and by keywords) put first, so it is not shown. Untick "
+                                "\"Strict citations\" to see it.",
+    AbstainReason.LOW_CONFIDENCE: "An answer was written, but the model was unsure of it, so it is not shown. Naming "
+                                  "the document, the topic or the rule you mean may help.",
+    AbstainReason.LOW_CITATION_SCORE: "An answer was written, but the passage it cites is not clearly the one that "
+                                      "answers the question (other passages match about as well), so it is not "
+                                      "shown.",
+    AbstainReason.UNSUPPORTED: "An answer was written, but none of its sentences is stated in the passage it cites, "
+                               "so it is not shown.",
 }
 
 
@@ -72,7 +73,7 @@ def sources_html(answer: Answer) -> str:
     """Source cards (title, file, page, clause, quote, score) and the verification summary, HTML-escaped."""
     esc = html.escape
     cards = answer.sources if answer.abstained else answer.citations
-    if answer.abstained and answer.abstain_reason in WITHHELD_REASONS:
+    if answer.abstained and answer.abstain_reason is not None and AbstainReason(answer.abstain_reason).withheld:
         head = "<p class='verdict abstained'>Withheld: the drafted answer did not pass the checks. Nearest passages:</p>"
     elif answer.abstained:
         head = ("<p class='verdict abstained'>Not answered: the loaded documents do not answer this question. "

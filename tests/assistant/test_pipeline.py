@@ -155,7 +155,9 @@ def test_citation_gate_fitted_on_the_gold_set_withholds_an_answer_citing_a_weake
     withheld = gated._finish(q, quoting(2), sources, {})
     assert withheld.abstained and withheld.abstain_reason == "low_citation_score"
     assert withheld.citation_score == pytest.approx(p2) and withheld.raw_answer == quoting(2)
-    assert "citation gate" in answer_markdown(withheld)
+    shown_reason = answer_markdown(withheld)
+    assert "not clearly the one that answers the question" in shown_reason  # in words, without setting names
+    assert "min_citation_score" not in shown_reason and "gate" not in shown_reason
     # the setting overrides the card's threshold; 0 scores answers and withholds none
     off = Assistant(library.settings.model_copy(update={"min_citation_score": 0.0}), library=library,
                     adapter=str(adapter))
