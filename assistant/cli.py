@@ -16,15 +16,14 @@ import typer
 from assistant import cli_adapt, cli_eval, cli_feedback, cli_finetune, cli_ui  # noqa: F401
 from assistant.cli_common import (
     JsonOpt,
+    acting,
     app,
     audit_user,
     docs_app,
     emit,
     fail,
     open_library,
-    ready_audit,
-    record,
-    settings,
+    open_services,
 )
 from ingest.types import plural, printable
 
@@ -43,9 +42,11 @@ def ingest(
     failed, or when nothing was ingested and something was skipped."""
     from tqdm import tqdm
 
+    # imported here, not at the top: it loads the library's and the embedder's code (0.3 s)
+    from assistant import actions
+
     action = "document.supersede" if supersedes else "document.upload"
-    audit = ready_audit(action, as_json)
-    lib = open_library()
+    services = open_services()
     bar = None
 
     def progress(stage: str, done: int, total: int, detail: str) -> None:
@@ -62,16 +63,13 @@ def ingest(
         bar.refresh()
 
     try:
-        report = lib.ingest(paths, supersedes=supersedes, effective_date=effective_date, title=title,
-                            progress=progress, follow_symlinks=follow_symlinks)
-    except ValueError as e:
-        fail(str(e), as_json)
+        with acting(as_json):  # the app's and the API's action: fail closed, ingest, one record per file
+            report = actions.add_documents(services, audit_user(), paths, action, progress=progress,
+                                           supersedes=supersedes, effective_date=effective_date, title=title,
+                                           follow_symlinks=follow_symlinks)
     finally:
         if bar is not None:
             bar.close()
-    record(as_json, lambda: [audit.record_document(
-        audit_user(), action, document_id=f.document_id, version=f.version, file=Path(f.file).name,
-        ok=f.status != "failed", error=f.error) for f in report.files])
     data = report.to_dict()
     lines = []
     for f in report.files:  # names, titles and reasons come from files: printed with their control characters escaped
@@ -87,7 +85,7 @@ def ingest(
                  f"{plural(report.pages_read, 'page')}, {plural(report.chunks_added, 'chunk')} added in "
                  f"{report.seconds:.1f}s")
     emit(data, as_json, "\n".join(lines))
-    lib.close()
+    services.close()
     if not report.ok:
         raise typer.Exit(1)
 
@@ -128,16 +126,17 @@ def docs_delete(
     as_json: JsonOpt = False,
 ):
     """Delete a document (kept in the catalog as deleted for the audit trail; removed from search)."""
-    audit = ready_audit("document.delete", as_json)
-    lib = open_library()
+    # imported here, not at the top: it loads the library's and the embedder's code (0.3 s)
+    from assistant import actions
+
+    services = open_services()
     try:
-        keys = lib.delete(document_id, version)
-    except KeyError:
+        with acting(as_json):
+            keys = actions.delete_document(services, audit_user(), document_id, version)
+    except KeyError:  # recorded as a failed document.delete
         fail(f"no live document with id '{document_id}'" + (f" version {version}" if version is not None else ""), as_json)
-    record(as_json, lambda: audit.record_document(audit_user(), "document.delete", document_id=document_id,
-                                                  version=version, file=None, ok=True))
     emit({"deleted": keys}, as_json, f"deleted {', '.join(keys)}")
-    lib.close()
+    services.close()
 
 
 @docs_app.command("check")
@@ -164,35 +163,30 @@ def ask(
     as_json: JsonOpt = False,
 ):
     """Answer a question with verified citations (streams the answer as it is written)."""
-    from assistant.adapters import AdapterError
-    from assistant.pipeline import Assistant
+    # imported here, not at the top: it loads the library's and the embedder's code (0.3 s)
+    from assistant import actions
     from assistant.types import Answer
 
-    audit = ready_audit("answer", as_json)
-    try:
-        assistant = Assistant(settings(), adapter=adapter)
-    except (FileNotFoundError, AdapterError) as e:
-        fail(str(e), as_json)
+    services = open_services(adapter)
     answer = None
     drafting = False
     try:
-        for item in assistant.stream(question, document_ids=document or None, as_of=as_of, k=k, consensus=strict):
-            if isinstance(item, Answer):
-                answer = item
-            elif not as_json:
-                if not drafting:  # the draft goes to stderr; the checked answer follows on stdout
-                    typer.echo("draft, not yet checked against the sources: ", nl=False, err=True)
-                    drafting = True
-                typer.echo(item, nl=False, err=True)
-    except ValueError as e:  # the request itself: empty question, bad date, unknown document, empty library
+        # the app's and the API's action: fail closed, answer, record; a request that cannot be answered as asked
+        # (empty question, bad date, unknown document, empty library) or an unusable adapter is one error
+        with acting(as_json):
+            for item in actions.answer_stream(services, audit_user(), question, documents=document or None,
+                                              as_of=as_of, strict=strict, k=k):
+                if isinstance(item, Answer):
+                    answer = item
+                elif isinstance(item, str) and not as_json:
+                    if not drafting:  # the draft goes to stderr; the checked answer follows on stdout
+                        typer.echo("draft, not yet checked against the sources: ", nl=False, err=True)
+                        drafting = True
+                    typer.echo(item, nl=False, err=True)
+    except FileNotFoundError as e:  # a model or adapter file that is not there
         fail(str(e), as_json)
     if drafting:
         typer.echo("", err=True)
-    catalog = assistant.library.catalog
-    record(as_json, lambda: audit.record_answer(
-        audit_user(), answer, index_generation=catalog.generation(),
-        documents=len(catalog.documents(status="active")),
-        filters={"documents": document or [], "as_of": as_of, "strict": strict}))
     if as_json:
         emit(answer.to_record(), True)
     else:

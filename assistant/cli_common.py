@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Annotated
@@ -100,17 +102,38 @@ def ready_audit(action: str, as_json: bool):
     return audit
 
 
-def record(as_json: bool, write) -> None:
-    """Write an action's audit record(s) once it is done; a trail that failed in between is one error in words."""
-    from assistant.audit import AuditError
-
-    try:
-        write()
-    except AuditError as e:
-        fail(str(e), as_json)
-
-
 def open_library():
     from ingest.pipeline import Library
 
     return Library(settings())
+
+
+def open_services(adapter: str | None = None):
+    """The state this command's actions work on (assistant/services.py), opened as they need it: the same actions
+    the app and the API call, with this process's own library lock (a single command has one thread; between
+    processes the library's file lock orders the writers)."""
+    # imported here: the answering pipeline behind it loads torch, which most commands do not need
+    from assistant.services import Services
+
+    return Services(settings(), adapter=adapter)
+
+
+def cli_admin():
+    """The user a command acts as: cli:<OS user> with the admin role (assistant.services.cli_user)."""
+    from assistant.services import cli_user
+
+    return cli_user(audit_user())
+
+
+@contextmanager
+def acting(as_json: bool) -> Iterator[None]:
+    """Run an action; what it refuses (a trail that cannot record it, a user-management or adapter error, a request
+    that cannot be done as asked) is one error in words and exit 1."""
+    from assistant.adapters import AdapterError
+    from assistant.audit import AuditError
+    from assistant.users import PermissionDenied, UserError
+
+    try:
+        yield
+    except (AuditError, UserError, PermissionDenied, AdapterError, ValueError) as e:
+        fail(str(e), as_json)

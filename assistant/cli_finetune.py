@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli_common import JsonOpt, app, audit_user, emit, fail, ready_audit, record, settings
+from assistant.cli_common import JsonOpt, acting, app, cli_admin, emit, fail, open_services, settings
 
 finetune_app = typer.Typer(help="Build grounded training data, train a LoRA adapter, evaluate it.",
                            no_args_is_help=True)
@@ -141,9 +141,12 @@ def train_cmd(
     shutil.rmtree(target / "checkpoints", ignore_errors=True)
     data_out = {"adapter": name, "path": str(target), **training}
     if activate_after:
-        try:
-            data_out["activation"] = adapters.activate(s, name)
-        except adapters.AdapterError as e:
+        from assistant import actions_admin  # here: it loads the answering pipeline's code
+        from assistant.audit import AuditError
+
+        try:  # the audited action of `comply adapters activate`
+            data_out["activation"] = actions_admin.activate_adapter(open_services(), cli_admin(), name)
+        except (adapters.AdapterError, AuditError) as e:
             data_out["activation"] = {"refused": str(e)}
     emit(data_out, as_json, f"adapter '{name}' trained: {result.steps} steps on {result.examples} examples in "
                             f"{result.seconds:.0f}s ({result.seconds_per_step} s/step), loss {result.first_loss} -> "
@@ -279,33 +282,22 @@ def adapters_activate(
     as_json: JsonOpt = False,
 ):
     """Make NAME the adapter the assistant uses (refused if its validation citation precision is lower)."""
-    from finetune import adapters
+    # imported here, not at the top: it loads the answering pipeline's code (0.2 s)
+    from assistant import actions_admin
 
-    audit = ready_audit("adapter.activate", as_json)
-    try:
-        result = adapters.activate(settings(), name, force=force)
-    except adapters.AdapterError as e:
-        error = str(e)
-        record(as_json, lambda: audit.append_after(audit_user(), "adapter.activate", adapter=name, force=force,
-                                                   ok=False, error=error))
-        fail(error, as_json)
-    record(as_json, lambda: audit.append_after(audit_user(), "adapter.activate", adapter=name, force=force, ok=True,
-                                               previous=result["previous"]))
+    with acting(as_json):  # recorded either way, as the app's Adapters tab records it
+        result = actions_admin.activate_adapter(open_services(), cli_admin(), name, force=force)
     emit(result, as_json, f"active adapter: {result['active']} (was {result['previous'] or 'none'})")
 
 
 @adapters_app.command("rollback")
 def adapters_rollback(as_json: JsonOpt = False):
     """Go back to the adapter that was active before (or the base model)."""
-    from finetune import adapters
+    # imported here, not at the top: it loads the answering pipeline's code (0.2 s)
+    from assistant import actions_admin
 
-    audit = ready_audit("adapter.rollback", as_json)
-    try:
-        result = adapters.rollback(settings())
-    except adapters.AdapterError as e:
-        fail(str(e), as_json)
-    record(as_json, lambda: audit.append_after(audit_user(), "adapter.rollback", ok=True, active=result["active"],
-                                               previous=result["previous"]))
+    with acting(as_json):
+        result = actions_admin.rollback_adapter(open_services(), cli_admin())
     emit(result, as_json, f"active adapter: {result['active'] or 'none (base model)'} (was {result['previous']})")
 
 

@@ -11,7 +11,17 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli_common import JsonOpt, app, audit_user, emit, fail, settings
+from assistant.cli_common import (
+    JsonOpt,
+    acting,
+    app,
+    audit_user,
+    cli_admin,
+    emit,
+    fail,
+    open_services,
+    settings,
+)
 
 users_app = typer.Typer(help="Manage who may log in to the app and what they may do.", no_args_is_help=True)
 audit_app = typer.Typer(help="Export, verify and summarise the audit trail.", no_args_is_help=True)
@@ -21,6 +31,13 @@ app.add_typer(audit_app, name="audit")
 RoleOpt = Annotated[str, typer.Option("--role", help="viewer (chat), editor (+ documents) or admin (everything).")]
 
 
+
+
+def admin_actions():
+    """assistant.actions_admin, imported when a command uses it: it loads the answering pipeline's code (0.2 s)."""
+    from assistant import actions_admin
+
+    return actions_admin
 
 
 def open_users():
@@ -67,8 +84,8 @@ def users_add(
 ):
     """Add a user; a generated password is printed once."""
     password = read_password(as_json) if password_stdin else None
-    with audited("user.add", as_json, name=name, role=role):
-        given = open_users().add(name, role, password)
+    with acting(as_json):
+        given = admin_actions().add_user(open_services(), cli_admin(), name, role, password)
     generated = None if password_stdin else given
     data = {"name": name, "role": role, **({"password": generated} if generated else {})}
     text = f"added {name} ({role})" + (f"\npassword (shown once): {generated}" if generated else "")
@@ -86,16 +103,16 @@ def users_list(as_json: JsonOpt = False):
 @users_app.command("remove")
 def users_remove(name: str, as_json: JsonOpt = False):
     """Remove a user (the last admin cannot be removed)."""
-    with audited("user.remove", as_json, name=name, sessions_revoked=True):
-        open_users().remove(name)
+    with acting(as_json):
+        admin_actions().remove_user(open_services(), cli_admin(), name)
     emit({"removed": name}, as_json, f"removed {name}")
 
 
 @users_app.command("set-role")
 def users_set_role(name: str, role: RoleOpt, as_json: JsonOpt = False):
     """Change a user's role (the last admin cannot be demoted)."""
-    with audited("user.set_role", as_json, name=name, role=role, sessions_revoked=True):
-        open_users().set_role(name, role)
+    with acting(as_json):
+        admin_actions().set_role(open_services(), cli_admin(), name, role)
     emit({"name": name, "role": role}, as_json, f"{name} is now {role}")
 
 
@@ -108,8 +125,8 @@ def users_reset_password(
 ):
     """Give a user a new password; a generated one is printed once."""
     password = read_password(as_json) if password_stdin else None
-    with audited("user.reset_password", as_json, name=name, sessions_revoked=True):
-        given = open_users().set_password(name, password)
+    with acting(as_json):
+        given = admin_actions().reset_password(open_services(), cli_admin(), name, password)
     generated = None if password_stdin else given
     emit({"name": name, **({"password": generated} if generated else {})}, as_json,
          f"new password for {name}" + (f" (shown once): {generated}" if generated else " set"))
@@ -183,32 +200,20 @@ def audit_export(
     as_json: JsonOpt = False,
 ):
     """Export the audit trail as JSON Lines or CSV (an unfiltered JSONL export verifies on its own)."""
-    from assistant.audit import AuditError
-
     if fmt not in ("jsonl", "csv"):
         fail(f"unknown format '{fmt}': use jsonl or csv", as_json)
     dest = out or Path(f"audit-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.{fmt}")
-    log = open_audit()
-    try:
-        log.ready("audit.export")  # fail closed: no export that the trail cannot record
-        log.export(dest, fmt, since=since, until=until, action=action)
-        records = len(log.records(since, until, action))
-    except AuditError as e:
-        fail(str(e), as_json)
-    try:
-        log.append(audit_user(), "audit.export", format=fmt, since=since, until=until, filter_action=action,
-                   records=records)
-    except AuditError as e:  # the trail failed in between: the export goes, so none exists that it does not show
-        dest.unlink(missing_ok=True)
-        fail(f"Not exported: the audit trail could not record the export ({e}), so the file was deleted again. "
-             "An administrator can run `comply audit verify`.", as_json)
+    with acting(as_json):  # recorded once written; a record that fails takes the file back
+        records = admin_actions().export_audit(open_services(), cli_admin(), dest, fmt, since=since, until=until,
+                                               action=action)
     emit({"path": str(dest), "format": fmt, "records": records}, as_json, f"wrote {records} records to {dest}")
 
 
 @audit_app.command("verify")
 def audit_verify(as_json: JsonOpt = False):
     """Check the hash chain; exits non-zero naming the first broken record."""
-    check = open_audit().verify()
+    with acting(as_json):
+        check = admin_actions().verify_audit(open_services(), cli_admin())
     if check.ok:
         text = f"ok: {check.records} records, chain intact" + (f", head {check.last_hash}" if check.last_hash else "")
         text += f", anchored at record {check.anchored_seq}" if check.anchored_seq is not None else ""

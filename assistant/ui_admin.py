@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from assistant import actions_admin
 from assistant.ui_services import Services, audit_shown
 from assistant.users import ROLES, UserError
 from finetune import adapters as registry
@@ -79,30 +80,23 @@ class AdaptersTab:
         user = self.services.authorize(request, "adapters")
         if not name:
             raise gr.Error("Choose an adapter.")
-        with self.services.lock:
-            try:
-                with self.services.recorded(user.name, "adapter.activate", failures=True, adapter=name,
-                                            force=force) as record:
-                    outcome = registry.activate(self.services.settings, name, force=force)
-                    record["previous"] = outcome.get("previous")
-            except registry.AdapterError as e:  # the release gate's refusal names both numbers (and is recorded)
-                reason = str(e).replace("use --force", "tick 'Override the release gate'")
-                raise gr.Error(f"Not activated: {reason}", title="Refused") from e
-            self.services.reload_assistant()
+        try:
+            with audit_shown():
+                outcome = actions_admin.activate_adapter(self.services, user, name, force=force)
+        except registry.AdapterError as e:  # the release gate's refusal names both numbers (and is recorded)
+            reason = str(e).replace("use --force", "tick 'Override the release gate'")
+            raise gr.Error(f"Not activated: {reason}", title="Refused") from e
         forced = " (release gate overridden)" if outcome.get("forced") else ""
         return (f"Adapter **{name}** is now active{forced}; the next question uses it.", *self.listing())
 
     def rollback(self, request: gr.Request) -> tuple:
         """Go back to the previously active adapter (or the base model)."""
         user = self.services.authorize(request, "adapters")
-        with self.services.lock:
-            try:
-                with self.services.recorded(user.name, "adapter.rollback") as record:
-                    outcome = registry.rollback(self.services.settings)
-                    record.update(ok=True, active=outcome["active"], previous=outcome["previous"])
-            except registry.AdapterError as e:
-                raise gr.Error(f"Not rolled back: {e}") from e
-            self.services.reload_assistant()
+        try:
+            with audit_shown():
+                outcome = actions_admin.rollback_adapter(self.services, user)
+        except registry.AdapterError as e:
+            raise gr.Error(f"Not rolled back: {e}") from e
         return (f"Rolled back from {outcome['previous']}; answers now use "
                 f"**{outcome['active'] or 'the base model'}**.", *self.listing())
 
@@ -162,8 +156,8 @@ class AdminTab:
 
     def verify(self, request: gr.Request) -> str:
         """Check the hash chain of the audit trail."""
-        self.services.authorize(request, "audit.export")
-        check = self.services.audit.verify()
+        user = self.services.authorize(request, "audit.export")
+        check = actions_admin.verify_audit(self.services, user)
         if check.ok:
             return f"**Intact.** The audit trail is intact: {check.records} record(s), each linked to the one before."
         return (f"**Broken.** The audit trail is broken at record {check.first_bad_seq}: {check.reason}. Records before it "
@@ -175,11 +169,10 @@ class AdminTab:
         fmt = (fmt or "CSV").lower()
         if fmt not in ("csv", "jsonl"):
             raise gr.Error("Choose CSV or JSONL.")
-        with audit_shown():  # recorded before the export is made: no export the trail does not show
-            self.services.audit.append(user.name, "audit.export", format=fmt)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         dest = Path(tempfile.mkdtemp(prefix="comply-audit-")) / f"comply-audit-{stamp}.{fmt}"
-        self.services.audit.export(dest, fmt)
+        with audit_shown():  # recorded once written; a record that fails takes the file back
+            actions_admin.export_audit(self.services, user, dest, fmt)
         check = self.services.audit.verify()
         state = "intact" if check.ok else f"BROKEN at record {check.first_bad_seq}"
         return f"Exported {check.records} record(s) as {fmt.upper()}; the trail is {state}.", str(dest)
@@ -214,8 +207,8 @@ class AdminTab:
         admin = self.services.authorize(request, "users")
         given = password or None
         try:
-            with self.services.recorded(admin.name, "user.add", name=(name or "").strip(), role=role):
-                password = self.services.users.add((name or "").strip(), role, given)
+            with audit_shown():
+                password = actions_admin.add_user(self.services, admin, name, role, given)
         except UserError as e:
             raise gr.Error(str(e)) from e
         shown = "" if given else f" Their password is `{password}` (shown once: pass it on now)."
@@ -227,8 +220,8 @@ class AdminTab:
         if not name or not role:
             raise gr.Error("Choose a user and a role.")
         try:
-            with self.services.recorded(admin.name, "user.set_role", name=name, role=role, sessions_revoked=True):
-                self.services.users.set_role(name, role)
+            with audit_shown():
+                actions_admin.set_role(self.services, admin, name, role)
         except UserError as e:
             raise gr.Error(str(e)) from e
         return self._users_changed(f"**{name}** is now {role}.")
@@ -239,8 +232,8 @@ class AdminTab:
         if not name:
             raise gr.Error("Choose a user.")
         try:
-            with self.services.recorded(admin.name, "user.remove", name=name, sessions_revoked=True):
-                self.services.users.remove(name)
+            with audit_shown():
+                actions_admin.remove_user(self.services, admin, name)
         except UserError as e:
             raise gr.Error(str(e)) from e
         return self._users_changed(f"Removed **{name}**.")
