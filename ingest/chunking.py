@@ -20,7 +20,12 @@ from ingest.types import Chunk, SourceDocument, display_name, doc_key
 
 # Lines that open a new clause. Order matters: the first match wins. Annexes are often lettered ("Annex A - ...",
 # clauses "A.1", "A.1.(a)"); a lone letter needs a separator after it, as "Annex A, such as" may be wrapped prose.
-_ARTICLE = re.compile(r"^(?:Article|ARTICLE|Art\.)\s+(\d+[a-z]?)\b")
+# An article heading is "Article 2", "Article 2 Material scope" or "Article 2 - ...", not a wrapped line of prose that
+# begins with a reference ("Article 2(2) applies ...", "Article 6 of Directive ...").
+_ARTICLE = re.compile(r"^(?:Article|ARTICLE|Art\.)\s+(\d+[a-z]?)\b(?=\s*$|\s*[-\u2013:.]|\s+[A-Z])")
+# EU acts: after "Whereas:" and before the first article, "(85) A personal data breach ..." opens recital 85
+_WHEREAS = re.compile(r"^(?:Whereas|WHEREAS)\s*:?\s*$")
+_RECITAL = re.compile(r"^\((\d{1,3})\)\s+\S")
 _HEADING = re.compile(r"^(PART|Part|CHAPTER|Chapter|TITLE|Title|SECTION|Section|ANNEX|Annex|APPENDIX|Appendix|"
                       r"SCHEDULE|Schedule)\s+([0-9]+[A-Z]?\b|[IVXLC]+\b|[A-Z](?=\s*$|\s*[-\u2013:.]\s))")
 _DOTTED = re.compile(r"^((?:[A-Z]\.(?:\d{1,3}\.)*|(?:\d{1,3}\.)+)\d{1,3}(?:\.?\([a-zA-Z0-9]{1,4}\))*)\.?(?=\s+\S)")
@@ -113,6 +118,7 @@ def _blocks(doc: SourceDocument) -> list[_Block]:
     boilerplate = _boilerplate_lines(doc)
     headings: dict[int, str] = {}
     clause: str | None = None
+    recitals = False  # between an EU act's "Whereas:" and its first article
     blocks: list[_Block] = []
     for pi, page in enumerate(doc.pages):
         current: _Block | None = None
@@ -130,6 +136,10 @@ def _blocks(doc: SourceDocument) -> list[_Block]:
                 blocks.append(current)
                 continue
             cid, level, heading = recognise_clause(line)
+            recitals = (recitals or bool(_WHEREAS.match(line))) and not (cid or "").startswith("Article")
+            recital = _RECITAL.match(line) if recitals and cid is None and level is None else None
+            if recital:
+                cid = f"Recital {recital.group(1)}"
             if cid is not None or level is not None:
                 if level is not None:
                     headings = {k: v for k, v in headings.items() if k < level}

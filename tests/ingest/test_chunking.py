@@ -4,11 +4,13 @@ sentences, passage records kept apart, and a character bound that no run of text
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from ingest.chunking import chunk_document, clause_at, recognise_clause, sentence_spans
 from ingest.readers import read_file
+from ingest.types import Page, SourceDocument
 from tests.fixtures.make_bad_inputs import text_pdf
 from tests.library import CORPUS, FIXTURES
 
@@ -39,7 +41,9 @@ def test_markdown_heading_is_a_heading_and_may_name_a_clause():
 
 
 @pytest.mark.parametrize("line", ["The Bank keeps records for 5 years.", "2024 was a year of change.",
-                                  "1. Purpose and Scope", "- Identify and verify every customer", ""])
+                                  "1. Purpose and Scope", "- Identify and verify every customer", "",
+                                  "Article 2(2) applies to the processing of personal data by the Union.",
+                                  "Article 6 of Directive 95/46/EC is repealed."])
 def test_ordinary_lines_open_no_clause(line):
     assert recognise_clause(line) == (None, None, None)
 
@@ -293,3 +297,19 @@ def test_a_document_of_only_repeated_lines_is_kept_rather_than_emptied(tmp_path,
                                            "Rule 3 applies to staff."]))  # counts with the page
     chunks = chunk_document(read_file(path), "rules", 1, embedder.count_tokens)
     assert "Rule 2 applies to staff." in " ".join(c.text for c in chunks)
+
+
+def test_eu_recitals_are_labelled_recitals_not_the_article_a_line_of_their_prose_names():
+    """GDPR's recital 85 read "clause Article 2": a wrapped line of recital prose began "Article 2(2)"."""
+    text = ("Whereas:\n(84) In order to enhance compliance with this Regulation where processing operations are likely"
+            " to result in a high risk, the controller should be responsible for an impact assessment.\n"
+            "(85) A personal data breach may, if not addressed in an appropriate and timely manner, result in damage "
+            "to natural persons, as referred to in\nArticle 2(2) of this Regulation and elsewhere.\n"
+            "HAVE ADOPTED THIS REGULATION:\nArticle 2\nMaterial scope\n(1) This Regulation applies to the "
+            "processing of personal data wholly or partly by automated means.\n")
+    doc = SourceDocument(path=Path("gdpr.txt"), title="GDPR", kind="text", pages=[Page(number=1, text=text)],
+                         sha256="x", size=len(text))
+    chunks = chunk_document(doc, "gdpr", 1, lambda texts: [len(t.split()) for t in texts], budget=30, min_tokens=1)
+    where = {c.text.split()[0]: clause_at(c, 0) for c in chunks}
+    assert where["(84)"] == "Recital 84" and where["(85)"] == "Recital 85"
+    assert [clause_at(c, 0) for c in chunks if "automated means" in c.text] == ["Article 2"]
