@@ -36,7 +36,7 @@ from assistant.audit import AuditError
 from assistant.conversations import NotFound, conversation_record
 from assistant.pdf_view import SourceViewError, page_view
 from assistant.tokens import ApiToken, TokenStore
-from assistant.types import Answer
+from assistant.types import Answer, Reading
 from assistant.users import PERMISSIONS, User, allowed
 from ingest.types import iso_date
 
@@ -328,6 +328,8 @@ class ApiRoutes:
                     yield error_event(error.detail, error.status_code)
                 elif item is actions.WAITING:
                     yield event({}, waiting="a change to the library or the adapter is in progress")
+                elif isinstance(item, Reading):
+                    yield event({}, reading={"passages": item.passages, "query": item.query})
                 else:
                     yield event({}, draft=item)
                 item = await items.get()

@@ -507,10 +507,19 @@ def _unmarked(text: str) -> str:
     return re.sub(r"\s+([.,;:!?])", r"\1", strip_markers(text))
 
 
+def clip(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters, cut after a whole word with an ellipsis when it is longer."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit + 1].rsplit(" ", 1)[0] if " " in text[:limit + 1] else text[:limit]
+    return cut.rstrip(" ,;:-\u2013") + "…"
+
+
 def make_citation(n: int, source: Retrieved, support: Support | None) -> Citation:
     """A user-facing citation for source n; the quote is the supporting sentence when known."""
     chunk = source.chunk
-    quote, start, end = (support.quote, support.start, support.end) if support else (chunk.text.strip()[:300], 0,
+    quote, start, end = (support.quote, support.start, support.end) if support else (clip(chunk.text, 300), 0,
                                                                                        len(chunk.text))
     return Citation(
         n=n, document_id=chunk.document_id, file=chunk.source_file, title=chunk.title, page=chunk.page,

@@ -17,7 +17,7 @@ from assistant.gate import CitationGate
 from assistant.models import base_prompt_version
 from assistant.prompt import ABSTAIN_TEXT, PROMPT_VERSION, build_messages
 from assistant.retrieval import RetrievalFilter, Retriever
-from assistant.types import AbstainReason, Answer, Retrieved
+from assistant.types import AbstainReason, Answer, Reading, Retrieved
 from ingest.pipeline import Library
 from ingest.settings import Settings
 from ingest.types import iso_date
@@ -151,8 +151,9 @@ class Assistant:
 
     def stream(self, question: str, *, document_ids: list[str] | None = None, as_of: str | None = None,
                include_superseded: bool = False, history: list[tuple[str, str]] | None = None,
-               k: int | None = None, consensus: bool | None = None) -> Iterator[str | Answer]:
-        """Yield answer text pieces as generated, then the final Answer. `consensus` overrides the
+               k: int | None = None, consensus: bool | None = None) -> Iterator[str | Reading | Answer]:
+        """Yield a Reading once the passages are found (unless the answer is an early abstention), the answer's text
+        pieces as generated, then the final Answer. `consensus` overrides the
         `consensus_citations` setting for this question (strict citations). A request that cannot be answered as
         asked (empty question, a date that is not YYYY-MM-DD, unknown document ids, k < 1, an empty library) is a
         ValueError saying which, not an abstention."""
@@ -168,7 +169,11 @@ class Assistant:
             yield self._abstain(question, sources, timings, raw="",
                                 reason=AbstainReason.NO_SOURCES if not sources else AbstainReason.LOW_RELEVANCE)
             return
-        messages = build_messages(question, [s.chunk for s in sources], history, version=self.prompt_version)
+        yield Reading(len(sources), query)
+        # the conversation goes into the prompt only when it went into the search: a question that stands on its own
+        # is answered alone, so the model is not led to repeat the previous answer
+        context = history if query != question else None
+        messages = build_messages(question, [s.chunk for s in sources], context, version=self.prompt_version)
         pieces: list[str] = []
         first = None
         trace: list[tuple[int, float]] = []
@@ -221,14 +226,16 @@ class Assistant:
                       confidence=confidence, abstain_reason=reason, citation_score=citation_score)
 
 
-_FOLLOW_UP = re.compile(r"^(and|but|also|then|what about|how about|what if)\b|\b(it|its|they|them|their)\b", re.I)
+_FOLLOW_UP = re.compile(r"^(and|but|also|then|so|what about|how about|what if|for)\b"
+                        r"|\b(it|its|they|them|their|this|these|those)\b", re.I)
 
 
 def retrieval_query(question: str, history: list[tuple[str, str]] | None) -> str:
-    """What to search for: a follow-up ("and for employees?", "when does it apply?", any question of six words or
-    fewer) is searched together with the previous question; a question that stands on its own is searched alone,
-    so the last topic does not crowd out the new one."""
-    if not history or (len(question.split()) > 6 and not _FOLLOW_UP.search(question)):
+    """What to search for: a follow-up ("and for employees?", "when does it apply?", "for contractors?", any
+    question of three words or fewer) is searched together with the previous question; a question that stands on
+    its own ("What is the minimum password length?") is searched alone, so the last topic does not crowd out the new
+    one."""
+    if not history or (len(question.split()) > 3 and not _FOLLOW_UP.search(question)):
         return question
     return f"{history[-1][0]} {question}"
 

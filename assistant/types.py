@@ -66,6 +66,15 @@ class Sentence:
     entailment: float | None = None  # the entailment model's probability that the cited passage states the sentence
 
 
+@dataclass(frozen=True)
+class Reading:
+    """Progress of an answer, yielded by `Assistant.stream` between the search and the draft: how many passages the
+    model is reading, and the query they were searched with (the question, or a follow-up joined to the previous
+    question)."""
+    passages: int
+    query: str
+
+
 class AbstainReason(StrEnum):
     """Why the assistant gave no answer. A StrEnum: it is its value wherever it is written (JSON, the audit trail, the
     eval records) and compares equal to it."""

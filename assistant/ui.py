@@ -11,7 +11,7 @@ from starlette.middleware import Middleware
 
 from assistant.api import ApiRoutes
 from assistant.ui_admin import AdaptersTab, AdminTab
-from assistant.ui_chat import ChatTab, document_choices
+from assistant.ui_chat import CITE_JS, ChatTab, document_choices
 from assistant.ui_documents import DocumentsTab
 from assistant.ui_eval import EvalTab
 from assistant.ui_login import LOGIN_HELP, LoginRoutes
@@ -35,6 +35,9 @@ ul.unsupported li { color: #9a6700; }
 mark.cited-span { background: #ffe066; }
 .source-text, .source-context { white-space: normal; line-height: 1.5; }
 .source-context { color: var(--body-text-color-subdued); margin: 6px 0; }
+a.cite { font-weight: 600; text-decoration: none; padding: 0 2px; border-radius: 3px; }
+a.cite:hover, a.cite:focus-visible { background: #ffe066; outline: 2px solid #1d4ed8; }
+#source-view { scroll-margin-top: 8px; }
 """
 
 
@@ -120,7 +123,7 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
                 + LOGIN_HELP.format(n=settings.login_max_failures),
                 prevent_thread_lock=True, quiet=True, show_error=False, footer_links=[],
                 enable_monitoring=False, ssr_mode=False, run_history=False, mcp_server=False,
-                max_file_size=f"{int(settings.max_file_mb)}mb", theme=THEME, css=CSS,
+                max_file_size=f"{int(settings.max_file_mb)}mb", theme=THEME, css=CSS, js=CITE_JS,
                 app_kwargs={"middleware": [Middleware(UploadGuard, services=services),
                                            Middleware(HeartbeatWatch, watcher=heartbeats)]})
     # Gradio builds its app inside launch(): comply's login, logout and session checks go in front right after,

@@ -1,9 +1,11 @@
-"""The Ask tab: a streamed answer, then the verified answer with [n] markers, flagged sentences, source cards, and
-each source opened at its page with the quoted span highlighted. Every answer goes to the audit trail and into the
+"""The Ask tab: progress in words, a streamed draft, then the verified answer with [n] markers, flagged sentences and
+source cards; each [n] (in the answer or on its card) is a link that opens the source panel beside the chat at the
+cited page with the quoted span highlighted. Every answer goes to the audit trail and into the
 user's current conversation; the sidebar lists their conversations (reopen, rename, export, delete), and the last
 answer takes a thumbs up or down with a comment."""
 
 import html
+import re
 import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,7 +24,8 @@ from assistant.actions import (
 from assistant.audit import AuditError
 from assistant.conversations import ConversationError, new_id, title_of
 from assistant.pdf_view import SourceViewError, citation_view, describe_place
-from assistant.types import AbstainReason, Answer, Citation
+from assistant.pipeline import retrieval_query
+from assistant.types import AbstainReason, Answer, Citation, Reading
 from assistant.ui_services import Services, audit_shown, parse_date
 from assistant.users import User
 
@@ -31,6 +34,31 @@ STREAM_CURSOR = " ▍"
 DRAFT_LABEL = "_Draft, not yet checked against the sources:_\n\n"
 UNSUPPORTED_NOTE = "not supported by the cited sources"
 SOURCES_HINT = "<p class='hint'>Sources for the answer appear here.</p>"
+SEARCHING = "Searching your documents…"
+FOLLOW_UP_NOTE = "↪ _Follow-up: searched with your previous question too (“{previous}”)._"
+# A citation link's target: the chat message of the answer and the source's number. The page's script (CITE_JS)
+# puts it in the hidden #cite-pick box when the link is clicked or opened with Enter, and the server opens it.
+CITE_HREF = "#cite-{message}-{n}"
+CITE_PICKED = re.compile(r"#cite-(\d+)-(\d+)")
+CITE_JS = """() => {
+  const view = () => document.getElementById('source-view');
+  // the chat's copy button copies a message as written: its [n] links as plain [n]
+  const write = navigator.clipboard && navigator.clipboard.writeText.bind(navigator.clipboard);
+  if (write) navigator.clipboard.writeText = (text) =>
+    write(String(text).replace(/<a class='cite' href='#cite-\\d+-\\d+'>(\\[\\d+\\])<\\/a>/g, '$1'));
+  document.addEventListener('click', (event) => {
+    const link = event.target.closest ? event.target.closest('a.cite') : null;
+    if (!link) return;
+    event.preventDefault();
+    event.stopPropagation();
+    const box = document.querySelector('#cite-pick textarea');
+    if (!box) return;
+    box.value = link.getAttribute('href') + '|' + Date.now();  // a new value each time: the same [n] opens again
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    view()?.scrollIntoView({block: 'start'});
+  }, true);
+}"""
+SCROLL_TO_SOURCE_JS = "() => { document.getElementById('source-view')?.scrollIntoView({block: 'start'}); }"
 VERDICT_WORDS = {"up": "👍 helpful", "down": "👎 not helpful"}
 
 
@@ -49,19 +77,49 @@ ABSTAIN_REASONS = {
 }
 
 
-def answer_markdown(answer: Answer) -> str:
-    """The answer as the chat shows it: sentences with [n] markers; unsupported ones flagged in words."""
+def answer_markdown(answer: Answer, message: int | None = None, follow_up: str | None = None) -> str:
+    """The answer as the chat shows it: sentences with [n] markers (links that open the source when the answer is
+    chat message number `message`); unsupported ones flagged in words; a follow-up says it was searched with the
+    previous question `follow_up`."""
+    head = follow_up_note(follow_up)
     if answer.abstained:
         nearest = " The nearest passages are listed under Sources." if answer.sources else ""
         why = ABSTAIN_REASONS.get(answer.abstain_reason or "")
         found = "".join(f" The check found that {s.issue}." for s in answer.sentences if s.issue)
-        return f"{answer.answer}{nearest}" + (f"\n\n*{why}{found}*" if why else "")
+        return f"{head}{answer.answer}{nearest}" + (f"\n\n*{why}{found}*" if why else "")
+    cited = {c.n for c in answer.citations} if message is not None else set()
+
+    def marker(n: int) -> str:  # the model's own markers and the attached ones alike; one of no source stays text
+        return cite_link(message, n) if n in cited else f"[{n}]"
+
     parts = []
     for s in answer.sentences:
-        text = s.text + ("".join(f" [{n}]" for n in s.attached) if s.attached else "")
+        text = re.sub(r"\[(\d+)\]", lambda m: marker(int(m.group(1))), s.text) + "".join(
+            f" {marker(n)}" for n in s.attached)
         note = UNSUPPORTED_NOTE + (f": {s.issue}" if s.issue else "")
         parts.append(text if s.supported else f"⚠ *{text}* **({note})**")
-    return " ".join(parts)
+    return head + " ".join(parts)
+
+
+def cite_link(message: int, n: int) -> str:
+    """[n] as a link (focusable, opened with Enter) to source n of the answer in chat message `message`."""
+    return f"<a class='cite' href='{CITE_HREF.format(message=message, n=n)}'>[{n}]</a>"
+
+
+def follow_up_note(previous: str | None) -> str:
+    """The line above an answer that was searched with the previous question too; empty for one that was not."""
+    return FOLLOW_UP_NOTE.format(previous=previous) + "\n\n" if previous else ""
+
+
+def searched_with(question: str, history: list) -> str | None:
+    """The previous question when `question` is searched together with it (pipeline.retrieval_query), else None."""
+    pairs = [tuple(pair) for pair in history or []]
+    return pairs[-1][0] if pairs and retrieval_query(question, pairs) != question else None
+
+
+def reading(passages: int) -> str:
+    """The chat's progress line once the passages are found."""
+    return f"Reading {passages} passage{'s' if passages != 1 else ''}…"
 
 
 def where(c: Citation) -> str:
@@ -69,8 +127,9 @@ def where(c: Citation) -> str:
     return describe_place(c.page, c.page_label, c.clause)
 
 
-def sources_html(answer: Answer) -> str:
-    """Source cards (title, file, page, clause, quote, score) and the verification summary, HTML-escaped."""
+def sources_html(answer: Answer, message: int | None = None) -> str:
+    """Source cards (title, file, page, clause, quote, score) and the verification summary, HTML-escaped; with the
+    answer's chat `message`, each card's [n] is a link that opens the source."""
     esc = html.escape
     cards = answer.sources if answer.abstained else answer.citations
     if answer.abstained and answer.abstain_reason is not None and AbstainReason(answer.abstain_reason).withheld:
@@ -84,17 +143,25 @@ def sources_html(answer: Answer) -> str:
     for c in cards:
         items.append(
             f"<div class='source-card' data-n='{c.n}'>"
-            f"<div class='source-head'><span class='source-n'>[{c.n}]</span> <b>{esc(c.title)}</b></div>"
+            f"<div class='source-head'><span class='source-n'>"
+            f"{cite_link(message, c.n) if message is not None else f'[{c.n}]'}</span> <b>{esc(c.title)}</b></div>"
             f"<div class='source-where'>{_source_where(c)}</div>"
-            f"<blockquote>{esc(c.quote)}</blockquote></div>")
+            f"<blockquote>{esc(plain(c.quote))}</blockquote></div>")
     if not items:
         items.append("<p>No passage in the library is close to this question.</p>")
     return f"<div class='sources'>{head}{''.join(items)}</div>"
 
 
+def plain(quote: str) -> str:
+    """A quote as text: the Markdown of a Markdown source (headings' #, bold and italic stars, backticks) left out."""
+    quote = re.sub(r"(^|\s)#{1,6}\s+", r"\1", quote)
+    quote = re.sub(r"(\*\*|__)(.+?)\1", r"\2", quote)
+    return re.sub(r"(?<!\w)[*`](\S(?:.*?\S)?)[*`](?!\w)", r"\1", quote)
+
+
 def _source_where(c: Citation) -> str:
     """File, place, version and score of a source card; a saved answer's nearest sources have no file or version."""
-    parts = (html.escape(c.file), html.escape(where(c)), f"v{c.version}" if c.version else "",
+    parts = (html.escape(c.file), html.escape(where(c)), f"comply version {c.version}" if c.version else "",
              f"retrieval score {c.score:.4f}")
     return " · ".join(p for p in parts if p)
 
@@ -110,16 +177,15 @@ def _verification(answer: Answer) -> str:
             f"them:</p><ul class='unsupported'>{listed}</ul>")
 
 
-def source_choices(answer: Answer) -> list[tuple[str, str]]:
-    """Radio choices (label, n) for the sources that can be opened."""
-    cards = answer.sources if answer.abstained else answer.citations
-    return [(f"[{c.n}] {c.title}, {where(c)}", str(c.n)) for c in cards]
+def cards_of(answer: Answer) -> list[dict]:
+    """The sources of an answer that its [n] links open: its citations, or an abstention's nearest passages."""
+    return [asdict(c) for c in (answer.sources if answer.abstained else answer.citations)]
 
 
 def document_choices(services: Services) -> list[tuple[str, str]]:
     """(title, document id) of every document in force, for the document filter."""
     records = services.library.catalog.documents(status="active")
-    return [(f"{r.title} (v{r.version})", r.document_id) for r in records]
+    return [(f"{r.title} (comply version {r.version})", r.document_id) for r in records]
 
 
 class ChatTab:
@@ -166,34 +232,34 @@ class ChatTab:
                     label="Strict citations: answer only when both retrievers rank the cited source first "
                           "(fewer answers, more of them cite the right place)",
                     value=self.services.settings.consensus_citations, elem_id="strict")
+                # the source panel: a [n] clicked in the answer or on a card opens its page here, scrolled into view
+                with gr.Column(elem_id="source-view"):
+                    self.source_caption = gr.Markdown(elem_id="source-caption")
+                    self.page_image = gr.Image(label="Cited page (quoted passage highlighted)", type="pil",
+                                               interactive=False, visible=False, elem_id="page-image",
+                                               buttons=["download", "fullscreen"])
+                    self.page_text = gr.HTML(visible=False, elem_id="page-text")
                 self.sources = gr.HTML(SOURCES_HINT, elem_id="sources", label="Sources")
-        with gr.Row():
-            with gr.Column(scale=1):
-                self.source_pick = gr.Radio(label="Open a source", choices=[], elem_id="source-pick")
-                self.source_caption = gr.Markdown(elem_id="source-caption")
-            with gr.Column(scale=2):
-                self.page_image = gr.Image(label="Cited page (quoted passage highlighted)", type="pil",
-                                           interactive=False, visible=False, elem_id="page-image",
-                                           buttons=["download", "fullscreen"])
-                self.page_text = gr.HTML(visible=False, elem_id="page-text")
+                self.cite_pick = gr.Textbox(visible="hidden", elem_id="cite-pick")  # set by CITE_JS
         self.history = gr.State([])
-        self.citations = gr.State([])
+        self.cited = gr.State({})  # the chat's message index -> the sources its [n] links open
         self.conversation = gr.State(None)  # the id of the conversation on screen; None until its first answer
         self.last_turn = gr.State(None)  # the id of its last saved answer, which the thumbs rate
         self.turn_at = gr.State({})  # the chat's message index -> the id of the saved answer shown there
 
         shown = [self.conversation, self.last_turn, self.turn_at, self.conversation_list, self.feedback_row,
                  self.feedback_status]
-        outputs = [self.chat, self.history, self.sources, self.source_pick, self.citations, self.question, *shown,
-                   self.title, self.comment]
+        view = [self.source_caption, self.page_image, self.page_text]
+        outputs = [self.chat, self.history, self.sources, *view, self.cited, self.question, *shown, self.title,
+                   self.comment]
         inputs = [self.question, self.chat, self.history, self.documents, self.as_of, self.strict, self.conversation,
-                  self.turn_at]
+                  self.turn_at, self.cited]
         # A question asked while another is answered runs after it instead of being dropped.
         self.ask_button.click(self.ask, inputs, outputs, api_name="ask", trigger_mode="always_last")
         self.question.submit(self.ask, inputs, outputs, api_name=False, trigger_mode="always_last")
-        self.source_pick.change(self.open_source, [self.source_pick, self.citations],
-                                [self.source_caption, self.page_image, self.page_text], api_name="open_source")
-        cleared = [self.chat, self.history, self.sources, self.source_pick, self.citations, *shown, self.title]
+        self.cite_pick.change(self.open_source, [self.cite_pick, self.cited], view, api_name="open_source").then(
+            None, None, None, js=SCROLL_TO_SOURCE_JS, api_name=False)
+        cleared = [self.chat, self.history, self.sources, *view, self.cited, *shown, self.title]
         self.new_button.click(self.new_conversation, None, cleared, api_name=False)
         self.chat.clear(self.new_conversation, None, cleared, api_name=False)  # the chat's own bin icon
         self.conversation_list.input(self.open_conversation, [self.conversation_list], [*cleared, self.comment],
@@ -219,8 +285,9 @@ class ChatTab:
         return gr.update(choices=self.conversation_choices(user), value=None)
 
     def ask(self, question: str, chat: list, history: list, documents: list, as_of: str, strict: bool,
-            conversation: str | None, turn_at: dict, request: gr.Request):
-        """Stream an answer into the chat, then show it verified with its sources; record it in the audit."""
+            conversation: str | None, turn_at: dict, cited: dict, request: gr.Request):
+        """Stream an answer into the chat (progress in words, then the draft), then show it verified with its
+        sources; record it in the audit."""
         user = self.services.authorize(request, "chat")
         question = (question or "").strip()
         keep = gr.update()
@@ -238,12 +305,16 @@ class ChatTab:
                                        conversation=conversation)
         except (gr.Error, ConversationError) as e:
             gr.Warning(getattr(e, "message", str(e)))
-            yield keep, keep, keep, keep, keep, keep, *unchanged
+            yield keep, keep, keep, keep, keep, keep, keep, keep, *unchanged
             return
+        previous = searched_with(question, history)
+        head = follow_up_note(previous)
+        # a new message of its own: nothing of the previous answer (its draft, its sources, its page) stays in view
         chat = list(chat or []) + [{"role": "user", "content": question},
-                                   {"role": "assistant", "content": "Searching the documents…"}]
-        yield (chat, history, "<p class='hint'>Searching the documents…</p>", gr.update(choices=[], value=None), [],
-               "", keep, keep, keep, keep, gr.update(visible=False), "", keep, "")
+                                   {"role": "assistant", "content": head + SEARCHING}]
+        hidden = gr.update(visible=False, value=None)
+        yield (chat, history, f"<p class='hint'>{SEARCHING}</p>", "", hidden, hidden, cited, "", keep, keep, keep,
+               keep, gr.update(visible=False), "", keep, "")
         pieces: list[str] = []
         answer = kept = None
         try:
@@ -255,25 +326,28 @@ class ChatTab:
                     answer = item
                     continue
                 if item is WAITING:
-                    chat[-1]["content"] = "Waiting for a change to the library or the adapter to finish…"
+                    chat[-1]["content"] = head + "Waiting for a change to the library or the adapter to finish…"
+                elif isinstance(item, Reading):
+                    chat[-1]["content"] = head + reading(item.passages)
                 else:
                     pieces.append(item)
-                    chat[-1]["content"] = DRAFT_LABEL + "".join(pieces) + STREAM_CURSOR
-                yield chat, history, keep, keep, [], keep, *unchanged
+                    chat[-1]["content"] = head + DRAFT_LABEL + "".join(pieces) + STREAM_CURSOR
+                yield chat, history, keep, keep, keep, keep, keep, keep, *unchanged
         except ValueError as e:  # the request itself, e.g. an empty library or a document deleted meanwhile
             chat[-1]["content"] = f"⚠ {str(e)[0].upper()}{str(e)[1:]}."
-            yield chat, history, "", gr.update(choices=[], value=None), [], keep, *unchanged
+            yield chat, history, "", keep, keep, keep, keep, keep, *unchanged
             return
         except AuditError as e:  # the checked answer is not shown: it could not be recorded
             chat[-1]["content"] = f"⚠ Not answered: the audit trail could not record this answer ({e})."
-            yield chat, history, "", gr.update(choices=[], value=None), [], keep, *unchanged
+            yield chat, history, "", keep, keep, keep, keep, keep, *unchanged
             return
         assert answer is not None
-        chat[-1]["content"] = answer_markdown(answer)
+        message = len(chat) - 1
+        chat[-1]["content"] = answer_markdown(answer, message, previous)
         history = list(history or []) + [[question, answer.answer]]
-        cards = answer.sources if answer.abstained else answer.citations
+        cited = {**(cited or {}), message: cards_of(answer)}
         if kept is not None and kept.turn is not None:
-            turn_at = {**(turn_at or {}), len(chat) - 1: kept.turn.id}
+            turn_at = {**(turn_at or {}), message: kept.turn.id}
             saved = (conversation, kept.turn.id, turn_at,
                      gr.update(choices=self.conversation_choices(user), value=conversation),
                      gr.update(visible=True), "", title_of(question) if new else keep, keep)
@@ -282,29 +356,33 @@ class ChatTab:
             saved = (keep, keep, keep, keep, gr.update(visible=False),
                      f"⚠ This answer could not be saved in the conversation ({why}).", keep, keep)
         # The question box was emptied when this question started; what was typed since is the next question.
-        yield (chat, history, sources_html(answer), gr.update(choices=source_choices(answer), value=None),
-               [asdict(c) for c in cards], keep, *saved)
+        yield chat, history, sources_html(answer, message), keep, keep, keep, cited, keep, *saved
 
-    def open_source(self, choice: str | None, citations: list, request: gr.Request):
-        """Show the chosen source: its PDF page with the span highlighted, or the passage text with it marked."""
+    def open_source(self, picked: str | None, cited: dict, request: gr.Request):
+        """Show the source of the [n] link clicked: its PDF page with the span highlighted, or the passage text with
+        it marked."""
         self.services.authorize(request, "chat")
         hidden = gr.update(visible=False, value=None)
-        if not choice:
+        found = CITE_PICKED.match(picked or "")
+        if not found:
             return "", hidden, hidden
-        cited = next((Citation(**c) for c in citations or [] if str(c["n"]) == str(choice)), None)
-        if cited is None:
-            raise gr.Error("That source belongs to an earlier answer; ask again to open it.")
-        in_force = self.services.library.catalog.get(cited.document_id) if not cited.version else None
+        message, n = int(found.group(1)), int(found.group(2))
+        cards = (cited or {}).get(message) or (cited or {}).get(str(message)) or []
+        cited_one = next((Citation(**c) for c in cards if int(c["n"]) == n), None)
+        if cited_one is None:
+            raise gr.Error("That source belongs to an answer no longer on screen; ask again to open it.")
+        in_force = self.services.library.catalog.get(cited_one.document_id) if not cited_one.version else None
         if in_force is not None:  # a saved answer's nearest source keeps no version: the one in force is shown
-            cited = replace(cited, version=in_force.version, file=in_force.file_name)
+            cited_one = replace(cited_one, version=in_force.version, file=in_force.file_name)
         try:
             settings = self.services.settings
-            view = citation_view(self.services.library.catalog, cited,
+            view = citation_view(self.services.library.catalog, cited_one,
                                  max_decompressed_page_mb=settings.max_decompressed_page_mb,
                                  max_decompressed_file_mb=settings.max_decompressed_file_mb)
         except SourceViewError as e:
             raise gr.Error(f"This source cannot be shown: {e}") from e
-        caption = f"**[{cited.n}] {view.title}** — {view.where}  \n`{view.file}`, version {cited.version}"
+        caption = (f"**[{cited_one.n}] {view.title}** — {view.where}  \n`{view.file}`, comply version "
+                   f"{cited_one.version}")
         if not view.highlighted:
             caption += "  \n_The quoted passage could not be located on the page; the whole page is shown._"
         if view.image is not None:
@@ -317,13 +395,18 @@ class ChatTab:
         return self._cleared()
 
     @staticmethod
-    def _cleared() -> tuple:
-        """The outputs of an empty conversation (the `cleared` list of build)."""
-        return ([], [], SOURCES_HINT, gr.update(choices=[], value=None), [], None, None, {}, gr.update(value=None),
-                gr.update(visible=False), "", "")
+    def _cleared(**changed) -> tuple:
+        """The outputs of an empty conversation (the `cleared` list of build), with some of them `changed`."""
+        hidden = gr.update(visible=False, value=None)
+        outputs = dict(chat=[], history=[], sources=SOURCES_HINT, caption="", image=hidden, text=hidden, cited={},
+                       conversation=None, last_turn=None, turn_at={}, conversation_list=gr.update(value=None),
+                       feedback_row=gr.update(visible=False), feedback_status="", title="")
+        assert set(changed) <= set(outputs), changed
+        return tuple({**outputs, **changed}.values())
 
     def open_conversation(self, conversation_id: str | None, request: gr.Request):
-        """Reopen one of the user's conversations: its turns in the chat, the last answer's sources and feedback."""
+        """Reopen one of the user's conversations: its turns in the chat (their [n] links open their sources), the
+        last answer's sources and feedback."""
         user = self.services.authorize(request, "chat")
         if not conversation_id:
             return (*self._cleared(), "")
@@ -331,25 +414,27 @@ class ChatTab:
             conversation = self.services.conversations.get(user, conversation_id)
         except ConversationError as e:
             gr.Warning(f"This conversation cannot be opened: {e}.")
-            return (*self._cleared()[:8], gr.update(choices=self.conversation_choices(user), value=None),
-                    *self._cleared()[9:], "")
-        chat, history, answer = [], [], None
+            return (*self._cleared(conversation_list=gr.update(choices=self.conversation_choices(user), value=None)),
+                    "")
+        chat, history, cited, answer = [], [], {}, None
         for turn in conversation.turns:
             answer = Answer.from_record(turn.record)
+            previous = searched_with(turn.question, history)
             chat += [{"role": "user", "content": turn.question},
-                     {"role": "assistant", "content": answer_markdown(answer)}]
+                     {"role": "assistant", "content": answer_markdown(answer, len(chat) + 1, previous)}]
+            cited[len(chat) - 1] = cards_of(answer)
             history.append([turn.question, answer.answer])
         last = conversation.turns[-1] if conversation.turns else None
         if answer is None or last is None:
-            return (*self._cleared()[:5], conversation.id, None, {}, gr.update(), gr.update(visible=False), "",
-                    conversation.title, "")
-        cards = answer.sources if answer.abstained else answer.citations
+            return (*self._cleared(conversation=conversation.id, conversation_list=gr.update(),
+                                   title=conversation.title), "")
         rated = f"You rated this answer {VERDICT_WORDS[last.verdict]}." if last.verdict else ""
         feedback = [{"up": "Like", "down": "Dislike"}.get(t.verdict) for t in conversation.turns]
-        return (gr.update(value=chat, feedback_value=feedback), history, sources_html(answer),
-                gr.update(choices=source_choices(answer), value=None), [asdict(c) for c in cards], conversation.id,
-                last.id, {2 * i + 1: t.id for i, t in enumerate(conversation.turns)}, gr.update(),
-                gr.update(visible=True), rated, conversation.title, last.comment or "")
+        return (*self._cleared(chat=gr.update(value=chat, feedback_value=feedback), history=history,
+                               sources=sources_html(answer, len(chat) - 1), cited=cited, conversation=conversation.id,
+                               last_turn=last.id, turn_at={2 * i + 1: t.id for i, t in enumerate(conversation.turns)},
+                               conversation_list=gr.update(), feedback_row=gr.update(visible=True),
+                               feedback_status=rated, title=conversation.title), last.comment or "")
 
     def rename(self, conversation_id: str | None, title: str, request: gr.Request):
         """Give the conversation on screen a new title (audited)."""
@@ -366,7 +451,7 @@ class ChatTab:
     def delete(self, conversation_id: str | None, confirm: bool, request: gr.Request):
         """Delete the conversation on screen for good, once the box is ticked (audited)."""
         user = self.services.authorize(request, "chat")
-        nothing = (*(gr.update(),) * 12, gr.update())
+        nothing = (*(gr.update(),) * len(self._cleared()), gr.update())
         if not conversation_id:
             return *nothing, "There is no saved conversation on screen to delete."
         if not confirm:
@@ -376,8 +461,7 @@ class ChatTab:
                 gone = delete_conversation(self.services, user, conversation_id)
         except ConversationError as e:
             return *nothing, f"Not deleted: {e}."
-        cleared = list(self._cleared())
-        cleared[8] = gr.update(choices=self.conversation_choices(user), value=None)
+        cleared = self._cleared(conversation_list=gr.update(choices=self.conversation_choices(user), value=None))
         return *cleared, False, f"Deleted “{gone.title}”."
 
     def export(self, conversation_id: str | None, request: gr.Request):

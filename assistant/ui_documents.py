@@ -12,7 +12,9 @@ from assistant.ui_services import Services, audit_shown, parse_date
 from assistant.ui_uploads import remove_uploads
 from ingest.pipeline import IngestReport
 
-COLUMNS = ["Title", "Version", "Effective date", "Status", "Pages", "Passages", "File", "Document id", "Added (UTC)"]
+# "comply version" counts the versions comply holds of a document (1, 2, ...), not the document's own ("Version 4.2")
+COLUMNS = ["Title", "comply version", "Effective date", "Status", "Pages", "Passages", "File", "Document id",
+           "Added (UTC)"]
 STATUS_WORDS = {"active": "in force", "superseded": "superseded", "deleted": "deleted", "pending": "being added"}
 
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from assistant.citations import Verifier, content_words, make_citation, parse_markers, split_sentences
+from assistant.citations import Verifier, clip, content_words, make_citation, parse_markers, split_sentences
 from assistant.retrieval import Retriever
+from assistant.ui_chat import plain
 from ingest.settings import Settings
 from tests.library import sample_library
 
@@ -213,3 +214,16 @@ def test_the_verifiers_cache_of_source_sentences_is_bounded(setup):
         bounded.verify(f"Complaints must be acknowledged within 5 business days [{n}].", sources)
         assert len(bounded._cache) == min(n, 2) and next(reversed(bounded._cache)) == sources[n - 1].chunk.chunk_id
     assert sources[0].chunk.chunk_id not in bounded._cache  # the oldest dropped
+
+
+def test_a_long_quote_is_cut_after_a_whole_word_with_an_ellipsis():
+    text = "Records of every complaint are kept for five years after the complaint is closed. " * 6
+    short = clip(text, 100)
+    assert len(short) <= 101 and short.endswith("…") and text.startswith(short[:-1])
+    assert text[len(short) - 1] == " "  # the word before the ellipsis is whole
+    assert clip("Kept for five years.", 100) == "Kept for five years."
+
+
+def test_a_source_card_shows_markdown_as_text():
+    assert plain("## 2. Personal Account Dealing **Staff** must pre-clear trades.") == \
+        "2. Personal Account Dealing Staff must pre-clear trades."

@@ -9,7 +9,7 @@ import pytest
 
 from assistant.pipeline import Assistant, retrieval_query
 from assistant.prompt import build_messages
-from assistant.types import Answer
+from assistant.types import Answer, Reading
 from assistant.ui_chat import answer_markdown, sources_html
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
@@ -45,6 +45,8 @@ def test_unanswerable_question_abstains_and_shows_nearest_sources(assistant):
 def test_stream_yields_tokens_then_the_answer(assistant):
     items = list(assistant.stream("How long is business email retained?"))
     pieces = [i for i in items if isinstance(i, str)]
+    # the progress the chat shows: the passages found, read before the draft
+    assert items[0] == Reading(assistant.settings.top_k, "How long is business email retained?")
     assert len(pieces) >= 3 and isinstance(items[-1], Answer)
     assert items[-1].raw_answer == "".join(pieces).strip()
 
@@ -207,6 +209,8 @@ def test_follow_ups_are_searched_with_the_previous_question_and_new_topics_alone
                       "What about service accounts used by automated jobs?"):
         assert retrieval_query(follow_up, history) == f"{history[0][0]} {follow_up}"
     assert retrieval_query("And for administrators?", None) == "And for administrators?"
+    # a short question that names its own topic is not a follow-up (it was answered with the previous topic's text)
+    assert retrieval_query("What is the minimum password length?", history) == "What is the minimum password length?"
 
 
 def test_a_request_that_cannot_be_answered_as_asked_is_an_error_not_an_abstention(assistant, tmp_path):

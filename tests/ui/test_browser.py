@@ -1,5 +1,7 @@
-"""The app in a real browser: an editor uploads a PDF and asks a question, opens the cited page; a viewer can ask,
-but the server itself refuses their upload and audit export (called directly with the viewer's session)."""
+"""The app in a real browser: an editor uploads a PDF and asks a question, clicks a [n] in the answer and sees the
+cited page beside the chat with the quote highlighted, asks a new question (nothing of the previous answer shows
+while it is written) and a follow-up (labelled as one); a viewer can ask, but the server itself refuses their upload
+and audit export (called directly with the viewer's session)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,15 @@ import pytest
 from playwright.sync_api import expect
 
 from assistant.audit import AuditLog
-from assistant.ui_chat import STREAM_CURSOR
+from assistant.ui_chat import SEARCHING, STREAM_CURSOR
 from ingest.catalog import Catalog
 from tests.ui.conftest import UPLOADED_PDF, log_in, screenshot
 
 pytestmark = pytest.mark.browser
 
 QUESTION = "What is the minimum password length?"  # the base model answers it from information_security_policy.pdf
+NEW_QUESTION = "Within what time must a complaint be acknowledged?"
+FOLLOW_UP = "And how soon must it be resolved?"
 ANSWER_TIMEOUT_MS = 180_000
 
 
@@ -34,19 +38,38 @@ def call_endpoint(page, url: str, api_name: str, data: list) -> tuple[str, dict]
 
 
 def ask(page, question: str) -> list[str]:
-    """Ask in the chat; return the successive texts of the conversation seen until the sources appear."""
+    """Ask in the chat; return the successive texts of the answer's message, from when the question shows in the
+    chat until the sources appear."""
     page.locator("#question textarea").fill(question)
     page.locator("#ask").click()
     seen: list[str] = []
     deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000
+    asked, answers = page.locator("#chat [data-testid=user]"), page.locator("#chat [data-testid=bot]")
     while time.monotonic() < deadline:
-        text = page.locator("#chat").inner_text()
-        if not seen or seen[-1] != text:
-            seen.append(text)
-        if page.locator("#sources .source-card").count():
-            return seen
+        if asked.count() and asked.last.inner_text().strip() == question:  # the new message pair is on screen
+            done = page.locator("#sources .source-card").count() > 0  # before the text: the last text is final
+            text = answers.last.inner_text()
+            if not seen or seen[-1] != text:
+                seen.append(text)
+            if done:
+                return seen
         page.wait_for_timeout(100)
     raise AssertionError(f"no answer with sources within {ANSWER_TIMEOUT_MS / 1000:.0f}s; saw {seen[-1:]}")
+
+
+def highlighted_pixels(image) -> int:
+    """How many pixels of the shown page image are the marker yellow that pdf_view draws over the quote."""
+    return image.evaluate("""img => {
+        const canvas = document.createElement('canvas');
+        canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+        const ctx = canvas.getContext('2d');
+        ctx.drawImage(img, 0, 0);
+        const px = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+        let n = 0;
+        for (let i = 0; i < px.length; i += 4)
+            if (px[i] >= 235 && px[i + 1] >= 215 && px[i + 1] <= 250 && px[i + 2] <= 190) n++;
+        return n;
+    }""")
 
 
 def test_editor_uploads_a_pdf_and_sees_it_in_the_library(app_url, browser, app_settings):
@@ -84,30 +107,60 @@ def test_editor_uploads_a_pdf_and_sees_it_in_the_library(app_url, browser, app_s
     context.close()
 
 
-def test_editor_sees_a_streamed_answer_with_citations_and_opens_the_cited_page(app_url, browser, app_settings):
+def test_editor_clicks_a_citation_in_the_answer_then_asks_a_new_question_and_a_follow_up(app_url, browser,
+                                                                                         app_settings):
     context, page = log_in(browser, app_url, "editor")
     seen = ask(page, QUESTION)
+    assert SEARCHING in seen[0] or "Reading" in seen[0], seen[0]  # progress in words, never an empty message
+    assert any(re.search(r"Reading \d+ passages?…", text) for text in seen), seen[:4]
     streamed = [text for text in seen if STREAM_CURSOR.strip() in text]
     assert streamed, "the answer was not streamed: " + repr(seen[-3:])
     assert all("Draft, not yet checked" in text for text in streamed), streamed[-1]  # unchecked text is labelled
-    final = page.locator("#chat").inner_text()
-    assert STREAM_CURSOR.strip() not in final and "Draft, not yet checked" not in final
+    final = seen[-1]
+    assert STREAM_CURSOR.strip() not in final and "Draft, not yet checked" not in final and "Follow-up" not in final
     assert re.search(r"\[\d\]", final), final
     sources = page.locator("#sources")
     expect(sources).to_contain_text("information_security_policy.pdf")
+    for quote in sources.locator("blockquote").all_inner_texts():  # cut at a word, never mid-word
+        assert re.search(r"(\w[.;:!?)\]]?|…)$", quote.strip()), quote
     screenshot(page, "editor-answer")
+    # the answer's copy button copies its [n] as plain text, not as the links the chat shows
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_url)
+    page.locator("#chat").get_by_role("button", name="Copy message").last.click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert re.search(r"\[\d\]", copied) and "<a" not in copied and "cite" not in copied, copied
 
-    option = page.locator("#source-pick label").filter(has_text=re.compile(r"Information Security Policy, page 2\b"))
-    option.first.click()
+    # The [n] of the source on page 2 of the password policy, clicked in the answer itself, with the keyboard.
+    card = sources.locator(".source-card").filter(has_text=re.compile(r"information_security_policy\.pdf.*page 2\b"))
+    target = card.first.locator("a.cite").get_attribute("href")
+    link = page.locator(f"#chat a.cite[href='{target}']").last
+    link.focus()
+    page.keyboard.press("Enter")
     image = page.locator("#page-image img")
     expect(image).to_be_visible(timeout=60_000)
-    expect(page.locator("#source-caption")).to_contain_text(re.compile(r"page 2\b"))
+    expect(image).to_be_in_viewport()  # the panel beside the chat, scrolled into view
+    caption = page.locator("#source-caption")
+    expect(caption).to_contain_text(re.compile(r"Information Security Policy.*page 2\b"))
+    expect(caption).not_to_contain_text("could not be located")
     assert image.evaluate("img => img.complete && img.naturalWidth > 500")
+    assert highlighted_pixels(image) > 500  # the quote is marked on the page
     screenshot(page, "editor-cited-page")
 
     record = AuditLog(app_settings.audit_path).records(action="answer")[-1]
     assert record["user"] == "editor" and record["question"] == QUESTION
     assert any((c["document_id"], c["page"]) == ("information-security-policy", 2) for c in record["citations"])
+
+    # A new question: while it is searched and written, nothing of the previous answer is in its message, and the
+    # previous answer's page is no longer shown.
+    first_answer = re.sub(r"\s*\[\d+\]", "", record["answer"]).strip()[:60]
+    seen = ask(page, NEW_QUESTION)
+    assert not any(first_answer in text for text in seen), [t for t in seen if first_answer in t][:1]
+    assert "Follow-up" not in seen[-1]  # it names its own topic: searched alone
+    expect(page.locator("#page-image img")).to_be_hidden()
+    # A follow-up says that it was searched with the previous question
+    seen = ask(page, FOLLOW_UP)
+    assert all(f"searched with your previous question too (“{NEW_QUESTION}”)" in text for text in seen), seen[:2]
+    screenshot(page, "editor-follow-up")
     context.close()
 
 

@@ -47,8 +47,9 @@ def test_a_conversation_is_kept_reopened_rated_exported_and_deleted(app_url, bro
     expect(page.locator("#chat")).to_contain_text(re.compile(r"\[\d\]|not answer|withheld|Not answered", re.I))
     expect(page.locator("#sources .source-card").first).to_be_visible()
     expect(page.locator("#conversation-title input")).to_have_value(QUESTION)
-    page.locator("#source-pick label").first.click()  # a reopened answer's sources open at their page
+    page.locator("#sources a.cite").first.click()  # a reopened answer's source cards open their page
     expect(page.locator("#page-image img")).to_be_visible(timeout=60_000)
+    expect(page.locator("#page-image img")).to_be_in_viewport()
     expect(page.locator("#source-caption")).to_contain_text("Information Security Policy")
 
     # the chat's own thumbs under an answer rate it (here one reopened); the ones below the chat rate the last one
