@@ -57,6 +57,13 @@ def ask(page, question: str) -> list[str]:
     raise AssertionError(f"no answer with sources within {ANSWER_TIMEOUT_MS / 1000:.0f}s; saw {seen[-1:]}")
 
 
+def readable_cards(page) -> None:
+    """The source cards' quotes end at a word (a long one cut with an ellipsis, never mid-word) and show no Markdown
+    heading marks."""
+    for quote in page.locator("#sources blockquote").all_inner_texts():
+        assert re.search(r"(\w[.;:!?)\]'\"]?|…)$", quote.strip()) and "##" not in quote, quote
+
+
 def highlighted_pixels(image) -> int:
     """How many pixels of the shown page image are the marker yellow that pdf_view draws over the quote."""
     return image.evaluate("""img => {
@@ -121,8 +128,7 @@ def test_editor_clicks_a_citation_in_the_answer_then_asks_a_new_question_and_a_f
     assert re.search(r"\[\d\]", final), final
     sources = page.locator("#sources")
     expect(sources).to_contain_text("information_security_policy.pdf")
-    for quote in sources.locator("blockquote").all_inner_texts():  # cut at a word, never mid-word
-        assert re.search(r"(\w[.;:!?)\]]?|…)$", quote.strip()), quote
+    readable_cards(page)
     screenshot(page, "editor-answer")
     # the answer's copy button copies its [n] as plain text, not as the links the chat shows
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app_url)
@@ -156,10 +162,12 @@ def test_editor_clicks_a_citation_in_the_answer_then_asks_a_new_question_and_a_f
     seen = ask(page, NEW_QUESTION)
     assert not any(first_answer in text for text in seen), [t for t in seen if first_answer in t][:1]
     assert "Follow-up" not in seen[-1]  # it names its own topic: searched alone
+    readable_cards(page)
     expect(page.locator("#page-image img")).to_be_hidden()
     # A follow-up says that it was searched with the previous question
     seen = ask(page, FOLLOW_UP)
     assert all(f"searched with your previous question too (“{NEW_QUESTION}”)" in text for text in seen), seen[:2]
+    readable_cards(page)
     screenshot(page, "editor-follow-up")
     context.close()
 
