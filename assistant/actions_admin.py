@@ -1,9 +1,9 @@
-"""The audited administration actions that the CLI, the app's admin tabs (and, where it has a route, the REST API)
-call: users (add, set role, remove, reset password), adapters (activate, roll back) and the audit trail (export,
-verify). Each checks the caller's permission (a refusal is recorded as `access.denied`), acts only if the trail can
-record it (fail closed) and records what it did as the caller, with the caller's `context`. Kept apart from
+"""The audited administration actions that the CLI and the app's admin tabs call: users (add, set role, remove,
+reset password), adapters (activate, roll back), evaluation runs and the audit trail (export, verify). Each checks
+the caller's permission (a refusal is recorded as `access.denied`), acts only if the trail can record it (fail
+closed) and records what it did as the caller, with the caller's `context`. Kept apart from
 assistant/actions.py (answers, documents, conversations: what every role does) because these are the admin's own
-and reach into the fine-tuning registry."""
+and reach into the fine-tuning registry and the evaluation runner."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from assistant.audit import AuditCheck, AuditError
 from assistant.services import Services
 from assistant.users import User
+from eval.runner import run_eval
 from finetune import adapters as registry
 
 
@@ -102,6 +103,24 @@ def export_audit(services: Services, admin: User, dest: Path, fmt: str, *, since
         Path(dest).unlink(missing_ok=True)
         raise ExportNotRecorded(e) from e
     return records
+
+
+def run_evaluation(services: Services, admin: User, dataset: Path, out: Path, *, loaded: bool = False,
+                   context: dict | None = None, **options) -> dict:
+    """Run a gold set through the pipeline into the run folder `out` (eval.runner.run_eval, which `options` go to);
+    returns its metrics. With `loaded` (a server) the run uses the process's library and assistant. Done only if the
+    trail can record it, beside the answers in progress (the library lock shared), and recorded as `eval.run`."""
+    services.permit(admin, "eval", **(context or {}))
+    services.audit.ready("eval.run")  # fail closed: no run that the trail cannot record
+    with services.lock.shared():
+        if loaded:
+            options["library"] = services.library
+            options["assistant"] = None if options.get("retrieval_only") else services.assistant
+        metrics = run_eval(services.settings, dataset, out, **options)
+    services.audit.append_after(admin.name, "eval.run", dataset=Path(dataset).name, run=Path(out).name,
+                                limit=options.get("limit"), retrieval_only=bool(options.get("retrieval_only")),
+                                **(context or {}))
+    return metrics
 
 
 def verify_audit(services: Services, admin: User, *, context: dict | None = None) -> AuditCheck:

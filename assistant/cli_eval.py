@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli_common import JsonOpt, app, emit, fail, settings
+from assistant.cli_common import JsonOpt, app, cli_admin, emit, fail, open_services
 
 eval_app = typer.Typer(help="Evaluate retrieval, citations and abstention on a gold question set; compare runs.")
 app.add_typer(eval_app, name="eval")
@@ -48,16 +48,19 @@ def eval_run(
     """Run the real pipeline on a gold set and write metrics, per-question results, a report and plots."""
     if ctx.invoked_subcommand is not None:
         return
+    from assistant import actions_admin  # here, not at the top: it loads the answering pipeline's code
+    from assistant.audit import AuditError
     from eval.datasets import DatasetError
-    from eval.runner import RunError, run_eval
+    from eval.runner import RunError
 
     if dataset is None or out is None:
         fail("comply eval needs --dataset PATH and --out DIR (or a subcommand: comply eval compare A B)", as_json)
-    try:
-        metrics = run_eval(settings(), dataset, out, format=format, limit=limit, adapter=adapter,
-                           retrieval_only=retrieval_only, retrieval_mode=mode, documents_dir=documents_dir,
-                           sample_seed=sample_seed, progress=not as_json, part=part)
-    except (DatasetError, RunError, FileNotFoundError, ValueError) as e:
+    try:  # the app's action: fail closed, run, recorded as eval.run
+        metrics = actions_admin.run_evaluation(
+            open_services(), cli_admin(), dataset, out, format=format, limit=limit, adapter=adapter,
+            retrieval_only=retrieval_only, retrieval_mode=mode, documents_dir=documents_dir, sample_seed=sample_seed,
+            progress=not as_json, part=part)
+    except (DatasetError, RunError, FileNotFoundError, ValueError, AuditError) as e:
         fail(str(e), as_json)
     emit(metrics, as_json, summary_text(metrics, out))
 

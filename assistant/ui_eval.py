@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from assistant import actions_admin
 from assistant.ui_services import Services, audit_shown, stored_gold_sets
 
 PLOTS = ("metrics.png", "latency.png", "per_document.png", "correctness.png", "compare.png")
@@ -156,7 +157,7 @@ class EvalTab:
         """Run the chosen (or uploaded) gold set and show its results."""
         user = self.services.authorize(request, "eval")
         from eval.datasets import DatasetError, load_dataset
-        from eval.runner import RunError, run_eval
+        from eval.runner import RunError
 
         dataset = Path(upload or gold or "")
         if not dataset.is_file():
@@ -180,16 +181,12 @@ class EvalTab:
             progress(done / total if total else None, desc=f"Question {done} of {total}")
 
         progress(0, desc="Loading the model…" if not retrieval_only else "Retrieving…")
-        with self.services.lock.shared():  # answers go on meanwhile: the generator batches them with the run's
-            try:
-                run_eval(self.services.settings, dataset, out, limit=limit, retrieval_only=retrieval_only,
-                         progress=False, on_progress=on_progress, library=self.services.library,
-                         assistant=None if retrieval_only else self.services.assistant)
-            except (RunError, ValueError, DatasetError) as e:
-                raise gr.Error(f"The evaluation could not run: {e}") from e
-        with audit_shown():
-            self.services.audit.append_after(user.name, "eval.run", dataset=dataset.name, run=name, limit=limit,
-                                             retrieval_only=retrieval_only)
+        try:  # answers go on meanwhile: the generator batches them with the run's
+            with audit_shown():
+                actions_admin.run_evaluation(self.services, user, dataset, out, loaded=True, limit=limit,
+                                             retrieval_only=retrieval_only, progress=False, on_progress=on_progress)
+        except (RunError, ValueError, DatasetError) as e:
+            raise gr.Error(f"The evaluation could not run: {e}") from e
         metrics, plots, questions = run_outputs(out)
         runs = stored_runs(self.services)
         stored = [(p.name, str(p)) for p in stored_gold_sets(self.services.settings)]

@@ -61,7 +61,7 @@ ACTIONS: dict[str, tuple[str, dict[str, list[str] | None]]] = {
                                                 "cli": ["audit.export"]}),
     "verify the audit trail": ("audit.export", {"api": None, "ui": [], "cli": []}),
     "see monitoring": ("monitoring", {"api": None, "ui": [], "cli": None}),
-    "run an evaluation": ("eval", {"api": None, "ui": ["eval.run"], "cli": None}),
+    "run an evaluation": ("eval", {"api": None, "ui": ["eval.run"], "cli": ["eval.run"]}),
 }
 CASES = [(door, role, action) for action, (_, doors) in ACTIONS.items() for door in ("api", "ui", "cli")
          if doors[door] is not None for role in (("admin",) if door == "cli" else ROLES)]
@@ -255,6 +255,8 @@ def through_cli(served: Served, action: str, tmp: Path) -> bool:
         "reset a password": ["users", "reset-password", "forget-cli", "--json"],
         "export the audit trail": ["audit", "export", "--out", str(tmp / "audit.jsonl"), "--json"],
         "verify the audit trail": ["audit", "verify", "--json"],
+        "run an evaluation": ["eval", "--dataset", GOLD, "--out", str(tmp / "run"), "--limit", "1", "--retrieval-only",
+                              "--json"],
     }[action]
     runner = CliRunner()
     result = runner.invoke(cli, ["--home", str(served.home), *args], env=CLI_ENV)
