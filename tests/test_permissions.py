@@ -49,6 +49,8 @@ ACTIONS: dict[str, tuple[str, dict[str, list[str] | None]]] = {
     "list documents": ("documents.read", {"api": ["library.list"], "ui": [], "cli": []}),
     "add a document": ("documents.write", {"api": ["document.upload"], "ui": ["document.upload"],
                                            "cli": ["document.upload"]}),
+    "add a new version": ("documents.write", {"api": ["document.supersede"], "ui": ["document.supersede"],
+                                              "cli": ["document.supersede"]}),
     "delete a document": ("documents.write", {"api": ["document.delete"], "ui": ["document.delete"],
                                               "cli": ["document.delete"]}),
     "activate and roll back an adapter": ("adapters", {"api": None, "ui": ["adapter.activate", "adapter.rollback"],
@@ -77,7 +79,7 @@ class Served:
     url: str
     services: Services
     tokens: dict[str, str]  # role -> API token
-    documents: dict[str, str]  # case key -> the id of a document that case may delete
+    documents: dict[str, str]  # case key -> the id of a document that case may give a new version, then delete
 
     @property
     def home(self) -> Path:
@@ -180,6 +182,10 @@ def through_api(served: Served, role: str, action: str, tmp: Path) -> bool:
     elif action == "add a document":
         path = new_file(tmp, case)
         response = http.post("/v1/documents", files=[("files", (path.name, path.read_bytes(), "text/plain"))])
+    elif action == "add a new version":
+        path = new_file(tmp, f"{case}-v2")  # not the text the add case added
+        response = http.post("/v1/documents", data={"supersedes": served.documents.get(case, "conflicts-policy")},
+                             files=[("files", (path.name, path.read_bytes(), "text/plain"))])
     elif action == "delete a document":
         response = http.delete(f"/v1/documents/{served.documents.get(case, 'conflicts-policy')}")
     else:
@@ -203,15 +209,18 @@ def through_ui(served: Served, role: str, action: str, tmp: Path) -> bool:
         done, out = page.call("ask", [QUESTION, [], None, [], "", False])
     elif action == "list documents":
         done, out = page.call("library", [False])
-    elif action == "add a document":
-        path = new_file(tmp, case)
+    elif action in ("add a document", "add a new version"):
+        path = new_file(tmp, case if action == "add a document" else f"{case}-v2")
         held = page.upload(path.name, path.read_text())
         if held.status_code == 403:  # the upload route refuses before the file is stored
             assert not may and "may not add documents" in held.text, held.text
             return False
         assert held.status_code == 200, held.text
         file = {"path": held.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-        done, out = page.call("upload_documents", [[file], "", False])
+        if action == "add a document":
+            done, out = page.call("upload_documents", [[file], "", False])
+        else:
+            done, out = page.call("supersede_document", [served.documents[case], file, "", False])
         assert not done or "NOT ADDED" not in out, out
     elif action == "delete a document":
         done, out = page.call("delete_document", [served.documents[case] if may else None, None, True, False])
@@ -247,6 +256,7 @@ def through_cli(served: Served, action: str, tmp: Path) -> bool:
         "ask": ["ask", QUESTION, "--json"],
         "list documents": ["docs", "list", "--json"],
         "add a document": ["ingest", str(new_file(tmp, case)), "--json"],
+        "add a new version": ["ingest", str(new_file(tmp, f"{case}-v2")), "--supersedes", served.documents[case], "--json"],
         "delete a document": ["docs", "delete", served.documents.get(case, ""), "--json"],
         "activate and roll back an adapter": ["adapters", "activate", ADAPTER, "--force", "--json"],
         "add a user": ["users", "add", f"new-{case}", "--role", "viewer", "--json"],
@@ -287,6 +297,8 @@ def test_each_action_through_each_door_as_each_role_is_allowed_or_refused_as_the
     if may:
         assert [r["action"] for r in new] == doors[door], new
         assert all(r["user"] == user and r.get("ok", True) is True for r in new), new
+        if action == "add a new version":
+            assert new[0]["document_id"] == served.documents[key(door, role)] and new[0]["version"] == 2, new
     else:
         assert [(r["action"], r["user"], r["permission"], r["role"]) for r in new] == \
             [("access.denied", user, permission, role)], new
