@@ -99,18 +99,22 @@ class Services:
 
     @cached_property
     def library(self) -> Library:
+        """The document library (catalog, Chroma, BM25), opened on first use."""
         return Library(self.settings)
 
     @cached_property
     def users(self) -> UserStore:
+        """The user store."""
         return UserStore(self.settings.users_path)
 
     @cached_property
     def audit(self) -> AuditLog:
+        """The audit trail."""
         return AuditLog.open(self.settings)
 
     @cached_property
     def conversations(self) -> ConversationStore:
+        """The users' conversation store."""
         return ConversationStore(self.settings.conversations_path)
 
     @property
