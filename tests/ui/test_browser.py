@@ -156,14 +156,18 @@ def test_editor_clicks_a_citation_in_the_answer_then_asks_a_new_question_and_a_f
     assert record["user"] == "editor" and record["question"] == QUESTION
     assert any((c["document_id"], c["page"]) == ("information-security-policy", 2) for c in record["citations"])
 
-    # A new question: while it is searched and written, nothing of the previous answer is in its message, and the
-    # previous answer's page is no longer shown.
+    # A new question (about complaints): while it is searched and written, nothing of the previous answer is in its
+    # message, and the previous answer's page is no longer shown.
     first_answer = re.sub(r"\s*\[\d+\]", "", record["answer"]).strip()[:60]
     seen = ask(page, NEW_QUESTION)
     assert not any(first_answer in text for text in seen), [t for t in seen if first_answer in t][:1]
     assert "Follow-up" not in seen[-1]  # it names its own topic: searched alone
     readable_cards(page)
     expect(page.locator("#page-image img")).to_be_hidden()
+    # the first answer's [n] still opens the first answer's source, not the new answer's source of that number
+    page.locator(f"#chat a.cite[href='{target}']").click()
+    expect(caption).to_contain_text(re.compile(r"Information Security Policy.*page 2\b"), timeout=60_000)
+    expect(page.locator("#page-image img")).to_be_in_viewport()
     # A follow-up says that it was searched with the previous question
     seen = ask(page, FOLLOW_UP)
     assert all(f"searched with your previous question too (“{NEW_QUESTION}”)" in text for text in seen), seen[:2]

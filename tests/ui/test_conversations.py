@@ -1,7 +1,7 @@
 """Conversations and feedback in a real browser: an answer lands in the sidebar, survives a page reload and is
 reopened with its sources; a thumbs up under it, then a thumbs down with a comment, are audited and the last is
-exported by `comply feedback export`; rename, export and delete (after the confirmation) from the sidebar; another
-user never sees it."""
+exported by `comply feedback export`; rename, export, a follow-up (labelled as one, also when reopened) and delete
+(after the confirmation) from the sidebar; another user never sees it."""
 
 from __future__ import annotations
 
@@ -79,6 +79,17 @@ def test_a_conversation_is_kept_reopened_rated_exported_and_deleted(app_url, bro
     page.locator("#export-conversation").click()
     for suffix in ("md", "json"):  # Gradio shows the stem and the extension in two spans
         expect(page.locator("#conversation-export")).to_contain_text(re.compile(rf"{saved.id}\s*\.{suffix}"))
+
+    # A follow-up says that it was searched with the previous question, and still does when the conversation is
+    # reopened.
+    assert "searched with your previous question too" in ask(page, "And for administrator accounts?")[-1]
+    page.reload()
+    page.get_by_text("Logged in as viewer").wait_for(timeout=60_000)
+    sidebar.locator("label").filter(has_text="Password length (viewer)").first.click()
+    answers = page.locator("#chat [data-testid=bot]")
+    expect(answers).to_have_count(2, timeout=30_000)
+    expect(answers.last).to_contain_text(f"searched with your previous question too (“{QUESTION}”)")
+    expect(answers.first).not_to_contain_text("Follow-up")
 
     # Another user, an editor, has a sidebar of their own.
     other, other_page = log_in(browser, app_url, "editor")
