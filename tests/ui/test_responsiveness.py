@@ -63,7 +63,8 @@ def ask(url: str, question: str) -> dict:
     end); returns the last event's payload."""
     with httpx.Client(base_url=url, timeout=600) as client:
         assert client.post("/login", data={"username": "admin", "password": PASSWORD}).status_code == 200
-        started = client.post("/gradio_api/call/ask", json={"data": [question, [], [], [], "", False]})
+        # the inputs an API call gives (question, chat, documents, as-of date, strict); the server has the states
+        started = client.post("/gradio_api/call/ask", json={"data": [question, [], [], "", False]})
         assert started.status_code == 200, started.text
         stream = client.get(f"/gradio_api/call/ask/{started.json()['event_id']}").text
     events = [line[len("data: "):] for line in stream.splitlines() if line.startswith("data: ")]
