@@ -45,7 +45,7 @@ CITE_JS = """() => {
   // the chat's copy button copies a message as written: its [n] links as plain [n]
   const write = navigator.clipboard && navigator.clipboard.writeText.bind(navigator.clipboard);
   if (write) navigator.clipboard.writeText = (text) =>
-    write(String(text).replace(/<a class='cite' href='#cite-\\d+-\\d+'>(\\[\\d+\\])<\\/a>/g, '$1'));
+    write(String(text).replace(/<a class='cite' href='#cite-\\d+-\\d+'[^>]*>(\\[\\d+\\])<\\/a>/g, '$1'));
   document.addEventListener('click', (event) => {
     const link = event.target.closest ? event.target.closest('a.cite') : null;
     if (!link) return;
@@ -87,10 +87,10 @@ def answer_markdown(answer: Answer, message: int | None = None, follow_up: str |
         why = ABSTAIN_REASONS.get(answer.abstain_reason or "")
         found = "".join(f" The check found that {s.issue}." for s in answer.sentences if s.issue)
         return f"{head}{answer.answer}{nearest}" + (f"\n\n*{why}{found}*" if why else "")
-    cited = {c.n for c in answer.citations} if message is not None else set()
+    cited = {c.n: c for c in answer.citations} if message is not None else {}
 
     def marker(n: int) -> str:  # the model's own markers and the attached ones alike; one of no source stays text
-        return cite_link(message, n) if n in cited else f"[{n}]"
+        return cite_link(message, cited[n]) if n in cited else f"[{n}]"
 
     parts = []
     for s in answer.sentences:
@@ -101,9 +101,11 @@ def answer_markdown(answer: Answer, message: int | None = None, follow_up: str |
     return head + " ".join(parts)
 
 
-def cite_link(message: int, n: int) -> str:
-    """[n] as a link (focusable, opened with Enter) to source n of the answer in chat message `message`."""
-    return f"<a class='cite' href='{CITE_HREF.format(message=message, n=n)}'>[{n}]</a>"
+def cite_link(message: int, c: Citation) -> str:
+    """[n] as a link (focusable, opened with Enter) to source n of the answer in chat message `message`; its title
+    (shown on hover) says which document and page it opens."""
+    title = html.escape(f"Open source {c.n}: {c.title}, {where(c)}", quote=True)
+    return f"<a class='cite' href='{CITE_HREF.format(message=message, n=c.n)}' title='{title}'>[{c.n}]</a>"
 
 
 def follow_up_note(previous: str | None) -> str:
@@ -144,7 +146,7 @@ def sources_html(answer: Answer, message: int | None = None) -> str:
         items.append(
             f"<div class='source-card' data-n='{c.n}'>"
             f"<div class='source-head'><span class='source-n'>"
-            f"{cite_link(message, c.n) if message is not None else f'[{c.n}]'}</span> <b>{esc(c.title)}</b></div>"
+            f"{cite_link(message, c) if message is not None else f'[{c.n}]'}</span> <b>{esc(c.title)}</b></div>"
             f"<div class='source-where'>{_source_where(c)}</div>"
             f"<blockquote>{esc(plain(c.quote))}</blockquote></div>")
     if not items:

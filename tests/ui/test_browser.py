@@ -140,6 +140,7 @@ def test_editor_clicks_a_citation_in_the_answer_then_asks_a_new_question_and_a_f
     card = sources.locator(".source-card").filter(has_text=re.compile(r"information_security_policy\.pdf.*page 2\b"))
     target = card.first.locator("a.cite").get_attribute("href")
     link = page.locator(f"#chat a.cite[href='{target}']").last
+    expect(link).to_have_attribute("title", re.compile(r"^Open source \d+: Information Security Policy, page 2\b"))
     link.focus()
     page.keyboard.press("Enter")
     image = page.locator("#page-image img")
