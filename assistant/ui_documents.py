@@ -15,7 +15,6 @@ from ingest.pipeline import IngestReport
 # "comply version" counts the versions comply holds of a document (1, 2, ...), not the document's own ("Version 4.2")
 COLUMNS = ["Title", "comply version", "Effective date", "Status", "Pages", "Passages", "File", "Document id",
            "Added (UTC)"]
-STATUS_WORDS = {"active": "in force", "superseded": "superseded", "deleted": "deleted", "pending": "being added"}
 
 
 def library_table(services: Services, show_all: bool = False) -> pd.DataFrame:
@@ -23,7 +22,7 @@ def library_table(services: Services, show_all: bool = False) -> pd.DataFrame:
     records = services.library.catalog.documents(include_deleted=show_all)
     if not show_all:
         records = [r for r in records if r.status == "active"]
-    rows = [[r.title, r.version, r.effective_date or "", STATUS_WORDS.get(r.status, r.status), r.pages, r.chunks,
+    rows = [[r.title, r.version, r.effective_date or "", r.status_word, r.pages, r.chunks,
              r.file_name, r.document_id, r.ingested_at.replace("T", " ")[:19]] for r in records]
     return pd.DataFrame(rows, columns=COLUMNS)
 

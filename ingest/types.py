@@ -119,6 +119,10 @@ def doc_key(document_id: str, version: int) -> str:
     return f"{document_id}@v{version}"
 
 
+# A catalog status as people read it: one word for the version that applies ("in force"), in the app and the CLI alike.
+STATUS_WORDS = {"active": "in force", "superseded": "superseded", "deleted": "deleted", "pending": "being added"}
+
+
 @dataclass
 class DocumentRecord:
     """A catalog row: one version of one document."""
@@ -128,7 +132,7 @@ class DocumentRecord:
     title: str
     file_name: str
     sha256: str
-    status: str  # pending | active | superseded | deleted
+    status: str  # pending | active | superseded | deleted (stored and in JSON; `status_word` is what people read)
     effective_date: str | None
     pages: int
     chunks: int
@@ -143,6 +147,11 @@ class DocumentRecord:
     @property
     def doc_key(self) -> str:
         return doc_key(self.document_id, self.version)
+
+    @property
+    def status_word(self) -> str:
+        """The status in the words the app and the command line show: the version that applies is "in force"."""
+        return STATUS_WORDS.get(self.status, self.status)
 
     def to_dict(self) -> dict:
         return asdict(self)

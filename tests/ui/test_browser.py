@@ -85,6 +85,10 @@ def test_editor_uploads_a_pdf_and_sees_it_in_the_library(app_url, browser, app_s
     library = page.locator("#library")
     expect(library).to_contain_text("Data Retention Policy")
     expect(library).not_to_contain_text("Gifts and Entertainment Policy")
+    # comply's count of a document's versions, not the document's own; the version that applies is "in force"
+    expect(library.locator("th").filter(has_text="comply version")).to_have_count(1)
+    expect(library).to_contain_text("in force")
+    expect(library).not_to_contain_text("active")
 
     page.locator("#upload-files input[type=file]").set_input_files(str(UPLOADED_PDF))
     # Gradio shows the name as stem + extension in two spans; depending on layout the text between them is a break
