@@ -327,14 +327,16 @@ class ChatTab:
                 if isinstance(item, Answer):
                     answer = item
                     continue
+                panel = keep
                 if item is WAITING:
                     chat[-1]["content"] = head + "Waiting for a change to the library or the adapter to finish…"
                 elif isinstance(item, Reading):
                     chat[-1]["content"] = head + reading(item.passages)
+                    panel = f"<p class='hint'>{reading(item.passages)} Their cards appear with the checked answer.</p>"
                 else:
                     pieces.append(item)
                     chat[-1]["content"] = head + DRAFT_LABEL + "".join(pieces) + STREAM_CURSOR
-                yield chat, history, keep, keep, keep, keep, keep, keep, *unchanged
+                yield chat, history, panel, keep, keep, keep, keep, keep, *unchanged
         except ValueError as e:  # the request itself, e.g. an empty library or a document deleted meanwhile
             chat[-1]["content"] = f"⚠ {str(e)[0].upper()}{str(e)[1:]}."
             yield chat, history, "", keep, keep, keep, keep, keep, *unchanged

@@ -37,9 +37,9 @@ def call_endpoint(page, url: str, api_name: str, data: list) -> tuple[str, dict]
     return name, json.loads(payload)
 
 
-def ask(page, question: str) -> list[str]:
+def ask(page, question: str, progress_shot: str | None = None) -> list[str]:
     """Ask in the chat; return the successive texts of the answer's message, from when the question shows in the
-    chat until the sources appear."""
+    chat until the sources appear (with `progress_shot`, a screenshot of that name once it says "Reading")."""
     page.locator("#question textarea").fill(question)
     page.locator("#ask").click()
     seen: list[str] = []
@@ -51,6 +51,9 @@ def ask(page, question: str) -> list[str]:
             text = answers.last.inner_text()
             if not seen or seen[-1] != text:
                 seen.append(text)
+                if progress_shot and "Reading" in text:
+                    screenshot(page, progress_shot)
+                    progress_shot = None
             if done:
                 return seen
         page.wait_for_timeout(100)
@@ -121,7 +124,7 @@ def test_editor_uploads_a_pdf_and_sees_it_in_the_library(app_url, browser, app_s
 def test_editor_clicks_a_citation_in_the_answer_then_asks_a_new_question_and_a_follow_up(app_url, browser,
                                                                                          app_settings):
     context, page = log_in(browser, app_url, "editor")
-    seen = ask(page, QUESTION)
+    seen = ask(page, QUESTION, progress_shot="editor-progress")
     assert SEARCHING in seen[0] or "Reading" in seen[0], seen[0]  # progress in words, never an empty message
     assert any(re.search(r"Reading \d+ passages?…", text) for text in seen), seen[:4]
     streamed = [text for text in seen if STREAM_CURSOR.strip() in text]
