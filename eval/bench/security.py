@@ -144,8 +144,9 @@ def call(client: httpx.Client, api_name: str, data: list) -> str | None:
 
 
 def ask(client: httpx.Client, question: str) -> str | None:
-    """The chat's `ask`: question, chat, history, documents, as-of date, strict, conversation (None: a new one)."""
-    return call(client, "ask", [question, [], [], [], "", False, None])
+    """The chat's `ask` as an API call gives it: question, chat, documents, as-of date, strict (Gradio fills in the
+    chat's states, a new conversation among them, when none of them is sent)."""
+    return call(client, "ask", [question, [], [], "", False])
 
 
 def load(url: str, users: int, duration_s: float, questions: list[str]) -> dict:
