@@ -194,7 +194,8 @@ def page_view(catalog: Catalog, document_id: str, page: int, *, version: int | N
 def _located(catalog: Catalog, citation: Citation) -> Citation:
     """A citation from a saved answer (its record keeps no offsets) with its quote's offsets found in its chunk."""
     chunk = catalog.chunks([citation.chunk_id]).get(citation.chunk_id)
-    pattern = r"\s+".join(map(re.escape, citation.quote.split()))  # the quote's spaces were closed up
+    # the quote's spaces were closed up, and a long one (a nearest passage) was cut after a word with an ellipsis
+    pattern = r"\s+".join(map(re.escape, citation.quote.removesuffix("…").split()))
     found = re.search(pattern, chunk.text) if chunk else None
     if found is None:
         return citation

@@ -99,6 +99,18 @@ def test_a_saved_answers_citation_is_highlighted_where_the_fresh_one_was(library
     assert Answer.from_record(answer.to_record()).to_record() == answer.to_record()
 
 
+def test_a_saved_citation_whose_quote_was_cut_with_an_ellipsis_is_still_highlighted(library):
+    """A citation without a supporting sentence quotes the start of its chunk, cut after a word with '…'; saved, it
+    is found in its chunk all the same."""
+    chunk = chunk_with(library, "information-security-policy", QUOTE)
+    cited = make_citation(1, Retrieved(chunk, 0.03), None)
+    assert cited.quote.endswith("…") and len(chunk.text) > 300
+    answer = Answer("q", "a [1]", False, [Sentence("a [1]", [1], True, 0.9)], [cited], "m", None, {})
+    [saved] = Answer.from_record(answer.to_record()).citations
+    assert (saved.char_start, saved.char_end) == (0, 0)
+    assert citation_view(library.catalog, saved).highlighted
+
+
 def test_markdown_citation_is_shown_as_text_with_the_span_marked(library):
     record = library.catalog.get("whistleblowing-policy")
     chunk = library.catalog.chunks_of(record.doc_key)[2]
