@@ -273,8 +273,10 @@ def feedback_line(owner: str, turn: Turn) -> dict:
         "id": f"feedback-{turn.id}",
         "question": turn.question,
         "answer": record.get("answer"),
+        # a quote cut after a word ends in "…", which the source does not say: the gold reader compares the text
         "evidence": [{"document": c["document_id"], "page": c.get("page"), "passage_id": c.get("clause"),
-                      "quote": c.get("quote")} for c in record.get("citations", [])],
+                      "quote": c["quote"].removesuffix("…") if c.get("quote") else c.get("quote")}
+                     for c in record.get("citations", [])],
         "verdict": turn.verdict,
         "comment": turn.comment,
         "abstained": record.get("abstained"),

@@ -12,6 +12,7 @@ from assistant.conversations import (
     MAX_TITLE,
     ConversationError,
     ConversationStore,
+    Turn,
     conversation_json,
     conversation_markdown,
     feedback_line,
@@ -157,6 +158,14 @@ def test_exports_carry_the_answers_citations_and_feedback(store):
     assert [t["question"] for t in data["turns"]] == ["What is the minimum password length?", "Is there a tax rule?"]
     assert data["turns"][0]["answer"]["citations"][0]["quote"].startswith("Passwords must")
     assert data["turns"][0]["feedback"]["verdict"] == "down" and data["turns"][1]["feedback"] is None
+
+
+def test_a_quote_cut_with_an_ellipsis_is_exported_as_the_words_the_source_says():
+    cited = {"document_id": "information-security-policy", "page": 2, "clause": "IA-5",
+             "quote": "Passwords must be at least 14 characters long and…"}
+    turn = Turn("t1", "c1", "How long?", {"answer": "14 [1]", "citations": [cited]}, "2026-01-01T00:00:00")
+    [evidence] = feedback_line("alice", turn)["evidence"]
+    assert evidence["quote"] == "Passwords must be at least 14 characters long and"
 
 
 def test_liked_answers_make_gold_questions_that_the_gold_reader_accepts(store, tmp_path):
