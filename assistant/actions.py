@@ -2,7 +2,8 @@
 delete a document, and a user's own conversations (answers saved in them, rename, delete, export, feedback). Each
 checks that the audit trail can record it before acting (fail closed), acts under the library lock (answers share
 it, changes take it alone) and records what it did, with the caller's `context` (where the request came from: the
-API adds `via`, `token_id` and `request_id`). The caller checks the permission first."""
+API adds `via`, `token_id` and `request_id`). Each checks the caller's permission first (a refusal is recorded
+as `access.denied`; the app and the API have refused it at their door already, the CLI acts as an admin)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ from assistant.conversations import (
 from assistant.types import Answer
 from ingest.pipeline import IngestReport
 
-if TYPE_CHECKING:  # the app's services import Gradio; these functions need only their parts
-    from assistant.ui_services import Services
+if TYPE_CHECKING:  # the doors make the Services (assistant/services.py) these functions work on
+    from assistant.services import Services
     from assistant.users import User
 
 
@@ -44,7 +45,7 @@ class Kept:
     error: str | None = None
 
 
-def answer_stream(services: Services, user: str, question: str, *, documents: list[str] | None = None,
+def answer_stream(services: Services, user: User, question: str, *, documents: list[str] | None = None,
                   as_of: str | None = None, strict: bool | None = None, history: list[tuple[str, str]] | None = None,
                   k: int | None = None, context: dict | None = None,
                   conversation: str | None = None) -> Iterator[str | Waiting | Answer | Kept]:
@@ -53,12 +54,13 @@ def answer_stream(services: Services, user: str, question: str, *, documents: li
     AuditUnavailable at once (before anything is drafted) when the trail cannot record an answer, and
     ConversationError when `conversation` is another user's; while iterating, a ValueError for a request that cannot
     be answered as asked and an AuditError when the answer could not be recorded (it must then not be shown)."""
+    services.permit(user, "chat", **(context or {}))
     services.audit.ready("answer")
     owner = None
     if conversation is not None:
-        owner = _user(services, user)
+        owner = _user(services, user.name)
         services.conversations.check(owner, conversation)
-    return _answer(services, user, question, documents, as_of, strict, history or [], k, context or {},
+    return _answer(services, user.name, question, documents, as_of, strict, history or [], k, context or {},
                    (owner, conversation) if owner else None)
 
 
@@ -98,38 +100,40 @@ def _answer(services: Services, user: str, question: str, documents: list[str] |
         yield kept
 
 
-def answer(services: Services, user: str, question: str, **options) -> Answer:
+def answer(services: Services, user: User, question: str, **options) -> Answer:
     """`answer_stream` to its end: the recorded Answer."""
     return next(item for item in answer_stream(services, user, question, **options) if isinstance(item, Answer))
 
 
-def add_documents(services: Services, user: str, paths: list[str], action: str = "document.upload", *,
+def add_documents(services: Services, user: User, paths: list[str], action: str = "document.upload", *,
                   progress: Callable | None = None, context: dict | None = None, **options) -> IngestReport:
     """Ingest files (each succeeds or fails on its own) and record one `action` per file; `options` go to
     Library.ingest (supersedes, effective_date). A request that cannot be done as asked is a ValueError."""
+    services.permit(user, "documents.write", **(context or {}))
     with services.lock:
         services.audit.ready(action)  # fail closed: nothing is ingested that the trail cannot record
         report = services.library.ingest(paths, progress=progress, **options)
     for f in report.files:
-        services.audit.record_document(user, action, document_id=f.document_id, version=f.version,
+        services.audit.record_document(user.name, action, document_id=f.document_id, version=f.version,
                                        file=Path(f.file).name, ok=f.status != "failed", error=f.error,
                                        **(context or {}))
     return report
 
 
-def delete_document(services: Services, user: str, document_id: str, version: int | None = None, *,
+def delete_document(services: Services, user: User, document_id: str, version: int | None = None, *,
                     context: dict | None = None) -> list[str]:
     """Delete a document (or one version) from search, recorded either way; a KeyError when there is no such live
     document (recorded as a failed `document.delete`)."""
+    services.permit(user, "documents.write", **(context or {}))
     with services.lock:
         services.audit.ready("document.delete")  # fail closed: nothing is deleted that the trail cannot record
         try:
             keys = services.library.delete(document_id, version)
         except KeyError:
-            services.audit.record_document(user, "document.delete", document_id=document_id, version=version,
+            services.audit.record_document(user.name, "document.delete", document_id=document_id, version=version,
                                            file=None, ok=False, error="no such live document", **(context or {}))
             raise
-        services.audit.record_document(user, "document.delete", document_id=document_id, version=version,
+        services.audit.record_document(user.name, "document.delete", document_id=document_id, version=version,
                                        file=None, ok=True, **(context or {}))
     return keys
 

@@ -261,7 +261,7 @@ class ApiRoutes:
         """Answer a question: the record `comply ask --json` prints (answer, sentences with their verdicts,
         citations, sources, model, timings, abstain_reason)."""
         who = await self.caller(request, "chat")
-        answer = await self.act(who, actions.answer, self.services, who.user.name, body.question,
+        answer = await self.act(who, actions.answer, self.services, who.user, body.question,
                                 documents=body.documents, as_of=body.as_of, strict=body.strict, k=body.k,
                                 context=who.context, bad={"action": "answer.refused", "question": body.question},
                                 slow=True)
@@ -279,7 +279,7 @@ class ApiRoutes:
                    "context": who.context}
         created = int(time.time())
         if not body.stream:
-            answer = await self.act(who, actions.answer, self.services, who.user.name, question, **options,
+            answer = await self.act(who, actions.answer, self.services, who.user, question, **options,
                                     bad={"action": "answer.refused", "question": question}, slow=True)
             return JSONResponse(completion(answer, who.request_id, created), headers=who.headers)
         return await self._stream(who, question, options, created)
@@ -295,7 +295,7 @@ class ApiRoutes:
             try:
                 model = self.services.assistant.generator.model_name
                 loop.call_soon_threadsafe(items.put_nowait, model)
-                for item in actions.answer_stream(self.services, who.user.name, question, **options):
+                for item in actions.answer_stream(self.services, who.user, question, **options):
                     loop.call_soon_threadsafe(items.put_nowait, item)
             except Exception as e:
                 loop.call_soon_threadsafe(items.put_nowait, e)
@@ -394,7 +394,7 @@ class ApiRoutes:
                 await self.reject(who, e, action, **nothing)
             paths = await self.run(_save_uploads, uploads, folder)
             options = {"supersedes": supersedes} if supersedes else {}
-            report = await self.act(who, actions.add_documents, self.services, who.user.name, paths, action,
+            report = await self.act(who, actions.add_documents, self.services, who.user, paths, action,
                                     context=who.context, effective_date=effective, **options,
                                     bad={"action": action, **nothing}, slow=True)
         finally:
@@ -411,7 +411,7 @@ class ApiRoutes:
         """Delete a document (or one version) from search; the catalog keeps it as deleted, the trail records it."""
         who = await self.caller(request, "documents.write")
         try:
-            keys = await self.run_slow(actions.delete_document, self.services, who.user.name, document_id, version,
+            keys = await self.run_slow(actions.delete_document, self.services, who.user, document_id, version,
                                   context=who.context)
         except KeyError as e:
             which = f" version {version}" if version is not None else ""

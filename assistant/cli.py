@@ -18,7 +18,7 @@ from assistant.cli_common import (
     JsonOpt,
     acting,
     app,
-    audit_user,
+    cli_admin,
     docs_app,
     emit,
     fail,
@@ -64,7 +64,7 @@ def ingest(
 
     try:
         with acting(as_json):  # the app's and the API's action: fail closed, ingest, one record per file
-            report = actions.add_documents(services, audit_user(), paths, action, progress=progress,
+            report = actions.add_documents(services, cli_admin(), paths, action, progress=progress,
                                            supersedes=supersedes, effective_date=effective_date, title=title,
                                            follow_symlinks=follow_symlinks)
     finally:
@@ -132,7 +132,7 @@ def docs_delete(
     services = open_services()
     try:
         with acting(as_json):
-            keys = actions.delete_document(services, audit_user(), document_id, version)
+            keys = actions.delete_document(services, cli_admin(), document_id, version)
     except KeyError:  # recorded as a failed document.delete
         fail(f"no live document with id '{document_id}'" + (f" version {version}" if version is not None else ""), as_json)
     emit({"deleted": keys}, as_json, f"deleted {', '.join(keys)}")
@@ -174,7 +174,7 @@ def ask(
         # the app's and the API's action: fail closed, answer, record; a request that cannot be answered as asked
         # (empty question, bad date, unknown document, empty library) or an unusable adapter is one error
         with acting(as_json):
-            for item in actions.answer_stream(services, audit_user(), question, documents=document or None,
+            for item in actions.answer_stream(services, cli_admin(), question, documents=document or None,
                                               as_of=as_of, strict=strict, k=k):
                 if isinstance(item, Answer):
                     answer = item

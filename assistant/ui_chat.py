@@ -302,7 +302,7 @@ class ChatTab:
                 raise gr.Error("Type a question first.")
             as_of = parse_date(as_of, "as-of date")
             with audit_shown():  # fail closed: no answer, not even its draft, that cannot be recorded
-                stream = answer_stream(self.services, user.name, question, documents=documents or None, as_of=as_of,
+                stream = answer_stream(self.services, user, question, documents=documents or None, as_of=as_of,
                                        strict=bool(strict), history=[tuple(pair) for pair in history or []],
                                        conversation=conversation)
         except (gr.Error, ConversationError) as e:

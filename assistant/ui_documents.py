@@ -10,6 +10,7 @@ from gradio.utils import get_upload_folder
 from assistant.actions import add_documents, delete_document
 from assistant.ui_services import Services, audit_shown, parse_date
 from assistant.ui_uploads import remove_uploads
+from assistant.users import User
 from ingest.pipeline import IngestReport
 
 # "comply version" counts the versions comply holds of a document (1, 2, ...), not the document's own ("Version 4.2")
@@ -131,7 +132,7 @@ class DocumentsTab:
         return (message, library_table(self.services, show_all), gr.update(choices=choices, value=None),
                 gr.update(choices=choices, value=None))
 
-    def _ingest(self, paths: list[str], action: str, user: str, progress, **options) -> IngestReport:
+    def _ingest(self, paths: list[str], action: str, user: User, progress, **options) -> IngestReport:
         files = [0, 1]  # the file being ingested, of how many
 
         def on_progress(stage: str, done: int, total: int, detail: str) -> None:
@@ -159,7 +160,7 @@ class DocumentsTab:
             raise gr.Error("Choose one or more files to add first.")
         effective = parse_date(effective_date, "effective date")
         try:
-            report = self._ingest(paths, "document.upload", user.name, progress, effective_date=effective)
+            report = self._ingest(paths, "document.upload", user, progress, effective_date=effective)
         finally:
             remove_uploads(paths, Path(get_upload_folder()))  # the library keeps its own copy
         return *self._after_change(report_markdown(report), show_all), None
@@ -174,7 +175,7 @@ class DocumentsTab:
             raise gr.Error("Choose the file of the new version.")
         effective = parse_date(effective_date, "effective date")
         try:
-            report = self._ingest([str(file)], "document.supersede", user.name, progress, supersedes=document_id,
+            report = self._ingest([str(file)], "document.supersede", user, progress, supersedes=document_id,
                                   effective_date=effective)
         finally:
             remove_uploads([str(file)], Path(get_upload_folder()))
@@ -192,7 +193,7 @@ class DocumentsTab:
         version = int(version) if version not in (None, "") and int(version) > 0 else None
         with audit_shown():
             try:
-                keys = delete_document(self.services, user.name, document_id, version)
+                keys = delete_document(self.services, user, document_id, version)
             except KeyError as e:
                 raise gr.Error(f"There is no live document '{document_id}'"
                                + (f" version {version}" if version is not None else "") + ".") from e

@@ -312,6 +312,7 @@ def test_an_answer_into_another_users_conversation_is_refused_before_anything_is
     bob_conversation = new_id()
     services.conversations.add_turn(services.users.get("bob"), bob_conversation, new_id(), "bob's", record("b"))
     with pytest.raises(ConversationError, match="no such conversation"):
-        answer_stream(services, "alice", "What is the minimum password length?", conversation=bob_conversation)
+        answer_stream(services, services.users.get("alice"), "What is the minimum password length?",
+                      conversation=bob_conversation)
     assert services.audit.records() == [] and services.conversations.get(services.users.get("bob"),
                                                                          bob_conversation).size == 1
