@@ -101,7 +101,7 @@ def docs_list(
     if not all_versions:
         records = [r for r in records if r.status == "active"]
     rows = [r.to_dict() for r in records]
-    text = "\n".join(f"{r.document_id:<40} v{r.version} {r.status:<10} {r.effective_date or '-':<10} "
+    text = "\n".join(f"{r.document_id:<40} v{r.version} {r.status_word:<11} {r.effective_date or '-':<10} "
                      f"{r.pages:>4}p {r.chunks:>5}c  {printable(r.title)}" for r in records) or "(no documents)"
     emit(rows, as_json, text)
     lib.close()
