@@ -21,7 +21,7 @@ from assistant.conversations import (
     conversation_markdown,
     new_id,
 )
-from assistant.types import Answer
+from assistant.types import Answer, Reading
 from ingest.pipeline import IngestReport
 
 if TYPE_CHECKING:  # the doors make the Services (assistant/services.py) these functions work on
@@ -48,8 +48,9 @@ class Kept:
 def answer_stream(services: Services, user: User, question: str, *, documents: list[str] | None = None,
                   as_of: str | None = None, strict: bool | None = None, history: list[tuple[str, str]] | None = None,
                   k: int | None = None, context: dict | None = None,
-                  conversation: str | None = None) -> Iterator[str | Waiting | Answer | Kept]:
-    """Answer `question` as `user`: the draft's text pieces, then the checked Answer once it is recorded in the
+                  conversation: str | None = None) -> Iterator[str | Waiting | Reading | Answer | Kept]:
+    """Answer `question` as `user`: a Waiting while a library change holds the lock, a Reading once the passages are
+    found (not for an early abstention), the draft's text pieces, then the checked Answer once it is recorded in the
     audit trail (and, with `conversation`, saved as that conversation's next turn: a Kept follows). Raises
     AuditUnavailable at once (before anything is drafted) when the trail cannot record an answer, and
     ConversationError when `conversation` is another user's; while iterating, a ValueError for a request that cannot
@@ -66,7 +67,7 @@ def answer_stream(services: Services, user: User, question: str, *, documents: l
 
 def _answer(services: Services, user: str, question: str, documents: list[str] | None, as_of: str | None,
             strict: bool | None, history: list[tuple[str, str]], k: int | None,
-            context: dict, keep: tuple[User, str] | None) -> Iterator[str | Waiting | Answer | Kept]:
+            context: dict, keep: tuple[User, str] | None) -> Iterator[str | Waiting | Reading | Answer | Kept]:
     lock = services.lock
     if not lock.acquire_shared(blocking=False):
         yield WAITING
