@@ -90,13 +90,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(home: Path) -> Iterator[tuple[str, int]]:
-    """`comply serve` over `home` in a child process, as an operator runs it; (url, its pid) once it answers."""
+def serving(home: Path, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """`comply serve` over `home` in a child process, as an operator runs it; (url, its pid) once it answers. `env`:
+    the COMPLY_* settings it is served with on top of this process's environment (default: SERVER_ENV)."""
     port = free_port()
     comply = Path(sys.executable).with_name("comply")
     log = open(home / "serve.log", "w")  # noqa: SIM115 - closed below, after the child
     server = subprocess.Popen([str(comply), "--home", str(home), "serve", "--port", str(port)], stdout=log,
-                              stderr=subprocess.STDOUT, env={**os.environ, **SERVER_ENV})
+                              stderr=subprocess.STDOUT, env={**os.environ, **(SERVER_ENV if env is None else env)})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -118,6 +119,7 @@ def serving(home: Path) -> Iterator[tuple[str, int]]:
             server.wait(30)
         except subprocess.TimeoutExpired:
             server.kill()
+            server.wait()
         log.close()
 
 

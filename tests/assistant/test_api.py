@@ -7,9 +7,6 @@ let in appears in the audit trail exactly once."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -24,9 +21,9 @@ from assistant.audit import AuditLog
 from assistant.cli import app as cli
 from assistant.types import Answer
 from assistant.users import UserStore
+from eval.bench.security import serving
 from ingest.settings import Settings
 from tests.library import copy_sample_home
-from tests.ui.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -49,24 +46,10 @@ def served(tmp_path_factory):
                "rate": issue(home, "vic")}
     revoked = CliRunner().invoke(cli, ["--home", str(home), "users", "revoke-token", str(tokens["revoked"][0])])
     assert revoked.exit_code == 0, revoked.output
-    port = free_port()
-    log = open(home / "serve.log", "w")  # noqa: SIM115 - closed below, after the server
-    env = {**os.environ, "COMPLY_MAX_NEW_TOKENS": "48", "COMPLY_API_RATE_PER_MINUTE": str(RATE),
-           "COMPLY_UPLOAD_QUOTA_MB": "1"}  # small, so that an upload over it is cheap to send
-    server = subprocess.Popen([str(Path(sys.executable).with_name("comply")), "--home", str(home), "serve", "--port",
-                               str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(url, server, home)
+    settings_env = {"COMPLY_MAX_NEW_TOKENS": "48", "COMPLY_API_RATE_PER_MINUTE": str(RATE),
+                    "COMPLY_UPLOAD_QUOTA_MB": "1"}  # small, so that an upload over it is cheap to send
+    with serving(home, settings_env) as (url, _):
         yield url, home, {name: secret for name, (_, secret) in tokens.items()}
-    finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 def issue(home: Path, name: str, *options: str) -> tuple[int, str]:
@@ -75,19 +58,6 @@ def issue(home: Path, name: str, *options: str) -> tuple[int, str]:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     return data["id"], data["token"]
-
-
-def wait_for(url: str, server: subprocess.Popen, home: Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert server.poll() is None, (home / "serve.log").read_text()
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError("comply serve did not answer within 180 s")
 
 
 def api(url: str, token: str | None) -> httpx.Client:
