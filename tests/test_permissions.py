@@ -1,4 +1,4 @@
-"""The permission table (docs/security.md, assistant/users.py) tried through each door as each role, against one real
+"""The permission table (docs/security.md, assistant/app/users.py) tried through each door as each role, against one real
 server in this process: the REST API with a viewer's, an editor's and an admin's token; the browser app's own HTTP
 API (Gradio's queue, with a logged-in cookie and the page loaded first, as a browser does); and the `comply` CLI as
 cli:<OS user> with the admin role. Each action is done with real values, so an allowed one really happens: it is
@@ -18,13 +18,13 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from assistant.audit import AuditLog
-from assistant.cli import app as cli
-from assistant.cli_common import audit_user, cli_admin
-from assistant.tokens import TokenStore
-from assistant.ui import launch
-from assistant.ui_services import Services
-from assistant.users import PERMISSIONS, allowed
+from assistant.app.audit import AuditLog
+from assistant.app.cli.common import audit_user, cli_admin
+from assistant.app.cli.main import app as cli
+from assistant.app.tokens import TokenStore
+from assistant.app.ui.main import launch
+from assistant.app.ui.services import Services
+from assistant.app.users import PERMISSIONS, allowed
 from finetune import adapters as registry
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library

@@ -115,7 +115,7 @@ def run(url: str, tokens: list[str], duration_s: float, questions: list[str]) ->
 
 def audit_check(home: Path, request_ids: list[str]) -> dict:
     """How many calls the trail holds exactly once, and which it holds not at all, twice, or without a caller."""
-    from assistant.audit import AuditLog
+    from assistant.app.audit import AuditLog
     from ingest.settings import Settings
 
     recorded = Counter(r.get("request_id") for r in AuditLog(Settings(home=home).audit_path).records()

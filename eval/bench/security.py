@@ -71,7 +71,7 @@ def prepare_home(home: Path, documents: list[Path] | None = None, users: int = 0
     library.close()
     if not report.ok:
         raise RuntimeError(f"the bench home could not be built: {report.to_dict()}")
-    from assistant.users import UserStore
+    from assistant.app.users import UserStore
 
     store = UserStore(settings.users_path)
     store.add("admin", "admin", PASSWORD)

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from assistant import actions_admin
-from assistant.services import Services, cli_user
-from assistant.users import PermissionDenied
+from assistant.app import actions_admin
+from assistant.app.services import Services, cli_user
+from assistant.app.users import PermissionDenied
 from ingest.settings import Settings
 
 

@@ -17,10 +17,10 @@ import pytest
 from openai import OpenAI
 from typer.testing import CliRunner
 
-from assistant.audit import AuditLog
-from assistant.cli import app as cli
+from assistant.app.audit import AuditLog
+from assistant.app.cli.main import app as cli
+from assistant.app.users import UserStore
 from assistant.types import Answer
-from assistant.users import UserStore
 from eval.bench.security import serving
 from ingest.settings import Settings
 from tests.library import copy_sample_home

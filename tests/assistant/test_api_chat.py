@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.api import RateLimit
-from assistant.api_chat import DONE, ChatRequest, chunk, error_event
+from assistant.app.api.chat import DONE, ChatRequest, chunk, error_event
+from assistant.app.api.main import RateLimit
 
 
 def test_the_last_user_message_is_the_question_and_earlier_pairs_the_conversation():
@@ -49,7 +49,7 @@ def test_uploaded_files_are_saved_under_plain_names_each_in_its_own_folder(tmp_p
     import io
     from types import SimpleNamespace
 
-    from assistant.api import _save_uploads
+    from assistant.app.api.main import _save_uploads
 
     names = ["..", "../../etc/passwd", "a\\b\\policy.txt", "é" * 200 + ".pdf", None, "policy.txt"]
     paths = _save_uploads([SimpleNamespace(filename=n, file=io.BytesIO(b"x")) for n in names], tmp_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.audit import GENESIS, AuditError, AuditLog, AuditUnavailable, record_hash
+from assistant.app.audit import GENESIS, AuditError, AuditLog, AuditUnavailable, record_hash
 from assistant.types import Answer, Citation, Sentence
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,7 +150,7 @@ def test_an_interrupted_last_write_stops_appends(log):
 
 WRITER = """
 import sys
-from assistant.audit import AuditLog
+from assistant.app.audit import AuditLog
 log = AuditLog(sys.argv[1])
 for i in range(int(sys.argv[3])):
     log.append(sys.argv[2], "note", i=i, text="x" * 2000)
@@ -373,7 +373,7 @@ def test_recorded_runs_the_action_only_when_it_can_be_recorded(log):
 def test_cli_verify_reports_each_tamper_case(tmp_path):
     from typer.testing import CliRunner
 
-    from assistant.cli import app
+    from assistant.app.cli.main import app
     from ingest.settings import Settings
 
     log = AuditLog.open(Settings(home=tmp_path))

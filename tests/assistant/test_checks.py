@@ -185,8 +185,8 @@ def test_names_and_references_at_the_end_are_not_read_as_a_sentence_cut_off():
 
 
 def test_the_chat_says_why_in_words_and_never_all_supported_over_a_flagged_sentence(sample):
+    from assistant.app.ui.chat import answer_markdown, sources_html
     from assistant.pipeline import Assistant
-    from assistant.ui_chat import answer_markdown, sources_html
 
     lib = sample[0]
     assistant = Assistant(lib.settings, library=lib, adapter="none")

@@ -2,9 +2,9 @@
 
 import pytest
 
+from assistant.app.ui.chat import plain
 from assistant.citations import Verifier, clip, content_words, make_citation, parse_markers, split_sentences
 from assistant.retrieval import Retriever
-from assistant.ui_chat import plain
 from ingest.settings import Settings
 from tests.library import sample_library
 

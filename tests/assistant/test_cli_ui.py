@@ -5,9 +5,9 @@ import json
 
 from typer.testing import CliRunner
 
-from assistant.audit import AuditLog
-from assistant.cli import app
-from assistant.users import UserStore
+from assistant.app.audit import AuditLog
+from assistant.app.cli.main import app
+from assistant.app.users import UserStore
 from ingest.settings import Settings
 
 

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from assistant.conversations import (
+from assistant.app.conversations import (
     MAX_TITLE,
     ConversationError,
     ConversationStore,
@@ -20,7 +20,7 @@ from assistant.conversations import (
     new_id,
     title_of,
 )
-from assistant.users import User
+from assistant.app.users import User
 from eval.datasets import load_jsonl
 
 ALICE = User("alice", "viewer", "2026-01-01T00:00:00+00:00")
@@ -193,7 +193,7 @@ def test_liked_answers_make_gold_questions_that_the_gold_reader_accepts(store, t
 
 @pytest.fixture
 def services(new_library):
-    from assistant.ui_services import Services
+    from assistant.app.ui.services import Services
 
     library = new_library()
     services = Services(library.settings, library)
@@ -210,7 +210,12 @@ def cut_trail(services) -> bytes:
 
 
 def test_conversation_actions_are_audited_and_refused_for_another_users_conversation(services):
-    from assistant.actions import delete_conversation, export_conversation, rate_answer, rename_conversation
+    from assistant.app.actions import (
+        delete_conversation,
+        export_conversation,
+        rate_answer,
+        rename_conversation,
+    )
 
     alice, bob = services.users.get("alice"), services.users.get("bob")
     cid, tid = new_id(), new_id()
@@ -241,8 +246,13 @@ def test_conversation_actions_are_audited_and_refused_for_another_users_conversa
 
 
 def test_conversation_actions_fail_closed(services):
-    from assistant.actions import delete_conversation, export_conversation, rate_answer, rename_conversation
-    from assistant.audit import AuditUnavailable
+    from assistant.app.actions import (
+        delete_conversation,
+        export_conversation,
+        rate_answer,
+        rename_conversation,
+    )
+    from assistant.app.audit import AuditUnavailable
 
     alice = services.users.get("alice")
     cid, tid = new_id(), new_id()
@@ -262,8 +272,8 @@ def test_conversation_actions_fail_closed(services):
 def test_comply_feedback_export(services, tmp_path):
     from typer.testing import CliRunner
 
-    from assistant.actions import rate_answer
-    from assistant.cli import app
+    from assistant.app.actions import rate_answer
+    from assistant.app.cli.main import app
 
     alice, bob = services.users.get("alice"), services.users.get("bob")
     liked, disliked, unrated = new_id(), new_id(), new_id()
@@ -307,7 +317,7 @@ def test_comply_feedback_export(services, tmp_path):
 
 
 def test_an_answer_into_another_users_conversation_is_refused_before_anything_is_drafted(services):
-    from assistant.actions import answer_stream
+    from assistant.app.actions import answer_stream
 
     bob_conversation = new_id()
     services.conversations.add_turn(services.users.get("bob"), bob_conversation, new_id(), "bob's", record("b"))

@@ -8,16 +8,16 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from assistant.api import ApiRoutes
-from assistant.conversations import new_id
-from assistant.tokens import TokenStore
+from assistant.app.api.main import ApiRoutes
+from assistant.app.conversations import new_id
+from assistant.app.tokens import TokenStore
 from tests.assistant.test_conversations import record
 
 
 @pytest.fixture
 def api(new_library):
     """(client, services, {user: bearer header}) over a fresh home with alice (viewer) and bob (admin)."""
-    from assistant.ui_services import Services
+    from assistant.app.ui.services import Services
 
     library = new_library()
     services = Services(library.settings, library)

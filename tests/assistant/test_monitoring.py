@@ -2,8 +2,8 @@
 
 import struct
 
-from assistant.audit import AuditLog
-from assistant.monitoring import DayStats, daily_stats, p95, plot_daily
+from assistant.app.audit import AuditLog
+from assistant.app.monitoring import DayStats, daily_stats, p95, plot_daily
 from assistant.types import Answer, Sentence
 
 

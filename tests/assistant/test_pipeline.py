@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from assistant.app.ui.chat import answer_markdown, sources_html
 from assistant.pipeline import Assistant, retrieval_query
 from assistant.prompt import build_messages
 from assistant.types import Answer, Reading
-from assistant.ui_chat import answer_markdown, sources_html
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.settings import Settings

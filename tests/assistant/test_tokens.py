@@ -7,10 +7,10 @@ import stat
 
 from typer.testing import CliRunner
 
-from assistant.audit import AuditLog
-from assistant.cli import app
-from assistant.tokens import PREFIX, TokenStore, token_hash
-from assistant.users import UserStore
+from assistant.app.audit import AuditLog
+from assistant.app.cli.main import app
+from assistant.app.tokens import PREFIX, TokenStore, token_hash
+from assistant.app.users import UserStore
 from ingest.settings import Settings
 
 

@@ -4,7 +4,7 @@ import sqlite3
 
 import pytest
 
-from assistant.users import (
+from assistant.app.users import (
     PERMISSIONS,
     ROLES,
     PermissionDenied,

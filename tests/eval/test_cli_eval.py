@@ -5,7 +5,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from assistant.cli import app
+from assistant.app.cli.main import app
 from eval.datasets import load_jsonl
 from eval.metrics import aggregate
 from eval.runner import run_eval

@@ -98,7 +98,7 @@ def answered_run(out, *, judged: bool):
 
 
 def test_the_report_and_the_ui_show_answer_correctness(tmp_path):
-    from assistant.ui_eval import run_outputs
+    from assistant.app.ui.evaluation import run_outputs
 
     out = answered_run(tmp_path / "judged", judged=True)
     report = write_report(out).read_text(encoding="utf-8")
@@ -117,7 +117,7 @@ def test_the_report_and_the_ui_show_answer_correctness(tmp_path):
 
 
 def test_without_gold_answers_answer_correctness_is_absent(tmp_path):
-    from assistant.ui_eval import run_outputs
+    from assistant.app.ui.evaluation import run_outputs
 
     out = answered_run(tmp_path / "obliqa", judged=False)
     report = write_report(out).read_text(encoding="utf-8")

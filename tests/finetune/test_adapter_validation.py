@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from assistant.cli import app
+from assistant.app.cli.main import app
 from finetune import adapters
 from ingest.settings import Settings
 

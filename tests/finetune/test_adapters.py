@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from assistant.cli import app
+from assistant.app.cli.main import app
 from assistant.pipeline import resolve_adapter
 from finetune import adapters
 from ingest.settings import Settings

@@ -13,7 +13,7 @@ from pathlib import Path
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from assistant.cli import app
+from assistant.app.cli.main import app
 from ingest.catalog import now_iso
 from ingest.chunking import chunk_document
 from ingest.pipeline import Library

@@ -8,7 +8,7 @@ import stat
 import pytest
 from typer.testing import CliRunner
 
-from assistant.cli import app
+from assistant.app.cli.main import app
 from ingest.pipeline import Library, scan_paths
 from ingest.settings import Settings
 from tests.fixtures.make_bad_inputs import policy_text

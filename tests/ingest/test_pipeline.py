@@ -8,7 +8,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from assistant.cli import app
+from assistant.app.cli.main import app
 from ingest.pipeline import Library, expand_paths
 from ingest.settings import Settings
 from tests.library import CORPUS, FIXTURES

@@ -6,7 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from assistant.cli import app
+from assistant.app.cli.main import app
 from ingest.settings import SettingsError, load_settings
 
 

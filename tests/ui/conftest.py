@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from assistant.ui import launch
-from assistant.ui_services import Services
+from assistant.app.ui.main import launch
+from assistant.app.ui.services import Services
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.settings import Settings
@@ -45,7 +45,7 @@ def app_settings(tmp_path_factory) -> Settings:
 
 @pytest.fixture(scope="session")
 def app_served(app_settings):
-    """The app served by `assistant.ui.launch` (as `comply serve` does) in this process: (its URL, the Gradio app)."""
+    """The app served by `assistant.app.ui.main.launch` (as `comply serve` does) in this process: (its URL, the Gradio app)."""
     services = Services(app_settings, Library(app_settings, embedder=load_embedder(app_settings)))
     port = free_port()
     demo = launch(app_settings, "127.0.0.1", port, block=False, services=services)

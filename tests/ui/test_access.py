@@ -14,11 +14,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from assistant.audit import AuditLog
-from assistant.cli import app as cli
-from assistant.ui import launch
-from assistant.ui_eval import runs_dir
-from assistant.ui_services import Services
+from assistant.app.audit import AuditLog
+from assistant.app.cli.main import app as cli
+from assistant.app.ui.evaluation import runs_dir
+from assistant.app.ui.main import launch
+from assistant.app.ui.services import Services
 from finetune import adapters as registry
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library

@@ -12,8 +12,8 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from assistant.audit import AuditLog
-from assistant.ui_chat import SEARCHING, STREAM_CURSOR
+from assistant.app.audit import AuditLog
+from assistant.app.ui.chat import SEARCHING, STREAM_CURSOR
 from ingest.catalog import Catalog
 from tests.ui.conftest import UPLOADED_PDF, log_in, screenshot
 

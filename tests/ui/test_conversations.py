@@ -12,10 +12,10 @@ import pytest
 from playwright.sync_api import expect
 from typer.testing import CliRunner
 
-from assistant.audit import AuditLog
-from assistant.cli import app
-from assistant.conversations import ConversationStore
-from assistant.users import UserStore
+from assistant.app.audit import AuditLog
+from assistant.app.cli.main import app
+from assistant.app.conversations import ConversationStore
+from assistant.app.users import UserStore
 from tests.ui.conftest import log_in, screenshot
 from tests.ui.test_browser import ask
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.audit import AuditError, AuditLog
-from assistant.ui import launch
-from assistant.ui_services import Services
-from assistant.users import UserStore
+from assistant.app.audit import AuditError, AuditLog
+from assistant.app.ui.main import launch
+from assistant.app.ui.services import Services
+from assistant.app.users import UserStore
 from ingest.settings import Settings
 from tests.ui.conftest import free_port
 

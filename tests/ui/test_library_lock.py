@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from assistant.services import LibraryLock
+from assistant.app.services import LibraryLock
 
 
 def test_readers_share_and_a_writer_waits_for_them_then_blocks_new_readers():

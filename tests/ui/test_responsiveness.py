@@ -17,9 +17,9 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
-from assistant.audit import AuditLog
-from assistant.ui import launch
-from assistant.ui_services import Services
+from assistant.app.audit import AuditLog
+from assistant.app.ui.main import launch
+from assistant.app.ui.services import Services
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.settings import Settings
@@ -124,7 +124,7 @@ def test_a_burst_of_logins_does_not_hold_up_other_requests(app_with_a_huge_claus
     def try_logins() -> None:
         with httpx.Client(base_url=url, timeout=600) as client:
             for _ in range(5):
-                # 400: wrong; 429: the address made too many wrong attempts and waits (assistant/sessions.py)
+                # 400: wrong; 429: the address made too many wrong attempts and waits (assistant/app/sessions.py)
                 assert client.post("/login", data={"username": "admin", "password": "wrong"}).status_code in (400, 429)
 
     with probing(url) as waits:

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from assistant.audit import AuditLog
-from assistant.cli import app as cli
-from assistant.sessions import LoginThrottle
-from assistant.ui import launch
-from assistant.ui_services import Services
+from assistant.app.audit import AuditLog
+from assistant.app.cli.main import app as cli
+from assistant.app.sessions import LoginThrottle
+from assistant.app.ui.main import launch
+from assistant.app.ui.services import Services
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.settings import Settings

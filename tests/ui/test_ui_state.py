@@ -1,4 +1,4 @@
-"""The server does not keep Gradio's per-session state for ever (assistant/ui_state.py): an API call's session is
+"""The server does not keep Gradio's per-session state for ever (assistant/app/ui/state.py): an API call's session is
 dropped once it ran, a browser tab's is kept while the tab is open and dropped after it closed; against the real app
 with real HTTP calls and a real Chromium tab."""
 

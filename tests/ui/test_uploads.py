@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from gradio.utils import get_upload_folder
 
-from assistant.audit import AuditLog
-from assistant.ui_uploads import UploadTracker
+from assistant.app.audit import AuditLog
+from assistant.app.ui.uploads import UploadTracker
 from tests.fixtures.make_bad_inputs import policy_text
 from tests.ui.conftest import UPLOAD_QUOTA_MB, log_in
 from tests.ui.test_browser import call_endpoint

@@ -1,4 +1,4 @@
-"""`comply eval ...` commands (registered on the main app by assistant.cli).
+"""`comply eval ...` commands (registered on the main app by assistant.app.cli.main).
 
     comply eval --dataset PATH --out DIR [--format jsonl|obliqa|auto] [--documents-dir DIR] [--limit N]
                 [--sample-seed S] [--adapter A] [--retrieval-only] [--mode hybrid|dense|bm25] [--json]
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli_common import JsonOpt, app, cli_admin, emit, fail, open_services
+from assistant.app.cli.common import JsonOpt, app, cli_admin, emit, fail, open_services
 
 eval_app = typer.Typer(help="Evaluate retrieval, citations and abstention on a gold question set; compare runs.")
 app.add_typer(eval_app, name="eval")
@@ -48,8 +48,8 @@ def eval_run(
     """Run the real pipeline on a gold set and write metrics, per-question results, a report and plots."""
     if ctx.invoked_subcommand is not None:
         return
-    from assistant import actions_admin  # here, not at the top: it loads the answering pipeline's code
-    from assistant.audit import AuditError
+    from assistant.app import actions_admin  # here, not at the top: it loads the answering pipeline's code
+    from assistant.app.audit import AuditError
     from eval.datasets import DatasetError
     from eval.runner import RunError
 

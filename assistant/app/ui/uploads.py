@@ -18,8 +18,8 @@ from pathlib import Path
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
-from assistant.audit import AuditError
-from assistant.users import allowed
+from assistant.app.audit import AuditError
+from assistant.app.users import allowed
 
 MB = 1024 * 1024
 

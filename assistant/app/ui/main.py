@@ -9,16 +9,16 @@ import threading
 import gradio as gr
 from starlette.middleware import Middleware
 
-from assistant.api import ApiRoutes
-from assistant.ui_admin import AdaptersTab, AdminTab
-from assistant.ui_chat import CITE_JS, ChatTab, document_choices
-from assistant.ui_documents import DocumentsTab
-from assistant.ui_eval import EvalTab
-from assistant.ui_login import LOGIN_HELP, LoginRoutes
-from assistant.ui_services import Services
-from assistant.ui_state import Heartbeats, HeartbeatWatch, StateSweeper
-from assistant.ui_uploads import UploadGuard
-from assistant.users import FIRST_ADMIN, allowed
+from assistant.app.api.main import ApiRoutes
+from assistant.app.ui.admin import AdaptersTab, AdminTab
+from assistant.app.ui.chat import CITE_JS, ChatTab, document_choices
+from assistant.app.ui.documents import DocumentsTab
+from assistant.app.ui.evaluation import EvalTab
+from assistant.app.ui.login import LOGIN_HELP, LoginRoutes
+from assistant.app.ui.services import Services
+from assistant.app.ui.state import Heartbeats, HeartbeatWatch, StateSweeper
+from assistant.app.ui.uploads import UploadGuard
+from assistant.app.users import FIRST_ADMIN, allowed
 from ingest.settings import Settings, configure_offline_environment
 
 TITLE = "comply: answers from your policies, with checked citations"

@@ -1,4 +1,4 @@
-"""`comply finetune ...` and `comply adapters ...` commands (registered on the main app by assistant.cli)."""
+"""`comply finetune ...` and `comply adapters ...` commands (registered on the main app by assistant.app.cli.main)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli_common import JsonOpt, acting, app, cli_admin, emit, fail, open_services, settings
+from assistant.app.cli.common import JsonOpt, acting, app, cli_admin, emit, fail, open_services, settings
 
 finetune_app = typer.Typer(help="Build grounded training data, train a LoRA adapter, evaluate it.",
                            no_args_is_help=True)
@@ -141,8 +141,8 @@ def train_cmd(
     shutil.rmtree(target / "checkpoints", ignore_errors=True)
     data_out = {"adapter": name, "path": str(target), **training}
     if activate_after:
-        from assistant import actions_admin  # here: it loads the answering pipeline's code
-        from assistant.audit import AuditError
+        from assistant.app import actions_admin  # here: it loads the answering pipeline's code
+        from assistant.app.audit import AuditError
 
         try:  # the audited action of `comply adapters activate`
             data_out["activation"] = actions_admin.activate_adapter(open_services(), cli_admin(), name)
@@ -283,7 +283,7 @@ def adapters_activate(
 ):
     """Make NAME the adapter the assistant uses (refused if its validation citation precision is lower)."""
     # imported here, not at the top: it loads the answering pipeline's code (0.2 s)
-    from assistant import actions_admin
+    from assistant.app import actions_admin
 
     with acting(as_json):  # recorded either way, as the app's Adapters tab records it
         result = actions_admin.activate_adapter(open_services(), cli_admin(), name, force=force)
@@ -294,7 +294,7 @@ def adapters_activate(
 def adapters_rollback(as_json: JsonOpt = False):
     """Go back to the adapter that was active before (or the base model)."""
     # imported here, not at the top: it loads the answering pipeline's code (0.2 s)
-    from assistant import actions_admin
+    from assistant.app import actions_admin
 
     with acting(as_json):
         result = actions_admin.rollback_adapter(open_services(), cli_admin())

@@ -1,4 +1,4 @@
-"""`comply adapt ...`: train the retriever's models on the library and gold questions (registered by assistant.cli)."""
+"""`comply adapt ...`: train the retriever's models on the library and gold questions (registered by assistant.app.cli.main)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli_common import JsonOpt, app, emit, fail, settings
+from assistant.app.cli.common import JsonOpt, app, emit, fail, settings
 
 adapt_app = typer.Typer(help="Adapt retrieval and verification to your documents: train the reranker and the entailment check.", no_args_is_help=True)
 app.add_typer(adapt_app, name="adapt")

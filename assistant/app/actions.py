@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from assistant.conversations import (
+from assistant.app.conversations import (
     Conversation,
     ConversationError,
     Turn,
@@ -24,9 +24,9 @@ from assistant.conversations import (
 from assistant.types import Answer, Reading
 from ingest.pipeline import IngestReport
 
-if TYPE_CHECKING:  # the doors make the Services (assistant/services.py) these functions work on
-    from assistant.services import Services
-    from assistant.users import User
+if TYPE_CHECKING:  # the doors make the Services (assistant/app/services.py) these functions work on
+    from assistant.app.services import Services
+    from assistant.app.users import User
 
 
 class Waiting:

@@ -1,5 +1,5 @@
 """`comply feedback export`: the answers users rated in the app, as evaluation JSON Lines (registered on the main app
-by assistant.cli)."""
+by assistant.app.cli.main)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli_common import JsonOpt, app, audit_user, emit, fail, ready_audit, settings
+from assistant.app.cli.common import JsonOpt, app, audit_user, emit, fail, ready_audit, settings
 from ingest.types import iso_date, plural
 
 feedback_app = typer.Typer(help="Export the users' thumbs up/down on answers, to grow the gold set.",
@@ -30,8 +30,8 @@ def feedback_export(
 ):
     """Write every rated answer (question, answer, cited documents and pages, the user's verdict and comment) as
     JSON Lines; recorded in the audit trail as `feedback.export`."""
-    from assistant.audit import AuditError
-    from assistant.conversations import ConversationStore, feedback_line, gold_line
+    from assistant.app.audit import AuditError
+    from assistant.app.conversations import ConversationStore, feedback_line, gold_line
 
     try:
         since = iso_date(since, "--since")

@@ -16,8 +16,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
-from assistant.audit import AuditError
-from assistant.sessions import LoginRefused, Logins, SessionTable
+from assistant.app.audit import AuditError
+from assistant.app.sessions import LoginRefused, Logins, SessionTable
 from ingest.settings import Settings
 
 LOGIN_HELP = ("After {n} wrong passwords for a user, or from one address, the next login waits a while (longer after "

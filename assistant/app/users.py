@@ -54,7 +54,7 @@ class User:
     name: str
     role: str
     created: str
-    # changes when the password or role changes: a login made before no longer counts (assistant/sessions.py)
+    # changes when the password or role changes: a login made before no longer counts (assistant/app/sessions.py)
     session_epoch: str = field(default="", repr=False, compare=False)
 
 

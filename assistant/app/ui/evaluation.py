@@ -9,8 +9,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from assistant import actions_admin
-from assistant.ui_services import Services, audit_shown, stored_gold_sets
+from assistant.app import actions_admin
+from assistant.app.ui.services import Services, audit_shown, stored_gold_sets
 
 PLOTS = ("metrics.png", "latency.png", "per_document.png", "correctness.png", "compare.png")
 QUESTION_COLUMNS = ["Question id", "Question", "Answerable", "Abstained", "Recall@10", "Reciprocal rank",

@@ -1,4 +1,4 @@
-"""What every tab of the browser app and the REST API share: the actions' state (assistant/services.py: one Library,
+"""What every tab of the browser app and the REST API share: the actions' state (assistant/app/services.py: one Library,
 one Assistant (the model loads once per process), the user store, the audit trail, the conversation store, the
 library lock), the logins and sessions, and the server-side permission check each handler starts with."""
 
@@ -10,19 +10,19 @@ from pathlib import Path
 
 import gradio as gr
 
-from assistant import services
-from assistant.audit import AuditError
-from assistant.sessions import LoginRefused, Logins, LoginThrottle, SessionTable
-from assistant.users import PermissionDenied, User
+from assistant.app import services
+from assistant.app.audit import AuditError
+from assistant.app.sessions import LoginRefused, Logins, LoginThrottle, SessionTable
+from assistant.app.users import PermissionDenied, User
 from ingest.pipeline import Library
 from ingest.settings import Settings
 from ingest.types import iso_date
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Services(services.Services):
-    """The per-process state of the app and the API (assistant/services.py) with their logins and sessions. Handlers
+    """The per-process state of the app and the API (assistant/app/services.py) with their logins and sessions. Handlers
     call `authorize(request, permission)` before doing anything."""
 
     def __init__(self, settings: Settings, library: Library | None = None):
@@ -31,11 +31,11 @@ class Services(services.Services):
                                      max_s=settings.session_max_hours * 3600)
         self.logins = Logins(self.users, self.audit, LoginThrottle(
             settings.login_max_failures, settings.login_backoff_s, settings.login_backoff_max_s))
-        self.session_token = None  # request -> its session token; set by assistant.ui_login when serving
+        self.session_token = None  # request -> its session token; set by assistant.app.ui.login when serving
         self._login_checks = threading.Lock()
 
     async def authenticate(self, name: str, password: str) -> bool:
-        """Gradio's login check (the app serves its own POST /login, assistant/ui_login.py, which also knows the
+        """Gradio's login check (the app serves its own POST /login, assistant/app/ui/login.py, which also knows the
         address): throttled and audited. The argon2 check (a quarter of a second of CPU) runs in a worker thread, one
         check at a time, so that a burst of logins, even wrong ones, waits for itself and holds up nobody else."""
         def check() -> bool:

@@ -1,4 +1,4 @@
-"""`comply serve`, `comply users ...` and `comply audit ...` commands (registered on the main app by assistant.cli)."""
+"""`comply serve`, `comply users ...` and `comply audit ...` commands (registered on the main app by assistant.app.cli.main)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from assistant.cli_common import (
+from assistant.app.cli.common import (
     JsonOpt,
     acting,
     app,
@@ -34,20 +34,20 @@ RoleOpt = Annotated[str, typer.Option("--role", help="viewer (chat), editor (+ d
 
 
 def admin_actions():
-    """assistant.actions_admin, imported when a command uses it: it loads the answering pipeline's code (0.2 s)."""
-    from assistant import actions_admin
+    """assistant.app.actions_admin, imported when a command uses it: it loads the answering pipeline's code (0.2 s)."""
+    from assistant.app import actions_admin
 
     return actions_admin
 
 
 def open_users():
-    from assistant.users import UserStore
+    from assistant.app.users import UserStore
 
     return UserStore(settings().users_path)
 
 
 def open_audit():
-    from assistant.audit import AuditLog
+    from assistant.app.audit import AuditLog
 
     return AuditLog.open(settings())
 
@@ -56,8 +56,8 @@ def open_audit():
 def audited(action: str, as_json: bool, **data) -> Iterator[dict]:
     """Run a command's action only if the audit trail can record it (fail closed), then record it as this shell's
     user; a trail that cannot is one error in words, and a UserError from the action too."""
-    from assistant.audit import AuditError
-    from assistant.users import UserError
+    from assistant.app.audit import AuditError
+    from assistant.app.users import UserError
 
     try:
         with open_audit().recorded(audit_user(), action, **data) as outcome:
@@ -133,7 +133,7 @@ def users_reset_password(
 
 
 def open_tokens():
-    from assistant.tokens import TokenStore
+    from assistant.app.tokens import TokenStore
 
     return TokenStore(settings().tokens_path)
 
@@ -154,7 +154,7 @@ def users_token(
 ):
     """Issue an API token for a user; it is printed once (only its hash is kept). It acts with the user's role, and
     stops working when the user is removed or their role changes."""
-    from assistant.users import UserError
+    from assistant.app.users import UserError
 
     user = open_users().get(name)
     if user is None:
@@ -234,7 +234,7 @@ def audit_stats(
     audit trail."""
     from dataclasses import asdict
 
-    from assistant.monitoring import daily_stats, plot_daily
+    from assistant.app.monitoring import daily_stats, plot_daily
 
     stats = daily_stats(open_audit().records())
     if plot is not None:
@@ -261,9 +261,9 @@ def serve(
     as_json: JsonOpt = False,
 ):
     """Serve the browser app (chat, documents, evaluation, adapters, audit) until interrupted."""
-    from assistant.audit import AuditError
-    from assistant.ui import launch
-    from assistant.users import UserError
+    from assistant.app.audit import AuditError
+    from assistant.app.ui.main import launch
+    from assistant.app.users import UserError
 
     s = settings()
     host, port = host or s.host, port or s.port

@@ -11,9 +11,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from assistant import actions_admin
-from assistant.ui_services import Services, audit_shown
-from assistant.users import ROLES, UserError
+from assistant.app import actions_admin
+from assistant.app.ui.services import Services, audit_shown
+from assistant.app.users import ROLES, UserError
 from finetune import adapters as registry
 
 USER_COLUMNS = ["User", "Role", "Created (UTC)"]
@@ -183,7 +183,7 @@ class AdminTab:
         self.services.authorize(request, "monitoring")
         from PIL import Image
 
-        from assistant.monitoring import daily_stats, plot_daily
+        from assistant.app.monitoring import daily_stats, plot_daily
 
         stats = daily_stats(self.services.audit.records())
         with tempfile.TemporaryDirectory(prefix="comply-monitor-") as tmp:

@@ -7,10 +7,10 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
-from assistant.actions import add_documents, delete_document
-from assistant.ui_services import Services, audit_shown, parse_date
-from assistant.ui_uploads import remove_uploads
-from assistant.users import User
+from assistant.app.actions import add_documents, delete_document
+from assistant.app.ui.services import Services, audit_shown, parse_date
+from assistant.app.ui.uploads import remove_uploads
+from assistant.app.users import User
 from ingest.pipeline import IngestReport
 
 # "comply version" counts the versions comply holds of a document (1, 2, ...), not the document's own ("Version 4.2")
@@ -115,7 +115,7 @@ class DocumentsTab:
         """Table, pickers and the visibility of the write actions for the logged-in user."""
         self.services.authorize(request, "documents.read")
         user = self.services.users.get(request.username)
-        from assistant.users import allowed
+        from assistant.app.users import allowed
 
         can_write = allowed(user.role, "documents.write")
         choices = live_documents(self.services) if can_write else []

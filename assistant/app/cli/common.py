@@ -1,6 +1,6 @@
 """What every `comply` command shares: the typer app and its global options (home, config, Chroma server), the
 settings they make, printing (text or --json) and failing in words, and who the audit trail names (cli:<OS user>).
-The command groups (assistant/cli.py and the cli_*.py modules) import this; this imports none of them.
+The command groups (assistant/app/cli/main.py and the cli_*.py modules) import this; this imports none of them.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def audit_user() -> str:
 
 def ready_audit(action: str, as_json: bool):
     """The home's audit trail, once it is known to be able to record `action` (else one error, and nothing done)."""
-    from assistant.audit import AuditError, AuditLog
+    from assistant.app.audit import AuditError, AuditLog
 
     audit = AuditLog.open(settings())
     try:
@@ -109,18 +109,18 @@ def open_library():
 
 
 def open_services(adapter: str | None = None):
-    """The state this command's actions work on (assistant/services.py), opened as they need it: the same actions
+    """The state this command's actions work on (assistant/app/services.py), opened as they need it: the same actions
     the app and the API call, with this process's own library lock (a single command has one thread; between
     processes the library's file lock orders the writers)."""
     # imported here: the answering pipeline behind it loads torch, which most commands do not need
-    from assistant.services import Services
+    from assistant.app.services import Services
 
     return Services(settings(), adapter=adapter)
 
 
 def cli_admin():
-    """The user a command acts as: cli:<OS user> with the admin role (assistant.services.cli_user)."""
-    from assistant.services import cli_user
+    """The user a command acts as: cli:<OS user> with the admin role (assistant.app.services.cli_user)."""
+    from assistant.app.services import cli_user
 
     return cli_user(audit_user())
 
@@ -130,8 +130,8 @@ def acting(as_json: bool) -> Iterator[None]:
     """Run an action; what it refuses (a trail that cannot record it, a user-management or adapter error, a request
     that cannot be done as asked) is one error in words and exit 1."""
     from assistant.adapters import AdapterError
-    from assistant.audit import AuditError
-    from assistant.users import PermissionDenied, UserError
+    from assistant.app.audit import AuditError
+    from assistant.app.users import PermissionDenied, UserError
 
     try:
         yield

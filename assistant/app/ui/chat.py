@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from assistant.actions import (
+from assistant.app.actions import (
     WAITING,
     Kept,
     answer_stream,
@@ -21,13 +21,13 @@ from assistant.actions import (
     rate_answer,
     rename_conversation,
 )
-from assistant.audit import AuditError
-from assistant.conversations import ConversationError, new_id, title_of
+from assistant.app.audit import AuditError
+from assistant.app.conversations import ConversationError, new_id, title_of
+from assistant.app.ui.services import Services, audit_shown, parse_date
+from assistant.app.users import User
 from assistant.pdf_view import SourceViewError, citation_view, describe_place
 from assistant.pipeline import retrieval_query
 from assistant.types import AbstainReason, Answer, Citation, Reading
-from assistant.ui_services import Services, audit_shown, parse_date
-from assistant.users import User
 
 STREAM_CURSOR = " ▍"
 # The streamed text is the model's draft: it is shown as such until the checked answer replaces it.

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 
-from assistant.audit import AuditError, AuditLog
-from assistant.users import User, UserStore
+from assistant.app.audit import AuditError, AuditLog
+from assistant.app.users import User, UserStore
 from ingest.types import ComplyError
 
 _FORGET_S = 24 * 3600  # failures older than this no longer count
@@ -119,7 +119,7 @@ class SessionTable(MutableMapping[str, str]):
         return session.user
 
     def __setitem__(self, token: str, name: str) -> None:
-        # Gradio's own login route (shadowed by assistant/ui_login.py) would land here: a session like any other.
+        # Gradio's own login route (shadowed by assistant/app/ui/login.py) would land here: a session like any other.
         user = self.users.get(name)
         if user is not None:
             self.open(token, user, "unknown")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from assistant.users import User, UserError, immediate_transaction, private_store
+from assistant.app.users import User, UserError, immediate_transaction, private_store
 
 PREFIX = "cmp_"
 MAX_LABEL = 100
@@ -33,7 +33,7 @@ class ApiToken:
     label: str
     role: str  # the user's role when it was issued: another role ends it
     user_created: str  # the user's creation time when it was issued: a re-added user is another user
-    user_epoch: str  # the user's session epoch when it was issued (assistant/users.py): a reset ends the token
+    user_epoch: str  # the user's session epoch when it was issued (assistant/app/users.py): a reset ends the token
     created: str
     expires: str | None
     last_used: str | None

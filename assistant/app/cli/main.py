@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 
 # each group of commands registers itself on `app` when imported
-from assistant import cli_adapt, cli_eval, cli_feedback, cli_finetune, cli_ui  # noqa: F401
-from assistant.cli_common import (
+from assistant.app.cli import adapt, admin, evaluate, feedback, training  # noqa: F401  (each registers its commands)
+from assistant.app.cli.common import (
     JsonOpt,
     acting,
     app,
@@ -43,7 +43,7 @@ def ingest(
     from tqdm import tqdm
 
     # imported here, not at the top: it loads the library's and the embedder's code (0.3 s)
-    from assistant import actions
+    from assistant.app import actions
 
     action = "document.supersede" if supersedes else "document.upload"
     services = open_services()
@@ -127,7 +127,7 @@ def docs_delete(
 ):
     """Delete a document (kept in the catalog as deleted for the audit trail; removed from search)."""
     # imported here, not at the top: it loads the library's and the embedder's code (0.3 s)
-    from assistant import actions
+    from assistant.app import actions
 
     services = open_services()
     try:
@@ -164,7 +164,7 @@ def ask(
 ):
     """Answer a question with verified citations (streams the answer as it is written)."""
     # imported here, not at the top: it loads the library's and the embedder's code (0.3 s)
-    from assistant import actions
+    from assistant.app import actions
     from assistant.types import Answer
 
     services = open_services(adapter)

@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from assistant.app.users import User, immediate_transaction, private_store
 from assistant.pdf_view import describe_place
-from assistant.users import User, immediate_transaction, private_store
 from ingest.types import ComplyError
 
 MAX_TITLE = 80

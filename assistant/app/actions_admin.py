@@ -2,16 +2,16 @@
 reset password), adapters (activate, roll back), evaluation runs and the audit trail (export, verify). Each checks
 the caller's permission (a refusal is recorded as `access.denied`), acts only if the trail can record it (fail
 closed) and records what it did as the caller, with the caller's `context`. Kept apart from
-assistant/actions.py (answers, documents, conversations: what every role does) because these are the admin's own
+assistant/app/actions.py (answers, documents, conversations: what every role does) because these are the admin's own
 and reach into the fine-tuning registry and the evaluation runner."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from assistant.audit import AuditCheck, AuditError
-from assistant.services import Services
-from assistant.users import User
+from assistant.app.audit import AuditCheck, AuditError
+from assistant.app.services import Services
+from assistant.app.users import User
 from eval.runner import run_eval
 from finetune import adapters as registry
 

@@ -1,6 +1,6 @@
-"""What the audited actions (assistant/actions.py, assistant/actions_admin.py) work on, whichever door they came
+"""What the audited actions (assistant/app/actions.py, assistant/app/actions_admin.py) work on, whichever door they came
 through: the library, the assistant, the user store, the audit trail, the conversation store and the library lock.
-The browser app and the REST API share one per server (assistant/ui_services.py adds logins and sessions); each
+The browser app and the REST API share one per server (assistant/app/ui/services.py adds logins and sessions); each
 `comply` command makes its own, acting as `cli:<OS user>` with the admin role (`cli_user`)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
-from assistant.audit import AuditError, AuditLog
-from assistant.conversations import ConversationStore
+from assistant.app.audit import AuditError, AuditLog
+from assistant.app.conversations import ConversationStore
+from assistant.app.users import PermissionDenied, User, UserStore, allowed
 from assistant.pipeline import Assistant
-from assistant.users import PermissionDenied, User, UserStore, allowed
 from ingest.pipeline import Library
 from ingest.settings import Settings
 

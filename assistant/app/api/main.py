@@ -2,10 +2,10 @@
 Gradio built it): OpenAI-compatible chat completions, comply's own /v1/ask, the library, page images, the audit
 trail, health; OpenAPI docs at /api/docs.
 
-Every call but /v1/health carries `Authorization: Bearer <token>` (assistant/tokens.py) and acts as the token's
+Every call but /v1/health carries `Authorization: Bearer <token>` (assistant/app/tokens.py) and acts as the token's
 user with the role the user store gives them at call time; calls are rate limited per token; each call is recorded
 in the audit trail with `via: "api"`, the token's id and the request's id (the `X-Request-Id` header), by the same
-functions the app's tabs call (assistant/actions.py), failing closed (503 with the reason). Blocking work (answers,
+functions the app's tabs call (assistant/app/actions.py), failing closed (503 with the reason). Blocking work (answers,
 ingest, rendering, the audit trail's fsync) runs in worker threads, never on the event loop that serves everyone."""
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
-from assistant import actions
-from assistant.api_chat import DONE, ChatRequest, chunk, completion, comply_fields, error_event
-from assistant.api_docs import docs_html
-from assistant.audit import AuditError
-from assistant.conversations import NotFound, conversation_record
+from assistant.app import actions
+from assistant.app.api.chat import DONE, ChatRequest, chunk, completion, comply_fields, error_event
+from assistant.app.api.docs import docs_html
+from assistant.app.audit import AuditError
+from assistant.app.conversations import NotFound, conversation_record
+from assistant.app.tokens import ApiToken, TokenStore
+from assistant.app.users import PERMISSIONS, User, allowed
 from assistant.pdf_view import SourceViewError, page_view
-from assistant.tokens import ApiToken, TokenStore
 from assistant.types import Answer, Reading
-from assistant.users import PERMISSIONS, User, allowed
 from ingest.types import iso_date
 
 MB = 1024 * 1024
@@ -233,7 +233,7 @@ class ApiRoutes:
     # -- routes ----------------------------------------------------------------------------------------------------
 
     async def docs(self) -> HTMLResponse:
-        """The routes as a page drawn from the OpenAPI schema, offline (assistant/api_docs.py)."""
+        """The routes as a page drawn from the OpenAPI schema, offline (assistant/app/api/docs.py)."""
         return HTMLResponse(docs_html(self.api.openapi()))
 
     async def health(self) -> JSONResponse:
@@ -471,7 +471,7 @@ class ApiRoutes:
         return JSONResponse({"records": await self.act(who, read)}, headers=who.headers)
 
 
-    # -- the caller's own conversations (assistant/conversations.py): nobody reads another's -------------------------
+    # -- the caller's own conversations (assistant/app/conversations.py): nobody reads another's -------------------------
 
     async def conversations(self, request: Request) -> JSONResponse:
         """Your conversations (id, title, created, updated, size), the most recently updated first."""
