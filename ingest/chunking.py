@@ -379,7 +379,7 @@ def clause_at(chunk: Chunk, offset: int) -> str | None:
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Sentence (start, end) offsets in `text`, from llama-index's bundled Punkt model; newlines between list
     items also end a sentence."""
-    from llama_index.core.utils import globals_helper
+    from llama_index.core.utils import globals_helper  # lazy: llama_index takes ~2 s to import
 
     spans = []
     for s, e in globals_helper.punkt_tokenizer.span_tokenize(text):

@@ -36,11 +36,11 @@ def check_pdf(path: Path, *, page_limit_mb: float, file_limit_mb: float, pages: 
     are to be drawn, so an image counts as the raster it declares (width x height x bits per pixel), which is what
     pdfium decodes it to (reading text, pdfium does not decode images: they count as their data)."""
     page_limit, file_limit = int(page_limit_mb * MB), int(file_limit_mb * MB)
-    from pypdf import PdfReader
-    from pypdf.errors import LimitReachedError
+    from pypdf import PdfReader  # lazy: pypdf takes ~0.2 s to import; only PDFs need it
+    from pypdf.errors import LimitReachedError  # lazy: pypdf takes ~0.2 s to import; only PDFs need it
 
     try:
-        import pypdf
+        import pypdf  # lazy: pypdf takes ~0.2 s to import; only PDFs need it
 
         # pypdf inflates object streams (which hold the PDF's dictionaries) itself: bounded by the page cap.
         with pypdf.apply_configuration(zlib_maximum_output_length=page_limit, lzw_maximum_output_length=page_limit,
@@ -124,7 +124,12 @@ _MAX_OBJECTS = 200_000  # per page: a page that reaches more objects than this i
 def _page_streams(page) -> Iterator[tuple[tuple[int, int], object]]:
     """((object number, generation), stream) for every stream reachable from a page dictionary, each once; other
     pages are not entered."""
-    from pypdf.generic import ArrayObject, DictionaryObject, IndirectObject, StreamObject
+    from pypdf.generic import (  # lazy: pypdf takes ~0.2 s to import; only PDFs need it
+        ArrayObject,
+        DictionaryObject,
+        IndirectObject,
+        StreamObject,
+    )
 
     seen: set[tuple[int, int]] = set()
     todo: list[tuple[object, tuple[int, int] | None]] = [(page, None)]
@@ -160,7 +165,7 @@ _IMAGE_FILTERS = frozenset({"/DCTDecode", "/DCT", "/JPXDecode", "/CCITTFaxDecode
 
 def _inflated_size(stream, limit: int) -> int:
     """Bytes `stream` decodes to, counted up to just past `limit` (image codecs count their input)."""
-    from pypdf import filters as pdf_filters
+    from pypdf import filters as pdf_filters  # lazy: pypdf takes ~0.2 s to import; only PDFs need it
 
     raw = stream._data  # the encoded bytes (decrypted by pypdf where needed)
     names = stream.get("/Filter")
@@ -232,7 +237,7 @@ def _inflate(pieces: Iterable[bytes]) -> Iterator[bytes]:
 def _whole(pieces: Iterable[bytes], decoder, limit: int) -> Iterator[bytes]:
     """A filter without a streaming decoder: its input is gathered (up to `limit`) and decoded in one go, with pypdf's
     own output limit set to `limit`."""
-    import pypdf
+    import pypdf  # lazy: pypdf takes ~0.2 s to import; only PDFs need it
 
     data, size = [], 0
     for piece in pieces:

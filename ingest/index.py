@@ -19,6 +19,11 @@ from urllib.parse import urlparse
 import numpy as np
 from filelock import FileLock
 
+try:
+    import Stemmer
+except ImportError:  # pragma: no cover - PyStemmer is a dependency; keep BM25 usable without it
+    Stemmer = None
+
 from ingest.types import Chunk
 
 
@@ -31,7 +36,7 @@ def _open_persistent(chromadb, path: Path, settings, attempts: int = 20):
             if "database is locked" not in str(exc) or attempt == attempts - 1:
                 raise
             # Chroma caches the system before starting it: drop the half-started one so the retry starts afresh.
-            from chromadb.api.shared_system_client import SharedSystemClient
+            from chromadb.api.shared_system_client import SharedSystemClient  # lazy: chromadb, ~1 s to import
             SharedSystemClient._identifier_to_system.pop(str(path), None)
             time.sleep(min(0.1 * 2 ** attempt, 3.0))
 
@@ -40,8 +45,8 @@ class VectorStore:
     """A Chroma collection holding our embeddings; embedded PersistentClient or a server through HttpClient."""
 
     def __init__(self, path: Path, collection: str, url: str | None = None):
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
+        import chromadb  # lazy: chromadb takes ~1 s to import
+        from chromadb.config import Settings as ChromaSettings  # lazy: chromadb takes ~1 s to import
 
         chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
         if url:
@@ -134,12 +139,7 @@ def _metadata(c: Chunk) -> dict:
 
 
 def _stemmer():
-    try:
-        import Stemmer
-
-        return Stemmer.Stemmer("english")
-    except ImportError:  # pragma: no cover - PyStemmer is a dependency; keep BM25 usable without it
-        return None
+    return Stemmer.Stemmer("english") if Stemmer is not None else None
 
 
 class BM25Index:
@@ -166,7 +166,7 @@ class BM25Index:
 
     def rebuild(self, rows: list[tuple[str, str, str]], generation: int) -> None:
         """Build from (chunk_id, doc_key, text) rows and publish atomically as `generation`."""
-        import bm25s
+        import bm25s  # lazy: bm25s takes ~0.7 s to import
 
         self.root.mkdir(parents=True, exist_ok=True)
         folder = self.root / f"gen-{generation}-{os.getpid()}"
@@ -192,7 +192,7 @@ class BM25Index:
             self._loaded_generation = None
 
     def _load(self) -> None:
-        import bm25s
+        import bm25s  # lazy: bm25s takes ~0.7 s to import
 
         pointer = json.loads(self._pointer.read_text())
         if pointer["generation"] == self._loaded_generation:
@@ -206,7 +206,7 @@ class BM25Index:
 
     def query(self, text: str, n: int, keys: Iterable[str] | None = None) -> list[tuple[str, float]]:
         """Top chunks as (chunk_id, BM25 score), restricted to the given doc_keys."""
-        import bm25s
+        import bm25s  # lazy: bm25s takes ~0.7 s to import
 
         with self._lock:
             if not self._pointer.exists():

@@ -13,6 +13,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -400,8 +401,6 @@ _EFFECTIVE = re.compile(r"effective(?:\s+date)?(?:\s+from)?\s*[:\-]?\s*"
 def find_effective_date(doc: SourceDocument) -> str | None:
     """An effective date stated on the first pages ("Effective date: 2025-03-01", "Effective date 1 March 2025"),
     as ISO YYYY-MM-DD, if any."""
-    from datetime import datetime
-
     for page in doc.pages[:2]:
         for m in _EFFECTIVE.finditer(page.text):
             raw = " ".join(m.group(1).replace(",", " ").split())
