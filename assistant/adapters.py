@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors import SafetensorError, safe_open
+
 from ingest.settings import Settings
 from ingest.types import ComplyError
 
@@ -52,8 +54,6 @@ def check_adapter(path: Path) -> None:
     """Refuse (AdapterError naming the folder and the reason) an adapter folder peft could not load: its config not
     a JSON object with `peft_type` (and a positive `r` for LoRA), its weights missing or unreadable, or its card
     damaged. Reads only the header of the weights: cheap, no model is loaded."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     try:
         config = json.loads((path / CONFIG).read_text())

@@ -27,8 +27,9 @@ from difflib import SequenceMatcher
 import numpy as np
 
 from assistant import checks
-from assistant.entailment import premise_window
+from assistant.entailment import load_entailment, premise_window
 from assistant.prompt import ABSTAIN_REPLIES, neutralise
+from assistant.rerank import load_relevance_model
 from assistant.types import Citation, Retrieved, Sentence
 from assistant.words import (
     _CLAUSE_KINDS,
@@ -490,9 +491,6 @@ class Verifier:
 def build_verifier(settings, embedder: Embedder) -> Verifier:
     """The verifier the settings ask for: the lexical pass always; the rules of the second pass (`answer_rules`);
     the entailment and relevance checks when on and their models are installed."""
-    from assistant.entailment import load_entailment
-    from assistant.rerank import load_relevance_model
-
     entailment = load_entailment(settings)
     relevance = load_relevance_model(settings)
     return Verifier(embedder, settings.support_threshold, settings.citation_realign_margin, entailment=entailment,

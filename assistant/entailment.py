@@ -18,6 +18,7 @@ import math
 import threading
 from pathlib import Path
 
+from assistant.generation import quiet_loading
 from assistant.words import content_words
 from ingest.chunking import sentence_spans
 from ingest.embedding import pick_device, use_bf16
@@ -85,15 +86,13 @@ class Entailment:
     """A one-logit CrossEncoder; `probs(pairs)` returns P(premise entails hypothesis) per (premise, hypothesis)."""
 
     def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 16):
-        import torch
-        from sentence_transformers import CrossEncoder
+        import torch  # lazy: torch takes ~2 s to import
+        from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
 
         path = Path(path)
         if not (path / "config.json").is_file():
             raise EntailmentError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size = path, batch_size
-        from assistant.generation import quiet_loading
-
         with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
             self.model = CrossEncoder(str(path), device=device, local_files_only=True,
                                       model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
@@ -106,7 +105,7 @@ class Entailment:
     def probs(self, pairs: list[tuple[str, str]]) -> list[float]:
         """P(premise entails hypothesis) per pair; a hypothesis the premise contains word for word (case, spacing
         and the final full stop aside) is entailed without asking the model."""
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         out: list[float | None] = [1.0 if _contains(p, h) else None for p, h in pairs]
         todo = [pair for pair, o in zip(pairs, out, strict=True) if o is None]

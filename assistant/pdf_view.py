@@ -77,7 +77,7 @@ def cleaned_to_raw(raw: str) -> list[int]:
 
 def span_boxes(textpage, page_text: str, start: int, end: int) -> list[tuple[float, float, float, float]]:
     """PDF-space boxes (left, bottom, right, top) covering cleaned-text offsets start..end of one page."""
-    import pypdfium2.raw as pdfium_c
+    import pypdfium2.raw as pdfium_c  # lazy: comply --help loads this module; only images need it
 
     mapping = cleaned_to_raw(page_text)
     start, end = max(0, start), min(end, len(mapping) - 1)
@@ -96,8 +96,8 @@ def render_pdf_page(path: str | Path, page: int, start: int, end: int, *, scale:
                     max_decompressed_page_mb: float = 64.0, max_decompressed_file_mb: float = 1024.0):
     """Render 1-based `page` of the PDF at `path` with cleaned-text offsets start..end highlighted; a page whose
     streams inflate past the caps is refused before pdfium reads it. Returns (PIL image, pixel boxes drawn)."""
-    import pypdfium2 as pdfium
-    from PIL import Image, ImageDraw
+    import pypdfium2 as pdfium  # lazy: comply --help loads this module; only images need it
+    from PIL import Image, ImageDraw  # lazy: comply --help loads this module; only images need it
 
     try:
         check_pdf(Path(path), page_limit_mb=max_decompressed_page_mb, file_limit_mb=max_decompressed_file_mb,

@@ -12,6 +12,7 @@ import logging
 import threading
 from pathlib import Path
 
+from assistant.generation import quiet_loading
 from ingest.embedding import pick_device, use_bf16
 from ingest.settings import DEFAULT_RERANKER, Settings
 from ingest.types import ComplyError
@@ -39,16 +40,14 @@ class Reranker:
     """A CrossEncoder that scores pairs; `score(query, texts)` returns one float per text (higher = better)."""
 
     def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 32):
-        import torch
-        from sentence_transformers import CrossEncoder
+        import torch  # lazy: torch takes ~2 s to import
+        from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
 
         path = Path(path)
         if not (path / "config.json").is_file():
             raise RerankerError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size, self.bf16 = path, batch_size, bf16
         # bf16 weights are read as they are stored (the shipped model) or cast; float32 otherwise
-        from assistant.generation import quiet_loading
-
         with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
             self.model = CrossEncoder(str(path), device=device, local_files_only=True,
                                       model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
@@ -57,7 +56,7 @@ class Reranker:
 
     def score(self, query: str, texts: list[str]) -> list[float]:
         """Raw cross-encoder scores of (query, text) for each text, in input order."""
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         if not texts:
             return []

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from assistant.generation.base import Generator, GreedyPicker, quiet_loading
 from assistant.generation.llamacpp import LlamaCppGenerator, gguf_quantisation
+from assistant.generation.openai import OpenAIGenerator
 from assistant.generation.transformers import Int4Decoder, TransformersGenerator
 from assistant.models import (
     generator_gguf,
@@ -63,8 +64,6 @@ def load_generator(settings: Settings, adapter: str | None = None):
 def _load_generator(settings: Settings, adapter: str | None):
     backend = pick_backend(settings, adapter)
     if backend == "openai":
-        from assistant.generation.openai import OpenAIGenerator
-
         return OpenAIGenerator.from_settings(settings, adapter)
     device = pick_device(settings)
     gguf_file = str(generator_gguf(settings)) if backend == "llamacpp" else None

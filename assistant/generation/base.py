@@ -104,7 +104,7 @@ def quiet_loading():
     """Load a model without transformers' per-tensor progress bar (under a second for a local folder, and it would
     fill the CLI's output at every question) and without the deprecation warning that peft's own
     `is_gradient_checkpointing` check raises on transformers 5 (nothing a user can act on)."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: transformers takes ~1 s to import
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()

@@ -3,9 +3,11 @@ batching, several answers at once (assistant/generation/llamacpp_engine.py); an 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 from assistant.generation.base import Generator, GreedyPicker
+from assistant.generation.llamacpp_engine import BatchEngine
 from assistant.models import (
     REPETITION_PENALTY,  # the 135M model's penalty: TransformersGenerator's default
 )
@@ -23,11 +25,7 @@ class LlamaCppGenerator(Generator):
     def __init__(self, gguf_path: str, tokenizer_path: str, *, name: str, adapter: str | None = None,
                  lora_path: str | None = None, max_new_tokens: int = 192, threads: int | None = None,
                  slots: int = 4, slot_tokens: int = 2048, repetition_penalty: float = REPETITION_PENALTY):
-        import os
-
-        from transformers import AutoTokenizer
-
-        from assistant.generation.llamacpp_engine import BatchEngine
+        from transformers import AutoTokenizer  # lazy: transformers takes ~2.5 s to import (it loads torch)
 
         super().__init__(AutoTokenizer.from_pretrained(tokenizer_path), name=name, adapter=adapter,
                          max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
@@ -45,7 +43,7 @@ class LlamaCppGenerator(Generator):
 
 def gguf_quantisation(path: str) -> str:
     """The file type of a GGUF as llama.cpp names it (q4_k_m, q4_1, ...), read from its header."""
-    import gguf
+    import gguf  # lazy: gguf takes ~0.3 s to import; only GGUF models need it
 
     reader = gguf.GGUFReader(path)
     field = reader.fields.get("general.file_type")

@@ -12,6 +12,7 @@ others are still answering and no one waits for a whole answer (docs/architectur
 from __future__ import annotations
 
 import ctypes
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -52,8 +53,8 @@ class BatchEngine:
 
     def __init__(self, gguf: str, *, lora: str | None = None, slots: int = 4, slot_tokens: int = 2048,
                  threads: int = 2, batch_tokens: int = 512):
-        import llama_cpp
-        from llama_cpp import _internals
+        import llama_cpp  # lazy: loads llama.cpp's native library
+        from llama_cpp import _internals  # lazy: loads llama.cpp's native library
 
         self._c = llama_cpp
         llama_cpp.llama_backend_init()
@@ -180,8 +181,6 @@ class BatchEngine:
 
 def _silence_llama_log() -> None:
     """llama.cpp logs every model load to stderr through llama-cpp-python's logger: keep its errors only."""
-    import logging
-
     logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
 
 

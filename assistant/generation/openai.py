@@ -24,7 +24,7 @@ class OpenAIGenerator:
 
     def __init__(self, url: str, model: str, *, adapter: str | None = None, api_key: str | None = None,
                  max_new_tokens: int = 192, repetition_penalty: float = 1.0, timeout_s: float = 300.0):
-        from openai import OpenAI
+        from openai import OpenAI  # lazy: openai takes ~1 s to import; only this backend needs it
 
         self.url, self.served_model, self.adapter = url, model, adapter
         self.model_name = Path(model).name or model
@@ -42,7 +42,7 @@ class OpenAIGenerator:
     def stream(self, messages: list[dict], max_new_tokens: int | None = None,
                trace: list | None = None) -> Iterator[str]:
         """Yield text pieces as the server sends them (`trace` stays empty: the server sends no token ids)."""
-        import openai
+        import openai  # lazy: openai takes ~1 s to import; only this backend needs it
 
         model = Path(self.adapter).name if self.adapter else self.served_model
         extra = {"repeat_penalty": self.repetition_penalty} if self.repetition_penalty != 1.0 else None

@@ -25,8 +25,11 @@ class TransformersGenerator(Generator):
     def __init__(self, model_path: str, *, name: str, adapter: str | None = None, device: str = "cpu",
                  bf16: bool = False, max_new_tokens: int = 192, threads: int | None = None,
                  int4_decode: bool | None = None, repetition_penalty: float = REPETITION_PENALTY):
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import torch  # lazy: torch takes ~2 s to import
+        from transformers import (  # lazy: transformers takes ~2.5 s to import (it loads torch)
+            AutoModelForCausalLM,
+            AutoTokenizer,
+        )
 
         if threads:
             torch.set_num_threads(threads)
@@ -44,7 +47,7 @@ class TransformersGenerator(Generator):
                 int4_decode = device == "cpu" and bf16 and Int4Decoder.supports(model, adapter)
             self.decoder = Int4Decoder(model, lora_tensors(adapter) if adapter else {}, dtype) if int4_decode else None
             if adapter:
-                from peft import PeftModel
+                from peft import PeftModel  # lazy: peft takes ~4 s to import (it loads torch)
 
                 model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
         self.model = model.to(device=device, dtype=dtype).eval()
@@ -67,8 +70,11 @@ class TransformersGenerator(Generator):
 
     # float32 numpy logits for the next token, writable
     def _prefill(self, ids: list[int], limit: int) -> np.ndarray:
-        import torch
-        from transformers import DynamicCache, StaticCache
+        import torch  # lazy: torch takes ~2 s to import
+        from transformers import (  # lazy: transformers takes ~2.5 s to import (it loads torch)
+            DynamicCache,
+            StaticCache,
+        )
 
         with torch.inference_mode():
             if self.decoder:
@@ -83,7 +89,7 @@ class TransformersGenerator(Generator):
             return out.logits[0, -1].float().cpu().numpy()
 
     def _decode(self, token: int) -> np.ndarray:
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         with torch.inference_mode():
             if self.decoder:
@@ -108,7 +114,7 @@ class Int4Decoder:
     @staticmethod
     def supports(model, adapter: str | None) -> bool:
         """True for a bias-free llama model, a torch with the CPU int4 kernel, and a plain LoRA adapter (or none)."""
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         config = model.config
         if config.model_type != "llama" or getattr(config, "attention_bias", False) or getattr(config, "mlp_bias",
@@ -156,7 +162,7 @@ class Int4Decoder:
 
     def _linear(self, modules, lora: dict[str, tuple], names: list[str]) -> tuple:
         """Packed int4 weight of the output-concatenated modules, plus their LoRA as (A, block-diagonal B) or None."""
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         weight = torch.cat([m.weight.detach().float() for m in modules])
         rows, cols = weight.shape
@@ -187,7 +193,7 @@ class Int4Decoder:
         return packed, scales_zeros, (a.to(self.dtype), b.to(self.dtype))
 
     def _mm(self, x, linear):
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         packed, scales_zeros, lora = linear
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(x, packed, self.GROUP, scales_zeros)
@@ -196,14 +202,14 @@ class Int4Decoder:
         return y
 
     def _rms(self, x, weight):
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         x32 = x.float()
         return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)).to(self.dtype) * weight
 
     def start(self, cache, capacity: int) -> None:
         """Take over the prompt's keys and values from an HF cache, with room for `capacity` positions."""
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         first = cache.layers[0].keys
         n = first.shape[-2]
@@ -222,8 +228,8 @@ class Int4Decoder:
 
     def step(self, token: int):
         """Logits after feeding one token at the next position."""
-        import torch
-        import torch.nn.functional as F
+        import torch  # lazy: torch takes ~2 s to import
+        import torch.nn.functional as F  # lazy: torch takes ~2 s to import
 
         p, hd, n_kv = self.pos, self.head_dim, self.n_kv
         n_q, n_k, group = self.n_head * hd, n_kv * hd, self.n_head // n_kv
