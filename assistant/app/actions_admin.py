@@ -1,5 +1,6 @@
-"""The audited administration actions that the CLI and the app's admin tabs call: users (add, set role, remove,
-reset password), adapters (activate, roll back), evaluation runs and the audit trail (export, verify). Each checks
+"""The audited administration actions that the CLI, the app's admin tabs and the API call: users (add, set role,
+remove, reset password), adapters (register, activate, roll back), evaluation runs, monitoring and the audit trail
+(export, read, verify). Each checks
 the caller's permission (a refusal is recorded as `access.denied`), acts only if the trail can record it (fail
 closed) and records what it did as the caller, with the caller's `context`. Kept apart from
 assistant/app/actions.py (answers, documents, conversations: what every role does) because these are the admin's own
@@ -10,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.app.audit import AuditCheck, AuditError
+from assistant.app.monitoring import DayStats, daily_stats
 from assistant.app.services import Services
 from assistant.app.users import User
 from eval.runner import run_eval
@@ -56,6 +58,15 @@ def reset_password(services: Services, admin: User, name: str, password: str | N
     with services.audit.recorded(admin.name, "user.reset_password", name=name, sessions_revoked=True,
                                  **(context or {})):
         return services.users.set_password(name, password)
+
+
+def list_users(services: Services, admin: User, *, context: dict | None = None) -> list[User]:
+    """Every user and their role; recorded as `user.list`."""
+    services.permit(admin, "users", **(context or {}))
+    with services.audit.recorded(admin.name, "user.list", **(context or {})) as outcome:
+        users = services.users.list()
+        outcome["users"] = len(users)
+    return users
 
 
 def activate_adapter(services: Services, admin: User, name: str, force: bool = False, *,
@@ -124,6 +135,75 @@ def run_evaluation(services: Services, admin: User, dataset: Path, out: Path, *,
 
 
 def verify_audit(services: Services, admin: User, *, context: dict | None = None) -> AuditCheck:
-    """Check the trail's hash chain and its signed anchor (a read: not recorded)."""
+    """Check the trail's hash chain and its signed anchor; the check and what it found are recorded as `audit.verify`
+    (after it, so the records checked are the ones before it)."""
     services.permit(admin, "audit.export", **(context or {}))
-    return services.audit.verify()
+    check = services.audit.verify()
+    try:
+        services.audit.append_after(admin.name, "audit.verify", intact=check.ok, records=check.records,
+                                    first_bad_seq=check.first_bad_seq, **(context or {}))
+    except AuditError:
+        if check.ok:
+            raise
+        # a trail that is broken may refuse records: the check that found it is shown all the same
+    return check
+
+
+def read_audit(services: Services, admin: User, *, since: str | None = None, until: str | None = None,
+               action: str | None = None, user: str | None = None, limit: int | None = None,
+               context: dict | None = None) -> list[dict]:
+    """The trail's records from `since` to `until` (UTC dates or times, inclusive), of one `action` (or family:
+    `document` is every document.* action) and one `user`, the last `limit` of them; recorded as an `audit.export`
+    in JSON before they are handed out. ValueError for a filter that is not a date or time."""
+    services.permit(admin, "audit.export", **(context or {}))
+    with services.audit.recorded(admin.name, "audit.export", failures=True, format="json", since=since, until=until,
+                                 filter_action=action, filter_user=user, **(context or {})) as outcome:
+        try:
+            records = services.audit.records(since, until, action)
+        except AuditError as e:
+            raise ValueError(str(e)) from e
+        if user:
+            records = [r for r in records if str(r.get("user", "")).lower() == user.lower()]
+        if limit is not None:
+            records = records[-limit:]
+        outcome["records"] = len(records)
+    return records
+
+
+def monitoring(services: Services, admin: User, *, context: dict | None = None) -> list[DayStats]:
+    """Per-day questions, abstention, unsupported sentences, flagged answers and latency from the trail
+    (assistant/app/monitoring.py); the look is recorded as `monitoring.view`."""
+    services.permit(admin, "monitoring", **(context or {}))
+    with services.audit.recorded(admin.name, "monitoring.view", **(context or {})) as outcome:
+        stats = daily_stats(services.audit.records())
+        outcome["days"] = len(stats)
+    return stats
+
+
+def register_adapter(services: Services, admin: User, source: Path, name: str | None = None, *,
+                     context: dict | None = None) -> Path:
+    """Copy an adapter folder (peft format + card.json) into the registry as `name`; recorded as `adapter.register`
+    (refusals too: a folder that is not an adapter, a name taken)."""
+    services.permit(admin, "adapters", **(context or {}))
+    with services.audit.recorded(admin.name, "adapter.register", failures=True, source=str(source), adapter=name,
+                                 **(context or {})) as outcome:
+        target = registry.register(services.settings, Path(source), name)
+        outcome["adapter"] = target.name
+    return target
+
+
+def ensure_default_adapter(services: Services, admin: User, *, context: dict | None = None) -> str | None:
+    """Register and activate the adapter shipped for the configured generator when the registry is empty; recorded as
+    `adapter.register` and `adapter.activate` (`shipped=True`) when it did, nothing when nothing was needed."""
+    services.permit(admin, "adapters", **(context or {}))
+    services.audit.ready("adapter.activate")  # fail closed: no activation the trail cannot record
+    with services.lock:
+        name = registry.ensure_default(services.settings)
+        if name is not None:
+            services.audit.append_after(admin.name, "adapter.register", ok=True, adapter=name, shipped=True,
+                                        **(context or {}))
+            services.audit.append_after(admin.name, "adapter.activate", ok=True, adapter=name, force=True,
+                                        previous=None, shipped=True, **(context or {}))
+    if name is not None:
+        services.reload_assistant()
+    return name

@@ -47,7 +47,7 @@ def test_users_commands(tmp_path):
     assert store.get("alice") is None
 
     actions = [r["action"] for r in AuditLog(Settings(home=tmp_path).audit_path).records()]
-    assert actions == ["user.add", "user.add", "user.set_role", "user.reset_password", "user.remove"]
+    assert actions == ["user.add", "user.add", "user.list", "user.set_role", "user.reset_password", "user.remove"]
 
 
 def test_audit_export_verify_and_stats(tmp_path):
@@ -63,13 +63,15 @@ def test_audit_export_verify_and_stats(tmp_path):
     out = tmp_path / "export.csv"
     exported = comply(tmp_path, "audit", "export", "--format", "csv", "--out", str(out), "--json")
     assert exported.exit_code == 0, exported.output
-    assert json.loads(exported.output)["records"] == 3
+    assert json.loads(exported.output)["records"] == 4  # the answers and the check
     with open(out, newline="") as f:
-        assert [row["question"] for row in csv.DictReader(f)] == ["q0", "q1", "q2"]
+        assert [(row["action"], row["question"]) for row in csv.DictReader(f)] == \
+            [("answer", "q0"), ("answer", "q1"), ("answer", "q2"), ("audit.verify", "")]
     jsonl = tmp_path / "export.jsonl"
     assert comply(tmp_path, "audit", "export", "--out", str(jsonl), "--since", "2000-01-01").exit_code == 0
     exported_actions = [json.loads(line)["action"] for line in jsonl.read_text().splitlines()]
-    assert exported_actions == ["answer", "answer", "answer", "audit.export"]  # the first export is on the trail
+    # the check and the first export are on the trail
+    assert exported_actions == ["answer", "answer", "answer", "audit.verify", "audit.export"]
     assert comply(tmp_path, "audit", "export", "--format", "xml").exit_code == 1
     assert log.records()[-1]["action"] == "audit.export"
 

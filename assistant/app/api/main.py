@@ -29,14 +29,14 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, Field
 
-from assistant.app import actions
+from assistant.app import actions, actions_admin
 from assistant.app.api.chat import DONE, ChatRequest, chunk, completion, comply_fields, error_event
 from assistant.app.api.docs import docs_html
 from assistant.app.audit import AuditError
 from assistant.app.conversations import NotFound, conversation_record
 from assistant.app.tokens import ApiToken, TokenStore
 from assistant.app.users import PERMISSIONS, User, allowed
-from assistant.pdf_view import SourceViewError, page_view
+from assistant.pdf_view import SourceViewError
 from assistant.types import Answer, Reading
 from ingest.types import iso_date
 
@@ -343,18 +343,10 @@ class ApiRoutes:
         """The documents in force (or every version), as `comply docs list --json` lists them, without the
         server's file paths."""
         who = await self.caller(request, "documents.read")
-
-        def listed() -> list[dict]:
-            catalog = self.services.library.catalog
-            with self.services.audit.recorded(who.user.name, "library.list", failures=True, all_versions=all_versions,
-                                              **who.context) as outcome:
-                records = catalog.documents(include_deleted=True) if all_versions else \
-                    catalog.documents(status="active")
-                outcome["documents"] = len(records)
-            return [{k: v for k, v in r.to_dict().items() if k not in ("source_path", "stored_path")}
-                    for r in records]
-
-        return JSONResponse(await self.act(who, listed), headers=who.headers)
+        records = await self.act(who, actions.list_documents, self.services, who.user, all_versions=all_versions,
+                                 context=who.context)
+        return JSONResponse([{k: v for k, v in r.to_dict().items() if k not in ("source_path", "stored_path")}
+                             for r in records], headers=who.headers)
 
     async def upload(self, request: Request) -> JSONResponse:
         """Add files (multipart `files`, optional `effective_date`, `supersedes` with one file) to the library;
@@ -426,16 +418,12 @@ class ApiRoutes:
             default=None, max_length=2000, description="Text to mark on the page (e.g. a citation's quote).")):
         """A page of a stored PDF as PNG with `highlight` marked where it occurs (header X-Comply-Highlighted)."""
         who = await self.caller(request, "chat")
-        settings = self.settings
 
         def render() -> tuple[bytes, bool]:
-            with self.services.audit.recorded(who.user.name, "page.view", failures=True, document_id=document_id,
-                                              version=version, page=page, **who.context):
-                view = page_view(self.services.library.catalog, document_id, page, version=version,
-                                 highlight=highlight, max_decompressed_page_mb=settings.max_decompressed_page_mb,
-                                 max_decompressed_file_mb=settings.max_decompressed_file_mb)
-                png = io.BytesIO()
-                view.image.save(png, format="PNG")
+            view = actions.view_page(self.services, who.user, document_id, page, version=version, highlight=highlight,
+                                     context=who.context)
+            png = io.BytesIO()
+            view.image.save(png, format="PNG")
             return png.getvalue(), view.highlighted
 
         png, highlighted = await self.act(who, render)
@@ -453,22 +441,9 @@ class ApiRoutes:
         """Records of the audit trail, filtered as `comply audit export` does (plus `user`); the call itself is
         recorded as an `audit.export` after the records were read, and they are returned only if it was."""
         who = await self.caller(request, "audit.export")
-
-        def read() -> list[dict]:
-            with self.services.audit.recorded(who.user.name, "audit.export", failures=True, format="json",
-                                              since=since, until=until, filter_action=action, filter_user=user,
-                                              **who.context) as outcome:
-                try:
-                    records = self.services.audit.records(since, until, action)
-                except AuditError as e:  # a filter that is not a date or time
-                    raise ValueError(str(e)) from e
-                if user:
-                    records = [r for r in records if str(r.get("user", "")).lower() == user.lower()]
-                records = records[-limit:]
-                outcome["records"] = len(records)
-            return records
-
-        return JSONResponse({"records": await self.act(who, read)}, headers=who.headers)
+        records = await self.act(who, actions_admin.read_audit, self.services, who.user, since=since, until=until,
+                                 action=action, user=user, limit=limit, context=who.context)
+        return JSONResponse({"records": records}, headers=who.headers)
 
 
     # -- the caller's own conversations (assistant/app/conversations.py): nobody reads another's -------------------------
@@ -476,26 +451,16 @@ class ApiRoutes:
     async def conversations(self, request: Request) -> JSONResponse:
         """Your conversations (id, title, created, updated, size), the most recently updated first."""
         who = await self.caller(request, "chat")
-
-        def listed() -> list[dict]:
-            with self.services.audit.recorded(who.user.name, "conversation.list", failures=True,
-                                              **who.context) as outcome:
-                found = self.services.conversations.list(who.user)
-                outcome["conversations"] = len(found)
-            return [{k: v for k, v in c.to_dict().items() if k != "turns"} for c in found]
-
-        return JSONResponse({"conversations": await self.act(who, listed)}, headers=who.headers)
+        found = await self.act(who, actions.list_conversations, self.services, who.user, context=who.context)
+        return JSONResponse({"conversations": [{k: v for k, v in c.to_dict().items() if k != "turns"} for c in found]},
+                            headers=who.headers)
 
     async def conversation(self, request: Request, conversation_id: str) -> JSONResponse:
         """One of your conversations: each turn's id, question, answer (as /v1/ask returns it) and feedback."""
         who = await self.caller(request, "chat")
-
-        def read() -> dict:
-            with self.services.audit.recorded(who.user.name, "conversation.read", failures=True,
-                                              conversation=conversation_id, **who.context):
-                return conversation_record(self.services.conversations.get(who.user, conversation_id))
-
-        return JSONResponse(await self.act(who, _found(read)), headers=who.headers)
+        found = await self.act(who, _found(actions.read_conversation), self.services, who.user, conversation_id,
+                               context=who.context)
+        return JSONResponse(conversation_record(found), headers=who.headers)
 
     async def feedback(self, body: FeedbackRequest, request: Request, answer_id: str) -> JSONResponse:
         """Rate one of your saved answers (a turn's id); recorded as `answer.feedback`."""

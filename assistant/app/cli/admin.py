@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from assistant.app.audit import AuditError, AuditLog
 from assistant.app.cli.common import (
     JsonOpt,
     acting,
@@ -22,6 +24,9 @@ from assistant.app.cli.common import (
     open_services,
     settings,
 )
+from assistant.app.monitoring import plot_daily
+from assistant.app.tokens import TokenStore
+from assistant.app.users import UserError, UserStore
 
 users_app = typer.Typer(help="Manage who may log in to the app and what they may do.", no_args_is_help=True)
 audit_app = typer.Typer(help="Export, verify and summarise the audit trail.", no_args_is_help=True)
@@ -35,20 +40,16 @@ RoleOpt = Annotated[str, typer.Option("--role", help="viewer (chat), editor (+ d
 
 def admin_actions():
     """assistant.app.actions_admin, imported when a command uses it: it loads the answering pipeline's code (0.2 s)."""
-    from assistant.app import actions_admin
+    from assistant.app import actions_admin  # lazy: loads the answering code (0.3 s)
 
     return actions_admin
 
 
 def open_users():
-    from assistant.app.users import UserStore
-
     return UserStore(settings().users_path)
 
 
 def open_audit():
-    from assistant.app.audit import AuditLog
-
     return AuditLog.open(settings())
 
 
@@ -56,9 +57,6 @@ def open_audit():
 def audited(action: str, as_json: bool, **data) -> Iterator[dict]:
     """Run a command's action only if the audit trail can record it (fail closed), then record it as this shell's
     user; a trail that cannot is one error in words, and a UserError from the action too."""
-    from assistant.app.audit import AuditError
-    from assistant.app.users import UserError
-
     try:
         with open_audit().recorded(audit_user(), action, **data) as outcome:
             yield outcome
@@ -94,8 +92,9 @@ def users_add(
 
 @users_app.command("list")
 def users_list(as_json: JsonOpt = False):
-    """List users and their roles."""
-    users = open_users().list()
+    """List users and their roles (recorded as user.list)."""
+    with acting(as_json):
+        users = admin_actions().list_users(open_services(), cli_admin())
     emit([{"name": u.name, "role": u.role, "created": u.created} for u in users], as_json,
          "\n".join(f"{u.name:<24} {u.role:<7} {u.created}" for u in users) or "(no users)")
 
@@ -133,8 +132,6 @@ def users_reset_password(
 
 
 def open_tokens():
-    from assistant.app.tokens import TokenStore
-
     return TokenStore(settings().tokens_path)
 
 
@@ -154,8 +151,6 @@ def users_token(
 ):
     """Issue an API token for a user; it is printed once (only its hash is kept). It acts with the user's role, and
     stops working when the user is removed or their role changes."""
-    from assistant.app.users import UserError
-
     user = open_users().get(name)
     if user is None:
         fail(str(UserError(f"no user '{name}'")), as_json)
@@ -231,12 +226,9 @@ def audit_stats(
     as_json: JsonOpt = False,
 ):
     """Per-day questions, abstention rate, unsupported sentence share, flagged answer share and latency p95, from the
-    audit trail."""
-    from dataclasses import asdict
-
-    from assistant.app.monitoring import daily_stats, plot_daily
-
-    stats = daily_stats(open_audit().records())
+    audit trail (recorded as monitoring.view)."""
+    with acting(as_json):
+        stats = admin_actions().monitoring(open_services(), cli_admin())
     if plot is not None:
         plot_daily(stats, plot)
 
@@ -261,9 +253,7 @@ def serve(
     as_json: JsonOpt = False,
 ):
     """Serve the browser app (chat, documents, evaluation, adapters, audit) until interrupted."""
-    from assistant.app.audit import AuditError
-    from assistant.app.ui.main import launch
-    from assistant.app.users import UserError
+    from assistant.app.ui.main import launch  # lazy: gradio takes ~4 s to import
 
     s = settings()
     host, port = host or s.host, port or s.port

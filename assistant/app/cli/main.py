@@ -95,28 +95,30 @@ def docs_list(
     all_versions: Annotated[bool, typer.Option("--all", help="Include superseded and deleted versions.")] = False,
     as_json: JsonOpt = False,
 ):
-    """List the documents in the library."""
-    lib = open_library()
-    records = lib.catalog.documents(include_deleted=all_versions)
-    if not all_versions:
-        records = [r for r in records if r.status == "active"]
+    """List the documents in the library (recorded as library.list)."""
+    from assistant.app import actions  # lazy: loads the answering code (0.3 s)
+
+    services = open_services()
+    with acting(as_json):
+        records = actions.list_documents(services, cli_admin(), all_versions=all_versions)
     rows = [r.to_dict() for r in records]
     text = "\n".join(f"{r.document_id:<40} v{r.version} {r.status_word:<11} {r.effective_date or '-':<10} "
                      f"{r.pages:>4}p {r.chunks:>5}c  {printable(r.title)}" for r in records) or "(no documents)"
     emit(rows, as_json, text)
-    lib.close()
+    services.close()
 
 
 @docs_app.command("show")
 def docs_show(document_id: str, as_json: JsonOpt = False):
-    """Show every version of one document."""
-    lib = open_library()
-    versions = lib.catalog.versions(document_id)
-    if not versions:
-        fail(f"no document with id '{document_id}'", as_json)
+    """Show every version of one document (recorded as library.show)."""
+    from assistant.app import actions  # lazy: loads the answering code (0.3 s)
+
+    services = open_services()
+    with acting(as_json):
+        versions = actions.document_versions(services, cli_admin(), document_id)
     rows = [v.to_dict() for v in versions]
     emit(rows, as_json, "\n".join(json.dumps(r, indent=2) for r in rows))
-    lib.close()
+    services.close()
 
 
 @docs_app.command("delete")

@@ -307,25 +307,23 @@ def adapters_register(
     name: Annotated[str | None, typer.Option(help="Name in the registry (default: the folder's name).")] = None,
     as_json: JsonOpt = False,
 ):
-    """Copy an adapter folder (peft format + card.json) into the registry."""
-    from finetune import adapters
+    """Copy an adapter folder (peft format + card.json) into the registry (recorded as adapter.register)."""
+    from assistant.app import actions_admin  # lazy: loads the answering pipeline's code (0.2 s)
 
-    try:
-        target = adapters.register(settings(), path, name)
-    except adapters.AdapterError as e:
-        fail(str(e), as_json)
+    with acting(as_json):
+        target = actions_admin.register_adapter(open_services(), cli_admin(), path, name)
     emit({"name": target.name, "path": str(target)}, as_json, f"registered {target.name}")
 
 
 @adapters_app.command("ensure-default")
 def adapters_ensure_default(as_json: JsonOpt = False):
-    """Register and activate the adapter shipped in data/adapters/ when the registry is empty (idempotent)."""
-    from finetune import adapters
+    """Register and activate the adapter shipped in data/adapters/ when the registry is empty (idempotent; recorded
+    as adapter.register and adapter.activate when it did something)."""
+    from assistant.app import actions_admin  # lazy: loads the answering pipeline's code (0.2 s)
+    from finetune import adapters  # lazy: loads the training code (peft, torch)
 
     s = settings()
-    try:
-        name = adapters.ensure_default(s)
-    except adapters.AdapterError as e:
-        fail(str(e), as_json)
+    with acting(as_json):
+        name = actions_admin.ensure_default_adapter(open_services(), cli_admin())
     emit({"activated": name, "active": adapters.active(s)}, as_json,
          f"activated the shipped adapter {name}" if name else f"active adapter: {adapters.active(s) or 'none'}")

@@ -12,8 +12,9 @@ import gradio as gr
 import pandas as pd
 
 from assistant.app import actions_admin
+from assistant.app.monitoring import plot_daily
 from assistant.app.ui.services import Services, audit_shown
-from assistant.app.users import ROLES, UserError
+from assistant.app.users import ROLES, User, UserError
 from finetune import adapters as registry
 
 USER_COLUMNS = ["User", "Role", "Created (UTC)"]
@@ -23,10 +24,10 @@ ADAPTER_COLUMNS = ["Adapter", "Status", "Created (UTC)", "Base model", "Training
                    "Citation precision (validation)"]
 
 
-def users_table(services: Services) -> pd.DataFrame:
-    """Every user with role and creation time (never a password or hash)."""
-    return pd.DataFrame([[u.name, u.role, u.created.replace("T", " ")[:19]] for u in services.users.list()],
-                        columns=USER_COLUMNS)
+def users_table(services: Services, users: list[User] | None = None) -> pd.DataFrame:
+    """Every user (`users`, or the store's) with role and creation time (never a password or hash)."""
+    return pd.DataFrame([[u.name, u.role, u.created.replace("T", " ")[:19]]
+                         for u in (services.users.list() if users is None else users)], columns=USER_COLUMNS)
 
 
 def adapters_table(services: Services) -> pd.DataFrame:
@@ -150,8 +151,8 @@ class AdminTab:
 
     def on_load(self, request: gr.Request) -> tuple:
         """Users table and picker, and the monitoring plot and table, for admins."""
-        self.services.authorize(request, "users")
-        table = users_table(self.services)
+        user = self.services.authorize(request, "users")
+        table = users_table(self.services, actions_admin.list_users(self.services, user))
         return table, gr.update(choices=list(table["User"])), *self.monitoring(request)
 
     def verify(self, request: gr.Request) -> str:
@@ -180,12 +181,10 @@ class AdminTab:
     def monitoring(self, request: gr.Request) -> tuple:
         """Per-day questions, abstention rate, unsupported sentences, flagged answers and latency p95, plotted and
         tabled."""
-        self.services.authorize(request, "monitoring")
-        from PIL import Image
+        user = self.services.authorize(request, "monitoring")
+        from PIL import Image  # lazy: only admins draw the plot
 
-        from assistant.app.monitoring import daily_stats, plot_daily
-
-        stats = daily_stats(self.services.audit.records())
+        stats = actions_admin.monitoring(self.services, user)
         with tempfile.TemporaryDirectory(prefix="comply-monitor-") as tmp:
             path = plot_daily(stats, Path(tmp) / "monitoring.png")
             with Image.open(path) as image:

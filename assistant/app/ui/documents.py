@@ -7,22 +7,21 @@ import gradio as gr
 import pandas as pd
 from gradio.utils import get_upload_folder
 
+from assistant.app import actions
 from assistant.app.actions import add_documents, delete_document
 from assistant.app.ui.services import Services, audit_shown, parse_date
 from assistant.app.ui.uploads import remove_uploads
-from assistant.app.users import User
+from assistant.app.users import User, allowed
 from ingest.pipeline import IngestReport
+from ingest.types import DocumentRecord
 
 # "comply version" counts the versions comply holds of a document (1, 2, ...), not the document's own ("Version 4.2")
 COLUMNS = ["Title", "comply version", "Effective date", "Status", "Pages", "Passages", "File", "Document id",
            "Added (UTC)"]
 
 
-def library_table(services: Services, show_all: bool = False) -> pd.DataFrame:
-    """The library as a table: documents in force, or every version when `show_all`."""
-    records = services.library.catalog.documents(include_deleted=show_all)
-    if not show_all:
-        records = [r for r in records if r.status == "active"]
+def library_table(records: list[DocumentRecord]) -> pd.DataFrame:
+    """The library as a table (the documents in force, or every version)."""
     rows = [[r.title, r.version, r.effective_date or "", r.status_word, r.pages, r.chunks,
              r.file_name, r.document_id, r.ingested_at.replace("T", " ")[:19]] for r in records]
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -113,23 +112,23 @@ class DocumentsTab:
 
     def on_load(self, request: gr.Request) -> tuple:
         """Table, pickers and the visibility of the write actions for the logged-in user."""
-        self.services.authorize(request, "documents.read")
-        user = self.services.users.get(request.username)
-        from assistant.app.users import allowed
-
+        user = self.services.authorize(request, "documents.read")
         can_write = allowed(user.role, "documents.write")
         choices = live_documents(self.services) if can_write else []
-        return (library_table(self.services), gr.update(visible=can_write), gr.update(choices=choices),
+        table = library_table(actions.list_documents(self.services, user))
+        return (table, gr.update(visible=can_write), gr.update(choices=choices),
                 gr.update(choices=choices))
 
     def list_documents(self, show_all: bool, request: gr.Request) -> pd.DataFrame:
-        """The library table."""
-        self.services.authorize(request, "documents.read")
-        return library_table(self.services, show_all)
+        """The library table (recorded as library.list)."""
+        user = self.services.authorize(request, "documents.read")
+        return library_table(actions.list_documents(self.services, user, all_versions=show_all))
 
     def _after_change(self, message: str, show_all: bool) -> tuple:
         choices = live_documents(self.services)
-        return (message, library_table(self.services, show_all), gr.update(choices=choices, value=None),
+        catalog = self.services.library.catalog  # the table after a change: part of the change's own record
+        records = catalog.documents(include_deleted=True) if show_all else catalog.documents(status="active")
+        return (message, library_table(records), gr.update(choices=choices, value=None),
                 gr.update(choices=choices, value=None))
 
     def _ingest(self, paths: list[str], action: str, user: User, progress, **options) -> IngestReport:
