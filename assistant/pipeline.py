@@ -1,7 +1,7 @@
 """Answer a question: retrieve -> (abstain early?) -> generate with numbered sources -> verify -> Answer.
 
-`Assistant.stream` yields text pieces as the model writes them and finally the verified `Answer`;
-`Assistant.ask` returns only the Answer.
+`Assistant.stream` yields text pieces as the model writes them (`Draft`: each says whether the draft so far looks
+likely to pass the checks) and finally the verified `Answer`; `Assistant.ask` returns only the Answer.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from assistant.models import base_prompt_version
 from assistant.prompt import ABSTAIN_TEXT, PROMPT_VERSION, build_messages
 from assistant.retrieval import RetrievalFilter, Retriever
 from assistant.types import AbstainReason, Answer, Reading, Retrieved
+from assistant.words import parse_markers
 from ingest.pipeline import Library
 from ingest.settings import Settings
 from ingest.types import iso_date
@@ -99,6 +100,57 @@ def answer_confidence(tokenizer, trace: list[tuple[int, float]], n_sources: int)
     return None
 
 
+class Draft(str):
+    """A piece of the answer's text as the model writes it: a str, as `Assistant.stream` has always yielded, which
+    also says whether the draft so far is `likely` to stand (`DraftCheck`), so that a chat can hide a draft that its
+    checks will withhold."""
+
+    likely: bool
+
+    def __new__(cls, piece: str, likely: bool) -> Draft:
+        draft = super().__new__(cls, piece)
+        draft.likely = likely
+        return draft
+
+
+class DraftCheck:
+    """Whether the answer written so far looks likely to pass the checks that can be judged while it is written: it
+    cites only sources it was given; with a confidence gate, the model's confidence (known at its first citation,
+    `answer_confidence`) is at or above its threshold; with the citation gate or strict citations, it cites a source
+    and every source it cites so far passes them. What a check needs to judge and is not written yet counts as not
+    likely. Without gates a draft is likely from its first word: the sentence checks run only on the finished
+    answer, so a draft that looked likely may still be flagged or withheld."""
+
+    def __init__(self, assistant: Assistant, sources: list[Retrieved], strict: bool,
+                 trace: list[tuple[int, float]]):
+        self.assistant, self.sources, self.strict, self.trace = assistant, sources, strict, trace
+        gate = assistant.gate
+        self.needs_citation = strict or bool(gate and gate.threshold)
+        self.confidence: float | None = None  # known once the first citation is written
+        self.passed: dict[int, bool] = {}  # source number -> whether it passes the gates
+
+    def likely(self, text: str) -> bool:
+        """Whether the draft `text` (all of it so far) looks likely to stand."""
+        cited = parse_markers(text)
+        if any(not 1 <= n <= len(self.sources) for n in cited) or (self.needs_citation and not cited):
+            return False
+        threshold = self.assistant.min_confidence
+        if threshold:
+            if self.confidence is None and self.trace:
+                self.confidence = answer_confidence(self.assistant.generator.tokenizer, self.trace,
+                                                    len(self.sources))
+            if self.confidence is None or self.confidence < threshold:
+                return False
+        return all(self._passes(n) for n in cited)
+
+    def _passes(self, n: int) -> bool:
+        if n not in self.passed:
+            gate = self.assistant.gate
+            self.passed[n] = not (gate and gate.threshold and gate.probability(self.sources, n) < gate.threshold) \
+                and not (self.strict and not _consensus(self.sources[n - 1]))
+        return self.passed[n]
+
+
 class Assistant:
     """Grounded question answering over a Library with a local generator."""
 
@@ -120,6 +172,8 @@ class Assistant:
     @property
     def generator(self):
         if self._generator is None:
+            # heavy (transformers, over a second to import): only when the first answer is written, never for an
+            # Assistant that only retrieves
             from assistant.generation import load_generator
 
             self._generator = load_generator(self.settings, adapter=self.adapter)
@@ -151,9 +205,10 @@ class Assistant:
 
     def stream(self, question: str, *, document_ids: list[str] | None = None, as_of: str | None = None,
                include_superseded: bool = False, history: list[tuple[str, str]] | None = None,
-               k: int | None = None, consensus: bool | None = None) -> Iterator[str | Reading | Answer]:
+               k: int | None = None, consensus: bool | None = None) -> Iterator[Draft | Reading | Answer]:
         """Yield a Reading once the passages are found (unless the answer is an early abstention), the answer's text
-        pieces as generated, then the final Answer. `consensus` overrides the
+        pieces as generated (`Draft`s, each saying whether the draft so far looks likely to stand), then the final
+        Answer. `consensus` overrides the
         `consensus_citations` setting for this question (strict citations). A request that cannot be answered as
         asked (empty question, a date that is not YYYY-MM-DD, unknown document ids, k < 1, an empty library) is a
         ValueError saying which, not an abstention."""
@@ -177,11 +232,14 @@ class Assistant:
         pieces: list[str] = []
         first = None
         trace: list[tuple[int, float]] = []
+        check = DraftCheck(self, sources, self.settings.consensus_citations if consensus is None else consensus, trace)
+        written = ""
         for piece in self.generator.stream(messages, self.settings.max_new_tokens, trace):
             if first is None:
                 first = _ms(t0)
             pieces.append(piece)
-            yield piece
+            written += piece
+            yield Draft(piece, check.likely(written))
         raw = "".join(pieces).strip()
         timings["first_token_ms"] = first or _ms(t0)
         confidence = answer_confidence(self.generator.tokenizer, trace, len(sources)) if trace else None

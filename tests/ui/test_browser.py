@@ -37,9 +37,10 @@ def call_endpoint(page, url: str, api_name: str, data: list) -> tuple[str, dict]
     return name, json.loads(payload)
 
 
-def ask(page, question: str, progress_shot: str | None = None) -> list[str]:
-    """Ask in the chat; return the successive texts of the answer's message, from when the question shows in the
-    chat until the sources appear (with `progress_shot`, a screenshot of that name once it says "Reading")."""
+def ask(page, question: str, progress_shot: str | None = None, shot_at: str = "Reading") -> list[str]:
+    """Ask in the chat; return the successive texts of the answer's message (sampled every 100 ms), from when the
+    question shows in the chat until the sources appear (with `progress_shot`, a screenshot of that name once it says
+    `shot_at`)."""
     page.locator("#question textarea").fill(question)
     page.locator("#ask").click()
     seen: list[str] = []
@@ -51,7 +52,7 @@ def ask(page, question: str, progress_shot: str | None = None) -> list[str]:
             text = answers.last.inner_text()
             if not seen or seen[-1] != text:
                 seen.append(text)
-                if progress_shot and "Reading" in text:
+                if progress_shot and shot_at in text:
                     screenshot(page, progress_shot)
                     progress_shot = None
             if done:

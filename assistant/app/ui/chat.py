@@ -5,6 +5,7 @@ user's current conversation; the sidebar lists their conversations (reopen, rena
 answer takes a thumbs up or down with a comment."""
 
 import html
+import logging
 import re
 import tempfile
 from dataclasses import asdict, replace
@@ -26,12 +27,17 @@ from assistant.app.conversations import ConversationError, new_id, title_of
 from assistant.app.ui.services import Services, audit_shown, parse_date
 from assistant.app.users import User
 from assistant.pdf_view import SourceViewError, citation_view, describe_place
-from assistant.pipeline import retrieval_query
+from assistant.pipeline import Draft, retrieval_query
 from assistant.types import AbstainReason, Answer, Citation, Reading
 
+log = logging.getLogger(__name__)
 STREAM_CURSOR = " ▍"
 # The streamed text is the model's draft: it is shown as such until the checked answer replaces it.
 DRAFT_LABEL = "_Draft, not yet checked against the sources:_\n\n"
+# While the draft does not look likely to pass the checks (assistant.pipeline.DraftCheck), progress in words.
+DRAFT_WAITS = "It is shown as a draft once it looks likely to pass the checks."
+DRAFT_TAKEN_OFF = "The draft was taken off the screen: a source it cites may not pass the checks. The checked " \
+                  "answer follows."
 UNSUPPORTED_NOTE = "not supported by the cited sources"
 SOURCES_HINT = "<p class='hint'>Sources for the answer appear here.</p>"
 SEARCHING = "Searching your documents…"
@@ -46,6 +52,12 @@ CITE_JS = """() => {
   const write = navigator.clipboard && navigator.clipboard.writeText.bind(navigator.clipboard);
   if (write) navigator.clipboard.writeText = (text) =>
     write(String(text).replace(/<a class='cite' href='#cite-\\d+-\\d+'[^>]*>(\\[\\d+\\])<\\/a>/g, '$1'));
+  // a link's accessible name says what it opens ("Source 1: <title>, page 2"; its text stays "[1]"): Gradio's
+  // sanitiser drops aria-label from a message, so it is set here, from the title, on every link the chat renders
+  const name = () => document.querySelectorAll('a.cite:not([aria-label])').forEach((link) =>
+    link.setAttribute('aria-label', (link.getAttribute('title') || '').replace(/^Open source/, 'Source')));
+  new MutationObserver(name).observe(document.body, {childList: true, subtree: true});
+  name();
   document.addEventListener('click', (event) => {
     const link = event.target.closest ? event.target.closest('a.cite') : null;
     if (!link) return;
@@ -122,6 +134,14 @@ def searched_with(question: str, history: list) -> str | None:
 def reading(passages: int) -> str:
     """The chat's progress line once the passages are found."""
     return f"Reading {passages} passage{'s' if passages != 1 else ''}…"
+
+
+def writing(draft: str, shown: bool) -> str:
+    """The chat's progress line while the draft is written but not shown (`assistant.pipeline.DraftCheck`: it does
+    not look likely to pass the checks yet); `shown`: it was on screen and has been taken off."""
+    words = len(draft.split())
+    return f"Writing the answer… {words} word{'s' if words != 1 else ''} so far. " + (
+        DRAFT_TAKEN_OFF if shown else DRAFT_WAITS)
 
 
 def where(c: Citation) -> str:
@@ -299,13 +319,14 @@ class ChatTab:
         new, conversation = conversation is None, conversation or new_id()  # saved with its first answer
         try:  # a warning, not an error: an error would cover every output panel with a red badge
             if not question:
-                raise gr.Error("Type a question first.")
+                raise ValueError("Type a question first.")
             as_of = parse_date(as_of, "as-of date")
             with audit_shown():  # fail closed: no answer, not even its draft, that cannot be recorded
                 stream = answer_stream(self.services, user, question, documents=documents or None, as_of=as_of,
                                        strict=bool(strict), history=[tuple(pair) for pair in history or []],
                                        conversation=conversation)
-        except (gr.Error, ConversationError) as e:
+        except (gr.Error, ValueError, ConversationError) as e:  # parse_date's gr.Error, ours, a foreign conversation
+            log.info("question refused for %s: %s", user.name, getattr(e, "message", str(e)))
             gr.Warning(getattr(e, "message", str(e)))
             yield keep, keep, keep, keep, keep, keep, keep, keep, *unchanged
             return
@@ -319,6 +340,7 @@ class ChatTab:
                keep, gr.update(visible=False), "", keep, "")
         pieces: list[str] = []
         answer = kept = None
+        shown = False  # whether the draft has been on screen
         try:
             for item in stream:
                 if isinstance(item, Kept):
@@ -333,9 +355,11 @@ class ChatTab:
                 elif isinstance(item, Reading):
                     chat[-1]["content"] = head + reading(item.passages)
                     panel = f"<p class='hint'>{reading(item.passages)} Their cards appear with the checked answer.</p>"
-                else:
+                elif isinstance(item, Draft):
                     pieces.append(item)
-                    chat[-1]["content"] = head + DRAFT_LABEL + "".join(pieces) + STREAM_CURSOR
+                    chat[-1]["content"] = head + (DRAFT_LABEL + "".join(pieces) + STREAM_CURSOR if item.likely
+                                                  else writing("".join(pieces), shown))
+                    shown = shown or item.likely
                 yield chat, history, panel, keep, keep, keep, keep, keep, *unchanged
         except ValueError as e:  # the request itself, e.g. an empty library or a document deleted meanwhile
             chat[-1]["content"] = f"⚠ {str(e)[0].upper()}{str(e)[1:]}."
@@ -373,8 +397,9 @@ class ChatTab:
         message, n = int(found.group(1)), int(found.group(2))
         cards = (cited or {}).get(message) or (cited or {}).get(str(message)) or []
         cited_one = next((Citation(**c) for c in cards if int(c["n"]) == n), None)
-        if cited_one is None:
-            raise gr.Error("That source belongs to an answer no longer on screen; ask again to open it.")
+        if cited_one is None:  # in place, not an error: an error would mark the panel with a red badge
+            log.info("source %s of message %s not shown: not an answer on screen", n, message)
+            return "⚠ That source belongs to an answer no longer on screen; ask again to open it.", hidden, hidden
         in_force = self.services.library.catalog.get(cited_one.document_id) if not cited_one.version else None
         if in_force is not None:  # a saved answer's nearest source keeps no version: the one in force is shown
             cited_one = replace(cited_one, version=in_force.version, file=in_force.file_name)
@@ -384,7 +409,8 @@ class ChatTab:
                                  max_decompressed_page_mb=settings.max_decompressed_page_mb,
                                  max_decompressed_file_mb=settings.max_decompressed_file_mb)
         except SourceViewError as e:
-            raise gr.Error(f"This source cannot be shown: {e}") from e
+            log.info("source %s of %s not shown: %s", cited_one.n, cited_one.document_id, e)
+            return f"⚠ This source cannot be shown: {e}.", hidden, hidden
         caption = (f"**[{cited_one.n}] {view.title}** — {view.where}  \n`{view.file}`, comply version "
                    f"{cited_one.version}")
         if not view.highlighted:
