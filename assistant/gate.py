@@ -17,6 +17,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from assistant.types import Retrieved
 
 # what `source_features` returns, in order; a gate fitted on other features is refused (`CitationGate.from_dict`)
@@ -74,8 +76,6 @@ class CitationGate:
 def fit_logistic(rows: Sequence[Sequence[float]], labels: Sequence[bool], l2: float = 1.0,
                  iterations: int = 100) -> tuple[list[float], float]:
     """L2-regularised logistic regression by Newton's method (the intercept is not penalised): (coef, intercept)."""
-    import numpy as np
-
     x = np.asarray(rows, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     if x.ndim != 2 or len(x) != len(y) or len(x) == 0:
