@@ -13,8 +13,8 @@ import pandas as pd
 
 from assistant.app import actions_admin
 from assistant.app.monitoring import plot_daily
-from assistant.app.ui.services import Services, audit_shown
-from assistant.app.users import ROLES, User, UserError
+from assistant.app.ui.services import Services, audit_shown, refused
+from assistant.app.users import ROLES, PermissionDenied, User, UserError
 from finetune import adapters as registry
 
 USER_COLUMNS = ["User", "Role", "Created (UTC)"]
@@ -51,11 +51,11 @@ class AdaptersTab:
         self.table = gr.Dataframe(value=pd.DataFrame(columns=ADAPTER_COLUMNS), interactive=False, label="Adapters",
                                   wrap=True)
         with gr.Row():
-            self.name = gr.Dropdown(label="Adapter", choices=[])
+            self.name = gr.Dropdown(label="Adapter", choices=[], elem_id="adapter-name")
             self.force = gr.Checkbox(label="Override the release gate (recorded in the audit trail)")
-            self.activate_button = gr.Button("Activate", variant="primary", scale=0)
-            self.rollback_button = gr.Button("Roll back to the previous adapter", scale=0)
-        self.result = gr.Markdown()
+            self.activate_button = gr.Button("Activate", variant="primary", scale=0, elem_id="activate-adapter")
+            self.rollback_button = gr.Button("Roll back to the previous adapter", scale=0, elem_id="rollback-adapter")
+        self.result = gr.Markdown(elem_id="adapter-result")
         outputs = [self.summary, self.table, self.name]
         self.activate_button.click(self.activate, [self.name, self.force], [self.result, *outputs],
                                    api_name="activate_adapter")
@@ -80,13 +80,13 @@ class AdaptersTab:
         """Make an adapter the active one, unless its release gate refuses it (and force is not set)."""
         user = self.services.authorize(request, "adapters")
         if not name:
-            raise gr.Error("Choose an adapter.")
+            return refused("Choose an adapter in the list first.", 4)
         try:
             with audit_shown():
                 outcome = actions_admin.activate_adapter(self.services, user, name, force=force)
-        except registry.AdapterError as e:  # the release gate's refusal names both numbers (and is recorded)
+        except (registry.AdapterError, PermissionDenied) as e:  # the release gate's refusal names both numbers
             reason = str(e).replace("use --force", "tick 'Override the release gate'")
-            raise gr.Error(f"Not activated: {reason}", title="Refused") from e
+            return refused(f"Not activated: {reason}", 4)
         forced = " (release gate overridden)" if outcome.get("forced") else ""
         return (f"Adapter **{name}** is now active{forced}; the next question uses it.", *self.listing())
 
@@ -96,8 +96,8 @@ class AdaptersTab:
         try:
             with audit_shown():
                 outcome = actions_admin.rollback_adapter(self.services, user)
-        except registry.AdapterError as e:
-            raise gr.Error(f"Not rolled back: {e}") from e
+        except (registry.AdapterError, PermissionDenied) as e:
+            return refused(f"Not rolled back: {e}", 4)
         return (f"Rolled back from {outcome['previous']}; answers now use "
                 f"**{outcome['active'] or 'the base model'}**.", *self.listing())
 
@@ -134,9 +134,9 @@ class AdminTab:
         with gr.Row():
             self.pick_user = gr.Dropdown(label="Existing user", choices=[])
             self.pick_role = gr.Dropdown(list(ROLES), label="New role")
-            self.role_button = gr.Button("Change role", scale=0)
+            self.role_button = gr.Button("Change role", scale=0, elem_id="change-role")
             self.remove_button = gr.Button("Remove user", variant="stop", scale=0)
-        self.user_result = gr.Markdown()
+        self.user_result = gr.Markdown(elem_id="user-result")
 
         self.verify_button.click(self.verify, None, [self.audit_status], api_name="verify_audit")
         self.export_button.click(self.export, [self.format], [self.audit_status, self.export_file],
@@ -169,7 +169,7 @@ class AdminTab:
         user = self.services.authorize(request, "audit.export")
         fmt = (fmt or "CSV").lower()
         if fmt not in ("csv", "jsonl"):
-            raise gr.Error("Choose CSV or JSONL.")
+            return refused("Choose CSV or JSONL.", 2)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         dest = Path(tempfile.mkdtemp(prefix="comply-audit-")) / f"comply-audit-{stamp}.{fmt}"
         with audit_shown():  # recorded once written; a record that fails takes the file back
@@ -208,8 +208,8 @@ class AdminTab:
         try:
             with audit_shown():
                 password = actions_admin.add_user(self.services, admin, name, role, given)
-        except UserError as e:
-            raise gr.Error(str(e)) from e
+        except (UserError, PermissionDenied) as e:
+            return refused(str(e), 5)
         shown = "" if given else f" Their password is `{password}` (shown once: pass it on now)."
         return *self._users_changed(f"Added **{name.strip()}** as {role}.{shown}"), ""  # name box emptied
 
@@ -217,24 +217,24 @@ class AdminTab:
         """Change a user's role (the last admin cannot be demoted)."""
         admin = self.services.authorize(request, "users")
         if not name or not role:
-            raise gr.Error("Choose a user and a role.")
+            return refused("Choose a user and a role first.", 4)
         try:
             with audit_shown():
                 actions_admin.set_role(self.services, admin, name, role)
-        except UserError as e:
-            raise gr.Error(str(e)) from e
+        except (UserError, PermissionDenied) as e:
+            return refused(str(e), 4)
         return self._users_changed(f"**{name}** is now {role}.")
 
     def remove_user(self, name: str | None, request: gr.Request) -> tuple:
         """Remove a user (the last admin cannot be removed)."""
         admin = self.services.authorize(request, "users")
         if not name:
-            raise gr.Error("Choose a user.")
+            return refused("Choose a user first.", 4)
         try:
             with audit_shown():
                 actions_admin.remove_user(self.services, admin, name)
-        except UserError as e:
-            raise gr.Error(str(e)) from e
+        except (UserError, PermissionDenied) as e:
+            return refused(str(e), 4)
         return self._users_changed(f"Removed **{name}**.")
 
 

@@ -9,7 +9,7 @@ from gradio.utils import get_upload_folder
 
 from assistant.app import actions
 from assistant.app.actions import add_documents, delete_document
-from assistant.app.ui.services import Services, audit_shown, parse_date
+from assistant.app.ui.services import Services, audit_shown, parse_date, refused
 from assistant.app.ui.uploads import remove_uploads
 from assistant.app.users import User, allowed
 from ingest.pipeline import IngestReport
@@ -148,7 +148,7 @@ class DocumentsTab:
             try:
                 return add_documents(self.services, user, paths, action, progress=on_progress, **options)
             except ValueError as e:
-                raise gr.Error(str(e)) from e
+                raise gr.Error(str(e), print_exception=False) from e
 
     def upload(self, files: list | None, effective_date: str, show_all: bool, request: gr.Request,
                progress=gr.Progress()) -> tuple:
@@ -156,8 +156,11 @@ class DocumentsTab:
         user = self.services.authorize(request, "documents.write")
         paths = [str(f) for f in files or []]
         if not paths:
-            raise gr.Error("Choose one or more files to add first.")
-        effective = parse_date(effective_date, "effective date")
+            return refused("Choose one or more files to add first.", 5)
+        try:
+            effective = parse_date(effective_date, "effective date")
+        except gr.Error as e:
+            return refused(e.message, 5)
         try:
             report = self._ingest(paths, "document.upload", user, progress, effective_date=effective)
         finally:
@@ -169,10 +172,13 @@ class DocumentsTab:
         """Add one file as the new version of a chosen document."""
         user = self.services.authorize(request, "documents.write")
         if not document_id:
-            raise gr.Error("Choose the document that the new file replaces.")
+            return refused("Choose the document that the new file replaces.", 5)
         if not file:
-            raise gr.Error("Choose the file of the new version.")
-        effective = parse_date(effective_date, "effective date")
+            return refused("Choose the file of the new version.", 5)
+        try:
+            effective = parse_date(effective_date, "effective date")
+        except gr.Error as e:
+            return refused(e.message, 5)
         try:
             report = self._ingest([str(file)], "document.supersede", user, progress, supersedes=document_id,
                                   effective_date=effective)
@@ -185,15 +191,15 @@ class DocumentsTab:
         """Delete a document (or one version of it) from search; the catalog keeps it as deleted."""
         user = self.services.authorize(request, "documents.write")
         if not document_id:
-            raise gr.Error("Choose the document to delete.")
+            return refused("Choose the document to delete.", 5)
         if not confirm:
-            raise gr.Error("Tick the confirmation box to delete the document.")
+            return refused("Tick the confirmation box to delete the document.", 5)
         # An empty number box arrives as None or 0 depending on the browser; versions start at 1, so both mean all.
         version = int(version) if version not in (None, "") and int(version) > 0 else None
         with audit_shown():
             try:
                 keys = delete_document(self.services, user, document_id, version)
-            except KeyError as e:
-                raise gr.Error(f"There is no live document '{document_id}'"
-                               + (f" version {version}" if version is not None else "") + ".") from e
+            except KeyError:
+                return refused(f"There is no live document '{document_id}'"
+                               + (f" version {version}" if version is not None else "") + ".", 5)
         return *self._after_change(f"Deleted {', '.join(keys)}: no longer searched.", show_all), False

@@ -4,6 +4,7 @@ Every handler resolves the logged-in user and checks the permission on the serve
 buttons a role may not use are also hidden, but hiding is only a convenience. `launch` is what `comply serve` runs.
 """
 
+import logging
 import threading
 
 import gradio as gr
@@ -97,6 +98,7 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
     """Serve the app: create the first admin if there is no user, print the URL and how to log in, and serve
     until stopped (or return at once with `block=False`, e.g. in tests)."""
     configure_offline_environment()
+    log_refusals()
     services = services or Services(settings)
     first_start = not services.users.list()
     generated = create_first_admin(services) if first_start else None
@@ -138,6 +140,18 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
     if block:
         demo.block_thread()
     return demo
+
+
+def log_refusals() -> None:
+    """Print the app's log lines (a refused or invalid request: one line each, in place of the traceback Gradio would
+    print for an error) to stderr, once per process."""
+    app_log = logging.getLogger("assistant.app")
+    if not any(h.get_name() == "comply" for h in app_log.handlers):
+        handler = logging.StreamHandler()
+        handler.set_name("comply")
+        handler.setFormatter(logging.Formatter("%(asctime)s comply %(levelname)s: %(message)s"))
+        app_log.addHandler(handler)
+        app_log.setLevel(logging.INFO)
 
 
 def create_first_admin(services: Services) -> str | None:

@@ -3,6 +3,7 @@ one Assistant (the model loads once per process), the user store, the audit trai
 library lock), the logins and sessions, and the server-side permission check each handler starts with."""
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from ingest.settings import Settings
 from ingest.types import iso_date
 
 ROOT = Path(__file__).resolve().parents[3]
+log = logging.getLogger(__name__)
 
 
 class Services(services.Services):
@@ -56,14 +58,16 @@ class Services(services.Services):
         if user is not None and self.session_token is not None and raw is not None and \
                 self.session_token(raw) not in self.sessions:  # ended since the request was queued
             user = None
-        if user is None:
+        if user is None:  # a refusal is one log line, not a traceback (print_exception)
+            log.info("refused '%s': no valid login (%s)", permission, name or "anonymous")
             raise gr.Error("You are not logged in, your login has ended, or your account was changed or removed. "
-                           "Log in again.", title="Not allowed")
+                           "Log in again.", title="Not allowed", print_exception=False)
         try:
             self.permit(user, permission)
         except PermissionDenied as e:
+            log.info("refused: %s", e)
             raise gr.Error(f"Permission denied: your role ({user.role}) may not do this; it needs the "
-                           f"{e.needed} role.", title="Not allowed") from e
+                           f"{e.needed} role.", title="Not allowed", print_exception=False) from e
         return user
 
     def ready(self, action: str) -> None:
@@ -96,4 +100,12 @@ def parse_date(text: str | None, what: str = "date") -> str | None:
     try:
         return iso_date(text, what)
     except ValueError as e:
-        raise gr.Error(str(e)[0].upper() + str(e)[1:] + ".") from e
+        raise gr.Error(str(e)[0].upper() + str(e)[1:] + ".", print_exception=False) from e
+
+
+def refused(message: str, outputs: int) -> tuple:
+    """A request a handler does not carry out (nothing chosen, a bad value), said in its first output, a status line,
+    with the other `outputs - 1` unchanged: an error would mark every output with a red badge until reload."""
+    message = message[:1].upper() + message[1:] + ("" if message.endswith((".", "?", "!")) else ".")
+    log.info("not done: %s", message)
+    return f"⚠ {message}", *(gr.update(),) * (outputs - 1)
