@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from assistant.app.ui.chat import DRAFT_WAITS, SEARCHING, STREAM_CURSOR
 from assistant.app.ui.main import launch
 from assistant.app.ui.services import Services
-from assistant.pipeline import Assistant, Draft
+from assistant.pipeline import Assistant, Draft, DraftCheck
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.settings import Settings
@@ -59,6 +59,20 @@ def test_the_drafts_say_whether_they_look_likely_to_stand(unsure_app):
         assert drafts and all(isinstance(d, Draft) and d.likely is likely for d in drafts), (gate, drafts)
         assert items[-1].raw_answer == "".join(drafts).strip()
         assert items[-1].abstained is not likely or items[-1].abstain_reason != "low_confidence"
+
+
+def test_a_draft_citing_a_source_it_was_not_given_or_one_strict_citations_refuse_is_not_likely(unsure_app):
+    _, services = unsure_app
+    assistant = Assistant(services.settings.model_copy(update={"min_confidence": 0.0}), services.library)
+    sources = assistant.retriever.retrieve(QUESTION, 3)
+    loose = DraftCheck(assistant, sources, strict=False, trace=[])
+    assert loose.likely("Passwords must be") and loose.likely("Passwords must be 14 characters long [1].")
+    assert not loose.likely("Passwords must be 14 characters long [1]. They expire [4].")  # there is no source 4
+    strict = DraftCheck(assistant, sources, strict=True, trace=[])
+    assert not strict.likely("Passwords must be")  # strict citations judge a citation: none is written yet
+    for n, source in enumerate(sources, start=1):
+        assert strict.likely(f"Passwords must be 14 characters long [{n}].") is (
+            source.dense_rank == 1 and source.bm25_rank == 1), (n, source.dense_rank, source.bm25_rank)
 
 
 def test_a_draft_the_checks_will_withhold_is_never_on_screen(unsure_app, browser):
