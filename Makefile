@@ -112,10 +112,13 @@ bench-security: install
 
 # Concurrent clients of the REST API against the real server (10 x 3 min: chat completions whole and streamed,
 # /v1/ask, listings, page images, with the small model): 0 errors, every call in the audit trail exactly once;
-# shorter: make bench-api API_ARGS="--duration 60"
+# shorter: make bench-api API_ARGS="--duration 60" API_OVERHEAD_ARGS="--calls 30"
+# then what the API adds to a call (Server-Timing against the client's clock), one client, retrieval only and end to end
 API_ARGS ?=
+API_OVERHEAD_ARGS ?=
 bench-api: install
 	$(BIN)/python -m eval.bench.api $(API_ARGS)
+	$(BIN)/python -m eval.bench.api_overhead $(API_OVERHEAD_ARGS)
 
 # Planted instructions (tests/fixtures/planted/phrasings.json): phrasings caught after ingest, sentences blanked in
 # ObliQA, the sample corpus and the regulation PDFs, and each phrasing's question asked with the default model and

@@ -123,7 +123,8 @@ class Answer:
         return any(s.supported and n in s.citations for s in self.sentences)
 
     def to_record(self) -> dict:
-        """The documented JSON shape of an answer: what `comply ask --json` prints and `POST /v1/ask` returns."""
+        """The documented JSON shape of an answer, the one serialisation: what `comply ask --json` prints, `POST
+        /v1/ask` returns, the audit trail's `answer` record and the evaluation's results.jsonl hold."""
         return {
             "question": self.question,
             "answer": self.answer,
@@ -137,8 +138,9 @@ class Answer:
                            "title": c.title, "page": c.page, "page_label": c.page_label, "clause": c.clause,
                            "quote": c.quote, "score": c.score, "rerank_score": c.rerank_score,
                            "chunk_id": c.chunk_id, "content_hash": c.content_hash} for c in self.citations],
-            "sources": [{"n": c.n, "document_id": c.document_id, "title": c.title, "page": c.page,
-                         "clause": c.clause, "score": c.score, "rerank_score": c.rerank_score}
+            "sources": [{"n": c.n, "document_id": c.document_id, "version": c.version, "title": c.title,
+                         "page": c.page, "page_label": c.page_label, "clause": c.clause, "score": c.score,
+                         "rerank_score": c.rerank_score, "chunk_id": c.chunk_id, "content_hash": c.content_hash}
                         for c in self.sources],
             "model": self.model,
             "adapter": self.adapter,
@@ -152,8 +154,9 @@ class Answer:
     @classmethod
     def from_record(cls, record: dict) -> Answer:
         """The Answer a `to_record()` dict was made from, as far as it tells (a saved answer shown again): sources
-        keep what the record lists of them (no file, quote or version: version 0), and citations' offsets on the page
-        are not in it (0)."""
+        keep what the record lists of them (no file or quote; records saved before sources carried their version,
+        page label, chunk and hash read as version 0 and empty), and citations' offsets on the page are not in it
+        (0)."""
         sentences = [Sentence(s["text"], list(s["citations"]), s["supported"], s["support_score"],
                               list(s["attached_by_verifier"]), list(s["corrected_by_verifier"]), s["issue"],
                               list(s["flags"]), s["entailment"]) for s in record["sentences"]]
@@ -162,7 +165,9 @@ class Answer:
                               content_hash=c["content_hash"], version=c["version"], rerank_score=c["rerank_score"])
                      for c in record["citations"]]
         sources = [Citation(c["n"], c["document_id"], "", c["title"], c["page"], c["clause"], "", c["score"],
-                            version=0, rerank_score=c["rerank_score"]) for c in record["sources"]]
+                            version=c.get("version", 0), rerank_score=c["rerank_score"],
+                            page_label=c.get("page_label"), chunk_id=c.get("chunk_id", ""),
+                            content_hash=c.get("content_hash", "")) for c in record["sources"]]
         return cls(record["question"], record["answer"], record["abstained"], sentences, citations, record["model"],
                    record["adapter"], dict(record["timings"]), sources, record["raw_answer"], record["confidence"],
                    record["citation_score"],

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from assistant.types import Answer, Citation
+from assistant.types import Answer
 from ingest.types import ComplyError
 
 GENESIS = "0" * 64  # prev_hash of the first record
@@ -161,29 +161,10 @@ class AuditLog:
         """Record a question and its answer: model, adapter, index version, cited chunks with hashes, verdicts, and
         for a withheld answer the reason and the gates' scores; `context` says where the request came from (the
         API's `via`, `token_id`, `request_id`)."""
-        return self.append(
-            user, "answer",
-            question=answer.question,
-            answer=answer.answer,
-            abstained=answer.abstained,
-            model=answer.model,
-            adapter=answer.adapter,
-            index_generation=index_generation,
-            documents=documents,
-            filters=filters or {},
-            citations=[_citation(c) for c in answer.citations],
-            sources=[{**_citation(c), "score": c.score} for c in answer.sources],
-            sentences=[{"text": s.text, "supported": s.supported, "support_score": s.support_score,
-                        "citations": list(s.citations), "corrected": list(s.corrected), "issue": s.issue,
-                        "flags": list(s.flags), "entailment": s.entailment}
-                       for s in answer.sentences],
-            timings=dict(answer.timings),
-            # why an answer was withheld, and the scores the gates compared (None where a gate did not apply)
-            abstain_reason=answer.abstain_reason,
-            confidence=answer.confidence,
-            citation_score=answer.citation_score,
-            **context,
-        )
+        # the answer as everything else serialises it (Answer.to_record: cited chunks with their hashes, sentence
+        # verdicts, and for a withheld answer the reason and the gates' scores), then where it came from
+        return self.append(user, "answer", **answer.to_record(), index_generation=index_generation,
+                           documents=documents, filters=filters or {}, **context)
 
     def record_document(self, user: str, action: str, *, document_id: str | None, version: int | None,
                         file: str | None, ok: bool, error: str | None = None, **context) -> dict:
@@ -477,11 +458,6 @@ def _mac(key: bytes, state: dict) -> str:
 def _line(record: dict) -> bytes:
     # Field order (seq, time, user, action, ...) for people reading the file; the hash is over the sorted form.
     return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
-
-
-def _citation(c: Citation) -> dict:
-    return {"n": c.n, "chunk_id": c.chunk_id, "document_id": c.document_id, "version": c.version, "page": c.page,
-            "clause": c.clause, "content_hash": c.content_hash}
 
 
 def _now() -> str:
