@@ -130,6 +130,8 @@ def test_the_openai_client_streams_the_draft_apart_and_then_the_checked_answer(s
     last = chunks[-1]
     assert last.choices[0].finish_reason == "stop" and not last.model_extra["abstained"]
     assert drafts and "[1]" in content  # content is the checked answer only; the draft came in `draft`
+    likely = [c.model_extra["draft_likely"] for c in chunks if (c.model_extra or {}).get("draft")]
+    assert likely and all(isinstance(x, bool) for x in likely) and likely[-1]  # an answer that stood looked likely
     [reading] = [c.model_extra["reading"] for c in chunks if (c.model_extra or {}).get("reading")]
     assert reading == {"passages": reading["passages"], "query": QUESTION} and reading["passages"] >= 1
     assert any(c["file"] == "information_security_policy.pdf" for c in last.model_extra["citations"])

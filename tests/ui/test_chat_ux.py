@@ -13,10 +13,11 @@ import shutil
 import pytest
 from playwright.sync_api import expect
 
-from assistant.app.ui.chat import DRAFT_WAITS, SEARCHING, STREAM_CURSOR
+from assistant.app.ui.chat import ABSTAIN_REASONS, DRAFT_WAITS, SEARCHING, STREAM_CURSOR, answer_markdown
 from assistant.app.ui.main import launch
 from assistant.app.ui.services import Services
-from assistant.pipeline import Assistant, Draft, DraftCheck
+from assistant.pipeline import ABSTAIN_TEXT, WITHHELD_TEXT, Assistant, Draft, DraftCheck
+from assistant.types import AbstainReason, Answer, Citation
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.settings import Settings
@@ -28,6 +29,27 @@ pytestmark = pytest.mark.browser
 
 UNSURE = 0.99  # a confidence gate no answer of the small model reaches: every answer it drafts is withheld
 DRAFT_LABEL = "Draft, not yet checked"
+
+
+# what a compliance officer should never read in a reason: a setting's name, an abstain reason's code, the jargon of
+# the checks behind them
+INTERNAL = sorted({*(name for name in Settings.model_fields if "_" in name), *(r.value for r in AbstainReason if "_" in r.value),
+                   "gate", "calibrated", "threshold", "logistic", "rerank", "rrf", "bm25"})
+
+
+def internal_words(text: str) -> list[str]:
+    return [word for word in INTERNAL if re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text, re.I)]
+
+
+@pytest.mark.parametrize("reason", list(AbstainReason))
+def test_no_reason_for_an_answer_not_given_names_a_setting_or_a_code(reason):
+    source = Citation(1, "information-security-policy", "policy.pdf", "Information Security Policy", 2, "IA-5",
+                      "Passwords are at least 14 characters.", 0.03)
+    answer = Answer("How long must passwords be?", WITHHELD_TEXT if reason.withheld else ABSTAIN_TEXT, True, [], [],
+                    "model", None, {}, [source], abstain_reason=reason)  # as the pipeline words them
+    shown = answer_markdown(answer, message=1)
+    assert not internal_words(shown), (reason, shown)
+    assert reason not in ABSTAIN_REASONS or ABSTAIN_REASONS[reason] in shown  # a withheld answer says why
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +115,7 @@ def test_a_draft_the_checks_will_withhold_is_never_on_screen(unsure_app, browser
     drafted = " ".join(record["raw_answer"].split()[:4])  # the draft's opening words, sampled 10 times a second
     assert drafted and not any(drafted in " ".join(t.split()) for t in seen), (drafted, seen)
     assert "withheld" in final and "unsure" in final, final
+    assert not internal_words(final), final
     screenshot(page, "unsure-withheld")
     context.close()
 

@@ -341,8 +341,9 @@ class ApiRoutes:
                     yield event({}, waiting="a change to the library or the adapter is in progress")
                 elif isinstance(item, Reading):
                     yield event({}, reading={"passages": item.passages, "query": item.query})
-                else:
-                    yield event({}, draft=item)
+                else:  # a piece of the draft, and whether the draft so far looks likely to stand (a chat may
+                    # hide it until then, as comply's does)
+                    yield event({}, draft=str(item), draft_likely=getattr(item, "likely", True))
                 item = await items.get()
             yield DONE
 
