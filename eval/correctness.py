@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from assistant.citations import content_words, strip_markers
+from assistant.entailment import load_entailment, premise_window
 from eval.datasets import GoldQuestion
 from ingest.chunking import sentence_spans
 from ingest.settings import Settings
@@ -48,8 +49,6 @@ def sentences(text: str) -> list[str]:
 def premise(text: str, claim: str) -> str:
     """What a claim is checked against: the part of `text` around the claim. (The question is not put in front:
     the shipped model, trained on passages alone, reads any text it was not trained on as not entailed.)"""
-    from assistant.entailment import premise_window  # with the model: runs without one never load it
-
     return premise_window(text, claim)
 
 
@@ -90,8 +89,6 @@ class Judge:
 def load_judge(settings: Settings) -> Judge | None:
     """The settings' entailment model (whether or not the verifier runs it) at its threshold (`entailment_threshold`,
     else the model card's); None when the default model is not installed."""
-    from assistant.entailment import load_entailment
-
     entailment = load_entailment(settings.model_copy(update={"entailment_check": True}))
     if entailment is None:
         return None

@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from assistant.pipeline import Assistant
+from eval.runner import run_eval
 from ingest.settings import Settings
 from ingest.types import ComplyError
 
@@ -45,9 +47,6 @@ class ReplayGenerator:
 
 def replay(run: Path, out: Path, settings: Settings) -> dict:
     """Metrics of `run`'s recorded answers verified with `settings`, written to `out` as a run of its own."""
-    from assistant.pipeline import Assistant
-    from eval.runner import run_eval
-
     config_path, results_path = run / "run_config.json", run / "results.jsonl"
     if not config_path.is_file() or not results_path.is_file():
         raise ReplayError(f"{run} is not an evaluation run (no run_config.json and results.jsonl)")

@@ -29,8 +29,10 @@ from pathlib import Path
 
 import httpx
 
+from assistant.app.audit import AuditLog
 from eval.bench.security import MODEL, cpu, prepare_home, serving
 from eval.metrics import percentiles
+from ingest.settings import Settings
 
 PAGE = ("/v1/documents/information-security-policy/pages/2", {"highlight": "at least 14 characters"})
 RATE = 600  # api_rate_per_minute of the served app: above what the clients send, so nothing is throttled
@@ -115,9 +117,6 @@ def run(url: str, tokens: list[str], duration_s: float, questions: list[str]) ->
 
 def audit_check(home: Path, request_ids: list[str]) -> dict:
     """How many calls the trail holds exactly once, and which it holds not at all, twice, or without a caller."""
-    from assistant.app.audit import AuditLog
-    from ingest.settings import Settings
-
     recorded = Counter(r.get("request_id") for r in AuditLog(Settings(home=home).audit_path).records()
                        if r.get("via") == "api")
     sent = Counter(request_ids)

@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or os.cpu_count() or 1
     settings = Settings(home=Path(os.environ.get("COMPLY_HOME", ".comply")), generator_model=args.model,
                         generator_parallel=max(args.concurrent, 1), threads=threads)
-    from llama_cpp import Llama
+    from llama_cpp import Llama  # lazy: loads llama.cpp's native library (~0.2 s)
 
     gguf = str(generator_gguf(settings))
     name = model_display_name(settings)

@@ -100,10 +100,10 @@ def linear_flops_per_token(model_dir: str) -> int | None:
 def gemm_ceiling(model_dir: str, dtype_name: str, batch_tokens: int = 2048, repeats: int = 10) -> dict | None:
     """Measured matrix-multiply throughput on the model's own linear shapes, one batch of `batch_tokens` rows per
     core on every core at once (how the embedder runs), in the embedder's precision."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # lazy: torch takes ~2 s to import
+    import torch.nn.functional as F  # lazy: torch takes ~2 s to import
 
-    from ingest.embedding import in_parallel
+    from ingest.embedding import in_parallel  # lazy: must not load before run_ours's clock
 
     try:
         config = json.loads((Path(model_dir) / "config.json").read_text())
@@ -133,10 +133,10 @@ def gemm_ceiling(model_dir: str, dtype_name: str, batch_tokens: int = 2048, repe
 
 def run_ours(pdfs: list[Path], chunk_tokens: int | None, quality_sample: int) -> dict:
     t0 = time.perf_counter()
-    from ingest.embedding import load_embedder, resolve_embedding_model
-    from ingest.pipeline import Library, embedding_text
-    from ingest.readers import read_file
-    from ingest.settings import Settings
+    from ingest.embedding import load_embedder, resolve_embedding_model  # lazy: counted in load_s
+    from ingest.pipeline import Library, embedding_text  # lazy: counted in load_s
+    from ingest.readers import read_file  # lazy: counted in load_s
+    from ingest.settings import Settings  # lazy: counted in load_s
 
     settings = Settings(home=Path(tempfile.mkdtemp(prefix="bench-ours-")),
                         **({"chunk_tokens": chunk_tokens} if chunk_tokens else {}))
@@ -190,7 +190,7 @@ def run_ours(pdfs: list[Path], chunk_tokens: int | None, quality_sample: int) ->
         ceiling["embed_floor_s"] = round(out["tokens_embedded"] * flops / (ceiling["gflops"] * 1e9), 2)
         out["ceiling"] = ceiling
     if quality_sample:
-        from sentence_transformers import SentenceTransformer
+        from sentence_transformers import SentenceTransformer  # lazy: takes ~6 s to import (loads torch)
 
         reference = SentenceTransformer(model_dir, device="cpu")
         out["quality"] = _quality(embedder.encode, lambda texts: reference.encode(texts, normalize_embeddings=True),
@@ -201,7 +201,7 @@ def run_ours(pdfs: list[Path], chunk_tokens: int | None, quality_sample: int) ->
 def _quality(encode, reference, texts: list[str]) -> dict:
     """Our embeddings against plain sentence-transformers fp32 ones of the same texts: per-text cosine, and the
     top-10 neighbours of QUERIES among those texts."""
-    import numpy as np
+    import numpy as np  # lazy: must not load before the workers' clocks
 
     ours, ref = encode(texts), reference(texts)
     cos = (ours * ref).sum(axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(ref, axis=1))
@@ -216,14 +216,14 @@ def _quality(encode, reference, texts: list[str]) -> dict:
 
 def run_stock(pdfs: list[Path], model_dir: str) -> dict:
     t0 = time.perf_counter()
-    import chromadb
-    import pypdfium2 as pdfium
-    from chromadb.config import Settings as ChromaSettings
-    from llama_index.core import Document, StorageContext, VectorStoreIndex
-    from llama_index.core.node_parser import SentenceSplitter
-    from llama_index.core.schema import MetadataMode
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from llama_index.vector_stores.chroma import ChromaVectorStore
+    import chromadb  # lazy: counted in load_s
+    import pypdfium2 as pdfium  # lazy: counted in load_s
+    from chromadb.config import Settings as ChromaSettings  # lazy: counted in load_s
+    from llama_index.core import Document, StorageContext, VectorStoreIndex  # lazy: counted in load_s
+    from llama_index.core.node_parser import SentenceSplitter  # lazy: counted in load_s
+    from llama_index.core.schema import MetadataMode  # lazy: counted in load_s
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # lazy: counted in load_s
+    from llama_index.vector_stores.chroma import ChromaVectorStore  # lazy: counted in load_s
 
     embed = HuggingFaceEmbedding(model_name=model_dir, device="cpu")
     load_s = time.perf_counter() - t0
@@ -343,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run_ours(pdfs, args.chunk_tokens, args.quality_sample)))
         return 0
     if args.worker == "stock":
-        from ingest.embedding import resolve_embedding_model
-        from ingest.settings import DEFAULT_EMBEDDING
+        from ingest.embedding import resolve_embedding_model  # lazy: must not load before run_ours's clock
+        from ingest.settings import DEFAULT_EMBEDDING  # lazy: must not load before run_ours's clock
 
         print(json.dumps(run_stock(pdfs, resolve_embedding_model(DEFAULT_EMBEDDING))))
         return 0

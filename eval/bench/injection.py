@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import assistant.citations
+import assistant.prompt
 from assistant.adapters import adapter_base
 from assistant.injection import instruction_spans
 from assistant.pipeline import Assistant
@@ -139,9 +141,6 @@ def ask_all(home: Path, phrasings: list[Planted], keys: dict[str, str], model: s
 @contextlib.contextmanager
 def filter_off():
     """The injection filter switched off where the prompt and the verifier call it, to measure what it stops."""
-    import assistant.citations
-    import assistant.prompt
-
     saved = assistant.prompt.neutralise, assistant.citations.neutralise
     assistant.prompt.neutralise = assistant.citations.neutralise = lambda text: text
     try:

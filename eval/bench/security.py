@@ -25,6 +25,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,8 +38,13 @@ from pathlib import Path
 
 import httpx
 
+from assistant.app.users import UserStore
 from eval.bench.memory import rss_mb
+from eval.datasets import load_jsonl
+from eval.machine import cpu_model
 from eval.metrics import percentiles
+from ingest.pipeline import Library
+from ingest.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]  # eval/bench/x.py -> the repository
 CORPUS = ROOT / "data" / "corpus"
@@ -57,10 +63,6 @@ def prepare_home(home: Path, documents: list[Path] | None = None, users: int = 0
     """Ingest `documents` (default: the sample corpus) and the payments policy with the huge clause into `home`, and
     add an admin and `users` viewers (admin, user1, user2, ...; password PASSWORD); returns the questions of the gold set that ask about
     the documents ingested."""
-    from eval.datasets import load_jsonl
-    from ingest.pipeline import Library
-    from ingest.settings import Settings
-
     settings = Settings(home=home, generator_model=MODEL, max_chunk_chars=100_000)
     policy = home / "payments_policy.txt"
     policy.write_text("Payments Policy\n9.8 Payments are released by two members of staff.\n" + CLAUSE + "\n"
@@ -71,7 +73,6 @@ def prepare_home(home: Path, documents: list[Path] | None = None, users: int = 0
     library.close()
     if not report.ok:
         raise RuntimeError(f"the bench home could not be built: {report.to_dict()}")
-    from assistant.app.users import UserStore
 
     store = UserStore(settings.users_path)
     store.add("admin", "admin", PASSWORD)
@@ -82,8 +83,6 @@ def prepare_home(home: Path, documents: list[Path] | None = None, users: int = 0
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -264,7 +263,6 @@ def cpu() -> str:
             return f"{model.group(1).strip()}, {os.cpu_count()} CPUs"
     except (OSError, subprocess.SubprocessError):
         pass
-    from eval.machine import cpu_model
 
     return f"{cpu_model()}, {os.cpu_count()} CPUs"
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assistant import citations
 from eval.machine import cpu_model
 from eval.verification_set import PATH, SUPPORTED_KINDS, WRONG_KINDS, Item, load_items, to_retrieved
 from ingest.embedding import load_embedder
@@ -40,8 +41,6 @@ class ChecksUnavailable(ComplyError, RuntimeError):
 def make_verifier(checks: str, settings: Settings):
     """The verifier for one column: `lexical` is `Verifier` with the settings' thresholds and no second pass;
     `default` is what `build_verifier` makes of the settings; `all` the same with every check on."""
-    from assistant import citations
-
     embedder = load_embedder(settings)
     if checks == "lexical":
         return citations.Verifier(embedder, settings.support_threshold, settings.citation_realign_margin)
