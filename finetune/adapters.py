@@ -30,6 +30,9 @@ from assistant.adapters import (  # noqa: F401 - the registry's names, read side
     prompt_version,
     read_card,
 )
+from assistant.models import lora_scale, model_display_name, public_model_id
+from assistant.prompt import PROMPT_VERSION
+from eval.runner import run_eval
 from ingest.settings import Settings
 
 HISTORY = "history.jsonl"
@@ -232,9 +235,6 @@ def ensure_default(settings: Settings, shipped: Path = SHIPPED_DIR) -> str | Non
 def make_card(name: str, settings: Settings, manifest: dict, data_dir: Path, hyperparameters: dict,
               training: dict, reproduce: str | None = None) -> dict:
     """The card of a freshly trained adapter: base model, data set and hash, recipe, training, PII counts."""
-    from assistant.models import model_display_name
-    from assistant.prompt import PROMPT_VERSION
-
     return {
         "name": name,
         "created": now(),
@@ -256,8 +256,6 @@ def evaluate(settings: Settings, name: str, questions: Path | None = None, out: 
              limit: int | None = None, sample_seed: int | None = 0, library=None, progress: bool = True) -> dict:
     """Evaluate the base model and the adapter on the adapter's validation questions (`val_questions.jsonl` of
     its data set unless given) with `eval.runner.run_eval`, and write both metric sets into its card."""
-    from eval.runner import run_eval
-
     path = adapter_path(settings, name)
     card = read_card(path)
     if questions is None:
@@ -289,10 +287,8 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
     energy (squared singular values) kept, and drops the evaluation and calibration of the original: they
     must be measured again on the new weights. A citation gate keeps its weights (they come from retrieval
     alone) with its threshold reset to 0 until it is calibrated again."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    from assistant.models import lora_scale
+    import torch  # lazy: torch takes ~2 s to import
+    from safetensors.torch import load_file, save_file  # lazy: safetensors.torch loads torch (~2 s)
 
     source = adapter_path(settings, name)
     config = json.loads((source / CONFIG).read_text())
@@ -345,9 +341,7 @@ def export(settings: Settings, name: str, dest: Path, *, bf16: bool = True) -> P
     files (LoRA weights in bf16 unless `bf16=False`: half the size, and the assistant computes in bf16 anyway),
     `card.json` without paths of this machine, and a README generated from the card. The peft config names the
     base model by its public id when it is a packaged model, instead of a local conversion folder."""
-    from safetensors.torch import load_file, save_file
-
-    from assistant.models import public_model_id
+    from safetensors.torch import load_file, save_file  # lazy: safetensors.torch loads torch (~2 s)
 
     source = adapter_path(settings, name)
     dest = Path(dest)
@@ -360,7 +354,7 @@ def export(settings: Settings, name: str, dest: Path, *, bf16: bool = True) -> P
     (tmp / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     tensors = load_file(source / WEIGHTS)
     if bf16:
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         tensors = {k: v.to(torch.bfloat16) for k, v in tensors.items()}
     save_file(tensors, tmp / WEIGHTS, metadata={"format": "pt"})

@@ -26,7 +26,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from eval.bench.retrieval import ingest_obliqa
+from eval.compare import compare_runs
 from eval.datasets import load_obliqa
+from eval.runner import run_eval
 from finetune import adapters
 from finetune.calibrate import calibrate
 from finetune.dataset import (
@@ -160,8 +162,6 @@ def main(argv: list[str] | None = None) -> int:
         _calibrate(settings, shipped, calibration, len(calibration_set), args.target_precision, library, gate)
     out = {"data": manifest, "adapter": str(target), "card": adapters.read_card(target)}
     if not args.skip_eval:
-        from eval.compare import compare_runs
-
         val = data_dir / "val_questions.jsonl"
         runs = settings.eval_dir / f"adapter-{args.name}-{args.eval_limit}"
         columns, evaluation = _evaluate(settings, args.name, val, runs, args.eval_limit, args.strict, library)
@@ -210,8 +210,6 @@ def _evaluate(settings, name: str, val: Path, runs: Path, limit: int, strict: bo
     """Evaluate base model and adapter `name` on the validation sample (metrics into its card), the adapter without
     its calibrated gate when it has one, and both with strict citations. Returns the table's columns (the base
     model's only when `base`) and the card's evaluation."""
-    from eval.runner import run_eval
-
     target = settings.adapters_dir / name
     evaluation = adapters.evaluate(settings, name, val, runs, limit=limit, sample_seed=0, library=library)
     columns = [("base model", evaluation["before"])] if base else []

@@ -17,6 +17,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
+from assistant.gate import CitationGate, fit_logistic, source_features
+from assistant.retrieval import Retriever
+from eval.datasets import load_dataset
+from eval.metrics import ranked_item_from_chunk, relevant
+from eval.runner import RESULTS_FILE, read_results, run_eval, select_questions
+from finetune import adapters
+from ingest.pipeline import Library
 from ingest.settings import Settings
 from ingest.types import ComplyError
 
@@ -102,16 +111,10 @@ def gate_samples(library, questions, k: int, progress: bool = False) -> tuple[li
     """Features and right/wrong labels of every source the retriever gives the generator (the top k) for gold
     questions: retrieval only, exactly as the assistant retrieves (answerable questions; a source is right when it
     matches the question's evidence as in the evaluation)."""
-    from assistant.gate import source_features
-    from assistant.retrieval import Retriever
-    from eval.metrics import ranked_item_from_chunk, relevant
-
     retriever = Retriever(library)
     rows, labels = [], []
     todo = [q for q in questions if q.answerable and q.evidence]
     if progress:
-        from tqdm import tqdm
-
         todo = tqdm(todo, desc="citation gate data", unit="q")
     for q in todo:
         sources = retriever.retrieve(q.question, k)
@@ -124,10 +127,6 @@ def gate_samples(library, questions, k: int, progress: bool = False) -> tuple[li
 def fit_gate(settings: Settings, questions: Path, *, format: str = "auto", documents_dir: Path | None = None,
              library=None, progress: bool = False) -> dict:
     """Fit the citation gate's weights on gold questions (`assistant.gate`); its threshold is calibrated apart."""
-    from assistant.gate import CitationGate, fit_logistic
-    from eval.datasets import load_dataset
-    from ingest.pipeline import Library
-
     own = library is None
     library = library or Library(settings)
     try:
@@ -154,10 +153,6 @@ def calibrate(settings: Settings, name: str, questions: Path, out: Path | None =
     questions of the corpus other than `questions`, e.g. the training questions), first fit the citation gate on
     them; the threshold of the card's citation gate, if it has one, is chosen on the same run. Returns the card's
     calibration entry."""
-    from eval.datasets import load_dataset
-    from eval.runner import RESULTS_FILE, read_results, run_eval, select_questions
-    from finetune import adapters
-
     path = adapters.adapter_path(settings, name)
     if gate_questions is not None:  # on the card before the run, so that the run records each answer's score
         card = adapters.read_card(path)

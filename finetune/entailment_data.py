@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from assistant.citations import _WORD, _is_content, _stem, content_words
+from assistant.citations import _WORD, _is_content, _stem, content_words, numbers
 from assistant.entailment import premise_window
 from ingest.chunking import sentence_spans
 
@@ -260,8 +260,6 @@ _MODALS = re.compile(r"\b(?:must|shall|may|should|required|requires?|permitted|p
 def faithful_rewording(original: str, rewrite: str) -> bool:
     """Whether a generator's rewording can stand as an entailed claim: same numbers, same count of negations, a
     modal where the original has one, a length within half to one and a half times, and not a copy."""
-    from assistant.citations import numbers
-
     a, b = " ".join(original.split()), " ".join(rewrite.split())
     if not b or b.lower() == a.lower() or not 0.5 <= len(b) / max(1, len(a)) <= 1.6 or "\n" in rewrite.strip():
         return False

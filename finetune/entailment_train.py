@@ -67,7 +67,7 @@ def auc(probs: list[float], labels: list[int]) -> float:
 
 
 def predict(model, pairs: list[Pair], batch_size: int = 32) -> list[float]:
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_supports_bf16()):
         logits = model.predict([(p.premise, p.claim) for p in pairs], batch_size=batch_size,
@@ -88,7 +88,7 @@ def evaluate(model, pairs: list[Pair], max_false_flags: float) -> dict:
 
 def pair_loss(model, batch: list[Pair], micro: int = 8):
     """Binary cross-entropy of the logit, in micro-batches of similar length."""
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     lengths = [len(ids) for ids in model.tokenizer([p.premise for p in batch], [p.claim for p in batch],
                                                    truncation=True, max_length=model.max_length)["input_ids"]]
@@ -107,8 +107,8 @@ def train_entailment(train: list[Pair], val: list[Pair], work: Path, config: Ent
                      data_sha256: str = "", progress: bool = True, resume: bool = True) -> dict:
     """Train in `work` and return the card (config, history, best step, calibration). The best model is in
     `work/best`."""
-    import torch
-    from sentence_transformers import CrossEncoder
+    import torch  # lazy: torch takes ~2 s to import
+    from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
 
     work.mkdir(parents=True, exist_ok=True)
     val = random.Random(config.seed).sample(val, min(config.eval_pairs, len(val)))

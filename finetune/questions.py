@@ -13,6 +13,9 @@ import re
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from assistant.generation import load_generator
 from assistant.retrieval import Retriever
 from ingest.pipeline import Library
 
@@ -46,11 +49,7 @@ def generate_gold(library: Library, out: Path, *, limit: int | None = 50, seed: 
                   min_chars: int = 200, generator=None, progress: bool = True) -> dict:
     """Write gold JSONL questions for up to `limit` sampled chunks (of at least `min_chars`) to `out`.
     Returns counts: tried, generated (a question came out), kept (it retrieves its chunk in the top k)."""
-    from tqdm import tqdm
-
     if generator is None:
-        from assistant.generation import load_generator
-
         generator = load_generator(library.settings, adapter=None)
     k = k or library.settings.top_k
     retriever = Retriever(library)

@@ -73,7 +73,7 @@ def groups(train: list[MinedQuestion], config: RerankTrainConfig, epoch: int) ->
 def group_loss(model, batch: list[tuple[str, list[str]]], autocast: bool, micro: int = 8):
     """Softmax cross-entropy of each group's first text (the positive) among its group. The pairs are run in
     micro-batches of similar length (padding a step to its longest pair cost ~2x on ObliQA's passages)."""
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     pairs = [(question, text) for question, texts in batch for text in texts]
     lengths = [len(ids) for ids in model.tokenizer([q for q, _ in pairs], [t for _, t in pairs], truncation=True,
@@ -115,7 +115,7 @@ def _metrics(runs) -> dict:
 
 
 def _scorer(model, autocast: bool, batch_size: int = 32):
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     def score(question: str, texts: list[str]) -> list[float]:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -129,8 +129,8 @@ def train_reranker(train: list[MinedQuestion], val: list[MinedQuestion], work: P
                    *, data_sha256: str = "", progress: bool = True, resume: bool = True) -> dict:
     """Train in `work` (checkpoint, best model) and return the card: config, data hash, history, best metrics,
     seconds. The best model (by validation MAP@10 of the reranked fused list) is in `work/best`."""
-    import torch
-    from sentence_transformers import CrossEncoder
+    import torch  # lazy: torch takes ~2 s to import
+    from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
 
     work.mkdir(parents=True, exist_ok=True)
     autocast = config.bf16 == "on" or (config.bf16 == "auto" and cpu_supports_bf16())
@@ -171,8 +171,8 @@ def train_reranker(train: list[MinedQuestion], val: list[MinedQuestion], work: P
 def export_bf16(best: Path, out: Path, card: dict, readme: str | None = None) -> None:
     """Write the best model to `out` in bf16 with its card (card.json and a README, by default the reranker's),
     replacing what is there."""
-    import torch
-    from sentence_transformers import CrossEncoder
+    import torch  # lazy: torch takes ~2 s to import
+    from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
 
     model = CrossEncoder(str(best), device="cpu", local_files_only=True)
     model.model.to(torch.bfloat16)

@@ -17,7 +17,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
+from assistant.generation import quiet_loading
+from assistant.models import resolve_generator
 from finetune.dataset import Example, load_examples
+from ingest.embedding import cpu_supports_bf16
 from ingest.settings import Settings
 from ingest.types import ComplyError
 
@@ -96,7 +101,7 @@ def _target_loss(model, ids: list[int], labels: list[int], device: str):
     """Summed cross-entropy over the target tokens and their count. The target is the end of the sequence, so only
     its logits are computed (`logits_to_keep`): the 49k-word output layer over a 700-token prompt would cost a
     fifth of the step."""
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     n_target = sum(1 for t in labels if t != -100)
     logits = model(input_ids=torch.tensor([ids], device=device), logits_to_keep=n_target + 1).logits[0].float()
@@ -126,9 +131,7 @@ def backward_step(model, examples: list[tuple[list[int], list[int]]], device: st
 
 
 def _device_and_bf16(settings: Settings, config: TrainConfig) -> tuple[str, bool]:
-    import torch
-
-    from ingest.embedding import cpu_supports_bf16
+    import torch  # lazy: torch takes ~2 s to import
 
     device = "cuda" if settings.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     if config.bf16 == "on":
@@ -156,14 +159,17 @@ def train(settings: Settings, data_dir: Path, out: Path, config: TrainConfig | N
           resume: bool = False, progress: bool = True) -> TrainResult:
     """Train a LoRA adapter on `data_dir/train.jsonl` into `out` (a peft folder: adapter_config.json +
     adapter_model.safetensors), checkpointing into `out/checkpoints/`. Returns what happened."""
-    import torch
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-    from safetensors.torch import load_file
-    from tqdm import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from assistant.generation import quiet_loading
-    from assistant.models import resolve_generator
+    import torch  # lazy: torch takes ~2 s to import
+    from peft import (  # lazy: peft takes ~4 s to import (it loads torch)
+        LoraConfig,
+        get_peft_model,
+        set_peft_model_state_dict,
+    )
+    from safetensors.torch import load_file  # lazy: safetensors.torch loads torch (~2 s)
+    from transformers import (  # lazy: transformers takes ~2.5 s to import (it loads torch)
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     config = config or TrainConfig()
     out = Path(out)
@@ -243,7 +249,7 @@ def train(settings: Settings, data_dir: Path, out: Path, config: TrainConfig | N
 
 def _save_checkpoint(model, optimizer, out: Path, step: int, losses: list[float], seconds: float) -> Path:
     """Write checkpoints/step-N atomically (state.json last) and keep only the two newest."""
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     target = out / "checkpoints" / f"step-{step}"
     tmp = out / "checkpoints" / f".step-{step}.tmp"
@@ -263,18 +269,18 @@ def _save_checkpoint(model, optimizer, out: Path, step: int, losses: list[float]
 def loss_on(settings: Settings, examples: list[Example], adapter: str | None = None,
             max_seq_len: int = 1024) -> float:
     """Mean target-token loss of the base model (or with an adapter folder) on examples; for checks and tests."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from assistant.generation import quiet_loading
-    from assistant.models import resolve_generator
+    import torch  # lazy: torch takes ~2 s to import
+    from transformers import (  # lazy: transformers takes ~2.5 s to import (it loads torch)
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     base = resolve_generator(settings)
     tokenizer = AutoTokenizer.from_pretrained(base)
     with quiet_loading():
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         if adapter:
-            from peft import PeftModel
+            from peft import PeftModel  # lazy: peft takes ~4 s to import (it loads torch)
 
             model = PeftModel.from_pretrained(model, adapter)
     model.eval()

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ingest.types import ComplyError
 
 CHECKPOINT = "checkpoint.pt"
@@ -29,8 +31,7 @@ def train_loop(model, *, work: Path, config: dict, data_sha256: str, total: int,
     step) and return the loop's state: step, best score and step, history of validations (`validate()`'s metrics
     with the step and the mean loss since the last one), seconds, stopped_early. A checkpoint written for another
     `config` or data is an error, not silently reused."""
-    import torch
-    from tqdm import tqdm
+    import torch  # lazy: torch takes ~2 s to import
 
     if total == 0:
         raise TrainError("no training data")
