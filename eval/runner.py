@@ -22,8 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+from tqdm import tqdm
+
 from assistant.citations import valid_markers
 from assistant.pipeline import Assistant, citation_gate, min_confidence, resolve_adapter
+from assistant.rerank import DEFAULT_RERANKER, resolve_reranker
 from assistant.retrieval import MODES, Retriever
 from eval.correctness import Judge, load_judge
 from eval.datasets import PARTS_SEED, GoldQuestion, load_dataset, sample, select_part
@@ -39,6 +42,7 @@ from eval.metrics import (
     recall_at_k,
     relevant,
 )
+from eval.report import write_report
 from ingest.pipeline import Library
 from ingest.settings import Settings
 from ingest.types import ComplyError
@@ -60,15 +64,26 @@ class RunError(ComplyError):
         super().__init__(f"{self.out}: {reason}")
 
 
+class RunCancelled(RunError):
+    """A run stopped on request between two questions: `done` of its `total` questions have a result in
+    results.jsonl (no metrics.json is written), and the same run into the same directory goes on from there."""
+
+    def __init__(self, out: str | Path, done: int, total: int):
+        self.done = done
+        self.total = total
+        super().__init__(out, f"cancelled after {done} of {total} questions; run it again into this directory to "
+                              f"go on from there")
+
+
 def run_eval(settings: Settings, dataset: str | Path, out: str | Path, *, format: str = "auto",
              limit: int | None = None, adapter: str | None = None, retrieval_only: bool = False,
              retrieval_mode: str = "hybrid", documents_dir: str | Path | None = None, sample_seed: int | None = None,
              progress: bool = True, on_progress: Callable[[int, int], None] | None = None,
-             library: Library | None = None, assistant: Assistant | None = None, part: str | None = None) -> dict:
+             library: Library | None = None, assistant: Assistant | None = None, part: str | None = None,
+             cancel: threading.Event | None = None) -> dict:
     """Run the real pipeline on a gold set, write metrics.json, results.jsonl, report.md and plots into out;
-    return the metrics dict. `part` keeps one fixed part of the set (eval.datasets.PARTS) before `limit`."""
-    from eval.report import write_report
-
+    return the metrics dict. `part` keeps one fixed part of the set (eval.datasets.PARTS) before `limit`. Once
+    `cancel` is set the run stops before its next question with RunCancelled (what was done stays, resumable)."""
     if retrieval_mode not in MODES:
         raise ValueError(f"retrieval mode must be one of {', '.join(MODES)}, not '{retrieval_mode}'")
     if limit is not None and limit < 1:
@@ -126,6 +141,8 @@ def run_eval(settings: Settings, dataset: str | Path, out: str | Path, *, format
         try:
             with (out / RESULTS_FILE).open("a", encoding="utf-8") as f:
                 for q in todo:
+                    if cancel is not None and cancel.is_set():
+                        raise RunCancelled(out, resumed + len(results), len(questions))
                     record, result = measure(q)
                     f.write(json.dumps(record, ensure_ascii=False) + "\n")
                     f.flush()
@@ -210,8 +227,6 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
 
 def rerank_config(settings: Settings) -> dict | None:
     """The reranker a run uses: its folder, the sha256 of its weights and the depth it reranks; None when off."""
-    from assistant.rerank import DEFAULT_RERANKER, resolve_reranker
-
     if not settings.rerank:
         return None
     path = resolve_reranker(settings.reranker_model)
@@ -503,8 +518,6 @@ def run_metadata(config: dict, library: Library, records: list[dict], *, resumed
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, unit="q", desc="eval", file=sys.stderr, disable=not enabled)
 
 
