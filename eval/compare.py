@@ -1,4 +1,5 @@
-"""Compare two evaluation runs (e.g. base model vs adapter, BM25 vs hybrid): per-metric deltas as a table and a plot."""
+"""Compare two evaluation runs (e.g. base model vs adapter, BM25 vs hybrid): per-metric deltas as a table and a plot,
+and the questions whose verdict changed from run A to run B."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from pathlib import Path
 
 from eval.metrics import ANSWER_KEYS, RETRIEVAL_KEYS, aggregate
+from eval.report import DPI, SMALL, load_records, pyplot, verdict
 from ingest.types import ComplyError
 
 
@@ -35,7 +37,8 @@ def _numeric(value) -> bool:
 
 def compare_runs(a_dir: str | Path, b_dir: str | Path, out: Path | None = None) -> dict:
     """Deltas (a, b, b - a) for every metric both runs report with a number in at least one of them, in
-    aggregate()'s key order. With `out`, writes compare.json, compare.md and compare.png there."""
+    aggregate()'s key order, and the questions of both runs whose verdict changed (`changed`). With `out`, writes
+    compare.json, compare.md and compare.png there."""
     a, b = load_metrics(a_dir), load_metrics(b_dir)
     order = list(aggregate([]))
     shared = [key for key in a if key in b and key not in ("run", "per_document")]
@@ -51,6 +54,7 @@ def compare_runs(a_dir: str | Path, b_dir: str | Path, out: Path | None = None) 
         "a": {"dir": str(a_dir), "label": run_label(a, a_dir), "run": a.get("run") or {}},
         "b": {"dir": str(b_dir), "label": run_label(b, b_dir), "run": b.get("run") or {}},
         "rows": rows,
+        "changed": changed_verdicts(a_dir, b_dir),
     }
     result["markdown"] = render_markdown(result)
     if out is not None:
@@ -62,6 +66,22 @@ def compare_runs(a_dir: str | Path, b_dir: str | Path, out: Path | None = None) 
             result["files"]["plot"] = str(out / "compare.png")
         (out / "compare.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
+
+
+def changed_verdicts(a_dir: str | Path, b_dir: str | Path) -> list[dict]:
+    """The questions in both runs' results.jsonl whose verdict (eval.report.verdict) differs, in run A's order:
+    {id, question, a, b, reason_a, reason_b}."""
+    b_records = {str(r["id"]): r for r in load_records(Path(b_dir) / "results.jsonl")}
+    changed = []
+    for ra in load_records(Path(a_dir) / "results.jsonl"):
+        rb = b_records.get(str(ra["id"]))
+        if rb is None:
+            continue
+        (va, why_a), (vb, why_b) = verdict(ra), verdict(rb)
+        if va != vb:
+            changed.append({"id": str(ra["id"]), "question": ra.get("question"), "a": va, "b": vb,
+                            "reason_a": why_a, "reason_b": why_b})
+    return changed
 
 
 def run_label(metrics: dict, run_dir: str | Path) -> str:
@@ -91,32 +111,34 @@ def render_markdown(result: dict) -> str:
              "| metric | A | B | B - A |", "| --- | --- | --- | --- |"]
     lines += [f"| {r['metric']} | {_fmt(r['a'])} | {_fmt(r['b'])} | {_fmt(r['delta'], signed=True)} |"
               for r in result["rows"]]
+    changed = result.get("changed") or []
+    lines += ["", f"Questions whose verdict changed: {len(changed)}"]
+    if changed:
+        lines += ["", "| id | question | A | B |", "| --- | --- | --- | --- |"]
+        lines += [f"| {c['id']} | {' '.join(str(c['question'] or '').split()).replace('|', '/')} | {c['a']} | {c['b']} |"
+                  for c in changed]
     return "\n".join(lines) + "\n"
 
 
 def plot_compare(result: dict, path: Path) -> bool:
     """Grouped bars of A and B for the rate metrics (0-1), plus latency percentiles in a second panel."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rates = [r for r in result["rows"] if r["metric"] in (*RETRIEVAL_KEYS, *ANSWER_KEYS)]
     latency = [r for r in result["rows"] if r["metric"].startswith("latency.")]
     panels = [(rows, title) for rows, title in ((rates, "metrics"), (latency, "latency (ms)")) if rows]
     if not panels:
         return False
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(7, 0.7 * max(len(p[0]) for p in panels) + 2),
-                                                      3.8 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 0.6 * max(len(p[0]) for p in panels) + 2),
+                                                      4.5 * len(panels)), squeeze=False)
     for ax, (rows, title) in zip(axes[:, 0], panels, strict=True):
         xs = range(len(rows))
         ax.bar([x - 0.2 for x in xs], [r["a"] or 0 for r in rows], 0.4, label=f"A: {result['a']['label']}")
         ax.bar([x + 0.2 for x in xs], [r["b"] or 0 for r in rows], 0.4, label=f"B: {result['b']['label']}")
         ax.set_xticks(list(xs), [r["metric"].removeprefix("latency.") for r in rows], rotation=45, ha="right",
-                      fontsize=8)
+                      fontsize=SMALL)
         ax.set_title(title)
-        ax.legend(fontsize=8)
+        ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return True

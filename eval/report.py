@@ -45,6 +45,140 @@ DEFINITIONS = {
 }
 RATE_KEYS = (*RETRIEVAL_KEYS, *ANSWER_KEYS)
 
+# What each metric means, in one line of plain words (the app shows these beside the values).
+MEANINGS = {
+    "n_questions": "questions in this run",
+    "n_answerable": "questions the documents answer",
+    "n_unanswerable": "questions the documents do not answer (the assistant should say so)",
+    "recall@1": "share of the gold passages that come first among the passages retrieved",
+    "recall@5": "share of the gold passages among the first 5 retrieved",
+    "recall@10": "share of the gold passages among the first 10 retrieved (for a question with one gold passage: "
+                 "whether it is there)",
+    "map@10": "how near the top the gold passages are in the first 10 (1 = all of them first)",
+    "ndcg@10": "the same, counting a lower rank less: 1 = every gold passage ranked first",
+    "mrr": "how high the first gold passage ranks: 1 = first, 0.5 = second, 0.33 = third, ...",
+    "hit@10": "share of questions with at least one gold passage among the first 10 retrieved",
+    "citation_precision": "share of the answers' citations that point to a gold passage",
+    "citation_recall": "share of answerable questions whose answer cites a gold passage",
+    "support_rate": "share of answer sentences that the passage they cite supports",
+    "answer_correct_rate": "share of answers (to answerable questions) that say what the gold answer says",
+    "answer_correct_rate_answerable": "the same over every answerable question (a refusal counts as not correct)",
+    "cited_answer_rate": "share of answers that cite at least one source",
+    "cited_answer_rate_answerable": "the same, answers to answerable questions only",
+    "model_cited_rate_answerable": "share of answers to answerable questions in which the model itself cited a source",
+    "refusal_rate": "share of unanswerable questions the assistant rightly declined",
+    "false_refusal_rate": "share of answerable questions the assistant declined or withheld",
+    "false_answer_rate": "share of unanswerable questions the assistant answered anyway",
+    "n_citations": "citations in all the answers together",
+}
+TIMING_WORDS = {"retrieval_ms": "finding the passages", "first_token_ms": "until the answer starts",
+                "total_ms": "the whole answer"}
+
+
+def meaning(key: str) -> str:
+    """The plain-words line for a metric key of metrics.json (latency percentiles included); '' when unknown."""
+    if key.startswith("latency."):
+        _, timing, p = key.split(".")
+        share = "half of the questions" if p == "p50" else "95 in 100 questions"
+        return f"{share} took at most this many milliseconds for {TIMING_WORDS.get(timing, timing)}"
+    return MEANINGS.get(key, "")
+
+
+# ---------- one question's verdict ----------
+
+# What the assistant did with a question, in the words a reviewer uses (from a results.jsonl record).
+CORRECT, WRONG_CITATION, NO_CITATION, UNSUPPORTED = "correct", "wrong citation", "no citation", "unsupported sentence"
+DIFFERS, WITHHELD, FALSE_REFUSAL = "differs from gold answer", "withheld", "false refusal"
+CORRECT_REFUSAL, ANSWERED_UNANSWERABLE = "correct refusal", "answered unanswerable"
+GOLD_FOUND, GOLD_PARTLY_FOUND, GOLD_MISSED, NOT_JUDGED = "gold found", "gold partly found", "gold missed", "not judged"
+VERDICTS = (CORRECT, WRONG_CITATION, NO_CITATION, UNSUPPORTED, DIFFERS, WITHHELD, FALSE_REFUSAL, CORRECT_REFUSAL,
+            ANSWERED_UNANSWERABLE, GOLD_FOUND, GOLD_PARTLY_FOUND, GOLD_MISSED, NOT_JUDGED)
+# Why no answer was given (assistant.types.AbstainReason's values), in words.
+ABSTAIN_WORDS = {
+    "no_sources": "nothing was retrieved",
+    "low_relevance": "the best passage found was too far from the question to ask the model",
+    "model": "the model said the sources do not answer it",
+    "low_confidence": "an answer was written, but the model was unsure of it",
+    "unsupported": "an answer was written, but no sentence of it is stated in the passage it cites",
+    "low_citation_score": "an answer was written, but the passage it cites is not clearly the one that answers it",
+    "no_consensus": "an answer was written, but the two searches do not both rank its cited passage first "
+                    "(strict citations)",
+}
+WITHHELD_REASONS = ("low_confidence", "unsupported", "low_citation_score", "no_consensus")
+
+
+def verdict(record: dict) -> tuple[str, str]:
+    """(verdict, reason) of one results.jsonl record: for an answer run correct / wrong citation / no citation /
+    unsupported sentence / differs from gold answer / withheld / false refusal / correct refusal / answered
+    unanswerable; for a retrieval-only run gold found / gold partly found / gold missed; `not judged` otherwise.
+    The reason says why no answer was given, or everything that failed (records of older runs read the same)."""
+    abstained, answerable = record.get("abstained"), record.get("answerable")
+    if abstained is None:
+        return _retrieval_verdict(record)
+    reason = record.get("abstain_reason")
+    words = ABSTAIN_WORDS.get(reason or "", "")
+    if abstained:
+        if not answerable:
+            return CORRECT_REFUSAL, words
+        return (WITHHELD if reason in WITHHELD_REASONS else FALSE_REFUSAL), words or "no answer was given"
+    if not answerable:
+        return ANSWERED_UNANSWERABLE, "the documents do not answer this question, but an answer was given"
+    failed = []
+    citations = record.get("citations") or []
+    if not citations:
+        failed.append((NO_CITATION, "the answer cites no source"))
+    elif not any(c.get("correct") for c in citations):
+        failed.append((WRONG_CITATION, f"cites {cited_pages(record)}, not a gold passage"))
+    sentences = record.get("sentences") or []
+    unsupported = [s for s in sentences if not s.get("supported")]
+    if unsupported:
+        issue = next((s["issue"] for s in unsupported if s.get("issue")), None)
+        failed.append((UNSUPPORTED, f"{len(unsupported)} of {len(sentences)} sentences not supported by the passage "
+                                    f"they cite" + (f" ({issue})" if issue else "")))
+    if record.get("answer_correct") is False:
+        failed.append((DIFFERS, f"differs from the gold answer (entailed {fmt(record.get('answer_entailed'), 2)}, "
+                                f"covers {fmt(record.get('answer_covers'), 2)})"))
+    if not failed:
+        return CORRECT, "cites a gold passage" + ("" if record.get("answer_correct") else
+                                                  " (not checked against a gold answer)")
+    return failed[0][0], "; ".join(why for _, why in failed)
+
+
+def _retrieval_verdict(record: dict) -> tuple[str, str]:
+    recall = (record.get("scores") or {}).get("recall@10")
+    if not record.get("answerable"):
+        return NOT_JUDGED, "the documents do not answer it: retrieval is not scored (run with answers to judge it)"
+    if recall is None:
+        return NOT_JUDGED, "no gold passage given"
+    retrieved = record.get("retrieved") or []
+    ranks = [r["rank"] for r in retrieved if r.get("relevant")]
+    if not ranks:
+        first = f"; first retrieved: {_page(retrieved[0])}" if retrieved else ""
+        return GOLD_MISSED, f"no gold passage among the first {len(retrieved) or 10} retrieved{first}"
+    at = "rank " + ", ".join(str(r) for r in ranks)
+    if recall < 1:
+        found = len(ranks)
+        return GOLD_PARTLY_FOUND, f"{found} of {len(record.get('evidence') or [])} gold passages found (at {at})"
+    return GOLD_FOUND, f"gold passage at {at}"
+
+
+def _page(place: dict) -> str:
+    """'aml_kyc_policy.pdf p. 4 (3.1.(c))': a document (its file name where known), page and clause or passage."""
+    name = Path(place["file"]).name if place.get("file") else str(place.get("document") or place.get("document_id"))
+    text = name + (f" p. {place['page']}" if place.get("page") is not None else "")
+    where = place.get("passage_id") or place.get("clause")
+    return text + (f" ({where})" if where else "")
+
+
+def cited_pages(record: dict) -> str:
+    """The places an answer cites, '; '-joined without repeats ('' for none, or a retrieval-only run)."""
+    return "; ".join(dict.fromkeys(_page(c) for c in record.get("citations") or []))
+
+
+def gold_pages(record: dict) -> str:
+    """The question's gold places, '; '-joined without repeats ('' for an unanswerable question)."""
+    return "; ".join(dict.fromkeys(_page(e) for e in record.get("evidence") or []))
+
 
 def write_report(out_dir: str | Path, ids: list[str] | None = None) -> Path:
     """Write report.md and the plots of the run in out_dir (which holds metrics.json and results.jsonl).
@@ -236,12 +370,20 @@ def _per_document_table(per_document: dict) -> list[str]:
 
 # ---------- plots ----------
 
-def _pyplot():
-    import matplotlib
+DPI = 130  # with FONT_SIZE: a plot shown at about its own width (700-900 px) reads like the page's text
+FONT_SIZE = 11
+SMALL = 10  # tick labels and legends
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display), with comply's readable font sizes."""
+    import matplotlib  # here, not at the top: a heavy optional dependency that only the plots need
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here too, and after the backend is chosen
 
+    plt.rcParams.update({"font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 1, "axes.labelsize": FONT_SIZE,
+                         "xtick.labelsize": SMALL, "ytick.labelsize": SMALL, "legend.fontsize": SMALL})
     return plt
 
 
@@ -250,17 +392,17 @@ def plot_metrics(metrics: dict, path: Path) -> bool:
     rows = [(key, metrics[key]) for key in RATE_KEYS if isinstance(metrics.get(key), int | float)]
     if not rows:
         return False
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(rows) + 1.2))
     names, values = zip(*rows, strict=True)
     bars = ax.barh(range(len(rows)), values, color=["#4c72b0" if k in RETRIEVAL_KEYS else "#dd8452" for k in names])
     ax.set_yticks(range(len(rows)), names)
     ax.invert_yaxis()
     ax.set_xlim(0, 1.1)
-    ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=8)
+    ax.bar_label(bars, fmt="%.3f", padding=2, fontsize=SMALL)
     ax.set_title(f"{metrics.get('n_questions')} questions")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return True
 
@@ -272,14 +414,14 @@ def plot_latency(records: list[dict], path: Path) -> bool:
     series = [(name, values) for name, values in series if values]
     if not series:
         return False
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.5), squeeze=False)
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(series), figsize=(5 * len(series), 3.8), squeeze=False)
     for ax, (name, values) in zip(axes[0], series, strict=True):
         ax.hist(values, bins=min(30, max(5, len(values) // 3)), color="#4c72b0")
-        ax.set_xlabel(f"{name} (ms)")
+        ax.set_xlabel(f"{name} (ms): {TIMING_WORDS.get(name, name)}")
         ax.set_ylabel("questions")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return True
 
@@ -288,22 +430,22 @@ def plot_per_document(per_document: dict, path: Path) -> bool:
     """Grouped bars per gold document: recall@10 and citation precision; False when there is no document."""
     if not per_document:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     docs = list(per_document)
     series = [(key, [per_document[d][key] for d in docs]) for key in ("recall@10", "citation_precision")]
     series = [(key, values) for key, values in series if any(v is not None for v in values)]
     if not series:
         return False
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(docs) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(7, 0.55 * len(docs) + 2), 4.8))
     width = 0.8 / len(series)
     for i, (key, values) in enumerate(series):
         ax.bar([x + i * width for x in range(len(docs))], [v or 0 for v in values], width, label=key)
-    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(docs))], [d[:24] for d in docs],
-                  rotation=60, ha="right", fontsize=8)
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(docs))], [d[:28] for d in docs],
+                  rotation=45, ha="right")
     ax.set_ylim(0, 1.2)
-    ax.legend(loc="upper center", ncol=len(series), fontsize=8)
+    ax.legend(loc="upper center", ncol=len(series))
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return True
 
@@ -315,8 +457,8 @@ def plot_correctness(records: list[dict], path: Path, threshold: float | None = 
     rows = [r for r in records if r.get("answer_entailed") is not None and r.get("answer_covers") is not None]
     if not rows:
         return False
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 6))
     for correct, colour, label in ((True, "#55a868", "correct"), (False, "#c44e52", "not correct")):
         points = [(r["answer_covers"], r["answer_entailed"]) for r in rows if bool(r.get("answer_correct")) == correct]
         if points:
@@ -328,12 +470,12 @@ def plot_correctness(records: list[dict], path: Path, threshold: float | None = 
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("answer_covers: P(answer entails the gold answer), mean over its sentences")
     ax.set_ylabel("answer_entailed: P(gold answer entails each answer sentence), min")
-    ax.xaxis.label.set_fontsize(8)
-    ax.yaxis.label.set_fontsize(8)
-    ax.set_title(f"{len(rows)} answers scored against the gold answer", fontsize=10)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.xaxis.label.set_fontsize(SMALL)
+    ax.yaxis.label.set_fontsize(SMALL)
+    ax.set_title(f"{len(rows)} answers scored against the gold answer")
+    ax.legend(loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return True
