@@ -14,7 +14,7 @@ from assistant.app.audit import AuditCheck, AuditError
 from assistant.app.monitoring import DayStats, daily_stats
 from assistant.app.services import Services
 from assistant.app.users import User
-from eval.runner import run_eval
+from eval.runner import RunCancelled, run_eval
 from finetune import adapters as registry
 
 
@@ -118,19 +118,26 @@ def export_audit(services: Services, admin: User, dest: Path, fmt: str, *, since
 
 def run_evaluation(services: Services, admin: User, dataset: Path, out: Path, *, loaded: bool = False,
                    context: dict | None = None, **options) -> dict:
-    """Run a gold set through the pipeline into the run folder `out` (eval.runner.run_eval, which `options` go to);
-    returns its metrics. With `loaded` (a server) the run uses the process's library and assistant. Done only if the
-    trail can record it, beside the answers in progress (the library lock shared), and recorded as `eval.run`."""
+    """Run a gold set through the pipeline into the run folder `out` (eval.runner.run_eval, which `options` go to,
+    `cancel` included); returns its metrics. With `loaded` (a server) the run uses the process's library and
+    assistant. Done only if the trail can record it, beside the answers in progress (the library lock shared), and
+    recorded as `eval.run`; a run stopped by its `cancel` event is recorded too (cancelled=True, with how many of its
+    questions were done) before its RunCancelled goes on to the caller."""
     services.permit(admin, "eval", **(context or {}))
     services.audit.ready("eval.run")  # fail closed: no run that the trail cannot record
-    with services.lock.shared():
-        if loaded:
-            options["library"] = services.library
-            options["assistant"] = None if options.get("retrieval_only") else services.assistant
-        metrics = run_eval(services.settings, dataset, out, **options)
-    services.audit.append_after(admin.name, "eval.run", dataset=Path(dataset).name, run=Path(out).name,
-                                limit=options.get("limit"), retrieval_only=bool(options.get("retrieval_only")),
-                                **(context or {}))
+    record = {"dataset": Path(dataset).name, "run": Path(out).name, "limit": options.get("limit"),
+              "retrieval_only": bool(options.get("retrieval_only"))}
+    try:
+        with services.lock.shared():
+            if loaded:
+                options["library"] = services.library
+                options["assistant"] = None if options.get("retrieval_only") else services.assistant
+            metrics = run_eval(services.settings, dataset, out, **options)
+    except RunCancelled as stopped:
+        services.audit.append_after(admin.name, "eval.run", **record, cancelled=True, done=stopped.done,
+                                    total=stopped.total, **(context or {}))
+        raise
+    services.audit.append_after(admin.name, "eval.run", **record, **(context or {}))
     return metrics
 
 
