@@ -105,7 +105,25 @@ def _answer(services: Services, user: str, question: str, documents: list[str] |
 
 def answer(services: Services, user: User, question: str, **options) -> Answer:
     """`answer_stream` to its end: the recorded Answer."""
-    return next(item for item in answer_stream(services, user, question, **options) if isinstance(item, Answer))
+    return answer_kept(services, user, question, **options)[0]
+
+
+def answer_kept(services: Services, user: User, question: str, **options) -> tuple[Answer, Kept | None]:
+    """`answer_stream` to its end: the recorded Answer and, when asked in a `conversation`, where it was kept."""
+    answer, kept = None, None
+    for item in answer_stream(services, user, question, **options):
+        if isinstance(item, Answer):
+            answer = item
+        elif isinstance(item, Kept):
+            kept = item
+    assert answer is not None
+    return answer, kept
+
+
+def conversation_for(conversation: str | None) -> str | None:
+    """The conversation an API request names: `new` starts one (a fresh id), else one of the caller's ids (checked
+    when the answer is kept) or None (not kept)."""
+    return new_id() if conversation == "new" else conversation
 
 
 def add_documents(services: Services, user: User, paths: list[str], action: str = "document.upload", *,

@@ -298,3 +298,32 @@ def test_nothing_is_done_when_the_audit_trail_cannot_record_it(served, tmp_path)
     with api(url, tokens["ed"]) as editor:
         listed = editor.get("/v1/documents").json()
     assert "expenses-policy" not in {d["document_id"] for d in listed}
+
+
+def test_answers_asked_in_a_conversation_are_kept_there_and_can_be_rated(served):
+    url, _, tokens = served
+    with api(url, tokens["vic"]) as client:
+        first = let_in(client.post("/v1/ask", json={"question": QUESTION, "conversation": "new"}))
+        assert first.status_code == 200, first.text
+        conversation, answer_id = first.json()["conversation"], first.json()["answer_id"]
+        openai = OpenAI(base_url=f"{url}/v1", api_key=tokens["vic"], max_retries=0)
+        raw = openai.chat.completions.with_raw_response.create(
+            model="comply", stream=True, messages=[{"role": "user", "content": QUESTION}],
+            extra_body={"conversation": conversation})
+        CALLS[raw.headers["x-request-id"]] += 1
+        last = list(raw.parse())[-1]
+        assert last.choices[0].finish_reason == "stop" and last.model_extra["conversation"] == conversation
+        second_id = last.model_extra["answer_id"]
+        kept = let_in(client.get(f"/v1/conversations/{conversation}")).json()
+        assert [t["id"] for t in kept["turns"]] == [answer_id, second_id]
+        assert kept["turns"][0]["answer"]["answer"] == first.json()["answer"]
+        rated = let_in(client.post(f"/v1/answers/{second_id}/feedback", json={"verdict": "up"}))
+        assert rated.status_code == 200 and rated.json()["conversation"] == conversation
+        plain = let_in(client.post("/v1/ask", json={"question": QUESTION}))  # not asked in one: not kept
+        assert "conversation" not in plain.json() and "answer_id" not in plain.json()
+    with api(url, tokens["ed"]) as other:  # another user's conversation is not theirs to add to
+        refused = let_in(other.post("/v1/ask", json={"question": QUESTION, "conversation": conversation}))
+        assert refused.status_code == 404 and "no such conversation" in refused.json()["detail"], refused.text
+    records = AuditLog(Settings(home=served[1]).audit_path).records()
+    [note] = [r for r in records if r.get("request_id") == refused.headers["x-request-id"]]
+    assert (note["action"], note["ok"]) == ("answer.refused", False)

@@ -28,7 +28,8 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     """OpenAI's chat-completions request. `model`, `temperature` and other sampling fields are accepted and ignored
     (comply answers with its configured generator, greedily); system messages are ignored (comply has its own
-    rules); `documents`, `as_of` and `strict` are comply's filters (`extra_body` in the openai client)."""
+    rules); `documents`, `as_of`, `strict` and `conversation` are comply's own fields (`extra_body` in the openai
+    client)."""
 
     model_config = ConfigDict(extra="allow")
     model: str | None = None
@@ -39,6 +40,9 @@ class ChatRequest(BaseModel):
                                                         "(YYYY-MM-DD).")
     strict: bool | None = Field(default=None, description="Strict citations (default: the consensus_citations "
                                                           "setting).")
+    conversation: str | None = Field(default=None, description="Keep the answer in one of your conversations (its "
+                                     "id), or `new` to start one; the last chunk or the completion says "
+                                     "`conversation` and `answer_id`.")
 
     def question(self) -> tuple[str, list[tuple[str, str]]]:
         """The last user message, and the user/assistant pairs before it (the conversation so far)."""

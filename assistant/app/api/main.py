@@ -94,6 +94,11 @@ class Caller:
         return {"X-Request-Id": self.request_id, **timing}
 
 
+CONVERSATION = ("Keep the answer in one of your conversations (its id), or `new` to start one; the response says "
+                "`conversation` and `answer_id` (to rate it with /v1/answers/{id}/feedback). It then shows in the "
+                "app's sidebar too.")
+
+
 class AskRequest(BaseModel):
     """comply's own question: the answer comes back as `comply ask --json` prints it."""
 
@@ -103,6 +108,7 @@ class AskRequest(BaseModel):
     strict: bool | None = Field(default=None, description="Strict citations (default: the consensus_citations "
                                                           "setting).")
     k: int | None = Field(default=None, ge=1, description="Sources to retrieve (default: the top_k setting).")
+    conversation: str | None = Field(default=None, description=CONVERSATION)
 
 
 class FeedbackRequest(BaseModel):
@@ -272,11 +278,11 @@ class ApiRoutes:
         """Answer a question: the record `comply ask --json` prints (answer, sentences with their verdicts,
         citations, sources, model, timings, abstain_reason)."""
         who = await self.caller(request, "chat")
-        answer = await self.act(who, actions.answer, self.services, who.user, body.question,
-                                documents=body.documents, as_of=body.as_of, strict=body.strict, k=body.k,
-                                context=who.context, bad={"action": "answer.refused", "question": body.question},
-                                slow=True)
-        return JSONResponse(answer.to_record(), headers=who.headers)
+        answer, kept = await self.act(who, actions.answer_kept, self.services, who.user, body.question,
+                                      documents=body.documents, as_of=body.as_of, strict=body.strict, k=body.k,
+                                      context=who.context, conversation=actions.conversation_for(body.conversation),
+                                      bad={"action": "answer.refused", "question": body.question}, slow=True)
+        return JSONResponse({**answer.to_record(), **kept_fields(kept)}, headers=who.headers)
 
     async def chat_completions(self, body: ChatRequest, request: Request):
         """OpenAI-compatible: the last user message is the question; `citations`, `abstained` and `abstain_reason`
@@ -287,12 +293,13 @@ class ApiRoutes:
         except ValueError as e:
             await self.reject(who, e, "answer.refused", question=None)
         options = {"documents": body.documents, "as_of": body.as_of, "strict": body.strict, "history": history,
-                   "context": who.context}
+                   "context": who.context, "conversation": actions.conversation_for(body.conversation)}
         created = int(time.time())
         if not body.stream:
-            answer = await self.act(who, actions.answer, self.services, who.user, question, **options,
-                                    bad={"action": "answer.refused", "question": question}, slow=True)
-            return JSONResponse(completion(answer, who.request_id, created), headers=who.headers)
+            answer, kept = await self.act(who, actions.answer_kept, self.services, who.user, question,
+                                          **options, bad={"action": "answer.refused", "question": question}, slow=True)
+            return JSONResponse({**completion(answer, who.request_id, created), **kept_fields(kept)},
+                                headers=who.headers)
         return await self._stream(who, question, options, created)
 
     async def _stream(self, who: Caller, question: str, options: dict, created: int) -> StreamingResponse:
@@ -329,11 +336,17 @@ class ApiRoutes:
 
         async def events():
             yield event({"role": "assistant", "content": ""})
-            item = first
+            item, answer = first, None
             while item is not end:
+                if answer is not None and not isinstance(item, actions.Kept):  # nothing more was kept
+                    yield event({}, "stop", **comply_fields(answer))
+                    answer = None
                 if isinstance(item, Answer):
                     yield event({"content": item.answer})
-                    yield event({}, "stop", **comply_fields(item))
+                    answer = item  # its last chunk waits for where it was kept, if it was asked in a conversation
+                elif isinstance(item, actions.Kept):
+                    yield event({}, "stop", **comply_fields(answer), **kept_fields(item))
+                    answer = None
                 elif isinstance(item, Exception):
                     error = http_error(item, who) or HTTPException(500, f"The answer failed: {item}")
                     yield error_event(error.detail, error.status_code)
@@ -345,6 +358,8 @@ class ApiRoutes:
                     # hide it until then, as comply's does)
                     yield event({}, draft=str(item), draft_likely=getattr(item, "likely", True))
                 item = await items.get()
+            if answer is not None:
+                yield event({}, "stop", **comply_fields(answer))
             yield DONE
 
         return StreamingResponse(events(), media_type="text/event-stream",
@@ -483,6 +498,15 @@ class ApiRoutes:
                              "comment": turn.comment, "time": turn.feedback_time}, headers=who.headers)
 
 
+def kept_fields(kept: actions.Kept | None) -> dict:
+    """Where an answer asked in a conversation was kept: `conversation` and `answer_id`, or `kept_error`."""
+    if kept is None:
+        return {}
+    if kept.turn is None:
+        return {"kept_error": kept.error}
+    return {"conversation": kept.turn.conversation, "answer_id": kept.turn.id}
+
+
 def _found(fn):
     """`fn` with a conversation or answer the caller has none of raised as a KeyError (404)."""
     @functools.wraps(fn)
@@ -499,6 +523,8 @@ def http_error(e: Exception, who: Caller) -> HTTPException | None:
     is not there 404; None for anything else (the server's fault: 500)."""
     if isinstance(e, AuditError):
         return HTTPException(503, str(e), headers=who.headers)
+    if isinstance(e, NotFound):  # a conversation or answer the caller has none of (another's is not told apart)
+        return HTTPException(404, f"There is {e} of yours.", headers=who.headers)
     if isinstance(e, ValueError):
         return HTTPException(400, str(e)[0].upper() + str(e)[1:] + ".", headers=who.headers)
     if isinstance(e, KeyError | SourceViewError):
