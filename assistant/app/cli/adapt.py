@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import random
+import re
 import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from tqdm import tqdm
 
 from assistant.app.cli.common import JsonOpt, app, emit, fail, settings
+from eval.datasets import DatasetError, load_dataset, load_obliqa, select_part
+from eval.machine import cpu_model
+from finetune.train_loop import TrainError
 
 adapt_app = typer.Typer(help="Adapt retrieval and verification to your documents: train the reranker and the entailment check.", no_args_is_help=True)
 app.add_typer(adapt_app, name="adapt")
@@ -47,18 +54,19 @@ def reranker_cmd(
 ):
     """Train a cross-encoder reranker from the packaged all-MiniLM-L6-v2 on one part of a gold set, with hard
     negatives mined by comply's retrievers from the loaded library; resumes from its last checkpoint."""
-    from tqdm import tqdm
-
-    from assistant.retrieval import Retriever
-    from eval.datasets import DatasetError, load_dataset, select_part
-    from finetune.reranker_data import mine, read_mined, write_mined
-    from finetune.reranker_train import RerankTrainConfig, TrainError, export_bf16, train_reranker
-    from ingest.pipeline import Library
+    from assistant.retrieval import Retriever  # lazy: loads the library code (0.15 s)
+    from finetune.reranker_data import mine, read_mined, write_mined  # lazy: loads training code (0.2 s)
+    from finetune.reranker_train import (  # lazy: loads training code (0.2 s)
+        RerankTrainConfig,
+        export_bf16,
+        train_reranker,
+    )
+    from ingest.pipeline import Library  # lazy: loads the library code (0.1 s)
 
     s = settings()
     if s.threads:
         # on cores shared with another busy process, one torch thread trained ~4x faster than two (no barriers)
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         torch.set_num_threads(s.threads)
     try:
@@ -120,27 +128,23 @@ def reranker_cmd(
 
 
 def _sha256(path: Path) -> str:
-    from eval.runner import file_sha256
+    from eval.runner import file_sha256  # lazy: loads the answering code (0.3 s)
 
     return file_sha256(path)
 
 
 def _machine() -> dict:
     """Where a model was trained, for its card."""
-    from eval.machine import cpu_model
-
     return {"cpu": cpu_model(), "cores": _cores(), "torch_threads": _threads(), "python": platform.python_version()}
 
 
 def _threads() -> int:
-    import torch
+    import torch  # lazy: torch takes ~2 s to import
 
     return torch.get_num_threads()
 
 
 def _cores() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
@@ -173,15 +177,17 @@ def entailment_cmd(
     """Train the entailment check (does a passage state a sentence?) from the packaged all-MiniLM-L6-v2 on pairs
     built from one part's gold passages (faithful variants against substitutions, negations, splices and
     neighbouring passages), calibrated on another part; resumes from its last checkpoint."""
-    from eval.datasets import DatasetError, load_obliqa, select_part
-    from finetune.entailment_data import build_pairs, write_pairs
-    from finetune.entailment_train import EntailTrainConfig, card_markdown, train_entailment
-    from finetune.reranker_train import export_bf16
-    from finetune.train_loop import TrainError
+    from finetune.entailment_data import build_pairs, write_pairs  # lazy: loads training code (0.2 s)
+    from finetune.entailment_train import (  # lazy: loads training code (0.2 s)
+        EntailTrainConfig,
+        card_markdown,
+        train_entailment,
+    )
+    from finetune.reranker_train import export_bf16  # lazy: loads training code (0.2 s)
 
     s = settings()
     if s.threads:
-        import torch
+        import torch  # lazy: torch takes ~2 s to import
 
         torch.set_num_threads(s.threads)
     if part == val_part:
@@ -195,13 +201,11 @@ def entailment_cmd(
         fail(str(e), as_json)
     work = work or s.home / "entailment" / out.name
     if reword:
-        import random
-        import re
-
-        from tqdm import tqdm
-
-        from assistant.generation import load_generator
-        from finetune.entailment_data import gold_passages, reworded_pairs
+        from assistant.generation import load_generator  # lazy: loads the generation code (0.1 s)
+        from finetune.entailment_data import (  # lazy: loads training code (0.2 s)
+            gold_passages,
+            reworded_pairs,
+        )
 
         generator = load_generator(s)
         for name, part_name, n in (("train", part, reword), ("val", val_part, max(1, reword // 4))):

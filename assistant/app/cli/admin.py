@@ -39,7 +39,7 @@ RoleOpt = Annotated[str, typer.Option("--role", help="viewer (chat), editor (+ d
 
 
 def admin_actions():
-    """assistant.app.actions_admin, imported when a command uses it: it loads the answering pipeline's code (0.2 s)."""
+    """assistant.app.actions_admin, imported when a command uses it: it loads the answering pipeline's code (0.3 s)."""
     from assistant.app import actions_admin  # lazy: loads the answering code (0.3 s)
 
     return actions_admin

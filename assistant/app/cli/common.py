@@ -5,6 +5,7 @@ The command groups (assistant/app/cli/main.py and the cli_*.py modules) import t
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,14 @@ from typing import Annotated
 
 import typer
 
+try:  # typer >= 0.20 runs on its own copy of click
+    from typer._click.globals import get_current_context
+except ImportError:
+    from click import get_current_context
+
+from assistant.adapters import AdapterError
+from assistant.app.audit import AuditError, AuditLog
+from assistant.app.users import PermissionDenied, UserError
 from ingest.settings import Settings, SettingsError, configure_offline_environment, load_settings
 
 app = typer.Typer(help="comply: answers from your regulation and policy documents, with verified citations.",
@@ -42,10 +51,6 @@ def settings() -> Settings:
 
 
 def _current_context():
-    try:  # typer >= 0.20 runs on its own copy of click
-        from typer._click.globals import get_current_context
-    except ImportError:
-        from click import get_current_context
     return get_current_context(silent=True)
 
 
@@ -82,8 +87,6 @@ def main(
 
 def audit_user() -> str:
     """Who the audit trail names for a command run from this shell: cli:<OS user>."""
-    import getpass
-
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
@@ -92,8 +95,6 @@ def audit_user() -> str:
 
 def ready_audit(action: str, as_json: bool):
     """The home's audit trail, once it is known to be able to record `action` (else one error, and nothing done)."""
-    from assistant.app.audit import AuditError, AuditLog
-
     audit = AuditLog.open(settings())
     try:
         audit.ready(action)
@@ -103,7 +104,7 @@ def ready_audit(action: str, as_json: bool):
 
 
 def open_library():
-    from ingest.pipeline import Library
+    from ingest.pipeline import Library  # lazy: loads the library code (0.1 s)
 
     return Library(settings())
 
@@ -112,15 +113,14 @@ def open_services(adapter: str | None = None):
     """The state this command's actions work on (assistant/app/services.py), opened as they need it: the same actions
     the app and the API call, with this process's own library lock (a single command has one thread; between
     processes the library's file lock orders the writers)."""
-    # imported here: the answering pipeline behind it loads torch, which most commands do not need
-    from assistant.app.services import Services
+    from assistant.app.services import Services  # lazy: loads the answering code (0.3 s)
 
     return Services(settings(), adapter=adapter)
 
 
 def cli_admin():
     """The user a command acts as: cli:<OS user> with the admin role (assistant.app.services.cli_user)."""
-    from assistant.app.services import cli_user
+    from assistant.app.services import cli_user  # lazy: loads the answering code (0.3 s)
 
     return cli_user(audit_user())
 
@@ -129,10 +129,6 @@ def cli_admin():
 def acting(as_json: bool) -> Iterator[None]:
     """Run an action; what it refuses (a trail that cannot record it, a user-management or adapter error, a request
     that cannot be done as asked) is one error in words and exit 1."""
-    from assistant.adapters import AdapterError
-    from assistant.app.audit import AuditError
-    from assistant.app.users import PermissionDenied, UserError
-
     try:
         yield
     except (AuditError, UserError, PermissionDenied, AdapterError, ValueError) as e:

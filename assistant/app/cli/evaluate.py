@@ -12,7 +12,11 @@ from typing import Annotated
 
 import typer
 
+from assistant.app.audit import AuditError
 from assistant.app.cli.common import JsonOpt, app, cli_admin, emit, fail, open_services
+from eval.compare import CompareError, compare_runs
+from eval.datasets import DatasetError
+from eval.report import fmt
 
 eval_app = typer.Typer(help="Evaluate retrieval, citations and abstention on a gold question set; compare runs.")
 app.add_typer(eval_app, name="eval")
@@ -48,10 +52,8 @@ def eval_run(
     """Run the real pipeline on a gold set and write metrics, per-question results, a report and plots."""
     if ctx.invoked_subcommand is not None:
         return
-    from assistant.app import actions_admin  # here, not at the top: it loads the answering pipeline's code
-    from assistant.app.audit import AuditError
-    from eval.datasets import DatasetError
-    from eval.runner import RunError
+    from assistant.app import actions_admin  # lazy: loads the answering code (0.3 s)
+    from eval.runner import RunError  # lazy: loads the answering code (0.3 s)
 
     if dataset is None or out is None:
         fail("comply eval needs --dataset PATH and --out DIR (or a subcommand: comply eval compare A B)", as_json)
@@ -67,8 +69,6 @@ def eval_run(
 
 def summary_text(metrics: dict, out: Path) -> str:
     """A short table of the headline metrics and the files written."""
-    from eval.report import fmt
-
     run = metrics.get("run") or {}
     lines = [f"{metrics['n_questions']} questions ({metrics['n_answerable']} answerable), "
              f"{run.get('resumed', 0)} resumed, {run.get('new', 0)} run now"]
@@ -87,8 +87,6 @@ def eval_compare(
     as_json: JsonOpt = False,
 ):
     """Show the metric deltas between two runs (B - A) as a table, and a plot with --out."""
-    from eval.compare import CompareError, compare_runs
-
     try:
         result = compare_runs(run_a, run_b, out)
     except CompareError as e:

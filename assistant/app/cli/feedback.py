@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 
+from assistant.app.audit import AuditError
 from assistant.app.cli.common import JsonOpt, app, audit_user, emit, fail, ready_audit, settings
+from assistant.app.conversations import ConversationStore, feedback_line, gold_line
 from ingest.types import iso_date, plural
 
 feedback_app = typer.Typer(help="Export the users' thumbs up/down on answers, to grow the gold set.",
@@ -30,9 +32,6 @@ def feedback_export(
 ):
     """Write every rated answer (question, answer, cited documents and pages, the user's verdict and comment) as
     JSON Lines; recorded in the audit trail as `feedback.export`."""
-    from assistant.app.audit import AuditError
-    from assistant.app.conversations import ConversationStore, feedback_line, gold_line
-
     try:
         since = iso_date(since, "--since")
     except ValueError as e:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from tqdm import tqdm
 
 # each group of commands registers itself on `app` when imported
 from assistant.app.cli import adapt, admin, evaluate, feedback, training  # noqa: F401  (each registers its commands)
@@ -25,6 +26,7 @@ from assistant.app.cli.common import (
     open_library,
     open_services,
 )
+from assistant.types import Answer
 from ingest.types import plural, printable
 
 
@@ -40,10 +42,7 @@ def ingest(
 ):
     """Ingest PDF, DOCX, HTML, Markdown, text and passage JSON/JSONL files into the library. Exits 1 when a file
     failed, or when nothing was ingested and something was skipped."""
-    from tqdm import tqdm
-
-    # imported here, not at the top: it loads the library's and the embedder's code (0.3 s)
-    from assistant.app import actions
+    from assistant.app import actions  # lazy: loads the answering code (0.1 s)
 
     action = "document.supersede" if supersedes else "document.upload"
     services = open_services()
@@ -96,7 +95,7 @@ def docs_list(
     as_json: JsonOpt = False,
 ):
     """List the documents in the library (recorded as library.list)."""
-    from assistant.app import actions  # lazy: loads the answering code (0.3 s)
+    from assistant.app import actions  # lazy: loads the answering code (0.1 s)
 
     services = open_services()
     with acting(as_json):
@@ -111,7 +110,7 @@ def docs_list(
 @docs_app.command("show")
 def docs_show(document_id: str, as_json: JsonOpt = False):
     """Show every version of one document (recorded as library.show)."""
-    from assistant.app import actions  # lazy: loads the answering code (0.3 s)
+    from assistant.app import actions  # lazy: loads the answering code (0.1 s)
 
     services = open_services()
     with acting(as_json):
@@ -128,8 +127,7 @@ def docs_delete(
     as_json: JsonOpt = False,
 ):
     """Delete a document (kept in the catalog as deleted for the audit trail; removed from search)."""
-    # imported here, not at the top: it loads the library's and the embedder's code (0.3 s)
-    from assistant.app import actions
+    from assistant.app import actions  # lazy: loads the answering code (0.1 s)
 
     services = open_services()
     try:
@@ -165,9 +163,7 @@ def ask(
     as_json: JsonOpt = False,
 ):
     """Answer a question with verified citations (streams the answer as it is written)."""
-    # imported here, not at the top: it loads the library's and the embedder's code (0.3 s)
-    from assistant.app import actions
-    from assistant.types import Answer
+    from assistant.app import actions  # lazy: loads the answering code (0.1 s)
 
     services = open_services(adapter)
     answer = None
