@@ -172,9 +172,8 @@ class Assistant:
     @property
     def generator(self):
         if self._generator is None:
-            # heavy (transformers, over a second to import): only when the first answer is written, never for an
-            # Assistant that only retrieves
-            from assistant.generation import load_generator
+            # only when the first answer is written, never for an Assistant that only retrieves
+            from assistant.generation import load_generator  # lazy: transformers, over 1 s to import
 
             self._generator = load_generator(self.settings, adapter=self.adapter)
         return self._generator

@@ -81,8 +81,8 @@ def daily_stats(records: list[dict]) -> list[DayStats]:
 def plot_daily(stats: list[DayStats], dest: Path) -> Path:
     """Draw the daily series into one PNG (2x2 panels; unsupported sentences and flagged answers share one);
     dashed lines mark days a new adapter appears, dotted lines days the documents changed. Returns `dest`."""
-    from matplotlib import dates as mdates
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib import dates as mdates  # lazy: matplotlib takes ~1 s to import; only a plot needs it
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: as above
     from matplotlib.figure import Figure  # no pyplot: no global state, safe from the UI's worker threads
 
     dest = Path(dest)

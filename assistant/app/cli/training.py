@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from tqdm import tqdm
 
+from assistant.app.audit import AuditError
 from assistant.app.cli.common import JsonOpt, acting, app, cli_admin, emit, fail, open_services, settings
+from eval.datasets import DatasetError, load_dataset
 
 finetune_app = typer.Typer(help="Build grounded training data, train a LoRA adapter, evaluate it.",
                            no_args_is_help=True)
@@ -21,7 +25,6 @@ app.add_typer(adapters_app, name="adapters")
 
 
 def _bar(items, desc: str):
-    from tqdm import tqdm
 
     return tqdm(items, desc=desc, unit="q", file=sys.stderr)
 
@@ -45,9 +48,12 @@ def build_data(
     as_json: JsonOpt = False,
 ):
     """Build RAFT examples (train.jsonl, val.jsonl, val_questions.jsonl, manifest.json) from the loaded library."""
-    from eval.datasets import DatasetError, load_dataset
-    from finetune.dataset import DataConfig, DataError, build_dataset
-    from ingest.pipeline import Library
+    from finetune.dataset import (  # lazy: the training code takes ~0.5 s to import
+        DataConfig,
+        DataError,
+        build_dataset,
+    )
+    from ingest.pipeline import Library  # lazy: the library's code takes ~0.3 s to import
 
     try:
         questions = load_dataset(dataset, format, documents_dir=documents_dir)
@@ -83,8 +89,8 @@ def generate_questions(
 ):
     """Write gold questions for your own corpus with the configured generator (keeps those that retrieve their
     chunk); then run build-data on the file."""
-    from finetune.questions import generate_gold
-    from ingest.pipeline import Library
+    from finetune.questions import generate_gold  # lazy: the training code takes ~0.5 s to import
+    from ingest.pipeline import Library  # lazy: the library's code takes ~0.3 s to import
 
     library = Library(settings())
     report = generate_gold(library, out, limit=limit, seed=seed, progress=not as_json)
@@ -115,9 +121,13 @@ def train_cmd(
     as_json: JsonOpt = False,
 ):
     """Train a LoRA adapter into the registry (<home>/adapters/NAME) and write its card."""
-    from finetune import adapters
-    from finetune.dataset import DataError, load_manifest
-    from finetune.train import TrainConfig, TrainError, train
+    from finetune import adapters  # lazy: the training code takes ~0.5 s to import; other commands need none
+    from finetune.dataset import DataError, load_manifest  # lazy: the training code takes ~0.5 s to import
+    from finetune.train import (  # lazy: the training code takes ~0.5 s to import
+        TrainConfig,
+        TrainError,
+        train,
+    )
 
     s = settings()
     config = TrainConfig(rank=rank, alpha=alpha, dropout=dropout,
@@ -136,13 +146,11 @@ def train_cmd(
                                                   if a != "--resume") if "train" in sys.argv else None
     card = adapters.make_card(name, s, manifest, data, config.to_dict(), training, reproduce=command)
     adapters.write_card(target, card)
-    import shutil
 
     shutil.rmtree(target / "checkpoints", ignore_errors=True)
     data_out = {"adapter": name, "path": str(target), **training}
     if activate_after:
         from assistant.app import actions_admin  # here: it loads the answering pipeline's code
-        from assistant.app.audit import AuditError
 
         try:  # the audited action of `comply adapters activate`
             data_out["activation"] = actions_admin.activate_adapter(open_services(), cli_admin(), name)
@@ -164,9 +172,8 @@ def evaluate_cmd(
     as_json: JsonOpt = False,
 ):
     """Evaluate base model vs adapter on the validation questions and write the metrics into its card."""
-    from eval.datasets import DatasetError
-    from eval.runner import RunError
-    from finetune import adapters
+    from eval.runner import RunError  # lazy: the evaluation runner takes ~0.4 s to import
+    from finetune import adapters  # lazy: the training code takes ~0.5 s to import; other commands need none
 
     try:
         result = adapters.evaluate(settings(), name, questions, out, limit=limit, sample_seed=sample_seed,
@@ -196,10 +203,12 @@ def adapters_calibrate(
 ):
     """Choose the adapter's answer-confidence gate (and citation gate) on held-out questions; write them into its
     card."""
-    from eval.datasets import DatasetError
-    from eval.runner import RunError
-    from finetune import adapters
-    from finetune.calibrate import CalibrationError, calibrate
+    from eval.runner import RunError  # lazy: the evaluation runner takes ~0.4 s to import
+    from finetune import adapters  # lazy: the training code takes ~0.5 s to import; other commands need none
+    from finetune.calibrate import (  # lazy: the training code takes ~0.5 s to import
+        CalibrationError,
+        calibrate,
+    )
 
     try:
         result = calibrate(settings(), name, dataset, out, format=format, documents_dir=documents_dir, limit=limit,
@@ -232,7 +241,7 @@ def adapters_export(
     as_json: JsonOpt = False,
 ):
     """Write an adapter as a self-contained folder to ship or share: peft files, card, README."""
-    from finetune import adapters
+    from finetune import adapters  # lazy: the training code takes ~0.5 s to import; other commands need none
 
     try:
         path = adapters.export(settings(), name, dest, bf16=not fp32)
@@ -250,7 +259,7 @@ def adapters_reduce_rank(
     as_json: JsonOpt = False,
 ):
     """Register a smaller copy of an adapter: each LoRA update cut to RANK by SVD. Evaluate it before use."""
-    from finetune import adapters
+    from finetune import adapters  # lazy: the training code takes ~0.5 s to import; other commands need none
 
     try:
         path = adapters.reduce_rank(settings(), name, rank, new_name)
@@ -266,7 +275,7 @@ def adapters_reduce_rank(
 @adapters_app.command("list")
 def adapters_list(as_json: JsonOpt = False):
     """The registered adapters; * marks the active one, and a damaged one says why it cannot be activated."""
-    from finetune import adapters
+    from finetune import adapters  # lazy: the training code takes ~0.5 s to import; other commands need none
 
     rows = [asdict(a) for a in adapters.list_adapters(settings())]
     text = "\n".join(f"{'*' if r['active'] else ' '} {r['name']:<28} precision {r['citation_precision']!s:<6} "
@@ -283,7 +292,7 @@ def adapters_activate(
 ):
     """Make NAME the adapter the assistant uses (refused if its validation citation precision is lower)."""
     # imported here, not at the top: it loads the answering pipeline's code (0.2 s)
-    from assistant.app import actions_admin
+    from assistant.app import actions_admin  # lazy: loads the answering and training code (~0.5 s)
 
     with acting(as_json):  # recorded either way, as the app's Adapters tab records it
         result = actions_admin.activate_adapter(open_services(), cli_admin(), name, force=force)
@@ -294,7 +303,7 @@ def adapters_activate(
 def adapters_rollback(as_json: JsonOpt = False):
     """Go back to the adapter that was active before (or the base model)."""
     # imported here, not at the top: it loads the answering pipeline's code (0.2 s)
-    from assistant.app import actions_admin
+    from assistant.app import actions_admin  # lazy: loads the answering and training code (~0.5 s)
 
     with acting(as_json):
         result = actions_admin.rollback_adapter(open_services(), cli_admin())

@@ -22,6 +22,8 @@ the chat keeps its history in the page, so what it loses is the "open a cited so
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import logging
 import re
 import threading
@@ -35,9 +37,6 @@ TRIM_EVERY_S = 10.0
 
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        import ctypes
-        import ctypes.util
-
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         return libc.malloc_trim  # glibc only
     except (OSError, AttributeError):

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from gradio.utils import get_upload_folder
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
@@ -82,8 +83,6 @@ class UploadGuard:
     """ASGI middleware (FastAPI `middleware=[Middleware(UploadGuard, services=...)]`) guarding Gradio's upload route."""
 
     def __init__(self, app, services):
-        from gradio.utils import get_upload_folder
-
         self.app, self.services = app, services
         settings = services.settings
         self.quota = int(settings.upload_quota_mb * MB)
