@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from eval.metrics import ANSWER_KEYS, RETRIEVAL_KEYS, aggregate
-from eval.report import DPI, SMALL, load_records, pyplot, verdict
+from eval.report import DPI, SMALL, pyplot, run_records, verdict
 from ingest.types import ComplyError
 
 
@@ -69,11 +69,11 @@ def compare_runs(a_dir: str | Path, b_dir: str | Path, out: Path | None = None) 
 
 
 def changed_verdicts(a_dir: str | Path, b_dir: str | Path) -> list[dict]:
-    """The questions in both runs' results.jsonl whose verdict (eval.report.verdict) differs, in run A's order:
-    {id, question, a, b, reason_a, reason_b}."""
-    b_records = {str(r["id"]): r for r in load_records(Path(b_dir) / "results.jsonl")}
+    """The questions of both runs (eval.report.run_records) whose verdict (eval.report.verdict) differs, in run A's
+    order: {id, question, a, b, reason_a, reason_b}."""
+    b_records = {str(r["id"]): r for r in run_records(b_dir)}
     changed = []
-    for ra in load_records(Path(a_dir) / "results.jsonl"):
+    for ra in run_records(a_dir):
         rb = b_records.get(str(ra["id"]))
         if rb is None:
             continue

@@ -214,6 +214,21 @@ def load_records(path: Path) -> list[dict]:
     return records
 
 
+def run_records(run_dir: str | Path) -> list[dict]:
+    """The records of a run's questions: those of results.jsonl whose metrics are in metrics.json (its run's `ids`,
+    in that order), or every complete record when the run is not finished or predates `ids`."""
+    run_dir = Path(run_dir)
+    records = load_records(run_dir / "results.jsonl")
+    try:
+        ids = (json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("run") or {}).get("ids")
+    except (OSError, ValueError):
+        ids = None
+    if ids is None:
+        return records
+    by_id = {str(r.get("id")): r for r in records}
+    return [by_id[i] for i in ids if i in by_id]
+
+
 def _docs_link(out: Path) -> str:
     try:
         return Path(os.path.relpath(DOCS, out.resolve())).as_posix()

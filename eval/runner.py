@@ -499,6 +499,8 @@ def run_metadata(config: dict, library: Library, records: list[dict], *, resumed
         "limit": config["limit"],
         "sample_seed": config["sample_seed"],
         "n": len(records),
+        # which questions the metrics are over: results.jsonl may hold more (a run resumed with a smaller limit)
+        "ids": [str(r["id"]) for r in records],
         "retrieval_only": config["retrieval_only"],
         "mode": config["mode"],
         "k": config["k"],

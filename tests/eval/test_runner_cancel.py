@@ -11,6 +11,7 @@ import pytest
 from assistant.app import actions_admin
 from assistant.app.audit import AuditLog
 from assistant.app.services import Services, cli_user
+from eval.report import load_records, run_records
 from eval.runner import RunCancelled, run_eval
 from ingest.settings import Settings
 from tests.library import GOLD
@@ -38,8 +39,16 @@ def test_a_cancelled_run_keeps_its_questions_and_resumes_from_there(library, tmp
     assert len((out / "results.jsonl").read_text(encoding="utf-8").splitlines()) == 5
     assert not (out / "metrics.json").exists()
 
+    # taken up again for fewer questions than were done: the run is those, though results.jsonl keeps all five
+    metrics = run_eval(library.settings, GOLD, out, retrieval_only=True, library=library, progress=False, limit=2)
+    assert (metrics["run"]["resumed"], metrics["run"]["new"], metrics["n_questions"]) == (2, 0, 2)
+    first = [json.loads(line)["id"] for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert metrics["run"]["ids"] == first[:2] and [r["id"] for r in run_records(out)] == first[:2]
+    assert len(load_records(out / "results.jsonl")) == 5
+
     metrics = run_eval(library.settings, GOLD, out, retrieval_only=True, library=library, progress=False)
     assert (metrics["run"]["resumed"], metrics["run"]["new"], metrics["n_questions"]) == (5, 30, 35)
+    assert len(run_records(out)) == 35
 
 
 def test_the_audited_action_records_a_cancelled_run(library, tmp_path):

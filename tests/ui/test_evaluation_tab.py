@@ -17,7 +17,7 @@ from tests.ui.conftest import log_in, screenshot
 from tests.ui.test_browser import ask
 
 RUN_TIMEOUT_MS = 300_000
-COLUMNS = ("Question", "Verdict", "Cited page", "Gold page", "Reason")
+COLUMNS = ("Question", "Verdict", "Cited page", "Gold page", "Reason")  # after the id
 
 
 def test_the_estimate_says_how_long_and_where_the_time_per_question_comes_from():
@@ -47,7 +47,8 @@ def expect_rows(table, n: int) -> None:
 
 
 def cell(table, row: int, column: int):
-    return table.locator(f"[data-testid='cell-{row}-{column}']")
+    """The cell shown at `row` (0: the first under the header, as sorted) and `column`."""
+    return table.locator(f".virtual-row[aria-rowindex='{row + 2}'] [role=gridcell]").nth(column)
 
 
 def columns_visible(table, columns) -> None:
@@ -101,13 +102,24 @@ def test_a_retrieval_run_shows_metrics_explained_and_a_table_to_filter_and_open(
     assert all(text == "gold missed" for text in table.locator("[data-col='2']").all_inner_texts())
     choose(page, "eval-verdict", "All verdicts")
     expect_rows(table, 35)
+    # sorted in the browser by verdict, Z to A: a selected row still opens its own question
+    header = table.locator("th").nth(COLUMNS.index("Verdict") + 1)
+    header.hover()  # the header's menu button shows on hover
+    header.locator("button[aria-label='Open cell menu']").click()
+    page.get_by_text("Sort descending").click()
+    expect(cell(table, 0, 2)).to_have_text("not judged")
+    question = cell(table, 0, 1).inner_text()
+    cell(table, 0, 1).click()
+    detail = page.locator("#eval-detail")
+    expect(detail).to_contain_text(question, timeout=30_000)
+    expect(detail).to_contain_text("Verdict: not judged")
+    expect(detail).to_contain_text("the documents do not answer this question")
     page.locator("#eval-filter input, #eval-filter textarea").first.fill("password")
     page.locator("#eval-filter input, #eval-filter textarea").first.press("Enter")
     expect_rows(table, 1)
     expect(cell(table, 0, 0)).to_have_text("infosec-password-length")
 
     cell(table, 0, 1).click()
-    detail = page.locator("#eval-detail")
     expect(detail).to_contain_text("Passages retrieved first", timeout=30_000)
     expect(detail).to_contain_text("information_security_policy.pdf p.")
     expect(detail).to_contain_text("(gold passage)")

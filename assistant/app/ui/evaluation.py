@@ -22,7 +22,7 @@ from assistant.app.audit import AuditError
 from assistant.app.ui.services import Services, stored_gold_sets
 from eval.compare import compare_runs
 from eval.datasets import DatasetError, load_dataset
-from eval.report import VERDICTS, cited_pages, gold_pages, load_records, meaning, verdict
+from eval.report import VERDICTS, cited_pages, gold_pages, load_records, meaning, run_records, verdict
 from eval.runner import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, RunCancelled, RunError
 
 PLOTS = {"metrics.png": "Metrics", "latency.png": "Time per question", "per_document.png": "Per gold document",
@@ -97,7 +97,7 @@ def measured_ms(services: Services, retrieval_only: bool) -> tuple[float, str] |
             continue
         if not retrieval_only and run.get("model") != services.settings.generator_model:
             continue
-        times = [t[key] for r in load_records(root / name / RESULTS_FILE)
+        times = [t[key] for r in run_records(root / name)
                  if (t := r.get("timings") or {}).get(key) is not None]
         if times:
             return sum(times) / len(times), name
@@ -164,10 +164,10 @@ def question_row(record: dict) -> list:
             None if elapsed is None else round(elapsed)]
 
 
-def questions_table(results_path: Path, text: str = "", verdict_shown: str | None = None) -> pd.DataFrame:
-    """One row per question from results.jsonl; with `text`, only the rows that contain it (any case, in the id,
-    question, verdict, pages or reason), with `verdict_shown`, only that verdict."""
-    rows = [question_row(r) for r in load_records(results_path)]
+def questions_table(run_dir: Path, text: str = "", verdict_shown: str | None = None) -> pd.DataFrame:
+    """One row per question of a run (eval.report.run_records); with `text`, only the rows that contain it (any case,
+    in the id, question, verdict, pages or reason), with `verdict_shown`, only that verdict."""
+    rows = [question_row(r) for r in run_records(run_dir)]
     needle = " ".join((text or "").split()).casefold()
     if needle:
         rows = [row for row in rows if needle in " ".join(str(cell) for cell in row[:6]).casefold()]
@@ -176,10 +176,10 @@ def questions_table(results_path: Path, text: str = "", verdict_shown: str | Non
     return pd.DataFrame(rows, columns=QUESTION_COLUMNS)
 
 
-def verdict_choices(results_path: Path) -> list[tuple[str, str]]:
+def verdict_choices(run_dir: Path) -> list[tuple[str, str]]:
     """The filter's choices: all, then each verdict of the run with its count, in VERDICTS order."""
     counts: dict[str, int] = {}
-    for record in load_records(results_path):
+    for record in run_records(run_dir):
         said = verdict(record)[0]
         counts[said] = counts.get(said, 0) + 1
     return [(ALL, ALL)] + [(f"{v} ({counts[v]})", v) for v in VERDICTS if v in counts]
@@ -212,7 +212,7 @@ def run_outputs(out: Path) -> tuple[pd.DataFrame, list, pd.DataFrame]:
     metrics = json.loads((out / METRICS_FILE).read_text(encoding="utf-8"))
     plots = [(load_image(out / name), name.removesuffix(".png").replace("_", " "))
              for name in PLOTS if (out / name).is_file()]
-    return metrics_table(metrics), plots, questions_table(out / RESULTS_FILE)
+    return metrics_table(metrics), plots, questions_table(out)
 
 
 def compare_table(result: dict) -> pd.DataFrame:
@@ -562,9 +562,9 @@ class EvalTab:
                 **{image: gr.update(value=None, visible=False) for image in self.plots}, **self._table_outputs(name)}
 
     def _table_outputs(self, name: str) -> dict:
-        results = runs_dir(self.services) / name / RESULTS_FILE
-        return {self.questions: questions_table(results), self.filter_text: "",
-                self.filter_verdict: gr.update(choices=verdict_choices(results), value=ALL),
+        folder = runs_dir(self.services) / name
+        return {self.questions: questions_table(folder), self.filter_text: "",
+                self.filter_verdict: gr.update(choices=verdict_choices(folder), value=ALL),
                 self.detail: PICK_ROW, self.shown: name}
 
     def show(self, run: str | None, request: gr.Request) -> dict:
@@ -580,7 +580,7 @@ class EvalTab:
         folder = run_folder(self.services, run)
         if folder is None:
             return pd.DataFrame(columns=QUESTION_COLUMNS)
-        return questions_table(folder / RESULTS_FILE, text, verdict_shown)
+        return questions_table(folder, text, verdict_shown)
 
     def open_row(self, run: str | None, request: gr.Request, event: gr.SelectData) -> str:
         """The selected question's answer and sources (its row's id picks the record, whatever the sort)."""
