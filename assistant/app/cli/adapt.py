@@ -10,6 +10,7 @@ import random
 import re
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,7 @@ from eval.datasets import DatasetError, load_dataset, load_obliqa, select_part
 from eval.machine import cpu_model
 from finetune.train_loop import TrainError
 
-adapt_app = typer.Typer(help="Adapt retrieval and verification to your documents: train the reranker and the entailment check.", no_args_is_help=True)
+adapt_app = typer.Typer(help="Adapt retrieval and verification to your documents: train the reranker, the embedder and the entailment check.", no_args_is_help=True)
 app.add_typer(adapt_app, name="adapt")
 
 
@@ -54,70 +55,30 @@ def reranker_cmd(
 ):
     """Train a cross-encoder reranker from the packaged all-MiniLM-L6-v2 on one part of a gold set, with hard
     negatives mined by comply's retrievers from the loaded library; resumes from its last checkpoint."""
-    from assistant.retrieval import Retriever  # lazy: loads the library code (0.15 s)
-    from finetune.reranker_data import mine, read_mined, write_mined  # lazy: loads training code (0.2 s)
     from finetune.reranker_train import (  # lazy: loads training code (0.2 s)
         RerankTrainConfig,
         export_bf16,
         train_reranker,
     )
-    from ingest.pipeline import Library  # lazy: loads the library code (0.1 s)
 
     s = settings()
-    if s.threads:
-        # on cores shared with another busy process, one torch thread trained ~4x faster than two (no barriers)
-        import torch  # lazy: torch takes ~2 s to import
-
-        torch.set_num_threads(s.threads)
-    try:
-        questions = load_dataset(dataset, format, documents_dir=documents_dir)
-        train_qs, val_qs = select_part(questions, part), select_part(questions, val_part)
-    except (DatasetError, ValueError) as e:
-        fail(str(e), as_json)
-    if part == val_part:
-        fail("--part and --val-part must differ", as_json)
+    _set_threads(s)
     work = work or s.home / "rerankers" / out.name
+    lists = _mined_parts(s, dataset, format, documents_dir, part, val_part, [work], as_json)
     config = RerankTrainConfig(negatives=negatives, negative_depth=negative_depth, epochs=epochs,
                                batch_questions=batch_questions, lr=lr, max_length=max_length, eval_every=eval_every,
                                eval_questions=eval_questions, patience=patience, max_steps=steps, seed=seed)
-    library = Library(s)
-    if not library.catalog.count_chunks():
-        fail(f"the library in {s.home} is empty: ingest the documents the questions are about first", as_json)
-    generation = library.catalog.generation()
-    mined = {}
-    for name, qs in (("train", train_qs), ("val", val_qs)):
-        path = work / f"mined-{name}.jsonl"
-        stamp = work / f"mined-{name}.json"
-        key = {"dataset_sha256": _sha256(dataset), "part": part if name == "train" else val_part,
-               "questions": len(qs), "index_generation": generation, "depth": 50}
-        if path.exists() and stamp.exists() and json.loads(stamp.read_text())["key"] == key:
-            mined[name] = (read_mined(path), json.loads(stamp.read_text())["sha256"])
-            continue
-        retriever = Retriever(library, reranker=False)
-        with tqdm(total=len(qs), desc=f"mining {name}", unit="q", file=sys.stderr, disable=as_json) as bar:
-            rows = mine(retriever, qs, depth=50, on_question=lambda: bar.update(1))
-        digest = write_mined(path, rows)
-        stamp.write_text(json.dumps({"key": key, "sha256": digest}) + "\n")
-        mined[name] = (rows, digest)
-    library.close()
-    train_rows, train_sha = mined["train"]
-    val_rows, val_sha = mined["val"]
-    data_sha = hashlib.sha256(f"{train_sha}:{val_sha}".encode()).hexdigest()
     try:
-        card = train_reranker(train_rows, val_rows, work, config, data_sha256=data_sha, progress=not as_json,
-                              resume=not fresh)
+        card = train_reranker(lists.train, lists.val, work, config, data_sha256=lists.sha256,
+                              progress=not as_json, resume=not fresh)
     except TrainError as e:
         fail(str(e), as_json)
-    argv = sys.argv[sys.argv.index("reranker") + 1:] if "reranker" in sys.argv else []
     card |= {
         "name": out.name,
         "kind": "cross-encoder reranker (sentence-transformers CrossEncoder, one logit), weights in bf16",
-        "data": {"dataset": dataset.name, "dataset_sha256": _sha256(dataset), "part": part, "val_part": val_part,
-                 "mined_train_sha256": train_sha, "mined_val_sha256": val_sha, "index_generation": generation,
-                 "chunks": Library(s).catalog.count_chunks()},
+        "data": lists.data,
         "machine": _machine(),
-        "reproduce": "comply --home " + shlex.quote(str(s.home)) + " adapt reranker "
-                     + " ".join(shlex.quote(a) for a in argv if a not in ("--fresh", "--json")),
+        "reproduce": _reproduce(s, "reranker"),
     }
     export_bf16(work / "best", out, card)
     best = card["best"]
@@ -125,6 +86,149 @@ def reranker_cmd(
                         f"({card['seconds'] / 60:.1f} min); validation MAP@10 {best['fused']['map@10']:.3f} fused -> "
                         f"{best['reranked']['map@10']:.3f} reranked, Recall@1 {best['fused']['recall@1']:.3f} -> "
                         f"{best['reranked']['recall@1']:.3f}")
+
+
+@adapt_app.command("embedder")
+def embedder_cmd(
+    dataset: Annotated[Path, typer.Option(help="Gold questions: the project's JSONL or an ObliQA JSON file.")],
+    out: Annotated[Path, typer.Option(help="Folder for the fine-tuned embedder (a sentence-transformers folder "
+                                           "and card.json).")],
+    part: Annotated[str, typer.Option(help="The fixed part trained on (eval.datasets.PARTS).")] = "train",
+    val_part: Annotated[str, typer.Option(help="The part that decides early stopping.")] = "tune",
+    format: Annotated[str, typer.Option(help="auto, jsonl or obliqa.")] = "auto",
+    documents_dir: Annotated[Path | None, typer.Option(help="ObliQA: StructuredRegulatoryDocuments/ to resolve "
+                                                            "gold passages.")] = None,
+    work: Annotated[Path | None, typer.Option(help="Mined lists, checkpoints and the best model so far "
+                                                   "(default <home>/embedders/<out name>).")] = None,
+    mined_from: Annotated[Path | None, typer.Option(help="A folder whose mined lists to reuse, e.g. a reranker's "
+                                                         "work folder (<home>/rerankers/<name>), when they were "
+                                                         "mined from the same dataset, parts and index.")] = None,
+    negatives: Annotated[int, typer.Option(help="Hard negatives per (question, gold passage) row.")] = 1,
+    negative_depth: Annotated[int, typer.Option(help="Negatives are drawn from the fused top N.")] = 30,
+    epochs: Annotated[int, typer.Option(help="Passes over the training questions.")] = 1,
+    steps: Annotated[int | None, typer.Option(help="Stop after this many steps (default: the epochs).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per step; every question is scored against all the "
+                                                 "step's passages.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    max_length: Annotated[int, typer.Option(help="Tokens of a question or passage (longer are cut).")] = 256,
+    eval_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 50,
+    eval_questions: Annotated[int, typer.Option(help="Validation questions (a seeded sample of the part).")] = 60,
+    patience: Annotated[int, typer.Option(help="Stop after this many validations without a better MAP@10.")] = 2,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming from the checkpoint.")] =
+        False,
+    as_json: JsonOpt = False,
+):
+    """Fine-tune the packaged all-MiniLM-L6-v2 embedder (MultipleNegativesRankingLoss) on one part of a gold set,
+    with hard negatives mined by comply's retrievers from the loaded library; resumes from its last checkpoint.
+    comply does not use the result yet (re-embedding the library with it is not built)."""
+    from finetune.embedder_train import (  # lazy: loads training code (0.2 s)
+        EmbedTrainConfig,
+        export,
+        train_embedder,
+    )
+
+    s = settings()
+    _set_threads(s)
+    work = work or s.home / "embedders" / out.name
+    lists = _mined_parts(s, dataset, format, documents_dir, part, val_part,
+                         [*([mined_from] if mined_from else []), work], as_json)
+    config = EmbedTrainConfig(negatives=negatives, negative_depth=negative_depth, epochs=epochs,
+                              batch_questions=batch_size, lr=lr, max_length=max_length, eval_every=eval_every,
+                              eval_questions=eval_questions, patience=patience, max_steps=steps, seed=seed)
+    try:
+        card = train_embedder(lists.train, lists.val, work, config, data_sha256=lists.sha256, progress=not as_json,
+                              resume=not fresh)
+    except TrainError as e:
+        fail(str(e), as_json)
+    card |= {
+        "name": out.name,
+        "kind": "sentence embedder (sentence-transformers SentenceTransformer, mean pooling, unit vectors), float32",
+        "data": lists.data,
+        "machine": _machine(),
+        "reproduce": _reproduce(s, "embedder"),
+    }
+    export(work / "best", out, card)
+    frozen, best = card["frozen"]["embedder"], card["best"]["embedder"]
+    emit(card, as_json, f"embedder in {out}: best at step {card['best_step']} of {card['steps']} "
+                        f"({card['seconds'] / 60:.1f} min); validation within the mined lists: MAP@10 "
+                        f"{frozen['map@10']:.3f} frozen -> {best['map@10']:.3f} trained (fused order "
+                        f"{card['best']['fused']['map@10']:.3f}), Recall@1 {frozen['recall@1']:.3f} -> "
+                        f"{best['recall@1']:.3f}"
+                        + (" (worse than the frozen model)" if best["map@10"] < frozen["map@10"] else "")
+                        + ". Not used by comply yet: re-embedding the library is not built.")
+
+
+@dataclass
+class _Lists:
+    """The mined lists of the training and validation parts, their joint sha256, and the card's data fields."""
+
+    train: list
+    val: list
+    sha256: str
+    data: dict
+
+
+def _mined_parts(s, dataset: Path, format: str, documents_dir: Path | None, part: str, val_part: str,
+                 folders: list[Path], as_json: bool) -> _Lists:
+    """The two parts' gold questions with their fused top 50 from the loaded library, labelled: read from the first
+    of `folders` holding lists mined from the same dataset, part and index generation, else mined and written to
+    the last."""
+    from assistant.retrieval import Retriever  # lazy: loads the library code (0.15 s)
+    from finetune.reranker_data import mine, read_mined, write_mined  # lazy: loads training code (0.2 s)
+    from ingest.pipeline import Library  # lazy: loads the library code (0.1 s)
+
+    try:
+        questions = load_dataset(dataset, format, documents_dir=documents_dir)
+        parts = {"train": (part, select_part(questions, part)), "val": (val_part, select_part(questions, val_part))}
+    except (DatasetError, ValueError) as e:
+        fail(str(e), as_json)
+    if part == val_part:
+        fail("--part and --val-part must differ", as_json)
+    library = Library(s)
+    chunks = library.catalog.count_chunks()
+    if not chunks:
+        fail(f"the library in {s.home} is empty: ingest the documents the questions are about first", as_json)
+    generation = library.catalog.generation()
+    dataset_sha = _sha256(dataset)
+    mined = {}
+    for name, (part_name, qs) in parts.items():
+        key = {"dataset_sha256": dataset_sha, "part": part_name, "questions": len(qs),
+               "index_generation": generation, "depth": 50}
+        for folder in folders:
+            path, stamp = folder / f"mined-{name}.jsonl", folder / f"mined-{name}.json"
+            if path.exists() and stamp.exists() and json.loads(stamp.read_text())["key"] == key:
+                mined[name] = (read_mined(path), json.loads(stamp.read_text())["sha256"])
+                break
+        else:
+            retriever = Retriever(library, reranker=False)
+            with tqdm(total=len(qs), desc=f"mining {name}", unit="q", file=sys.stderr, disable=as_json) as bar:
+                rows = mine(retriever, qs, depth=50, on_question=lambda: bar.update(1))
+            digest = write_mined(folders[-1] / f"mined-{name}.jsonl", rows)
+            (folders[-1] / f"mined-{name}.json").write_text(json.dumps({"key": key, "sha256": digest}) + "\n")
+            mined[name] = (rows, digest)
+    library.close()
+    (train, train_sha), (val, val_sha) = mined["train"], mined["val"]
+    return _Lists(train, val, hashlib.sha256(f"{train_sha}:{val_sha}".encode()).hexdigest(),
+                  {"dataset": dataset.name, "dataset_sha256": dataset_sha, "part": part, "val_part": val_part,
+                   "mined_train_sha256": train_sha, "mined_val_sha256": val_sha, "index_generation": generation,
+                   "chunks": chunks})
+
+
+def _set_threads(s) -> None:
+    """Torch's thread count from the `threads` setting, when set."""
+    if s.threads:
+        # on cores shared with another busy process, one torch thread trained ~4x faster than two (no barriers)
+        import torch  # lazy: torch takes ~2 s to import
+
+        torch.set_num_threads(s.threads)
+
+
+def _reproduce(s, command: str) -> str:
+    """The command line that trains the same model again (for its card)."""
+    argv = sys.argv[sys.argv.index(command) + 1:] if command in sys.argv else []
+    return (f"comply --home {shlex.quote(str(s.home))} adapt {command} "
+            + " ".join(shlex.quote(a) for a in argv if a not in ("--fresh", "--json")))
 
 
 def _sha256(path: Path) -> str:
