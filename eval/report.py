@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+from assistant.words import parse_markers
 from eval.metrics import ANSWER_KEYS, LATENCY_KEYS, RETRIEVAL_KEYS
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "evaluation.md"
@@ -120,6 +121,10 @@ def verdict(record: dict) -> tuple[str, str]:
     if abstained:
         if not answerable:
             return CORRECT_REFUSAL, words
+        draft = draft_cited(record)
+        if draft:
+            right = any(s.get("correct") for s in draft)
+            words += f"; the draft cited {'a' if right else 'no'} gold passage ({cited_pages(record)})"
         return (WITHHELD if reason in WITHHELD_REASONS else FALSE_REFUSAL), words or "no answer was given"
     if not answerable:
         return ANSWERED_UNANSWERABLE, "the documents do not answer this question, but an answer was given"
@@ -170,9 +175,22 @@ def _page(place: dict) -> str:
     return text + (f" ({where})" if where else "")
 
 
+def draft_cited(record: dict) -> list[dict]:
+    """The recorded sources that the draft of an answer not shown names with [n] (raw_answer); [] for an answer
+    shown, a draft without citations, or a run that did not record its sources."""
+    if not record.get("abstained") or not record.get("sources"):
+        return []
+    by_n = {s["n"]: s for s in record["sources"]}
+    return [by_n[n] for n in dict.fromkeys(parse_markers(record.get("raw_answer") or "")) if n in by_n]
+
+
 def cited_pages(record: dict) -> str:
-    """The places an answer cites, '; '-joined without repeats ('' for none, or a retrieval-only run)."""
-    return "; ".join(dict.fromkeys(_page(c) for c in record.get("citations") or []))
+    """The places an answer cites (for an answer not shown: those its draft cited, as 'draft: ...'), '; '-joined
+    without repeats ('' for none, or a retrieval-only run)."""
+    citations = record.get("citations") or []
+    draft = [] if citations else draft_cited(record)
+    pages = "; ".join(dict.fromkeys(_page(c) for c in citations or draft))
+    return f"draft: {pages}" if draft else pages
 
 
 def gold_pages(record: dict) -> str:

@@ -373,6 +373,11 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion,
         "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "page": c.page, "clause": c.clause,
                        "quote": c.quote, "chunk_id": c.chunk_id, "correct": relevant(item, q)}
                       for c, item in zip(answer.citations, cited, strict=True)],
+        # the sources as numbered in the prompt: what the [n] of raw_answer name (a withheld draft's citations)
+        "sources": [{"n": s.n, "document_id": s.document_id, "file": s.file, "page": s.page, "clause": s.clause,
+                     "chunk_id": s.chunk_id,
+                     "correct": relevant(by_id[s.chunk_id], q) if s.chunk_id in by_id else None}
+                    for s in answer.sources],
     }
     return record, result
 

@@ -66,6 +66,14 @@ def test_no_answer_is_a_withheld_draft_a_false_refusal_or_a_correct_refusal_by_i
     refused = answer(abstained=True, abstain_reason="low_relevance", citations=[], sentences=[])
     assert verdict(refused)[0] == FALSE_REFUSAL and "too far from the question" in verdict(refused)[1]
     assert verdict(answer(abstained=True, abstain_reason=None))[0] == FALSE_REFUSAL  # a run before the reasons
+    # a withheld draft's own citations ([n] of raw_answer, numbered as the recorded sources)
+    sources = [RIGHT | {"n": 1}, WRONG | {"n": 2}]
+    draft = withheld | {"raw_answer": "Passwords have at least 14 characters [2][1].", "sources": sources}
+    assert cited_pages(draft) == ("draft: information_security_policy.pdf p. 5 (AC-2); "
+                                  "information_security_policy.pdf p. 2 (IA-5)")
+    assert verdict(draft)[1].endswith("; the draft cited a gold passage (" + cited_pages(draft) + ")")
+    assert "no gold passage" in verdict(draft | {"raw_answer": "At least 12 [2]."})[1]
+    assert cited_pages(draft | {"raw_answer": "No marker."}) == "" and cited_pages(withheld) == ""
     unanswerable = answer(answerable=False, evidence=[])
     assert verdict(unanswerable | {"abstained": True, "abstain_reason": "model"}) == (
         CORRECT_REFUSAL, "the model said the sources do not answer it")

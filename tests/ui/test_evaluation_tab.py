@@ -2,7 +2,9 @@
 run of every question with the metrics explained and the per-question table (question, verdict, cited page, gold
 page, reason) filtered and a row's sources opened; a run with answers started in the background, a viewer answered
 in the chat meanwhile, then cancelled (and audited as such); the cancelled run taken up again for two questions and
-compared with the retrieval run, question by question. And the estimate's arithmetic on its own."""
+compared with the retrieval run, question by question. And the estimate's arithmetic on its own.
+
+The browser tests build on each other in this order (one server for the session): run the file, not one of them."""
 
 from __future__ import annotations
 
@@ -12,7 +14,9 @@ import pytest
 from playwright.sync_api import expect
 
 from assistant.app.audit import AuditLog
-from assistant.app.ui.evaluation import ROUGH_MS, duration, estimate_text
+from assistant.app.ui.evaluation import ROUGH_MS, answer_details, duration, estimate_text
+from eval.report import load_records
+from tests.eval.test_verdicts import RIGHT, WRONG, answer
 from tests.ui.conftest import log_in, screenshot
 from tests.ui.test_browser import ask
 
@@ -30,6 +34,22 @@ def test_the_estimate_says_how_long_and_where_the_time_per_question_comes_from()
            "(20261206-140000-sample_gold), plus loading the models" in measured
     assert ROUGH_MS[False] > 10 * ROUGH_MS[True]
     assert (duration(40), duration(180), duration(4800)) == ("40 s", "3 min", "1 h 20 min")
+
+
+def test_a_withheld_answer_opens_with_its_draft_and_the_sources_the_draft_cited():
+    record = answer(abstained=True, abstain_reason="low_citation_score", citations=[], sentences=[],
+                    answer="An answer was written but withheld.", raw_answer="At least 14 characters [2].",
+                    sources=[RIGHT | {"n": 1}, WRONG | {"n": 2}],
+                    retrieved=[{"rank": 1, "document": "information-security-policy", "page": 2, "clause": "IA-5",
+                                "chunk_id": "c1", "relevant": True}])
+    shown = answer_details(record, {"c1": "Passwords must be at least 14 characters long.",
+                                    "c2": "Accounts are reviewed every quarter."})
+    assert "**Verdict**: withheld: an answer was written, but the passage it cites is not clearly the one" in shown
+    assert "the draft cited no gold passage (draft: information\\_security\\_policy.pdf p. 5 (AC-2))" in shown
+    assert "**Draft that was not shown**: At least 14 characters \\[2\\]." in shown
+    assert ("**Sources the draft cited**:\n- [2] information\\_security\\_policy.pdf p. 5 (AC-2) (not a gold "
+            "passage): “Accounts are reviewed every quarter.”") in shown
+    assert "- 1. information-security-policy p. 2 (IA-5) (gold passage): “Passwords must be at least 14" in shown
 
 
 def open_tab(page) -> None:
@@ -158,7 +178,7 @@ def test_an_answer_run_goes_on_in_the_background_beside_the_chat_and_is_cancelle
 
 
 @pytest.mark.browser
-def test_the_cancelled_run_goes_on_and_two_runs_compare_question_by_question(app_url, browser):
+def test_the_cancelled_run_goes_on_and_two_runs_compare_question_by_question(app_url, browser, app_settings):
     context, page = log_in(browser, app_url, "admin")
     open_tab(page)
     page.locator("#eval-retrieval input").uncheck()
@@ -171,6 +191,8 @@ def test_the_cancelled_run_goes_on_and_two_runs_compare_question_by_question(app
     status = page.locator("#eval-status")
     expect(status).to_contain_text(re.compile(r"Run \S+-sample_gold finished: 2 questions"), timeout=RUN_TIMEOUT_MS)
     answered = re.search(r"Run (\S+-sample_gold) finished", status.inner_text()).group(1)
+    records = load_records(app_settings.eval_dir / "runs" / answered / "results.jsonl")
+    assert records and all(r["answer"] and r["sources"] and "abstain_reason" in r for r in records)
 
     cell(page.locator("#eval-questions"), 0, 1).click()  # an answer's text and sources
     detail = page.locator("#eval-detail")

@@ -22,7 +22,16 @@ from assistant.app.audit import AuditError
 from assistant.app.ui.services import Services, stored_gold_sets
 from eval.compare import compare_runs
 from eval.datasets import DatasetError, load_dataset
-from eval.report import VERDICTS, cited_pages, gold_pages, load_records, meaning, run_records, verdict
+from eval.report import (
+    VERDICTS,
+    cited_pages,
+    draft_cited,
+    gold_pages,
+    load_records,
+    meaning,
+    run_records,
+    verdict,
+)
 from eval.runner import CONFIG_FILE, METRICS_FILE, RESULTS_FILE, RunCancelled, RunError
 
 PLOTS = {"metrics.png": "Metrics", "latency.png": "Time per question", "per_document.png": "Per gold document",
@@ -240,6 +249,14 @@ def _cut(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
 
 
+def _source(head: str, place: dict, gold: bool | None, text: str | None) -> str:
+    """One source under an answer: '- [1] aml_kyc_policy.pdf p. 4 (3.1.(c)) (gold passage): “quote”' (no mark when
+    `gold` is None)."""
+    mark = "" if gold is None else (" (gold passage)" if gold else " (not a gold passage)")
+    quote = f": “{_md(_cut(text))}”" if text else ""
+    return f"- {head} {_md(gold_pages({'evidence': [place]}))}{mark}{quote}"
+
+
 def answer_details(record: dict, passages: dict[str, str]) -> str:
     """A question's answer and its sources as Markdown: the verdict and why, the gold answer and places, the answer
     (or the draft that was withheld), each citation with its document, page, clause and quote, and for a question
@@ -261,23 +278,21 @@ def answer_details(record: dict, passages: dict[str, str]) -> str:
         lines += [f"**Answer**: {_md(record.get('answer'))}", ""]
         if record.get("abstained") and record.get("raw_answer"):
             lines += [f"**Draft that was not shown**: {_md(_cut(record['raw_answer'], 600))}", ""]
+        draft = draft_cited(record)
+        if draft:
+            lines += ["**Sources the draft cited**:", *(_source(f"[{s.get('n')}]", s, bool(s.get("correct")),
+                                                                passages.get(s.get("chunk_id") or ""))
+                                                        for s in draft), ""]
     citations = record.get("citations") or []
     if citations:
-        lines.append("**Sources cited**:")
-        for c in citations:
-            mark = "gold passage" if c.get("correct") else "not a gold passage"
-            lines.append(f"- [{c.get('n')}] {_md(cited_pages({'citations': [c]}))} ({mark}): "
-                         f"“{_md(_cut(c.get('quote') or ''))}”")
-        lines.append("")
+        lines += ["**Sources cited**:", *(_source(f"[{c.get('n')}]", c, bool(c.get("correct")), c.get("quote"))
+                                          for c in citations), ""]
     if record.get("abstained") is None or record.get("abstained") or not citations:
         retrieved = (record.get("retrieved") or [])[:5]
         if retrieved:
-            lines.append("**Passages retrieved first**:")
-            for r in retrieved:
-                mark = " (gold passage)" if r.get("relevant") else ""
-                text = passages.get(r.get("chunk_id") or "")
-                lines.append(f"- {r['rank']}. {_md(gold_pages({'evidence': [r]}))}{mark}"
-                             + (f": “{_md(_cut(text))}”" if text else ""))
+            lines += ["**Passages retrieved first**:", *(_source(f"{r['rank']}.", r, True if r.get("relevant") else None,
+                                                                 passages.get(r.get("chunk_id") or ""))
+                                                         for r in retrieved)]
     return "\n".join(lines)
 
 
@@ -592,7 +607,7 @@ class EvalTab:
         record = next((r for r in load_records(folder / RESULTS_FILE) if str(r.get("id")) == str(row[0])), None)
         if record is None:
             return PICK_ROW
-        ids = [r["chunk_id"] for r in (record.get("retrieved") or [])[:5] if r.get("chunk_id")]
+        ids = [r["chunk_id"] for r in [*(record.get("retrieved") or [])[:5], *draft_cited(record)] if r.get("chunk_id")]
         passages = {cid: chunk.text for cid, chunk in self.services.library.catalog.chunks(ids).items()}
         return answer_details(record, passages)
 
