@@ -53,7 +53,10 @@ class EmbedTrainConfig:
     checkpoint_every: int = 20
     max_steps: int | None = None
     seed: int = 0
-    bf16: str = "off"  # auto | on | off: bf16 autocast for the training steps (as the reranker's recipe)
+    # auto | on | off: bf16 autocast for the training steps, by default where the CPU has native bf16. Unlike the
+    # reranker's steps, these were faster in bf16 on the shared 2-core EPYC: 4.0-4.7 s against 5.9-7.1 s float32
+    # for 16 ObliQA rows (alternating, same batches)
+    bf16: str = "auto"
 
 
 @dataclass
