@@ -357,28 +357,17 @@ def _answer_one(assistant: Assistant, keeper: _KeepRetrieved, q: GoldQuestion,
     if verdict is not None:
         record |= {"answer_correct": verdict.correct, "answer_entailed": verdict.entailed,
                    "answer_covers": verdict.covers}
-    record |= {
-        "answer": answer.answer,
-        "raw_answer": answer.raw_answer,
-        "model_cited": result.model_cited,
-        "confidence": answer.confidence,
-        "citation_score": answer.citation_score,
-        "abstain_reason": answer.abstain_reason,
-        "model": answer.model,
-        "sentences": [{"text": s.text, "citations": s.citations, "supported": s.supported,
-                       "support_score": s.support_score, "attached": s.attached,
-                       "corrected": s.corrected, "issue": s.issue, "flags": s.flags,
-                       "entailment": s.entailment}
-                      for s in answer.sentences],
-        "citations": [{"n": c.n, "document_id": c.document_id, "file": c.file, "page": c.page, "clause": c.clause,
-                       "quote": c.quote, "chunk_id": c.chunk_id, "correct": relevant(item, q)}
-                      for c, item in zip(answer.citations, cited, strict=True)],
-        # the sources as numbered in the prompt: what the [n] of raw_answer name (a withheld draft's citations)
-        "sources": [{"n": s.n, "document_id": s.document_id, "file": s.file, "page": s.page, "clause": s.clause,
-                     "chunk_id": s.chunk_id,
-                     "correct": relevant(by_id[s.chunk_id], q) if s.chunk_id in by_id else None}
-                    for s in answer.sources],
-    }
+    # the answer as comply serialises it everywhere (Answer.to_record: the CLI's JSON, the API, the audit trail),
+    # with the gold's verdict on each cited and each retrieved source; the question and the timings are the run's
+    shown = answer.to_record()
+    record |= {key: value for key, value in shown.items() if key not in ("question", "timings")}
+    record["model_cited"] = result.model_cited
+    record["citations"] = [{**c, "correct": relevant(item, q)}
+                           for c, item in zip(shown["citations"], cited, strict=True)]
+    # the sources as numbered in the prompt: what the [n] of raw_answer name (a withheld draft's citations)
+    record["sources"] = [{**s, "file": source.file,
+                          "correct": relevant(by_id[source.chunk_id], q) if source.chunk_id in by_id else None}
+                         for s, source in zip(shown["sources"], answer.sources, strict=True)]
     return record, result
 
 
