@@ -7,6 +7,7 @@ import shutil
 import socket
 
 import pytest
+from playwright.sync_api import expect
 
 from assistant.app.ui.main import launch
 from assistant.app.ui.services import Services
@@ -88,3 +89,9 @@ def log_in(browser, url: str, user: str):
 def screenshot(page, name: str) -> None:
     """Save a full-page screenshot to tests/artifacts/<name>.png."""
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def no_error_badges(page) -> None:
+    """Nothing on the page shows Gradio's error state: no error toast, no red 'Error' badge on a component."""
+    expect(page.locator(".toast-body.error")).to_have_count(0)
+    expect(page.get_by_text("Error", exact=True)).to_have_count(0)

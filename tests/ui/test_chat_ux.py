@@ -22,7 +22,7 @@ from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.settings import Settings
 from tests.library import CORPUS
-from tests.ui.conftest import PASSWORDS, free_port, log_in, screenshot
+from tests.ui.conftest import PASSWORDS, free_port, log_in, no_error_badges, screenshot
 from tests.ui.test_browser import QUESTION, ask, call_endpoint
 
 pytestmark = pytest.mark.browser
@@ -144,12 +144,6 @@ def test_a_citation_link_says_what_it_opens_and_opens_with_tab_and_enter(app_url
     expect(page.locator("#page-image img")).to_be_in_viewport()
     screenshot(page, "keyboard-cited-page")
     context.close()
-
-
-def no_error_badges(page) -> None:
-    """Nothing on the page shows Gradio's error state: no error toast, no red 'Error' badge on a component."""
-    expect(page.locator(".toast-body.error")).to_have_count(0)
-    expect(page.get_by_text("Error", exact=True)).to_have_count(0)
 
 
 def test_adapters_with_nothing_chosen_say_so_in_place_without_error_badges(app_url, browser):

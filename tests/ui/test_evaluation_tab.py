@@ -17,7 +17,7 @@ from assistant.app.audit import AuditLog
 from assistant.app.ui.evaluation import ROUGH_MS, answer_details, duration, estimate_text
 from eval.report import load_records
 from tests.eval.test_verdicts import RIGHT, WRONG, answer
-from tests.ui.conftest import log_in, screenshot
+from tests.ui.conftest import log_in, no_error_badges, screenshot
 from tests.ui.test_browser import ask
 
 RUN_TIMEOUT_MS = 300_000
@@ -202,8 +202,12 @@ def test_the_cancelled_run_goes_on_and_two_runs_compare_question_by_question(app
     expect(detail).to_contain_text("aml_kyc_policy.pdf p.")
     screenshot(page, "eval-answer-sources")
 
-    choose(page, "eval-run-a", re.compile(r"-sample_gold-retrieval$"))
+    choose(page, "eval-run-a", answered)  # a run against itself: said in place, no error badge
     choose(page, "eval-run-b", answered)
+    page.locator("#eval-compare").click()
+    expect(status).to_contain_text("⚠ Choose two different stored runs.", timeout=30_000)
+    no_error_badges(page)
+    choose(page, "eval-run-a", re.compile(r"-sample_gold-retrieval$"))
     page.locator("#eval-compare").click()
     expect(status).to_contain_text("changed verdict", timeout=60_000)
     changed = page.locator("#eval-changed")

@@ -19,7 +19,7 @@ from PIL import Image
 
 from assistant.app import actions_admin
 from assistant.app.audit import AuditError
-from assistant.app.ui.services import Services, stored_gold_sets
+from assistant.app.ui.services import Services, refused, stored_gold_sets
 from eval.compare import compare_runs
 from eval.datasets import DatasetError, load_dataset
 from eval.report import (
@@ -466,14 +466,17 @@ class EvalTab:
         try:
             count = question_limit(limit)
         except ValueError as e:
-            raise gr.Error(str(e)) from e
+            yield self.not_run(str(e))
+            return
         dataset = Path(upload or gold or "")
         if not dataset.is_file():
-            raise gr.Error("Choose a stored gold set or upload one.")
+            yield self.not_run("Choose a stored gold set or upload one.")
+            return
         try:
             load_dataset(dataset)
         except DatasetError as e:
-            raise gr.Error(f"The gold set is not valid: {e.reason} (line {e.line_no or '-'})") from e
+            yield self.not_run(f"The gold set is not valid: {e.reason} (line {e.line_no or '-'})")
+            return
         self.services.ready("eval.run")  # fail closed: no run (nor a stored gold set) that the trail cannot record
         if upload:  # keep uploaded gold sets, so the run can be repeated and compared later
             stored = self.services.settings.eval_dir / "datasets" / Path(upload).name
@@ -483,8 +486,9 @@ class EvalTab:
         with self._jobs_lock:
             job = self.jobs.get(user.name)
             if job is not None and job.running():
-                raise gr.Error(f"Your evaluation {job.name} is still running ({job.done} of {job.total or '?'} "
-                               "questions done): wait for it or cancel it first.")
+                yield self.not_run(f"Your evaluation {job.name} is still running ({job.done} of {job.total or '?'} "
+                                   "questions done): wait for it or cancel it first.")
+                return
             resume = unfinished_run(self.services, dataset, bool(retrieval_only))
             stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
             name = resume.name if resume else f"{stamp}-{dataset.stem}" + ("-retrieval" if retrieval_only else "")
@@ -502,6 +506,10 @@ class EvalTab:
                 yield {self.status: job.status()}
             job.thread.join(0.5)
         yield self.finished(job) | {self.estimate: self.estimate_markdown(dataset, limit, retrieval_only)}
+
+    def not_run(self, message: str) -> dict:
+        """A run not started (or that could not run), said in words on the status line (log: one line)."""
+        return {self.status: refused(message, 1)[0]}
 
     def _work(self, job: EvalJob, user, dataset: Path, limit: int | None, resuming: bool) -> None:
         """The run itself, in the job's thread (into a new folder if the unfinished one it continues no longer
@@ -534,7 +542,7 @@ class EvalTab:
             if isinstance(e, AuditError):  # says in words whether the run was done
                 raise gr.Error(str(e), title="Audit trail", duration=None) from e
             if isinstance(e, RunError | ValueError | DatasetError):
-                raise gr.Error(f"The evaluation could not run: {e}") from e
+                return self.not_run(f"The evaluation could not run: {e}")
             raise e
         runs = stored_runs(self.services)
         stored = [(p.name, str(p)) for p in stored_gold_sets(self.services.settings)]
@@ -586,7 +594,7 @@ class EvalTab:
         """Show a stored run."""
         self.services.authorize(request, "eval")
         if not run or run not in stored_runs(self.services):
-            raise gr.Error("Choose a stored run.")
+            return {self.status: refused("Choose a stored run.", 1)[0]}
         return {self.status: f"Run **{run}**.", **self.shown_outputs(run)}
 
     def filter(self, run: str | None, text: str, verdict_shown: str | None, request: gr.Request) -> pd.DataFrame:
@@ -616,7 +624,7 @@ class EvalTab:
         self.services.authorize(request, "eval")
         runs = stored_runs(self.services)
         if run_a not in runs or run_b not in runs or run_a == run_b:
-            raise gr.Error("Choose two different stored runs.")
+            return refused("Choose two different stored runs.", 4)
         out = self.services.settings.eval_dir / "compare" / f"{run_a}--{run_b}"
         root = runs_dir(self.services)
         result = compare_runs(root / run_a, root / run_b, out)
