@@ -1,9 +1,10 @@
 """What the REST API adds to an answer's time (`make bench-api`, after the load run of eval/bench/api.py).
 
-    python -m eval.bench.api_overhead [--calls 100] [--json] [--home DIR]
+    python -m eval.bench.api_overhead [--calls 100] [--model NAME] [--json] [--home DIR]
 
 Serves `comply serve` in a child process over a fresh home (the sample corpus and the payments policy of
-eval/bench/security.py, the small model with max_new_tokens 48), issues one token, and has one client call
+eval/bench/security.py; the small model by default, `--model` another, e.g. the default 1.5B; max_new_tokens 48),
+issues one token, and has one client call
 `POST /v1/ask` again and again, one call at a time, on two paths:
 - **retrieval only**: a question the library does not answer, withheld after retrieval and reranking because the best
   passage is too far from it (`abstain_reason` `low_relevance`: no generation); the path is checked on every call;
@@ -29,7 +30,7 @@ from pathlib import Path
 import httpx
 
 from eval.bench.api import issue_tokens
-from eval.bench.security import MODEL, cpu, prepare_home, serving
+from eval.bench.security import MODEL, SERVER_ENV, cpu, prepare_home, serving
 from eval.metrics import percentiles
 
 TARGET_MS = 20.0
@@ -68,7 +69,7 @@ def measure(client: httpx.Client, questions: list[str], calls: int, *, path: str
 
 def table(out: dict) -> str:
     """The results as a Markdown table."""
-    rows = [f"CPU: {out['cpu']}; model {MODEL} (max_new_tokens 48); one client, calls one at a time", "",
+    rows = [f"CPU: {out['cpu']}; model {out['model']} (max_new_tokens 48); one client, calls one at a time", "",
             "| path | calls | API overhead p50 / p95 / max (ms) | action p50 / p95 (ms) | target |",
             "| --- | ---: | --- | --- | --- |"]
     rows += [f"| {r['path']} | {r['calls']} | {r['overhead_ms']['p50']} / {r['overhead_ms']['p95']} / "
@@ -81,16 +82,17 @@ def table(out: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=100, help="calls per path")
+    parser.add_argument("--model", default=MODEL, help="the generator served (default: the small model)")
     parser.add_argument("--home", type=Path, help="a folder to build the home in (default: a temporary one)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     home = args.home or Path(tempfile.mkdtemp(prefix="comply-bench-api-overhead-"))
-    out: dict = {"cpu": cpu(), "model": MODEL}
+    out: dict = {"cpu": cpu(), "model": args.model}
     os.environ["COMPLY_API_RATE_PER_MINUTE"] = "100000"  # the served app inherits it: no call is throttled
     try:
         questions = prepare_home(home, users=1)
         (token,) = issue_tokens(home, ["user1"])
-        with serving(home) as (url, _), \
+        with serving(home, {**SERVER_ENV, "COMPLY_GENERATOR_MODEL": args.model}) as (url, _), \
                 httpx.Client(base_url=url, timeout=600, headers={"Authorization": f"Bearer {token}"}) as client:
             timed_ask(client, questions[0])  # the model loaded before timing
             off = [q for q in OFF_TOPIC if timed_ask(client, q)[2].get("abstain_reason") == "low_relevance"]
