@@ -1,5 +1,5 @@
 """The audited administration actions that the CLI, the app's admin tabs and the API call: users (add, set role,
-remove, reset password), adapters (register, activate, roll back), evaluation runs, monitoring and the audit trail
+remove, reset password, API tokens), adapters (register, activate, roll back), evaluation runs, monitoring and the audit trail
 (export, read, verify). Each checks
 the caller's permission (a refusal is recorded as `access.denied`), acts only if the trail can record it (fail
 closed) and records what it did as the caller, with the caller's `context`. Kept apart from
@@ -13,7 +13,8 @@ from pathlib import Path
 from assistant.app.audit import AuditCheck, AuditError
 from assistant.app.monitoring import DayStats, daily_stats
 from assistant.app.services import Services
-from assistant.app.users import User
+from assistant.app.tokens import ApiToken
+from assistant.app.users import User, UserError
 from eval.runner import RunCancelled, run_eval
 from finetune import adapters as registry
 
@@ -67,6 +68,40 @@ def list_users(services: Services, admin: User, *, context: dict | None = None) 
         users = services.users.list()
         outcome["users"] = len(users)
     return users
+
+
+def issue_token(services: Services, admin: User, name: str, label: str | None = None,
+                expires_days: float | None = None, *, context: dict | None = None) -> tuple[ApiToken, str]:
+    """An API token for user `name` (acting with their role; it ends when they are removed or their role changes):
+    (the token, its secret, to be shown once; only its hash is kept). Recorded as `token.issue`."""
+    services.permit(admin, "users", **(context or {}))
+    user = services.users.get(name)
+    if user is None:
+        raise UserError(f"no user '{name}'")
+    with services.audit.recorded(admin.name, "token.issue", name=user.name, role=user.role, label=label,
+                                 expires_days=expires_days, **(context or {})) as outcome:
+        token, secret = services.tokens.issue(user, label, expires_days)
+        outcome.update(token_id=token.id, label=token.label, expires=token.expires)
+    return token, secret
+
+
+def list_tokens(services: Services, admin: User, name: str | None = None, *,
+                context: dict | None = None) -> list[dict]:
+    """The API tokens (of user `name`, or all; never a secret), each with its `state`: "active", or why the API
+    refuses it (revoked, expired, its user removed or given another role). Recorded as `token.list`."""
+    services.permit(admin, "users", **(context or {}))
+    with services.audit.recorded(admin.name, "token.list", name=name, **(context or {})):
+        return [{**t.to_dict(), "state": t.refusal(services.users.get(t.user)) or "active"}
+                for t in services.tokens.list(name)]
+
+
+def revoke_token(services: Services, admin: User, token_id: int, *, context: dict | None = None) -> ApiToken:
+    """Revoke an API token: the API refuses it from the next call on. Recorded as `token.revoke`."""
+    services.permit(admin, "users", **(context or {}))
+    with services.audit.recorded(admin.name, "token.revoke", token_id=token_id, **(context or {})) as outcome:
+        token = services.tokens.revoke(token_id)
+        outcome["name"] = token.user
+    return token
 
 
 def activate_adapter(services: Services, admin: User, name: str, force: bool = False, *,

@@ -10,6 +10,7 @@ from functools import cached_property
 
 from assistant.app.audit import AuditError, AuditLog
 from assistant.app.conversations import ConversationStore
+from assistant.app.tokens import TokenStore
 from assistant.app.users import PermissionDenied, User, UserStore, allowed
 from assistant.pipeline import Assistant
 from ingest.pipeline import Library
@@ -106,6 +107,11 @@ class Services:
     def users(self) -> UserStore:
         """The user store."""
         return UserStore(self.settings.users_path)
+
+    @cached_property
+    def tokens(self) -> TokenStore:
+        """The API token store."""
+        return TokenStore(self.settings.tokens_path)
 
     @cached_property
     def audit(self) -> AuditLog:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +15,6 @@ from assistant.app.cli.common import (
     JsonOpt,
     acting,
     app,
-    audit_user,
     cli_admin,
     emit,
     fail,
@@ -25,7 +22,6 @@ from assistant.app.cli.common import (
     settings,
 )
 from assistant.app.monitoring import plot_daily
-from assistant.app.tokens import TokenStore
 from assistant.app.users import UserError, UserStore
 
 users_app = typer.Typer(help="Manage who may log in to the app and what they may do.", no_args_is_help=True)
@@ -51,17 +47,6 @@ def open_users():
 
 def open_audit():
     return AuditLog.open(settings())
-
-
-@contextmanager
-def audited(action: str, as_json: bool, **data) -> Iterator[dict]:
-    """Run a command's action only if the audit trail can record it (fail closed), then record it as this shell's
-    user; a trail that cannot is one error in words, and a UserError from the action too."""
-    try:
-        with open_audit().recorded(audit_user(), action, **data) as outcome:
-            yield outcome
-    except (AuditError, UserError) as e:
-        fail(str(e), as_json)
 
 
 def read_password(as_json: bool) -> str:
@@ -131,10 +116,6 @@ def users_reset_password(
          f"new password for {name}" + (f" (shown once): {generated}" if generated else " set"))
 
 
-def open_tokens():
-    return TokenStore(settings().tokens_path)
-
-
 def token_row(token: dict) -> str:
     """One line of `comply users tokens`: id, user, label, created, expires, last used, and whether it works."""
     return (f"{token['id']:>4} {token['user']:<16} {token['label']:<16} {token['created']:<25} "
@@ -151,12 +132,8 @@ def users_token(
 ):
     """Issue an API token for a user; it is printed once (only its hash is kept). It acts with the user's role, and
     stops working when the user is removed or their role changes."""
-    user = open_users().get(name)
-    if user is None:
-        fail(str(UserError(f"no user '{name}'")), as_json)
-    with audited("token.issue", as_json, name=user.name, role=user.role, label=label, expires_days=expires) as out:
-        token, secret = open_tokens().issue(user, label, expires)
-        out.update(token_id=token.id, label=token.label, expires=token.expires)
+    with acting(as_json):
+        token, secret = admin_actions().issue_token(open_services(), cli_admin(), name, label, expires)
     text = (f"token {token.id} for {token.user} ({token.role}), '{token.label}', expires {token.expires or 'never'}"
             f"\ntoken (shown once): {secret}")
     emit({**token.to_dict(), "token": secret}, as_json, text)
@@ -166,10 +143,8 @@ def users_token(
 def users_tokens(name: Annotated[str | None, typer.Argument(help="Only this user's tokens.")] = None,
                  as_json: JsonOpt = False):
     """List API tokens (never the tokens themselves): id, user, label, created, expires, last used, revoked."""
-    with audited("token.list", as_json, name=name):
-        users = open_users()
-        # state: "active", or why the API refuses it (revoked, expired, its user removed or given another role)
-        tokens = [{**t.to_dict(), "state": t.refusal(users.get(t.user)) or "active"} for t in open_tokens().list(name)]
+    with acting(as_json):
+        tokens = admin_actions().list_tokens(open_services(), cli_admin(), name)
     head = f"{'id':>4} {'user':<16} {'label':<16} {'created':<25} {'expires':<25} {'last used':<25} state"
     emit(tokens, as_json, "\n".join([head, *map(token_row, tokens)]) if tokens else "(no tokens)")
 
@@ -179,9 +154,8 @@ def users_revoke_token(token_id: Annotated[int, typer.Argument(metavar="ID", hel
                                                                "(`comply users tokens`).")],
                        as_json: JsonOpt = False):
     """Revoke an API token: it is refused from the next call on."""
-    with audited("token.revoke", as_json, token_id=token_id) as out:
-        token = open_tokens().revoke(token_id)
-        out["name"] = token.user
+    with acting(as_json):
+        token = admin_actions().revoke_token(open_services(), cli_admin(), token_id)
     emit(token.to_dict(), as_json, f"revoked token {token.id} of {token.user} ('{token.label}')")
 
 
