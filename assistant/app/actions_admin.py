@@ -1,5 +1,5 @@
 """The audited administration actions that the CLI, the app's admin tabs and the API call: users (add, set role,
-remove, reset password, API tokens), adapters (register, activate, roll back), evaluation runs, monitoring and the audit trail
+remove, reset password, API tokens), adapters (register, activate, roll back), evaluation runs and the users' feedback exported for them, monitoring and the audit trail
 (export, read, verify). Each checks
 the caller's permission (a refusal is recorded as `access.denied`), acts only if the trail can record it (fail
 closed) and records what it did as the caller, with the caller's `context`. Kept apart from
@@ -8,9 +8,12 @@ and reach into the fine-tuning registry and the evaluation runner."""
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 from assistant.app.audit import AuditCheck, AuditError
+from assistant.app.conversations import feedback_line, gold_line
 from assistant.app.monitoring import DayStats, daily_stats
 from assistant.app.services import Services
 from assistant.app.tokens import ApiToken
@@ -149,6 +152,27 @@ def export_audit(services: Services, admin: User, dest: Path, fmt: str, *, since
         Path(dest).unlink(missing_ok=True)
         raise ExportNotRecorded(e) from e
     return records
+
+
+def export_feedback(services: Services, admin: User, dest: Path, *, since: str | None = None, gold: bool = False,
+                    context: dict | None = None) -> int:
+    """Write every rated answer (question, answer, cited documents and pages, the user's verdict and comment; with
+    `gold`, only liked answers in the gold format of eval/datasets.py) given on or after `since` to `dest` as JSON
+    Lines, private to the OS user (the questions are the users'); returns how many. Recorded as `feedback.export`
+    once written; should that record fail, the file is deleted again (ExportNotRecorded)."""
+    services.permit(admin, "eval", **(context or {}))
+    services.audit.ready("feedback.export")  # fail closed: no export the trail cannot record
+    lines = [line for owner, turn in services.conversations.rated(since)
+             if (line := gold_line(owner, turn) if gold else feedback_line(owner, turn)) is not None]
+    with open(os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+    try:
+        services.audit.append(admin.name, "feedback.export", since=since, gold=gold, records=len(lines),
+                              file=Path(dest).name, **(context or {}))
+    except AuditError as e:  # the trail failed in between: no export exists that it does not show
+        Path(dest).unlink(missing_ok=True)
+        raise ExportNotRecorded(e) from e
+    return len(lines)
 
 
 def run_evaluation(services: Services, admin: User, dataset: Path, out: Path, *, loaded: bool = False,

@@ -14,6 +14,7 @@ from assistant.app.audit import AuditError, AuditLog
 from assistant.app.cli.common import (
     JsonOpt,
     acting,
+    admin_actions,
     app,
     cli_admin,
     emit,
@@ -32,13 +33,6 @@ app.add_typer(audit_app, name="audit")
 RoleOpt = Annotated[str, typer.Option("--role", help="viewer (chat), editor (+ documents) or admin (everything).")]
 
 
-
-
-def admin_actions():
-    """assistant.app.actions_admin, imported when a command uses it: it loads the answering pipeline's code (0.3 s)."""
-    from assistant.app import actions_admin  # lazy: loads the answering code (0.3 s)
-
-    return actions_admin
 
 
 def open_users():

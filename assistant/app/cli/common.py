@@ -22,7 +22,7 @@ except ImportError:
     from click import get_current_context
 
 from assistant.adapters import AdapterError
-from assistant.app.audit import AuditError, AuditLog
+from assistant.app.audit import AuditError
 from assistant.app.users import PermissionDenied, UserError
 from ingest.settings import Settings, SettingsError, configure_offline_environment, load_settings
 
@@ -93,16 +93,6 @@ def audit_user() -> str:
         return "cli:unknown"
 
 
-def ready_audit(action: str, as_json: bool):
-    """The home's audit trail, once it is known to be able to record `action` (else one error, and nothing done)."""
-    audit = AuditLog.open(settings())
-    try:
-        audit.ready(action)
-    except AuditError as e:
-        fail(str(e), as_json)
-    return audit
-
-
 def open_library():
     from ingest.pipeline import Library  # lazy: loads the library code (0.1 s)
 
@@ -116,6 +106,13 @@ def open_services(adapter: str | None = None):
     from assistant.app.services import Services  # lazy: loads the answering code (0.3 s)
 
     return Services(settings(), adapter=adapter)
+
+
+def admin_actions():
+    """assistant.app.actions_admin, imported when a command uses it: it loads the answering pipeline's code (0.3 s)."""
+    from assistant.app import actions_admin  # lazy: loads the answering code (0.3 s)
+
+    return actions_admin
 
 
 def cli_admin():
