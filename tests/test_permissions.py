@@ -64,6 +64,9 @@ ACTIONS: dict[str, tuple[str, dict[str, list[str] | None]]] = {
     "verify the audit trail": ("audit.export", {"api": None, "ui": ["audit.verify"], "cli": ["audit.verify"]}),
     "see monitoring": ("monitoring", {"api": None, "ui": ["monitoring.view"], "cli": None}),
     "run an evaluation": ("eval", {"api": None, "ui": ["eval.run"], "cli": ["eval.run"]}),
+    "issue, list and revoke an API token": ("users", {"api": None, "ui": None,
+                                                      "cli": ["token.issue", "token.list", "token.revoke"]}),
+    "export the users' feedback": ("eval", {"api": None, "ui": None, "cli": ["feedback.export"]}),
 }
 CASES = [(door, role, action) for action, (_, doors) in ACTIONS.items() for door in ("api", "ui", "cli")
          if doors[door] is not None for role in (("admin",) if door == "cli" else ROLES)]
@@ -266,12 +269,19 @@ def through_cli(served: Served, action: str, tmp: Path) -> bool:
         "verify the audit trail": ["audit", "verify", "--json"],
         "run an evaluation": ["eval", "--dataset", GOLD, "--out", str(tmp / "run"), "--limit", "1", "--retrieval-only",
                               "--json"],
+        "issue, list and revoke an API token": ["users", "token", "viewer", "--json"],
+        "export the users' feedback": ["feedback", "export", "--out", str(tmp / "feedback.jsonl"), "--json"],
     }[action]
     runner = CliRunner()
     result = runner.invoke(cli, ["--home", str(served.home), *args], env=CLI_ENV)
     assert result.exit_code in (0, 1), result.output
     if result.exit_code == 0 and action == "activate and roll back an adapter":
         result = runner.invoke(cli, ["--home", str(served.home), "adapters", "rollback", "--json"], env=CLI_ENV)
+    if result.exit_code == 0 and action == "issue, list and revoke an API token":
+        issued = json.loads(result.output)["id"]
+        for more in (["users", "tokens", "--json"], ["users", "revoke-token", str(issued), "--json"]):
+            result = runner.invoke(cli, ["--home", str(served.home), *more], env=CLI_ENV)
+            assert result.exit_code == 0, (action, more, result.output)
     assert result.exit_code == 0, (action, result.output)
     return True
 
