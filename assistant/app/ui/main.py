@@ -5,6 +5,7 @@ buttons a role may not use are also hidden, but hiding is only a convenience. `l
 """
 
 import logging
+import sys
 import threading
 
 import gradio as gr
@@ -142,12 +143,28 @@ def launch(settings: Settings, host: str | None = None, port: int | None = None,
     return demo
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A StreamHandler to whatever sys.stderr is when a line is written, not the stream it was at start-up (which a
+    host such as a test runner may have replaced and closed since)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass  # always the current sys.stderr
+
+
 def log_refusals() -> None:
     """Print the app's log lines (a refused or invalid request: one line each, in place of the traceback Gradio would
     print for an error) to stderr, once per process."""
     app_log = logging.getLogger("assistant.app")
     if not any(h.get_name() == "comply" for h in app_log.handlers):
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.set_name("comply")
         handler.setFormatter(logging.Formatter("%(asctime)s comply %(levelname)s: %(message)s"))
         app_log.addHandler(handler)
