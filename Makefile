@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-api bench-rerank bench-injection reranker entailment sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-api bench-rerank bench-injection reranker embedder entailment sample-corpus clean
 
 install: $(STAMP)
 
@@ -84,6 +84,17 @@ reranker: install
 	COMPLY_THREADS=$${COMPLY_THREADS:-1} $(BIN)/comply --home .comply-bench/obliqa adapt reranker \
 	  --dataset $(SHARED)/obliqa/ObliQA_dev.json --documents-dir $(SHARED)/obliqa/StructuredRegulatoryDocuments \
 	  --out data/rerankers/minilm-obliqa
+
+# Fine-tune the embedder (all-MiniLM-L6-v2) on ObliQA dev's train part with the reranker's mined lists (make reranker
+# first, or it mines them again); early stopping on the tune part; resumes. Not used by retrieval yet (issue #15).
+# A short run: make embedder EMBEDDER_ARGS="--steps 40 --eval-every 20"
+EMBEDDER_ARGS ?=
+embedder: install
+	$(BIN)/comply --home .comply-bench/obliqa ingest $(SHARED)/obliqa/StructuredRegulatoryDocuments
+	COMPLY_THREADS=$${COMPLY_THREADS:-1} $(BIN)/comply --home .comply-bench/obliqa adapt embedder \
+	  --dataset $(SHARED)/obliqa/ObliQA_dev.json --documents-dir $(SHARED)/obliqa/StructuredRegulatoryDocuments \
+	  --mined-from .comply-bench/obliqa/rerankers/minilm-obliqa --out .comply-bench/embedders/minilm-obliqa \
+	  $(EMBEDDER_ARGS)
 
 # The entailment check the verifier ships (data/entailment/minilm-nli): pairs from ObliQA dev's train part, calibrated
 # on its tune part; no library needed.
