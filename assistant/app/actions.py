@@ -21,8 +21,8 @@ from assistant.app.conversations import (
     conversation_markdown,
     new_id,
 )
-from assistant.pdf_view import PageView, page_view
-from assistant.types import Answer, Reading
+from assistant.pdf_view import PageView, citation_view, page_view
+from assistant.types import Answer, Citation, Reading
 from ingest.pipeline import IngestReport
 from ingest.types import DocumentRecord
 
@@ -197,6 +197,20 @@ def view_page(services: Services, user: User, document_id: str, page: int, *, ve
         view = page_view(services.library.catalog, document_id, page, version=version, highlight=highlight,
                          max_decompressed_page_mb=settings.max_decompressed_page_mb,
                          max_decompressed_file_mb=settings.max_decompressed_file_mb)
+        outcome["highlighted"] = view.highlighted
+    return view
+
+
+def view_citation(services: Services, user: User, citation: Citation, *, context: dict | None = None) -> PageView:
+    """The page (or passage) behind a citation with its span marked, as the chat's source panel shows it
+    (assistant/pdf_view.py); recorded as `page.view` (refusals too: a document gone, a page too large to draw)."""
+    services.permit(user, "chat", **(context or {}))
+    settings = services.settings
+    with services.audit.recorded(user.name, "page.view", failures=True, document_id=citation.document_id,
+                                 version=citation.version, page=citation.page, **(context or {})) as outcome:
+        view = citation_view(services.library.catalog, citation,
+                             max_decompressed_page_mb=settings.max_decompressed_page_mb,
+                             max_decompressed_file_mb=settings.max_decompressed_file_mb)
         outcome["highlighted"] = view.highlighted
     return view
 

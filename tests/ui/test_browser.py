@@ -160,6 +160,9 @@ def test_editor_clicks_a_citation_in_the_answer_then_asks_a_new_question_and_a_f
     assert image.evaluate("img => img.complete && img.naturalWidth > 500")
     assert highlighted_pixels(image) > 500  # the quote is marked on the page
     screenshot(page, "editor-cited-page")
+    viewed = AuditLog(app_settings.audit_path).records(action="page.view")  # opening a source is recorded
+    assert any((r["user"], r["document_id"], r["page"], r["highlighted"]) == ("editor", "information-security-policy",
+                                                                               2, True) for r in viewed), viewed[-2:]
 
     record = AuditLog(app_settings.audit_path).records(action="answer")[-1]
     assert record["user"] == "editor" and record["question"] == QUESTION

@@ -21,12 +21,13 @@ from assistant.app.actions import (
     export_conversation,
     rate_answer,
     rename_conversation,
+    view_citation,
 )
 from assistant.app.audit import AuditError
 from assistant.app.conversations import ConversationError, new_id, title_of
 from assistant.app.ui.services import Services, audit_shown, parse_date
 from assistant.app.users import User
-from assistant.pdf_view import SourceViewError, citation_view, describe_place
+from assistant.pdf_view import SourceViewError, describe_place
 from assistant.pipeline import Draft, retrieval_query
 from assistant.types import AbstainReason, Answer, Citation, Reading
 
@@ -389,7 +390,7 @@ class ChatTab:
     def open_source(self, picked: str | None, cited: dict, request: gr.Request):
         """Show the source of the [n] link clicked: its PDF page with the span highlighted, or the passage text with
         it marked."""
-        self.services.authorize(request, "chat")
+        user = self.services.authorize(request, "chat")
         hidden = gr.update(visible=False, value=None)
         found = CITE_PICKED.match(picked or "")
         if not found:
@@ -404,10 +405,7 @@ class ChatTab:
         if in_force is not None:  # a saved answer's nearest source keeps no version: the one in force is shown
             cited_one = replace(cited_one, version=in_force.version, file=in_force.file_name)
         try:
-            settings = self.services.settings
-            view = citation_view(self.services.library.catalog, cited_one,
-                                 max_decompressed_page_mb=settings.max_decompressed_page_mb,
-                                 max_decompressed_file_mb=settings.max_decompressed_file_mb)
+            view = view_citation(self.services, user, cited_one)
         except SourceViewError as e:
             log.info("source %s of %s not shown: %s", cited_one.n, cited_one.document_id, e)
             return f"⚠ This source cannot be shown: {e}.", hidden, hidden
