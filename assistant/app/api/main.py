@@ -485,14 +485,14 @@ class ApiRoutes:
     async def conversation(self, request: Request, conversation_id: str) -> JSONResponse:
         """One of your conversations: each turn's id, question, answer (as /v1/ask returns it) and feedback."""
         who = await self.caller(request, "chat")
-        found = await self.act(who, _found(actions.read_conversation), self.services, who.user, conversation_id,
+        found = await self.act(who, actions.read_conversation, self.services, who.user, conversation_id,
                                context=who.context)
         return JSONResponse(conversation_record(found), headers=who.headers)
 
     async def feedback(self, body: FeedbackRequest, request: Request, answer_id: str) -> JSONResponse:
         """Rate one of your saved answers (a turn's id); recorded as `answer.feedback`."""
         who = await self.caller(request, "chat")
-        turn = await self.act(who, _found(actions.rate_answer), self.services, who.user, answer_id, body.verdict,
+        turn = await self.act(who, actions.rate_answer, self.services, who.user, answer_id, body.verdict,
                               body.comment, context=who.context)
         return JSONResponse({"answer": turn.id, "conversation": turn.conversation, "verdict": turn.verdict,
                              "comment": turn.comment, "time": turn.feedback_time}, headers=who.headers)
@@ -505,17 +505,6 @@ def kept_fields(kept: actions.Kept | None) -> dict:
     if kept.turn is None:
         return {"kept_error": kept.error}
     return {"conversation": kept.turn.conversation, "answer_id": kept.turn.id}
-
-
-def _found(fn):
-    """`fn` with a conversation or answer the caller has none of raised as a KeyError (404)."""
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except NotFound as e:
-            raise KeyError(f"There is {e} of yours.") from e
-    return call
 
 
 def http_error(e: Exception, who: Caller) -> HTTPException | None:
