@@ -25,38 +25,29 @@ from pathlib import Path
 from eval.metrics import normalise, relevant
 from finetune.reranker_data import Candidate, MinedQuestion
 from finetune.reranker_train import validate_lists
-from finetune.train_loop import CHECKPOINT, TrainError, train_loop  # noqa: F401 (CHECKPOINT: where a run resumes)
+from finetune.train_loop import CHECKPOINT, ListTrainConfig, TrainError, train_loop  # noqa: F401 (CHECKPOINT: where a run resumes)
 from ingest.embedding import cpu_supports_bf16, resolve_embedding_model
-from ingest.settings import DEFAULT_EMBEDDING
 
 CARD = "card.json"
 FROZEN = "frozen.json"
 
 
-@dataclass
-class EmbedTrainConfig:
+@dataclass(kw_only=True)
+class EmbedTrainConfig(ListTrainConfig):
     """The training recipe."""
 
-    base_model: str = DEFAULT_EMBEDDING
     negatives: int = 1  # mined hard negatives per row: (question, gold, negative) triples
-    negative_depth: int = 30
-    epochs: int = 1
     batch_questions: int = 16
     lr: float = 2e-5
     warmup: float = 0.1
     max_length: int = 256  # the model's own window, the one ingestion embeds with
-    scale: float = 20.0  # MultipleNegativesRankingLoss's: cosine x 20 (temperature 0.05)
     eval_every: int = 50
-    eval_questions: int = 60
     eval_depth: int = 30
-    patience: int = 2
-    checkpoint_every: int = 20
-    max_steps: int | None = None
-    seed: int = 0
     # auto | on | off: bf16 autocast for the training steps, by default where the CPU has native bf16. Unlike the
     # reranker's steps, these were faster in bf16 on the shared 2-core EPYC: 4.0-4.7 s against 5.9-7.1 s float32
     # for 16 ObliQA rows (alternating, same batches)
     bf16: str = "auto"
+    scale: float = 20.0  # MultipleNegativesRankingLoss's: cosine x 20 (temperature 0.05)
 
 
 @dataclass

@@ -23,32 +23,23 @@ from pathlib import Path
 
 from eval.metrics import map_at_k, mrr, recall_at_k
 from finetune.reranker_data import MinedQuestion
-from finetune.train_loop import CHECKPOINT, TrainError, train_loop  # noqa: F401 (CHECKPOINT: where a run resumes)
+from finetune.train_loop import CHECKPOINT, ListTrainConfig, TrainError, train_loop  # noqa: F401 (CHECKPOINT: where a run resumes)
 from ingest.embedding import cpu_supports_bf16, resolve_embedding_model
-from ingest.settings import DEFAULT_EMBEDDING
 
 CARD = "card.json"
 
 
-@dataclass
-class RerankTrainConfig:
+@dataclass(kw_only=True)
+class RerankTrainConfig(ListTrainConfig):
     """The training recipe (docs/benchmarks.md measures the default on 2 cores)."""
 
-    base_model: str = DEFAULT_EMBEDDING
     negatives: int = 3
-    negative_depth: int = 30
-    epochs: int = 1
     batch_questions: int = 4
     lr: float = 5e-5
     warmup: float = 0.05
     max_length: int = 192
     eval_every: int = 100
-    eval_questions: int = 60
     eval_depth: int = 20
-    patience: int = 2
-    checkpoint_every: int = 20
-    max_steps: int | None = None
-    seed: int = 0
     # auto | on | off: bf16 autocast for the training steps. Off by default: on the shared 2-core EPYC it was not
     # faster than float32 for the backward pass (the casts of every weight each step ate the gain); inference
     # and validation run in bf16 where the CPU has it.

@@ -10,10 +10,12 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from ingest.settings import DEFAULT_EMBEDDING
 from ingest.types import ComplyError
 
 CHECKPOINT = "checkpoint.pt"
@@ -22,6 +24,30 @@ BEST = "best"
 
 class TrainError(ComplyError):
     """Training cannot start or go on: the reason."""
+
+
+@dataclass(kw_only=True)
+class ListTrainConfig:
+    """The recipe the models trained on the reranker's mined lists share (finetune/reranker_train.py,
+    finetune/embedder_train.py): each names its own values for the fields without a default here. The fields keep
+    this order in their cards (asdict)."""
+
+    base_model: str = DEFAULT_EMBEDDING
+    negatives: int  # mined hard negatives per question
+    negative_depth: int = 30  # ... drawn from its fused top `negative_depth`
+    epochs: int = 1
+    batch_questions: int
+    lr: float
+    warmup: float
+    max_length: int
+    eval_every: int
+    eval_questions: int = 60
+    eval_depth: int
+    patience: int = 2
+    checkpoint_every: int = 20
+    max_steps: int | None = None
+    seed: int = 0
+    bf16: str  # auto | on | off: bf16 autocast for the training steps (auto: where the CPU has native bf16)
 
 
 def train_loop(model, *, work: Path, config: dict, data_sha256: str, total: int, loss_at: Callable[[int], object],
