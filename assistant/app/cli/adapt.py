@@ -25,32 +25,47 @@ from finetune.train_loop import TrainError
 adapt_app = typer.Typer(help="Adapt retrieval and verification to your documents: train the reranker, the embedder and the entailment check.", no_args_is_help=True)
 app.add_typer(adapt_app, name="adapt")
 
+# The options the commands share, each giving its own default (`adapt reranker` and `adapt embedder` train on the
+# same mined lists; `adapt entailment` shares the loop's).
+DatasetOpt = Annotated[Path, typer.Option(help="Gold questions: the project's JSONL or an ObliQA JSON file.")]
+ValPartOpt = Annotated[str, typer.Option(help="The part that decides early stopping.")]
+FormatOpt = Annotated[str, typer.Option(help="auto, jsonl or obliqa.")]
+DocumentsDirOpt = Annotated[Path | None, typer.Option(help="ObliQA: StructuredRegulatoryDocuments/ to resolve gold "
+                                                           "passages.")]
+NegativeDepthOpt = Annotated[int, typer.Option(help="Negatives are drawn from the fused top N.")]
+EpochsOpt = Annotated[int, typer.Option(help="Passes over the training questions.")]
+StepsOpt = Annotated[int | None, typer.Option(help="Stop after this many steps (default: the epochs).")]
+LrOpt = Annotated[float, typer.Option(help="Peak learning rate.")]
+EvalEveryOpt = Annotated[int, typer.Option(help="Validate every N steps.")]
+EvalQuestionsOpt = Annotated[int, typer.Option(help="Validation questions (a seeded sample of the part).")]
+PatienceOpt = Annotated[int, typer.Option(help="Stop after this many validations without a better MAP@10.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed.")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming from the checkpoint.")]
+
 
 @adapt_app.command("reranker")
 def reranker_cmd(
-    dataset: Annotated[Path, typer.Option(help="Gold questions: the project's JSONL or an ObliQA JSON file.")],
+    dataset: DatasetOpt,
     out: Annotated[Path, typer.Option(help="Folder for the trained reranker (bf16 weights and card.json).")],
     part: Annotated[str, typer.Option(help="The fixed part trained on (eval.datasets.PARTS); the next part, "
                                            "'tune', validates.")] = "train",
-    val_part: Annotated[str, typer.Option(help="The part that decides early stopping.")] = "tune",
-    format: Annotated[str, typer.Option(help="auto, jsonl or obliqa.")] = "auto",
-    documents_dir: Annotated[Path | None, typer.Option(help="ObliQA: StructuredRegulatoryDocuments/ to resolve "
-                                                            "gold passages.")] = None,
+    val_part: ValPartOpt = "tune",
+    format: FormatOpt = "auto",
+    documents_dir: DocumentsDirOpt = None,
     work: Annotated[Path | None, typer.Option(help="Mined lists, checkpoints and the best model so far "
                                                    "(default <home>/rerankers/<out name>).")] = None,
     negatives: Annotated[int, typer.Option(help="Hard negatives per positive in a training group.")] = 3,
-    negative_depth: Annotated[int, typer.Option(help="Negatives are drawn from the fused top N.")] = 30,
-    epochs: Annotated[int, typer.Option(help="Passes over the training questions.")] = 1,
-    steps: Annotated[int | None, typer.Option(help="Stop after this many steps (default: the epochs).")] = None,
+    negative_depth: NegativeDepthOpt = 30,
+    epochs: EpochsOpt = 1,
+    steps: StepsOpt = None,
     batch_questions: Annotated[int, typer.Option(help="Questions (groups) per step.")] = 4,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
+    lr: LrOpt = 5e-5,
     max_length: Annotated[int, typer.Option(help="Tokens of question + passage (longer are cut).")] = 192,
-    eval_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 100,
-    eval_questions: Annotated[int, typer.Option(help="Validation questions (a seeded sample of the part).")] = 60,
-    patience: Annotated[int, typer.Option(help="Stop after this many validations without a better MAP@10.")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming from the checkpoint.")] =
-        False,
+    eval_every: EvalEveryOpt = 100,
+    eval_questions: EvalQuestionsOpt = 60,
+    patience: PatienceOpt = 2,
+    seed: SeedOpt = 0,
+    fresh: FreshOpt = False,
     as_json: JsonOpt = False,
 ):
     """Train a cross-encoder reranker from the packaged all-MiniLM-L6-v2 on one part of a gold set, with hard
@@ -90,33 +105,31 @@ def reranker_cmd(
 
 @adapt_app.command("embedder")
 def embedder_cmd(
-    dataset: Annotated[Path, typer.Option(help="Gold questions: the project's JSONL or an ObliQA JSON file.")],
+    dataset: DatasetOpt,
     out: Annotated[Path, typer.Option(help="Folder for the fine-tuned embedder (a sentence-transformers folder "
                                            "and card.json).")],
     part: Annotated[str, typer.Option(help="The fixed part trained on (eval.datasets.PARTS).")] = "train",
-    val_part: Annotated[str, typer.Option(help="The part that decides early stopping.")] = "tune",
-    format: Annotated[str, typer.Option(help="auto, jsonl or obliqa.")] = "auto",
-    documents_dir: Annotated[Path | None, typer.Option(help="ObliQA: StructuredRegulatoryDocuments/ to resolve "
-                                                            "gold passages.")] = None,
+    val_part: ValPartOpt = "tune",
+    format: FormatOpt = "auto",
+    documents_dir: DocumentsDirOpt = None,
     work: Annotated[Path | None, typer.Option(help="Mined lists, checkpoints and the best model so far "
                                                    "(default <home>/embedders/<out name>).")] = None,
     mined_from: Annotated[Path | None, typer.Option(help="A folder whose mined lists to reuse, e.g. a reranker's "
                                                          "work folder (<home>/rerankers/<name>), when they were "
                                                          "mined from the same dataset, parts and index.")] = None,
     negatives: Annotated[int, typer.Option(help="Hard negatives per (question, gold passage) row.")] = 1,
-    negative_depth: Annotated[int, typer.Option(help="Negatives are drawn from the fused top N.")] = 30,
-    epochs: Annotated[int, typer.Option(help="Passes over the training questions.")] = 1,
-    steps: Annotated[int | None, typer.Option(help="Stop after this many steps (default: the epochs).")] = None,
+    negative_depth: NegativeDepthOpt = 30,
+    epochs: EpochsOpt = 1,
+    steps: StepsOpt = None,
     batch_size: Annotated[int, typer.Option(help="Rows per step; every question is scored against all the "
                                                  "step's passages.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-5,
+    lr: LrOpt = 2e-5,
     max_length: Annotated[int, typer.Option(help="Tokens of a question or passage (longer are cut).")] = 256,
-    eval_every: Annotated[int, typer.Option(help="Validate every N steps.")] = 50,
-    eval_questions: Annotated[int, typer.Option(help="Validation questions (a seeded sample of the part).")] = 60,
-    patience: Annotated[int, typer.Option(help="Stop after this many validations without a better MAP@10.")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming from the checkpoint.")] =
-        False,
+    eval_every: EvalEveryOpt = 50,
+    eval_questions: EvalQuestionsOpt = 60,
+    patience: PatienceOpt = 2,
+    seed: SeedOpt = 0,
+    fresh: FreshOpt = False,
     as_json: JsonOpt = False,
 ):
     """Fine-tune the packaged all-MiniLM-L6-v2 embedder (MultipleNegativesRankingLoss) on one part of a gold set,
@@ -264,18 +277,17 @@ def entailment_cmd(
                                                    "(default <home>/entailment/<out name>).")] = None,
     per_passage: Annotated[int, typer.Option(help="Pairs per gold passage (half entailed).")] = 8,
     epochs: Annotated[int, typer.Option(help="Passes over the pairs.")] = 2,
-    steps: Annotated[int | None, typer.Option(help="Stop after this many steps (default: the epochs).")] = None,
+    steps: StepsOpt = None,
     batch_size: Annotated[int, typer.Option(help="Pairs per step.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
+    lr: LrOpt = 5e-5,
     max_false_flags: Annotated[float, typer.Option(help="Share of entailed validation pairs the calibrated "
                                                         "threshold may flag.")] = 0.05,
     reword: Annotated[int, typer.Option(help="Passages of the training part (and a quarter as many of the "
                                              "validation part) whose sentence the configured generator rewords, once "
                                              "as stated and once made wrong: pairs whose label no wording gives "
                                              "away (cached in the work folder; 0 = none).")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming from the checkpoint.")] =
-        False,
+    seed: SeedOpt = 0,
+    fresh: FreshOpt = False,
     as_json: JsonOpt = False,
 ):
     """Train the entailment check (does a passage state a sentence?) from the packaged all-MiniLM-L6-v2 on pairs
