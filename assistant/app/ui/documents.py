@@ -36,6 +36,15 @@ def live_documents(services: Services) -> list[tuple[str, str]]:
     return [(label, doc_id) for doc_id, label in sorted(seen.items())]
 
 
+def _effective_date(text: str | None) -> tuple[str | None, tuple | None]:
+    """The effective date typed for an upload or a new version (None when the box is empty) and no refusal, or no
+    date and the refusal (of the handler's 5 outputs) saying why the text is not one."""
+    try:
+        return parse_date(text, "effective date"), None
+    except gr.Error as e:
+        return None, refused(e.message, 5)
+
+
 def report_markdown(report: IngestReport) -> str:
     """One line per file: what happened, or why it failed."""
     lines = []
@@ -157,10 +166,9 @@ class DocumentsTab:
         paths = [str(f) for f in files or []]
         if not paths:
             return refused("Choose one or more files to add first.", 5)
-        try:
-            effective = parse_date(effective_date, "effective date")
-        except gr.Error as e:
-            return refused(e.message, 5)
+        effective, refusal = _effective_date(effective_date)
+        if refusal:
+            return refusal
         try:
             report = self._ingest(paths, "document.upload", user, progress, effective_date=effective)
         finally:
@@ -175,10 +183,9 @@ class DocumentsTab:
             return refused("Choose the document that the new file replaces.", 5)
         if not file:
             return refused("Choose the file of the new version.", 5)
-        try:
-            effective = parse_date(effective_date, "effective date")
-        except gr.Error as e:
-            return refused(e.message, 5)
+        effective, refusal = _effective_date(effective_date)
+        if refusal:
+            return refusal
         try:
             report = self._ingest([str(file)], "document.supersede", user, progress, supersedes=document_id,
                                   effective_date=effective)
