@@ -29,18 +29,25 @@ def is_adapter(path: Path) -> bool:
     return (path / CONFIG).is_file()
 
 
-def read_card(path: Path) -> dict:
-    """The card of an adapter folder ({} when it has none); AdapterError when it is not a JSON object or a part the
-    registry and the assistant read (dataset, eval, calibration, citation_gate) is not an object."""
+def load_card(path: Path, error: type[ComplyError]) -> dict:
+    """The card.json of a model folder (adapter, embedder, reranker) as a dict, {} when it has none; `error`
+    naming the folder when it cannot be read or is not a JSON object."""
     file = Path(path) / CARD
     if not file.is_file():
         return {}
     try:
         card = json.loads(file.read_text())
     except (OSError, ValueError) as e:
-        raise AdapterError(f"{path}: {CARD} cannot be read as JSON ({e})") from e
+        raise error(f"{path}: {CARD} cannot be read as JSON ({e})") from e
     if not isinstance(card, dict):
-        raise AdapterError(f"{path}: {CARD} is not a JSON object")
+        raise error(f"{path}: {CARD} is not a JSON object")
+    return card
+
+
+def read_card(path: Path) -> dict:
+    """The card of an adapter folder ({} when it has none); AdapterError when it is not a JSON object or a part the
+    registry and the assistant read (dataset, eval, calibration, citation_gate) is not an object."""
+    card = load_card(path, AdapterError)
     for key in ("dataset", "eval", "calibration", "citation_gate"):
         if not isinstance(card.get(key) or {}, dict):
             raise AdapterError(f"{path}: '{key}' in {CARD} is not an object")

@@ -159,7 +159,7 @@ class Assistant:
         self.settings = settings
         self.library = library or Library(settings)
         self.retriever = Retriever(self.library, mode=retrieval_mode)
-        self.verifier = build_verifier(settings, self.library.embedder)
+        self.verifier = build_verifier(settings, self.library.base_embedder())  # calibrated on it
         self.adapter = resolve_adapter(settings, adapter)
         if self.adapter:  # a damaged or foreign adapter is a clear AdapterError here, not an error mid-answer
             check_adapter(Path(self.adapter))

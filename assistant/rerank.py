@@ -85,8 +85,25 @@ def load_relevance_model(settings: Settings) -> Reranker | None:
     return _load(settings) if settings.relevance_check else None
 
 
+def registry_reranker(settings: Settings) -> Path | None:
+    """The folder of the reranker activated in the retriever registry (retrievers/reranker/ACTIVE), or None."""
+    root = settings.retrievers_dir / "reranker"
+    try:
+        name = (root / "ACTIVE").read_text().strip()
+    except OSError:
+        return None
+    return root / name if name and (root / name / "config.json").is_file() else None
+
+
+def current_reranker(settings: Settings) -> Path:
+    """The reranker folder these settings use: a reranker_model set to anything but the default wins; else the
+    registry's active reranker; else the shipped default."""
+    active = registry_reranker(settings) if settings.reranker_model == DEFAULT_RERANKER else None
+    return active or resolve_reranker(settings.reranker_model)
+
+
 def _load(settings: Settings) -> Reranker | None:
-    path = resolve_reranker(settings.reranker_model)
+    path = current_reranker(settings)
     if not path.is_dir():
         if settings.reranker_model == DEFAULT_RERANKER:
             log.warning("the default reranker %s is not installed; neither retrieval nor the relevance check uses it",

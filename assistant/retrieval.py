@@ -89,14 +89,17 @@ class Retriever:
 
     def relevance(self, query: str, results: list[Retrieved]) -> float:
         """How well the best result matches the query: cosine similarity of query and chunk embeddings (0..1),
-        comparable across queries unlike fused ranks."""
+        comparable across queries unlike fused ranks. Always in the configured embedding_model's space (the
+        confidence gate is calibrated on it): when a fine-tuned embedder serves the index, its dense scores are
+        not used here."""
         if not results:
             return 0.0
         scored = [r.dense_score for r in results if r.dense_score is not None]
-        if scored:
+        if scored and self.library.pointer.name is None:
             return max(scored)
-        vector = self.library.embedder.encode_query(query)
-        chunk_vectors = self.library.embedder.encode([r.chunk.text for r in results[:5]])
+        embedder = self.library.base_embedder()
+        vector = embedder.encode_query(query)
+        chunk_vectors = embedder.encode([r.chunk.text for r in results[:5]])
         return float((chunk_vectors @ vector).max())
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from assistant.citations import valid_markers
 from assistant.pipeline import Assistant, citation_gate, min_confidence, resolve_adapter
-from assistant.rerank import DEFAULT_RERANKER, resolve_reranker
+from assistant.rerank import DEFAULT_RERANKER, current_reranker
 from assistant.retrieval import MODES, Retriever
 from eval.correctness import Judge, load_judge
 from eval.datasets import PARTS_SEED, GoldQuestion, load_dataset, sample, select_part
@@ -206,7 +206,9 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
         "k": K,
         "model": None if retrieval_only else settings.generator_model,
         "adapter": adapter,
-        "embedding_model": settings.embedding_model,
+        "embedding_model": library.pointer.model,
+        # the registry model the library was re-embedded with; absent for the configured model (as in older runs)
+        **({"embedding_registry_name": library.pointer.name} if library.pointer.name else {}),
         "settings": {name: getattr(settings, name) for name in (
             "candidates", "rrf_k", "chunk_tokens", *(() if retrieval_only else (
                 "top_k", "max_new_tokens", "abstain_threshold", "support_threshold", "generator_backend",
@@ -229,7 +231,7 @@ def rerank_config(settings: Settings) -> dict | None:
     """The reranker a run uses: its folder, the sha256 of its weights and the depth it reranks; None when off."""
     if not settings.rerank:
         return None
-    path = resolve_reranker(settings.reranker_model)
+    path = current_reranker(settings)
     if not path.is_dir() and settings.reranker_model == DEFAULT_RERANKER:
         return None
     return {"model": str(path.resolve()), "weights_sha256": weights_sha256(path),

@@ -309,8 +309,8 @@ def _cached(model: str, device: str, bf16: bool, batch_size: int) -> Embedder:
     return Embedder(model, device=device, bf16=bf16, batch_size=batch_size)
 
 
-def load_embedder(settings: Settings) -> Embedder:
-    """The process-wide embedder for these settings (loaded once)."""
+def load_embedder(settings: Settings, model: str | None = None) -> Embedder:
+    """The process-wide embedder of `model` (default: the settings' embedding_model), loaded once."""
     device = pick_device(settings)
-    return _cached(settings.embedding_model, device, use_bf16(settings, device),
+    return _cached(model or settings.embedding_model, device, use_bf16(settings, device),
                    settings.embedding_batch_size)

@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -24,7 +25,7 @@ try:
 except ImportError:  # pragma: no cover - PyStemmer is a dependency; keep BM25 usable without it
     Stemmer = None
 
-from ingest.types import Chunk
+from ingest.types import Chunk, ComplyError
 
 
 def _open_persistent(chromadb, path: Path, settings, attempts: int = 20):
@@ -70,6 +71,17 @@ class VectorStore:
         return self.client.get_or_create_collection(
             name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
 
+    def collection_names(self) -> list[str]:
+        """Every collection in this Chroma (embedded folder or server)."""
+        return [c if isinstance(c, str) else c.name for c in self.client.list_collections()]
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection of this Chroma if it exists (not this store's own)."""
+        if name == self.collection.name:
+            raise ValueError(f"will not drop the collection in use: {name}")
+        if name in self.collection_names():
+            self.client.delete_collection(name)
+
     def upsert(self, chunks: list[Chunk], vectors: np.ndarray, batch: int = 1000) -> None:
         """Insert or overwrite chunks with their vectors (idempotent: ids are deterministic)."""
         for i in range(0, len(chunks), batch):
@@ -112,6 +124,52 @@ class VectorStore:
         res = self.collection.query(query_embeddings=[vector.tolist()], n_results=n, where=where,
                                     include=["distances"])
         return [(cid, 1.0 - float(d)) for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)]
+
+
+@dataclass(frozen=True)
+class VectorPointer:
+    """Which Chroma collection holds the library's vectors and which embedding model made them, read from
+    `vectors.json` in the home. Re-embedding with another model builds a new collection beside the served one and
+    then replaces this file atomically (ingest/reembed.py): a crash before that leaves the old one serving.
+    Without the file (a library from before it existed, or a new one): `collection` and `embedding_model` of the
+    settings."""
+
+    collection: str
+    model: str  # what load_embedder is given: the packaged name, a folder or an HF id
+    name: str | None = None  # the retriever registry's name of the model; None for the configured base model
+    build: int = 0  # how many re-embeddings this library has had; collection names carry it
+    built: str | None = None
+    chunks: int | None = None
+
+    @classmethod
+    def read(cls, path: Path, default_collection: str, default_model: str) -> VectorPointer:
+        try:
+            data = json.loads(path.read_text())
+            return cls(collection=str(data["collection"]), model=str(data["model"]), name=data.get("name"),
+                       build=int(data.get("build") or 0), built=data.get("built"), chunks=data.get("chunks"))
+        except FileNotFoundError:
+            return cls(collection=default_collection, model=default_model)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise IndexStateError(f"{path} cannot be read ({e}); it names the collection and embedding model of "
+                                  f"the index: restore it, or remove it to serve collection '{default_collection}' "
+                                  f"with '{default_model}'") from e
+
+    def write(self, path: Path) -> None:
+        """Replace the pointer atomically (fsynced temp file, then rename)."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+class IndexStateError(ComplyError):
+    """The index's own state files are damaged: which, and what to do."""
+
+
+def generation_collection(base: str, build: int) -> str:
+    """The Chroma collection of the library's `build`-th re-embedding (build 0: `base` itself)."""
+    return base if build == 0 else f"{base}-e{build}"
 
 
 def _metadata(c: Chunk) -> dict:

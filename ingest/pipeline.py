@@ -6,9 +6,12 @@ abort the batch or touch what is already ingested.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import re
 import shutil
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -21,10 +24,12 @@ from filelock import FileLock, Timeout
 from ingest.catalog import Catalog, now_iso
 from ingest.chunking import chunk_document
 from ingest.embedding import Embedder, load_embedder
-from ingest.index import BM25Index, VectorStore
+from ingest.index import BM25Index, VectorPointer, VectorStore
 from ingest.readers import SUPPORTED_SUFFIXES, is_supported, read_file
 from ingest.settings import Settings
 from ingest.types import DocumentRecord, IngestError, SourceDocument, display_name, doc_key, iso_date, plural
+
+log = logging.getLogger(__name__)
 
 # (stage, done, total, detail): stage "file" (files started, of all), then for each file "pages" (pages read) and
 # "embed" (chunks embedded so far, of the file's chunks), all from the calling thread
@@ -172,15 +177,57 @@ class Library:
         self.settings = settings
         settings.ensure_home()
         self.catalog = Catalog(settings.catalog_path)
-        self.vectors = VectorStore(settings.chroma_dir, settings.collection, url=settings.chroma_url)
+        self._vectors: VectorStore | None = None
+        self._pointer_stamp: tuple | None = None
+        self._sync_lock = threading.Lock()
+        self.pointer = VectorPointer(settings.collection, settings.embedding_model)
+        self._sync_vectors()
         self.bm25 = BM25Index(settings.bm25_dir)
         self._embedder = embedder
-        # One writer per home across processes (CLI, app, benchmarks): ingest, delete and recovery hold it.
+        # One writer per home across processes (CLI, app, benchmarks): ingest, delete, recovery and re-embedding
+        # hold it.
         self._lock = FileLock(str(settings.home / "library.lock"))
         self._recover_if_idle()
+        if self.pointer.name is None and self.pointer.model != settings.embedding_model:
+            log.warning("the library's vectors were made by %s, not by embedding_model %s: searching with %s (to "
+                        "re-embed with it: comply retrievers activate embedder base)", self.pointer.model,
+                        settings.embedding_model, self.pointer.model)
+
+    @property
+    def vectors(self) -> VectorStore:
+        """The Chroma collection serving the library: the one vectors.json names, followed when another process
+        re-embeds into a new one."""
+        self._sync_vectors()
+        return self._vectors
+
+    def _sync_vectors(self) -> None:
+        path = self.settings.vectors_pointer_path
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except FileNotFoundError:
+            stamp = None
+        if self._vectors is not None and stamp == self._pointer_stamp:
+            return
+        with self._sync_lock:
+            pointer = VectorPointer.read(path, self.settings.collection, self.settings.embedding_model)
+            if self._vectors is None or pointer.collection != self._vectors.collection.name:
+                self._vectors = VectorStore(self.settings.chroma_dir, pointer.collection,
+                                            url=self.settings.chroma_url)
+            self.pointer, self._pointer_stamp = pointer, stamp
 
     @property
     def embedder(self) -> Embedder:
+        """The model that made the served vectors (and embeds questions and new documents): the configured
+        embedding_model, or the registry model the library was re-embedded with."""
+        self._sync_vectors()
+        if self.pointer.name is None and self.pointer.model == self.settings.embedding_model:
+            return self.base_embedder()
+        return load_embedder(self.settings, self.pointer.model)
+
+    def base_embedder(self) -> Embedder:
+        """The configured embedding_model, whichever model serves the vectors: the verifier's support scores are
+        calibrated on it."""
         if self._embedder is None:
             self._embedder = load_embedder(self.settings)
         return self._embedder
@@ -216,8 +263,25 @@ class Library:
                 self.vectors.delete_key(rec.doc_key)
                 self.catalog.delete_chunks(rec.doc_key)
                 self.catalog.settle(rec.document_id)
+        self._drop_unfinished_reembedding()
         self.refresh_bm25()
         return rolled
+
+    def _drop_unfinished_reembedding(self) -> None:
+        """A re-embedding that died before switching (kill -9, power loss) left its state file and a partial
+        collection: both go; the served collection was never touched."""
+        state_path = self.settings.reembed_state_path
+        if not state_path.exists():
+            return
+        try:
+            collection = json.loads(state_path.read_text()).get("collection")
+        except (OSError, ValueError):
+            collection = None
+        if collection and collection != self.vectors.collection.name:
+            self.vectors.drop_collection(collection)
+            log.warning("dropped the unfinished re-embedding into %s (the library kept serving %s)", collection,
+                        self.vectors.collection.name)
+        state_path.unlink(missing_ok=True)
 
     def refresh_bm25(self) -> bool:
         """Rebuild BM25 if the catalog changed since it was built; True when rebuilt."""
@@ -347,6 +411,8 @@ class Library:
             warnings.append(f"taken as version {version} of '{document_id}' because its title matches "
                             f"{previous.file_name} (v{previous.version}); if it is a different document, delete "
                             f"this version and ingest the file again with --title")
+        if not self.settings.vectors_pointer_path.exists():  # record which model made the vectors from now on
+            self.pointer.write(self.settings.vectors_pointer_path)
         self.vectors.upsert(chunks, vectors)
         superseded = self.catalog.activate(record)
         in_force = self.catalog.get(document_id)

@@ -220,6 +220,21 @@ class Settings(BaseSettings):
         return self.home / "adapters"
 
     @property
+    def retrievers_dir(self) -> Path:
+        """The retriever-model registry: retrievers/embedder/<name>/, retrievers/reranker/<name>/."""
+        return self.home / "retrievers"
+
+    @property
+    def vectors_pointer_path(self) -> Path:
+        """Which Chroma collection and embedding model serve the library (ingest/index.py VectorPointer)."""
+        return self.home / "vectors.json"
+
+    @property
+    def reembed_state_path(self) -> Path:
+        """Progress of a re-embedding into a new index generation; gone when none is running."""
+        return self.home / "reembed.json"
+
+    @property
     def files_dir(self) -> Path:
         return self.home / "files"
 

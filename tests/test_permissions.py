@@ -26,9 +26,10 @@ from assistant.app.ui.main import launch
 from assistant.app.ui.services import Services
 from assistant.app.users import PERMISSIONS, allowed
 from finetune import adapters as registry
+from finetune import retrievers
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
-from ingest.settings import Settings
+from ingest.settings import DEFAULT_RERANKER, Settings
 from tests.fixtures.make_bad_inputs import policy_text
 from tests.library import ROOT
 from tests.ui.conftest import free_port
@@ -55,6 +56,9 @@ ACTIONS: dict[str, tuple[str, dict[str, list[str] | None]]] = {
                                               "cli": ["document.delete"]}),
     "activate and roll back an adapter": ("adapters", {"api": None, "ui": ["adapter.activate", "adapter.rollback"],
                                                        "cli": ["adapter.activate", "adapter.rollback"]}),
+    "activate and roll back a reranker": ("adapters", {"api": None,
+                                                       "ui": ["retriever.activate", "retriever.rollback"],
+                                                       "cli": ["retriever.activate", "retriever.rollback"]}),
     "add a user": ("users", {"api": None, "ui": ["user.add"], "cli": ["user.add"]}),
     "change a role": ("users", {"api": None, "ui": ["user.set_role"], "cli": ["user.set_role"]}),
     "remove a user": ("users", {"api": None, "ui": ["user.remove"], "cli": ["user.remove"]}),
@@ -111,6 +115,7 @@ def served(tmp_path_factory):
     assert report.ok, report.to_dict()
     documents = {Path(f.file).stem.removeprefix("target_").replace("_", "-"): f.document_id for f in report.files}
     registry.register(settings, ROOT / "data" / "adapters" / "prompt-600-p0-r8", ADAPTER)
+    retrievers.register(settings, "reranker", ROOT / "data" / "rerankers" / DEFAULT_RERANKER)
     services = Services(settings, library)
     port = free_port()
     demo = launch(settings, "127.0.0.1", port, block=False, services=services)
@@ -230,6 +235,10 @@ def through_ui(served: Served, page: Page, role: str, action: str, tmp: Path) ->
         done, out = page.call("activate_adapter", [ADAPTER if may else None, True])
         if done:
             done, out = page.call("rollback_adapter", [])
+    elif action == "activate and roll back a reranker":
+        done, out = page.call("activate_retriever", ["reranker", DEFAULT_RERANKER if may else None, False])
+        if done:
+            done, out = page.call("rollback_retriever", ["reranker"])
     elif action == "add a user":
         done, out = page.call("add_user", [f"new-{case}", "viewer", PASSWORD.format("new")])
     elif action == "change a role":
@@ -261,6 +270,7 @@ def through_cli(served: Served, action: str, tmp: Path) -> bool:
         "add a new version": ["ingest", str(new_file(tmp, f"{case}-v2")), "--supersedes", served.documents[case], "--json"],
         "delete a document": ["docs", "delete", served.documents.get(case, ""), "--json"],
         "activate and roll back an adapter": ["adapters", "activate", ADAPTER, "--force", "--json"],
+        "activate and roll back a reranker": ["retrievers", "activate", "reranker", DEFAULT_RERANKER, "--json"],
         "add a user": ["users", "add", f"new-{case}", "--role", "viewer", "--json"],
         "change a role": ["users", "set-role", "demote-cli", "--role", "viewer", "--json"],
         "remove a user": ["users", "remove", "leave-cli", "--json"],
@@ -277,6 +287,9 @@ def through_cli(served: Served, action: str, tmp: Path) -> bool:
     assert result.exit_code in (0, 1), result.output
     if result.exit_code == 0 and action == "activate and roll back an adapter":
         result = runner.invoke(cli, ["--home", str(served.home), "adapters", "rollback", "--json"], env=CLI_ENV)
+    if result.exit_code == 0 and action == "activate and roll back a reranker":
+        result = runner.invoke(cli, ["--home", str(served.home), "retrievers", "rollback", "reranker", "--json"],
+                               env=CLI_ENV)
     if result.exit_code == 0 and action == "issue, list and revoke an API token":
         issued = json.loads(result.output)["id"]
         for more in (["users", "tokens", "--json"], ["users", "revoke-token", str(issued), "--json"]):

@@ -1,5 +1,5 @@
 """The audited administration actions that the CLI, the app's admin tabs and the API call: users (add, set role,
-remove, reset password, API tokens), adapters (register, activate, roll back), evaluation runs and the users' feedback exported for them, monitoring and the audit trail
+remove, reset password, API tokens), adapters and retriever models (register, activate, roll back), evaluation runs and the users' feedback exported for them, monitoring and the audit trail
 (export, read, verify). Each checks
 the caller's permission (a refusal is recorded as `access.denied`), acts only if the trail can record it (fail
 closed) and records what it did as the caller, with the caller's `context`. Kept apart from
@@ -20,6 +20,7 @@ from assistant.app.tokens import ApiToken
 from assistant.app.users import User, UserError
 from eval.runner import RunCancelled, run_eval
 from finetune import adapters as registry
+from finetune import retrievers
 
 
 class ExportNotRecorded(AuditError):
@@ -273,3 +274,43 @@ def ensure_default_adapter(services: Services, admin: User, *, context: dict | N
     if name is not None:
         services.reload_assistant()
     return name
+
+
+def register_retriever(services: Services, admin: User, kind: str, source: Path, name: str | None = None, *,
+                       context: dict | None = None) -> Path:
+    """Copy a trained embedder or reranker folder (with its card) into the retriever registry; recorded as
+    `retriever.register` (refusals too)."""
+    services.permit(admin, "adapters", **(context or {}))
+    with services.audit.recorded(admin.name, "retriever.register", failures=True, kind=kind, source=str(source),
+                                 model=name, **(context or {})) as outcome:
+        target = retrievers.register(services.settings, kind, Path(source), name)
+        outcome["model"] = target.name
+    return target
+
+
+def activate_retriever(services: Services, admin: User, kind: str, name: str, force: bool = False, *,
+                       on_progress=None, context: dict | None = None) -> dict:
+    """Make a registered embedder or reranker (or "base") the active one, unless its release gate refuses it (and
+    not `force`); recorded as `retriever.activate` either way. An embedder re-embeds the library first while
+    questions are still answered from the old index; the switch is atomic."""
+    services.permit(admin, "adapters", **(context or {}))
+    with services.audit.recorded(admin.name, "retriever.activate", failures=True, kind=kind, model=name,
+                                 force=force, **(context or {})) as record:
+        outcome = retrievers.activate(services.settings, kind, name, force=force, library=services.library,
+                                      on_progress=on_progress)
+        record.update({k: outcome[k] for k in ("previous", "changed", "forced", "gate", "chunks", "collection")
+                       if k in outcome})
+    services.reload_assistant()  # a reranker is loaded with the retriever: the next question takes the new one
+    return outcome
+
+
+def rollback_retriever(services: Services, admin: User, kind: str, *, on_progress=None,
+                       context: dict | None = None) -> dict:
+    """Go back to the embedder or reranker active before; recorded as `retriever.rollback` (refusals too)."""
+    services.permit(admin, "adapters", **(context or {}))
+    with services.audit.recorded(admin.name, "retriever.rollback", failures=True, kind=kind,
+                                 **(context or {})) as record:
+        outcome = retrievers.rollback(services.settings, kind, library=services.library, on_progress=on_progress)
+        record.update(active=outcome["active"], previous=outcome["previous"])
+    services.reload_assistant()
+    return outcome

@@ -14,7 +14,7 @@ import typer
 from tqdm import tqdm
 
 # each group of commands registers itself on `app` when imported
-from assistant.app.cli import adapt, admin, evaluate, feedback, training  # noqa: F401  (each registers its commands)
+from assistant.app.cli import adapt, admin, evaluate, feedback, retrievers, training  # noqa: F401  (each registers its commands)
 from assistant.app.cli.common import (
     JsonOpt,
     acting,

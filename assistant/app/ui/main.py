@@ -17,6 +17,7 @@ from assistant.app.ui.chat import CITE_JS, ChatTab, document_choices
 from assistant.app.ui.documents import DocumentsTab
 from assistant.app.ui.evaluation import EvalTab
 from assistant.app.ui.login import LOGIN_HELP, LoginRoutes
+from assistant.app.ui.retrievers import RetrieversSection
 from assistant.app.ui.services import Services
 from assistant.app.ui.state import Heartbeats, HeartbeatWatch, StateSweeper
 from assistant.app.ui.uploads import UploadGuard
@@ -47,6 +48,7 @@ def build_app(services: Services) -> gr.Blocks:
     """The Blocks app over shared services (one Library and Assistant for every user of this process)."""
     chat, documents = ChatTab(services), DocumentsTab(services)
     evaluation, adapters, admin = EvalTab(services), AdaptersTab(services), AdminTab(services)
+    retrieval_models = RetrieversSection(services)
     with gr.Blocks(title="comply") as demo:
         with gr.Row():
             gr.Markdown(f"## {TITLE}")
@@ -60,6 +62,7 @@ def build_app(services: Services) -> gr.Blocks:
             evaluation.build()
         with gr.Tab("Adapters", id="adapters", visible=False) as adapters_tab:
             adapters.build()
+            retrieval_models.build()
         with gr.Tab("Administration", id="admin", visible=False) as admin_tab:
             admin.build()
 
@@ -74,6 +77,7 @@ def build_app(services: Services) -> gr.Blocks:
             return (*head, *documents.on_load(request),
                     *(evaluation.on_load(request) if is_admin else (keep,) * 3),
                     *(adapters.on_load(request) if is_admin else (keep,) * 3),
+                    *(retrieval_models.on_load(request) if is_admin else (keep,) * 3),
                     *(admin.on_load(request) if is_admin else (keep,) * 4))
 
         demo.load(on_load, None, [
@@ -81,6 +85,7 @@ def build_app(services: Services) -> gr.Blocks:
             documents.table, documents.write_area, documents.supersede_doc, documents.delete_doc,
             evaluation.past, evaluation.run_a, evaluation.run_b,
             adapters.summary, adapters.table, adapters.name,
+            retrieval_models.summary, retrieval_models.table, retrieval_models.name,
             admin.users, admin.pick_user, admin.monitor_plot, admin.monitor_table,
         ], api_name=False)
 
