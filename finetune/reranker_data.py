@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from assistant.retrieval import Retriever
-from eval.datasets import Evidence, GoldQuestion
+from eval.datasets import Evidence, GoldQuestion, load_dataset, select_part
 from eval.metrics import RankedItem, normalise, ranked_item_from_chunk, relevant
+from eval.runner import file_sha256
+from finetune.train_loop import TrainError
+from ingest.pipeline import Library
+from ingest.settings import Settings
 
 
 @dataclass
@@ -119,3 +126,59 @@ def read_mined(path: Path) -> list[MinedQuestion]:
             row["candidates"] = [Candidate(**c) for c in row["candidates"]]
             out.append(MinedQuestion(**row))
     return out
+
+
+@dataclass
+class MinedParts:
+    """The mined lists of the training and validation parts, their joint sha256, and the cards' data fields."""
+
+    train: list[MinedQuestion]
+    val: list[MinedQuestion]
+    sha256: str
+    data: dict
+
+
+def mined_part(library: Library, questions: list[GoldQuestion], name: str, key: dict, folders: list[Path],
+               progress: bool = True) -> tuple[list[MinedQuestion], str]:
+    """One part's lists (and their sha256): read from the first of `folders` holding `mined-<name>.jsonl` mined
+    under the same `key` (dataset, part, index generation...), else mined from `library` and written to the last."""
+    for folder in folders:
+        path, stamp = folder / f"mined-{name}.jsonl", folder / f"mined-{name}.json"
+        if path.exists() and stamp.exists() and json.loads(stamp.read_text())["key"] == key:
+            return read_mined(path), json.loads(stamp.read_text())["sha256"]
+    retriever = Retriever(library, reranker=False)
+    with tqdm(total=len(questions), desc=f"mining {name}", unit="q", file=sys.stderr, disable=not progress) as bar:
+        rows = mine(retriever, questions, depth=key["depth"], on_question=lambda: bar.update(1))
+    digest = write_mined(folders[-1] / f"mined-{name}.jsonl", rows)
+    (folders[-1] / f"mined-{name}.json").write_text(json.dumps({"key": key, "sha256": digest}) + "\n")
+    return rows, digest
+
+
+def mined_parts(settings: Settings, dataset: Path, format: str, documents_dir: Path | None, part: str,
+                val_part: str, folders: list[Path], *, progress: bool = True, depth: int = 50) -> MinedParts:
+    """The two parts' gold questions with their fused top `depth` from the library of `settings`, labelled (see
+    `mined_part` for the reuse of lists mined before). DatasetError for a bad dataset, ValueError for equal or
+    unknown parts, TrainError for an empty library."""
+    if part == val_part:
+        raise ValueError("--part and --val-part must differ")
+    questions = load_dataset(dataset, format, documents_dir=documents_dir)
+    parts = {"train": (part, select_part(questions, part)), "val": (val_part, select_part(questions, val_part))}
+    library = Library(settings)
+    try:
+        chunks = library.catalog.count_chunks()
+        if not chunks:
+            raise TrainError(f"the library in {settings.home} is empty: ingest the documents the questions are "
+                             f"about first")
+        generation = library.catalog.generation()
+        dataset_sha = file_sha256(dataset)
+        mined = {name: mined_part(library, qs, name, {"dataset_sha256": dataset_sha, "part": part_name,
+                                                      "questions": len(qs), "index_generation": generation,
+                                                      "depth": depth}, folders, progress)
+                 for name, (part_name, qs) in parts.items()}
+    finally:
+        library.close()
+    (train, train_sha), (val, val_sha) = mined["train"], mined["val"]
+    return MinedParts(train, val, hashlib.sha256(f"{train_sha}:{val_sha}".encode()).hexdigest(),
+                      {"dataset": dataset.name, "dataset_sha256": dataset_sha, "part": part, "val_part": val_part,
+                       "mined_train_sha256": train_sha, "mined_val_sha256": val_sha, "index_generation": generation,
+                       "chunks": chunks})

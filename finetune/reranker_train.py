@@ -105,7 +105,8 @@ def _metrics(runs) -> dict:
             "mrr": round(sum(mrr(r, g) for g, r in runs) / n, 4)}
 
 
-def _scorer(model, autocast: bool, batch_size: int = 32):
+def cross_scorer(model, autocast: bool, batch_size: int = 32):
+    """A `validate_lists` scorer: the cross-encoder's raw logit of (question, candidate)."""
     import torch  # lazy: torch takes ~2 s to import
 
     def score(question: str, texts: list[str]) -> list[float]:
@@ -145,7 +146,7 @@ def train_reranker(train: list[MinedQuestion], val: list[MinedQuestion], work: P
                                                      config.batch_questions], autocast)
 
     def validate() -> tuple[dict, tuple]:
-        metrics = validate_lists(_scorer(model, cpu_supports_bf16()), val, config.eval_depth)
+        metrics = validate_lists(cross_scorer(model, cpu_supports_bf16()), val, config.eval_depth)
         return metrics, (metrics["reranked"]["map@10"],)
 
     state = train_loop(model, work=work, config=asdict(config), data_sha256=data_sha256, total=total,

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import platform
 import random
 import re
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from tqdm import tqdm
 
-from assistant.app.cli.common import JsonOpt, app, emit, fail, settings
-from eval.datasets import DatasetError, load_dataset, load_obliqa, select_part
+from assistant.app.cli.common import (
+    JsonOpt,
+    admin_actions,
+    app,
+    cli_admin,
+    emit,
+    fail,
+    open_services,
+    settings,
+)
+from eval.datasets import DatasetError, load_obliqa, select_part
 from eval.machine import cpu_model
 from finetune.train_loop import TrainError
 
@@ -79,7 +86,7 @@ def reranker_cmd(
     s = settings()
     _set_threads(s)
     work = work or s.home / "rerankers" / out.name
-    lists = _mined_parts(s, dataset, format, documents_dir, part, val_part, [work], as_json)
+    lists = _lists(s, dataset, format, documents_dir, part, val_part, [work], as_json)
     config = RerankTrainConfig(negatives=negatives, negative_depth=negative_depth, epochs=epochs,
                                batch_questions=batch_questions, lr=lr, max_length=max_length, eval_every=eval_every,
                                eval_questions=eval_questions, patience=patience, max_steps=steps, seed=seed)
@@ -134,7 +141,7 @@ def embedder_cmd(
 ):
     """Fine-tune the packaged all-MiniLM-L6-v2 embedder (MultipleNegativesRankingLoss) on one part of a gold set,
     with hard negatives mined by comply's retrievers from the loaded library; resumes from its last checkpoint.
-    comply does not use the result yet (re-embedding the library with it is not built)."""
+    Use it: `comply retrievers register embedder OUT`, then `comply retrievers activate embedder NAME`."""
     from finetune.embedder_train import (  # lazy: loads training code (0.2 s)
         EmbedTrainConfig,
         export,
@@ -144,8 +151,8 @@ def embedder_cmd(
     s = settings()
     _set_threads(s)
     work = work or s.home / "embedders" / out.name
-    lists = _mined_parts(s, dataset, format, documents_dir, part, val_part,
-                         [*([mined_from] if mined_from else []), work], as_json)
+    lists = _lists(s, dataset, format, documents_dir, part, val_part,
+                   [*([mined_from] if mined_from else []), work], as_json)
     config = EmbedTrainConfig(negatives=negatives, negative_depth=negative_depth, epochs=epochs,
                               batch_questions=batch_size, lr=lr, max_length=max_length, eval_every=eval_every,
                               eval_questions=eval_questions, patience=patience, max_steps=steps, seed=seed)
@@ -169,63 +176,80 @@ def embedder_cmd(
                         f"{card['best']['fused']['map@10']:.3f}), Recall@1 {frozen['recall@1']:.3f} -> "
                         f"{best['recall@1']:.3f}"
                         + (" (worse than the frozen model)" if best["map@10"] < frozen["map@10"] else "")
-                        + ". Not used by comply yet: re-embedding the library is not built.")
+                        + f". To use it: comply retrievers register embedder {out}")
 
 
-@dataclass
-class _Lists:
-    """The mined lists of the training and validation parts, their joint sha256, and the card's data fields."""
+@adapt_app.command("retriever")
+def retriever_cmd(
+    out: Annotated[Path, typer.Option(help="Folder for the two models (<out>/<name>-reranker, <out>/<name>-embedder) "
+                                           "and the work files; its name names them.")],
+    generate: Annotated[int | None, typer.Option(help="Have the configured generator write questions for N "
+                                                      "sampled chunks of the library (kept when their chunk comes "
+                                                      "back for them).")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="Gold questions (JSONL) instead of generated ones.")] = None,
+    round_trip_k: Annotated[int, typer.Option(help="A generated question is kept when its chunk is in the "
+                                                   "retriever's top K for it.")] = 20,
+    steps: StepsOpt = None,
+    epochs: EpochsOpt = 1,
+    register: Annotated[bool, typer.Option(help="Register both models in the retriever registry (activate them "
+                                                "with `comply retrievers activate`).")] = True,
+    seed: SeedOpt = 0,
+    fresh: FreshOpt = False,
+    as_json: JsonOpt = False,
+):
+    """Adapt search to your own library: questions (generated, or --dataset), then a reranker and an embedder
+    trained on them, a before/after report on held-out questions, and both registered; resumes."""
+    from finetune.embedder_train import EmbedTrainConfig  # lazy: loads training code (0.2 s)
+    from finetune.reranker_train import RerankTrainConfig  # lazy: loads training code (0.2 s)
+    from finetune.retriever_adapt import adapt_retriever  # lazy: loads training code (0.2 s)
 
-    train: list
-    val: list
-    sha256: str
-    data: dict
+    s = settings()
+    _set_threads(s)
+    try:
+        done = adapt_retriever(
+            s, out, dataset=dataset, generate=generate, round_trip_k=round_trip_k, seed=seed, resume=not fresh,
+            reranker_config=RerankTrainConfig(epochs=epochs, max_steps=steps, seed=seed),
+            embedder_config=EmbedTrainConfig(epochs=epochs, max_steps=steps, seed=seed), progress=not as_json,
+            machine=_machine(), reproduce=_reproduce(s, "retriever"))
+    except (DatasetError, ValueError, TrainError) as e:
+        fail(str(e), as_json)
+    result = done.to_dict()
+    if register:
+        actions, services, admin = admin_actions(), open_services(), cli_admin()
+        try:
+            result["registered"] = {
+                kind: actions.register_retriever(services, admin, kind, path, path.name).name
+                for kind, path in (("reranker", done.reranker), ("embedder", done.embedder))}
+        except ValueError as e:  # a name already registered: the models stay in `out`
+            result["registered"] = {"error": str(e)}
+    r = done.report
+    q = done.questions
+    lines = [f"questions: {q['questions']} ({q['parts']['train']} train, {q['parts']['tune']} tune, "
+             f"{q['parts']['report']} report)" + (f"; generated {q['generated']} of {q['tried']} chunks, kept "
+                                                  f"{q['kept']}" if q.get("source") == "generated" else ""),
+             f"held-out report ({r['questions']} questions, fused top {r['depth']}), MAP@10 / Recall@1:",
+             *(f"  {label:<18} {r[key]['map@10']:.3f} / {r[key]['recall@1']:.3f}" for label, key in (
+                 ("fused (today)", "fused"), ("trained reranker", "reranker"), ("frozen embedder", "frozen_embedder"),
+                 ("trained embedder", "trained_embedder"))),
+             f"models: {done.reranker}, {done.embedder}"]
+    reg = result.get("registered")
+    if reg:
+        lines.append(f"registered: {reg['error']}" if "error" in reg else
+                     f"registered as {reg['reranker']} and {reg['embedder']}: activate with `comply retrievers "
+                     f"activate reranker|embedder NAME`")
+    emit(result, as_json, "\n".join(lines))
 
 
-def _mined_parts(s, dataset: Path, format: str, documents_dir: Path | None, part: str, val_part: str,
-                 folders: list[Path], as_json: bool) -> _Lists:
-    """The two parts' gold questions with their fused top 50 from the loaded library, labelled: read from the first
-    of `folders` holding lists mined from the same dataset, part and index generation, else mined and written to
-    the last."""
-    from assistant.retrieval import Retriever  # lazy: loads the library code (0.15 s)
-    from finetune.reranker_data import mine, read_mined, write_mined  # lazy: loads training code (0.2 s)
-    from ingest.pipeline import Library  # lazy: loads the library code (0.1 s)
+def _lists(s, dataset: Path, format: str, documents_dir: Path | None, part: str, val_part: str,
+           folders: list[Path], as_json: bool):
+    """finetune.reranker_data.mined_parts, its refusals (a bad dataset, equal parts, an empty library) said in
+    words and exit 1."""
+    from finetune.reranker_data import mined_parts  # lazy: loads training code (0.2 s)
 
     try:
-        questions = load_dataset(dataset, format, documents_dir=documents_dir)
-        parts = {"train": (part, select_part(questions, part)), "val": (val_part, select_part(questions, val_part))}
-    except (DatasetError, ValueError) as e:
+        return mined_parts(s, dataset, format, documents_dir, part, val_part, folders, progress=not as_json)
+    except (DatasetError, ValueError, TrainError) as e:
         fail(str(e), as_json)
-    if part == val_part:
-        fail("--part and --val-part must differ", as_json)
-    library = Library(s)
-    chunks = library.catalog.count_chunks()
-    if not chunks:
-        fail(f"the library in {s.home} is empty: ingest the documents the questions are about first", as_json)
-    generation = library.catalog.generation()
-    dataset_sha = _sha256(dataset)
-    mined = {}
-    for name, (part_name, qs) in parts.items():
-        key = {"dataset_sha256": dataset_sha, "part": part_name, "questions": len(qs),
-               "index_generation": generation, "depth": 50}
-        for folder in folders:
-            path, stamp = folder / f"mined-{name}.jsonl", folder / f"mined-{name}.json"
-            if path.exists() and stamp.exists() and json.loads(stamp.read_text())["key"] == key:
-                mined[name] = (read_mined(path), json.loads(stamp.read_text())["sha256"])
-                break
-        else:
-            retriever = Retriever(library, reranker=False)
-            with tqdm(total=len(qs), desc=f"mining {name}", unit="q", file=sys.stderr, disable=as_json) as bar:
-                rows = mine(retriever, qs, depth=50, on_question=lambda: bar.update(1))
-            digest = write_mined(folders[-1] / f"mined-{name}.jsonl", rows)
-            (folders[-1] / f"mined-{name}.json").write_text(json.dumps({"key": key, "sha256": digest}) + "\n")
-            mined[name] = (rows, digest)
-    library.close()
-    (train, train_sha), (val, val_sha) = mined["train"], mined["val"]
-    return _Lists(train, val, hashlib.sha256(f"{train_sha}:{val_sha}".encode()).hexdigest(),
-                  {"dataset": dataset.name, "dataset_sha256": dataset_sha, "part": part, "val_part": val_part,
-                   "mined_train_sha256": train_sha, "mined_val_sha256": val_sha, "index_generation": generation,
-                   "chunks": chunks})
 
 
 def _set_threads(s) -> None:
