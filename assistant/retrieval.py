@@ -84,7 +84,7 @@ class Retriever:
         scores = reranker.score(query, [r.chunk.text for r in head])
         for r, s in zip(head, scores, strict=True):
             r.rerank_score = s
-        order = blend(scores, self.settings.rerank_weight, self.settings.rrf_k)
+        order = blend(scores, self.settings.rerank_weight)  # k 60: rerank_weight was chosen with it
         return ([head[i] for i in order] + tail)[:k]
 
     def relevance(self, query: str, results: list[Retrieved]) -> float:

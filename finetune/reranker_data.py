@@ -154,6 +154,11 @@ def mined_part(library: Library, questions: list[GoldQuestion], name: str, key: 
     return rows, digest
 
 
+def fusion_key(settings: Settings) -> dict:
+    """What decides the fused lists besides the index: lists mined under other fusion settings are mined again."""
+    return {"candidates": settings.candidates, "rrf_k": settings.rrf_k}
+
+
 def mined_parts(settings: Settings, dataset: Path, format: str, documents_dir: Path | None, part: str,
                 val_part: str, folders: list[Path], *, progress: bool = True, depth: int = 50) -> MinedParts:
     """The two parts' gold questions with their fused top `depth` from the library of `settings`, labelled (see
@@ -173,7 +178,7 @@ def mined_parts(settings: Settings, dataset: Path, format: str, documents_dir: P
         dataset_sha = file_sha256(dataset)
         mined = {name: mined_part(library, qs, name, {"dataset_sha256": dataset_sha, "part": part_name,
                                                       "questions": len(qs), "index_generation": generation,
-                                                      "depth": depth}, folders, progress)
+                                                      "depth": depth, **fusion_key(settings)}, folders, progress)
                  for name, (part_name, qs) in parts.items()}
     finally:
         library.close()

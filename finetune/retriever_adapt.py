@@ -22,7 +22,7 @@ from eval.runner import file_sha256
 from finetune.embedder_train import EmbedTrainConfig, export, load_model, train_embedder
 from finetune.embedder_train import scorer as embedder_scorer
 from finetune.questions import generate_gold
-from finetune.reranker_data import mined_part, mined_parts
+from finetune.reranker_data import fusion_key, mined_part, mined_parts
 from finetune.reranker_train import (
     RerankTrainConfig,
     cross_scorer,
@@ -105,7 +105,7 @@ def adapt_retriever(settings: Settings, out: Path, *, dataset: Path | None = Non
         report_lists, _ = mined_part(library, select_part(gold, "report"), "report",
                                      {"dataset_sha256": file_sha256(dataset), "part": "report",
                                       "questions": parts["report"], "index_generation": lists.data["index_generation"],
-                                      "depth": 50}, [work], progress)
+                                      "depth": 50, **fusion_key(settings)}, [work], progress)
     finally:
         library.close()
     extra = {"data": lists.data, "machine": machine or {}, "reproduce": reproduce or ""}

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         items = [ranked_item_from_chunk(r.chunk) for r in fused]
         runs["hybrid"].append((q, items[:10]))
         for (n, w), name in names.items():
-            runs[name].append((q, [items[i] for i in blend(scores[:n], w, settings.rrf_k)][:10]))
+            runs[name].append((q, [items[i] for i in blend(scores[:n], w)][:10]))
     metrics = {name: {k: round(v, 4) for k, v in evaluate_retrieval(r, k=10).items() if k in KEYS}
                for name, r in runs.items()}
 
