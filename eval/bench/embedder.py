@@ -32,6 +32,7 @@ from eval.datasets import load_jsonl, load_obliqa, select_part
 from eval.machine import cpu_model
 from eval.metrics import evaluate_retrieval, ranked_item_from_chunk
 from finetune import retrievers
+from ingest.catalog import Catalog
 from ingest.embedding import cpu_supports_bf16
 from ingest.pipeline import Library
 from ingest.settings import DEFAULT_RERANKER, Settings
@@ -46,7 +47,8 @@ def twin(frozen: Path, embedder: Path, name: str, log) -> tuple[Path, dict]:
     reused when it already serves that embedder. Returns the home and what the activation did (or {} if reused)."""
     home = frozen.parent / f"{frozen.name}-embedder"
     settings = Settings(home=home)
-    if home.is_dir() and retrievers.active(settings, "embedder") == name:
+    if (home.is_dir() and retrievers.active(settings, "embedder") == name
+            and Catalog(settings.catalog_path).count_chunks()):  # not Library: Chroma would hold files deleted below
         card = json.loads((home / "retrievers" / "embedder" / name / "card.json").read_text())
         if card == json.loads((embedder / "card.json").read_text()):
             return home, {}
@@ -104,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     log = None if args.json else sys.stderr
     start = time.perf_counter()
 
-    frozen_obliqa = ingest_obliqa(args.obliqa, args.home)
+    ingest_obliqa(args.obliqa, args.home).close()
     sample = Library(Settings(home=args.sample_home))
     report = sample.ingest([ROOT / "data" / "corpus"])
+    sample.close()  # the catalog's last writes reach its file (SQLite WAL) before the twin copies it
     if report.failed:
         raise SystemExit(json.dumps(report.to_dict(), indent=2))
     homes = {"obliqa": twin(args.home, args.embedder, name, log), "sample": twin(args.sample_home, args.embedder,
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(home=args.home)
     bf16 = cpu_supports_bf16()
     reranker = Reranker(resolve_reranker(args.reranker), bf16=bf16, batch_size=settings.rerank_batch_size)
-    libraries = {("obliqa", "frozen"): frozen_obliqa, ("sample", "frozen"): sample,
+    libraries = {("obliqa", "frozen"): Library(Settings(home=args.home)),
+                 ("sample", "frozen"): Library(Settings(home=args.sample_home)),
                  ("obliqa", "trained"): Library(Settings(home=homes["obliqa"][0])),
                  ("sample", "trained"): Library(Settings(home=homes["sample"][0]))}
     rerank_sets = {t.strip() for t in args.rerank_sets.split(",") if t.strip()}
