@@ -54,8 +54,7 @@ class Retriever:
         index_keys = None if keys == everything else keys
         dense = bm25 = []
         if mode in ("hybrid", "dense"):
-            vector = self.library.embedder.encode_query(query)
-            dense = self.library.vectors.query(vector, n, index_keys)
+            dense = self._dense(query, n, index_keys)
         if mode in ("hybrid", "bm25"):
             bm25 = self.library.bm25.query(query, n, index_keys)
         fused = fuse(dense, bm25, self.settings.rrf_k)[:k]
@@ -86,6 +85,17 @@ class Retriever:
             r.rerank_score = s
         order = blend(scores, self.settings.rerank_weight)  # k 60: rerank_weight was chosen with it
         return ([head[i] for i in order] + tail)[:k]
+
+    def _dense(self, query: str, n: int, keys) -> list[tuple[str, float]]:
+        """The dense candidates; asked again once when the index was switched to a new generation (a re-embedding
+        in another thread or process) between finding the collection and querying it."""
+        served = self.library.vectors.collection.name
+        try:
+            return self.library.vectors.query(self.library.embedder.encode_query(query), n, keys)
+        except Exception:
+            if self.library.vectors.collection.name == served:
+                raise
+            return self.library.vectors.query(self.library.embedder.encode_query(query), n, keys)
 
     def relevance(self, query: str, results: list[Retrieved]) -> float:
         """How well the best result matches the query: cosine similarity of query and chunk embeddings (0..1),

@@ -14,7 +14,8 @@ import shutil
 import threading
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -246,6 +247,14 @@ class Library:
             self.recover()
         finally:
             self._lock.release()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the library's writer lock (across processes), the index recovered first: for work that changes the
+        index as a whole (ingest/reembed.py)."""
+        with self._lock:
+            self._recover()
+            yield
 
     def recover(self) -> list[str]:
         """Roll back versions left pending by an interrupted ingest and bring BM25 up to date."""

@@ -33,8 +33,7 @@ def reembed(library: Library, model: str, name: str | None, *,
     library to it. Returns what it did: old and new model and collection, chunks, seconds."""
     settings = library.settings
     start = time.perf_counter()
-    with library._lock:
-        library._recover()  # an earlier re-embedding that died: its partial collection goes first
+    with library.writing():  # recovered first: the partial collection of an earlier re-embedding that died goes
         old = library.pointer
         build = old.build + 1
         collection = generation_collection(settings.collection, build)
