@@ -25,6 +25,7 @@ from eval.metrics import map_at_k, mrr, recall_at_k
 from finetune.reranker_data import MinedQuestion
 from finetune.train_loop import CHECKPOINT, ListTrainConfig, TrainError, train_loop  # noqa: F401 (CHECKPOINT: where a run resumes)
 from ingest.embedding import cpu_supports_bf16, resolve_embedding_model
+from ingest.settings import DEFAULT_EMBEDDING
 
 CARD = "card.json"
 
@@ -130,8 +131,9 @@ def train_reranker(train: list[MinedQuestion], val: list[MinedQuestion], work: P
     val = sorted(val, key=lambda q: q.id)
     val = rng_val.sample(val, min(config.eval_questions, len(val)))
     torch.manual_seed(config.seed)
+    # float32 weights for training, also when the base is a reranker stored in bf16 (continued training)
     model = CrossEncoder(resolve_embedding_model(config.base_model), num_labels=1, max_length=config.max_length,
-                         device="cpu", local_files_only=True)
+                         device="cpu", local_files_only=True, model_kwargs={"dtype": torch.float32})
     epoch_groups = [groups(train, config, e) for e in range(config.epochs)]
     steps_per_epoch = math.ceil(len(epoch_groups[0]) / config.batch_questions)
     total = steps_per_epoch * config.epochs
@@ -192,7 +194,8 @@ A cross-encoder reranker trained by comply (`comply adapt reranker`): a sentence
 (BERT, one logit; weights stored in bf16) scoring (question, passage) pairs. comply reranks the fused hybrid
 candidates with it (settings `rerank`, `reranker_model`, `rerank_depth`; docs/architecture.md).
 
-- **Base model:** {card['base_model']} (the packaged all-MiniLM-L6-v2; a new classification head)
+- **Base model:** {card['base_model']} ({'the packaged all-MiniLM-L6-v2; a new classification head'
+  if card['base_model'] == DEFAULT_EMBEDDING else 'a trained reranker, trained further'})
 - **Data:** {data.get('dataset')} (sha256 `{data.get('dataset_sha256')}`), part `{data.get('part')}`:
   {card['train_questions']} questions, {card['train_groups']} groups of 1 gold passage + {cfg['negatives']} hard
   negatives drawn from the fused top {cfg['negative_depth']} of comply's BM25 + dense retrievers over the ingested

@@ -27,7 +27,7 @@ def test_generated_questions_train_report_register_and_resume(tmp_path):
     s = _home(tmp_path)
     runner = CliRunner()
     args = ["--home", str(s.home), "adapt", "retriever", "--generate", "40", "--out", str(tmp_path / "firm"),
-            "--steps", "2", "--json"]
+            "--steps", "2", "--reranker-from", "minilm-obliqa", "--json"]  # transfer from the shipped reranker
     first = runner.invoke(app, args, env=SMALL)
     assert first.exit_code == 0, first.output
     out = json.loads(first.stdout)
@@ -42,6 +42,7 @@ def test_generated_questions_train_report_register_and_resume(tmp_path):
         card = json.loads((path / "card.json").read_text())
         assert card["questions"]["source"] == "generated" and 1 <= card["steps"] <= 2  # an epoch may be shorter
         assert card["report"] == out["report"] and card["report"]["questions"] == q["parts"]["report"]
+        assert card["base_model"].endswith("minilm-obliqa") == (kind == "reranker")
     assert all(0.0 <= out["report"][k]["map@10"] <= 1.0 for k in ("fused", "reranker", "frozen_embedder",
                                                                    "trained_embedder"))
     assert out["registered"] == {"reranker": "firm-reranker", "embedder": "firm-embedder"}
@@ -67,3 +68,5 @@ def test_refusals(tmp_path):
     few.write_text("".join(line + "\n" for line in GOLD.read_text().splitlines()[:4]))
     too_few = runner.invoke(app, [*base, "--dataset", str(few)])
     assert too_few.exit_code == 1 and "too few questions" in json.loads(too_few.stdout)["error"]
+    nowhere = runner.invoke(app, [*base, "--dataset", str(GOLD), "--reranker-from", str(tmp_path / "none")])
+    assert nowhere.exit_code == 1 and "no reranker there" in json.loads(nowhere.stdout)["error"]

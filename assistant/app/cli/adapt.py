@@ -189,6 +189,10 @@ def retriever_cmd(
     dataset: Annotated[Path | None, typer.Option(help="Gold questions (JSONL) instead of generated ones.")] = None,
     round_trip_k: Annotated[int, typer.Option(help="A generated question is kept when its chunk is in the "
                                                    "retriever's top K for it.")] = 20,
+    reranker_from: Annotated[str | None, typer.Option(help="Train the reranker further from this one (a name in "
+                                                          "data/rerankers/, e.g. minilm-obliqa, or a CrossEncoder "
+                                                          "folder) instead of from the packaged all-MiniLM-L6-v2: "
+                                                          "transfer from ObliQA when the questions are few.")] = None,
     steps: StepsOpt = None,
     epochs: EpochsOpt = 1,
     register: Annotated[bool, typer.Option(help="Register both models in the retriever registry (activate them "
@@ -208,7 +212,9 @@ def retriever_cmd(
     try:
         done = adapt_retriever(
             s, out, dataset=dataset, generate=generate, round_trip_k=round_trip_k, seed=seed, resume=not fresh,
-            reranker_config=RerankTrainConfig(epochs=epochs, max_steps=steps, seed=seed),
+            reranker_config=RerankTrainConfig(epochs=epochs, max_steps=steps, seed=seed,
+                                              **({"base_model": str(_reranker_from(reranker_from, as_json))}
+                                                 if reranker_from else {})),
             embedder_config=EmbedTrainConfig(epochs=epochs, max_steps=steps, seed=seed), progress=not as_json,
             machine=_machine(), reproduce=_reproduce(s, "retriever"))
     except (DatasetError, ValueError, TrainError) as e:
@@ -238,6 +244,17 @@ def retriever_cmd(
                      f"registered as {reg['reranker']} and {reg['embedder']}: activate with `comply retrievers "
                      f"activate reranker|embedder NAME`")
     emit(result, as_json, "\n".join(lines))
+
+
+def _reranker_from(name: str, as_json: bool) -> Path:
+    """A shipped reranker's name or a CrossEncoder folder -> its folder; exit 1 naming it when there is none."""
+    from assistant.rerank import resolve_reranker  # lazy: loads the answering code (0.1 s)
+
+    path = resolve_reranker(name)
+    if not (path / "config.json").is_file():
+        fail(f"--reranker-from {name}: no reranker there (a name in data/rerankers/ or a CrossEncoder folder)",
+             as_json)
+    return path.resolve()
 
 
 def _lists(s, dataset: Path, format: str, documents_dir: Path | None, part: str, val_part: str,
