@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-api bench-rerank bench-embedder bench-injection reranker embedder entailment sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-api bench-rerank bench-embedder bench-scale bench-injection reranker embedder entailment sample-corpus clean
 
 install: $(STAMP)
 
@@ -104,6 +104,12 @@ bench-embedder: install
 	$(BIN)/comply --home .comply-bench/obliqa ingest $(SHARED)/obliqa/StructuredRegulatoryDocuments
 	$(BIN)/python -m eval.bench.embedder --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa \
 	  --embedder .comply-bench/embedders/minilm-obliqa
+
+# Retrieval latency with ~100,000 chunks: a synthetic index copied from the ObliQA library (eval/bench/scale.py says how),
+# timed against that library in the same run.
+bench-scale: install
+	$(BIN)/comply --home .comply-bench/obliqa ingest $(SHARED)/obliqa/StructuredRegulatoryDocuments
+	$(BIN)/python -m eval.bench.scale --obliqa $(SHARED)/obliqa --source .comply-bench/obliqa --home .comply-bench/scale
 
 # The entailment check the verifier ships (data/entailment/minilm-nli): pairs from ObliQA dev's train part, calibrated
 # on its tune part; no library needed.
