@@ -62,7 +62,9 @@ def test_a_few_real_training_steps_lower_the_loss():
     import torch
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    questions = [q for q in load_jsonl(GOLD) if q.answerable][:8]
+    # 16 questions: the sample manual asks several of one passage, and a step holds no question whose gold passage
+    # is another row's passage, so 8 questions fill fewer than 6 rows of the first step
+    questions = [q for q in load_jsonl(GOLD) if q.answerable][:16]
     lib = sample_library()
     lists = mine(Retriever(lib, reranker=False), questions, depth=20)
     lib.close()
