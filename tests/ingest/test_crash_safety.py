@@ -2,6 +2,7 @@
 as an ingest that was never interrupted."""
 
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -124,6 +125,12 @@ def test_kill_9_at_several_moments_then_rerun(tmp_path, embedder):
     assert len(files) == len(set(files)) == 10 and all(f.suffix == ".pdf" for f in files)
     home = tmp_path / "killed"
     for i, moment in enumerate(MOMENTS):
+        start = versions(home) or []
+        if i and moment[1](start, start):
+            # The kill before came after this moment: on a fast CPU several small PDFs are ingested while the
+            # writer holds the catalog and this test cannot look. This moment starts again from an empty home, so
+            # that the run reaches it itself.
+            shutil.rmtree(home)
         status, before, seen = ingest_and_kill(home, files, moment)
         # It died of the kill, mid-ingest, at a moment this run reached itself.
         assert seen is not None, f"{moment[0]}: never reached"
