@@ -94,7 +94,9 @@ class Settings(BaseSettings):
     rerank_weight: float = Field(default=0.7, ge=0.0, le=1.0, description="The order after reranking: by "
                                  "w / (60 + rerank rank) + (1 - w) / (60 + fused rank); 1 = the reranker's "
                                  "order alone; 0.7 was best on ObliQA dev's tune part.")
-    rerank_batch_size: int = Field(default=32, ge=1)
+    rerank_batch_size: int = Field(default=16, ge=1, description="Pairs the reranker scores per forward pass "
+                                   "(sorted by length first, so smaller batches pad less); 16 measured fastest of "
+                                   "4-32 for 30 candidates (docs/benchmarks.md).")
     rrf_k: int = Field(default=10, ge=1, description="Reciprocal rank fusion's k: score = sum of 1 / (k + rank) "
                        "over the two retrievers' lists; smaller trusts the first places more.")
     support_threshold: float = Field(default=0.55, description="Sentence support score needed to count as supported.")

@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-depth", type=int, default=30)
     parser.add_argument("--latency-weight", type=float, default=0.7)
     parser.add_argument("--latency-questions", type=int, default=100, help="questions timed (the first N)")
+    parser.add_argument("--batch-sizes", default=None, help="comma-separated reranker batch sizes to time, each in "
+                        "the same run (default: the rerank_batch_size setting)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
@@ -70,24 +72,30 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {name: {k: round(v, 4) for k, v in evaluate_retrieval(r, k=10).items() if k in KEYS}
                for name, r in runs.items()}
 
-    timed = Retriever(lib, reranker=reranker)
-    latency, hybrid_latency = [], []
+    sizes = [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else [settings.rerank_batch_size]
+    timed = {b: Retriever(lib, reranker=reranker if b == reranker.batch_size else
+                          Reranker(reranker.path, bf16=bf16, batch_size=b)) for b in sizes}
+    latency, hybrid_latency = {b: [] for b in sizes}, []
     for q in tqdm(questions[:args.latency_questions], desc="latency", unit="q", file=sys.stderr,
                   disable=args.json):
         t0 = time.perf_counter()
         plain.retrieve(q.question, settings.top_k)
-        t1 = time.perf_counter()
-        timed.retrieve(q.question, settings.top_k)
-        latency.append(1000 * (time.perf_counter() - t1))
-        hybrid_latency.append(1000 * (t1 - t0))
-    p = percentiles(latency) or [None, None]
+        hybrid_latency.append(1000 * (time.perf_counter() - t0))
+        for b, retriever in timed.items():  # interleaved: every batch size sees the same load
+            t1 = time.perf_counter()
+            retriever.retrieve(q.question, settings.top_k)
+            latency[b].append(1000 * (time.perf_counter() - t1))
+    by_size = {b: percentiles(v) or [None, None] for b, v in latency.items()}
+    p = by_size[sizes[0]]
     h = percentiles(hybrid_latency) or [None, None]
     out = {"part": args.part, "questions": len(questions), "chunks": lib.catalog.count_chunks(),
            "reranker": str(resolve_reranker(args.reranker)), "bf16": bf16, "cpu": f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores",
            "load_average": os.getloadavg()[0], "metrics": metrics,
-           "latency_ms": {"candidates": args.latency_depth, "questions": len(latency),
+           "latency_ms": {"candidates": args.latency_depth, "questions": len(hybrid_latency),
                           "hybrid_p50": round(h[0], 1), "hybrid_p95": round(h[1], 1),
-                          "hybrid_rerank_p50": round(p[0], 1), "hybrid_rerank_p95": round(p[1], 1)}}
+                          "hybrid_rerank_p50": round(p[0], 1), "hybrid_rerank_p95": round(p[1], 1),
+                          "by_batch_size": {b: {"p50": round(v[0], 1), "p95": round(v[1], 1)}
+                                            for b, v in by_size.items()}}}
     lib.close()
     if args.json:
         print(json.dumps(out, indent=2))
@@ -101,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     lat = out["latency_ms"]
     print(f"\nlatency over {lat['questions']} questions: hybrid p50 {lat['hybrid_p50']} / p95 {lat['hybrid_p95']} ms; "
           f"hybrid + rerank of {lat['candidates']} p50 {lat['hybrid_rerank_p50']} / p95 {lat['hybrid_rerank_p95']} ms")
+    if len(sizes) > 1:
+        print("\n| reranker batch size | hybrid + rerank p50 (ms) | p95 (ms) |\n| --- | --- | --- |")
+        for b, v in lat["by_batch_size"].items():
+            print(f"| {b} | {v['p50']} | {v['p95']} |")
     return 0
 
 
