@@ -231,12 +231,17 @@ def _frozen(model, val: list[MinedQuestion], work: Path, config: EmbedTrainConfi
 
 
 def export(best: Path, out: Path, card: dict) -> None:
-    """Write the best model (the sentence-transformers folder `save` wrote) to `out` with its card (card.json and
-    a README), replacing what is there."""
+    """Write the best model (the sentence-transformers folder `save` wrote) to `out` in bf16 (half the size; loaded
+    as float32 on CPUs without bf16) with its card (card.json and a README), replacing what is there."""
+    import torch  # lazy: torch takes ~2 s to import
+    from sentence_transformers import SentenceTransformer  # lazy: sentence_transformers takes ~6 s to import
+
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    shutil.copytree(best, tmp)
+    model = SentenceTransformer(str(best), device="cpu", local_files_only=True)
+    model.to(torch.bfloat16)
+    model.save(str(tmp))
     (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
     (tmp / "README.md").write_text(card_markdown(card), encoding="utf-8")
     if out.exists():
@@ -255,8 +260,10 @@ def card_markdown(card: dict) -> str:
     return f"""# {card.get('name', 'embedder')}
 
 A sentence embedding model fine-tuned by comply (`comply adapt embedder`): a sentence-transformers
-`SentenceTransformer` (BERT, mean pooling, unit vectors, float32 weights). comply does not use it yet: switching
-the library to a new embedder means re-embedding it into a new index generation, which is not built yet.
+`SentenceTransformer` (BERT, mean pooling, unit vectors; weights stored in bf16). A library searches with it once
+it is built with it (`index_embedding_model`, for new libraries) or re-embedded with it (`comply retrievers
+register embedder FOLDER`, then `comply retrievers activate embedder NAME`); the verifier keeps the packaged
+all-MiniLM-L6-v2.
 
 - **Base model:** {card['base_model']} (the packaged all-MiniLM-L6-v2)
 - **Data:** {data.get('dataset')} (sha256 `{data.get('dataset_sha256')}`), part `{data.get('part')}`:

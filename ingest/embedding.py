@@ -229,7 +229,12 @@ class _FlatBert:
         from safetensors.torch import load_file  # lazy: safetensors.torch loads torch (~2 s)
         from transformers import AutoTokenizer  # lazy: transformers takes ~2.5 s to import (it loads torch)
 
-        max_tokens = min(int(st_config.get("max_seq_length") or 512), int(config["max_position_embeddings"]))
+        try:  # sentence-transformers 5+ saves the window in the tokenizer's config, no longer in its own
+            saved_window = json.loads((folder / "tokenizer_config.json").read_text()).get("model_max_length")
+        except (OSError, ValueError):
+            saved_window = None
+        window = st_config.get("max_seq_length") or (saved_window if isinstance(saved_window, int) else None) or 512
+        max_tokens = min(int(window), int(config["max_position_embeddings"]))
         tokenizer = AutoTokenizer.from_pretrained(str(folder), model_max_length=max_tokens)
         return cls(load_file(str(folder / "model.safetensors")), config, tokenizer, max_tokens, dtype)
 

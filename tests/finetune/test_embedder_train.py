@@ -87,6 +87,7 @@ def test_a_few_real_training_steps_lower_the_loss():
 
 
 def test_training_checkpoints_resumes_and_saves_a_model_that_loads(mined, tmp_path):
+    import torch
     from sentence_transformers import SentenceTransformer
 
     from ingest.embedding import Embedder
@@ -107,7 +108,9 @@ def test_training_checkpoints_resumes_and_saves_a_model_that_loads(mined, tmp_pa
     export(work / "best", out, {**first, "name": "embedder"})
     assert json.loads((out / CARD).read_text())["frozen"] == first["frozen"]
     texts = [mined[0].question, mined[0].positives()[0]]
-    trained = SentenceTransformer(str(out), device="cpu", local_files_only=True).encode(texts)
+    # exported in bf16: read back as float32 weights, as comply's Embedder reads it on a CPU without bf16
+    trained = SentenceTransformer(str(out), device="cpu", local_files_only=True,
+                                  model_kwargs={"dtype": torch.float32}).encode(texts)
     base = load_model(config.base_model, 256).encode(texts)
     assert np.abs(trained - base).max() > 1e-3
     # comply's own embedder reads the folder as it is (what re-embedding the library will load)

@@ -163,7 +163,7 @@ def embedder_cmd(
         fail(str(e), as_json)
     card |= {
         "name": out.name,
-        "kind": "sentence embedder (sentence-transformers SentenceTransformer, mean pooling, unit vectors), float32",
+        "kind": "sentence embedder (sentence-transformers SentenceTransformer, mean pooling, unit vectors), bf16",
         "data": lists.data,
         "machine": _machine(),
         "reproduce": _reproduce(s, "embedder"),
