@@ -212,7 +212,8 @@ class ExampleBuilder:
         else:
             sources, gold, how, abstain = self._raft_sources(question, rng, retrieved, distractors)
         numbered = [(i + 1, c) for i, c in enumerate(sources) if c in gold]
-        target = ABSTAIN_REPLIES[PROMPT_VERSION] if abstain else cited_target(question, numbered, self.library.embedder)
+        target = (ABSTAIN_REPLIES[PROMPT_VERSION] if abstain  # the quote is chosen in the calibrated model's space
+                  else cited_target(question, numbered, self.library.base_embedder()))
         messages = build_messages(question.question, sources)
         messages.append({"role": "assistant", "content": target})
         messages = self.scrubber.scrub_messages(messages)

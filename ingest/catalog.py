@@ -216,6 +216,10 @@ class Catalog:
             "ORDER BY c.chunk_id")
         return [(cid, key, json.loads(data)["text"]) for cid, key, data in rows]
 
+    def has_documents(self) -> bool:
+        """Whether any document version was ever added (in any status)."""
+        return self.db.execute("SELECT 1 FROM documents LIMIT 1").fetchone() is not None
+
     def count_chunks(self, status: str = "active") -> int:
         row = self.db.execute("SELECT COALESCE(SUM(chunks), 0) FROM documents WHERE status = ?", (status,)).fetchone()
         return int(row[0])

@@ -131,8 +131,8 @@ class VectorPointer:
     """Which Chroma collection holds the library's vectors and which embedding model made them, read from
     `vectors.json` in the home. Re-embedding with another model builds a new collection beside the served one and
     then replaces this file atomically (ingest/reembed.py): a crash before that leaves the old one serving.
-    Without the file (a library from before it existed, or a new one): `collection` and `embedding_model` of the
-    settings."""
+    Without the file, the caller's default (ingest/pipeline.py `default_pointer`: a new library is built with
+    index_embedding_model, one from before the file existed was built with embedding_model)."""
 
     collection: str
     model: str  # what load_embedder is given: the packaged name, a folder or an HF id
@@ -142,17 +142,17 @@ class VectorPointer:
     chunks: int | None = None
 
     @classmethod
-    def read(cls, path: Path, default_collection: str, default_model: str) -> VectorPointer:
+    def read(cls, path: Path, default: VectorPointer) -> VectorPointer:
         try:
             data = json.loads(path.read_text())
             return cls(collection=str(data["collection"]), model=str(data["model"]), name=data.get("name"),
                        build=int(data.get("build") or 0), built=data.get("built"), chunks=data.get("chunks"))
         except FileNotFoundError:
-            return cls(collection=default_collection, model=default_model)
+            return default
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise IndexStateError(f"{path} cannot be read ({e}); it names the collection and embedding model of "
-                                  f"the index: restore it, or remove it to serve collection '{default_collection}' "
-                                  f"with '{default_model}'") from e
+                                  f"the index: restore it, or remove it to serve collection '{default.collection}' "
+                                  f"with '{default.model}'") from e
 
     def write(self, path: Path) -> None:
         """Replace the pointer atomically (fsynced temp file, then rename)."""

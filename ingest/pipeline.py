@@ -15,7 +15,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +27,7 @@ from ingest.chunking import chunk_document
 from ingest.embedding import Embedder, load_embedder
 from ingest.index import BM25Index, VectorPointer, VectorStore
 from ingest.readers import SUPPORTED_SUFFIXES, is_supported, read_file
-from ingest.settings import Settings
+from ingest.settings import BASE_MODEL, Settings
 from ingest.types import DocumentRecord, IngestError, SourceDocument, display_name, doc_key, iso_date, plural
 
 log = logging.getLogger(__name__)
@@ -171,6 +171,24 @@ def _not_read(f: Path, root: Path, follow_symlinks: bool) -> str | None:
     return None
 
 
+def index_model(settings: Settings) -> str:
+    """The model a new library's dense index is built with: index_embedding_model ('base': embedding_model)."""
+    model = settings.index_embedding_model.strip()
+    return settings.embedding_model if model in ("", BASE_MODEL) else model
+
+
+def default_pointer(settings: Settings, catalog: Catalog | None = None) -> VectorPointer:
+    """What serves a library whose home has no vectors.json yet: a new one (no document in its catalog) is built
+    with `index_model`; one with documents was built before the file existed, with embedding_model."""
+    if catalog is None and settings.catalog_path.exists():
+        with closing(Catalog(settings.catalog_path)) as own:
+            return default_pointer(settings, own)
+    if catalog is not None and catalog.has_documents():
+        return VectorPointer(settings.collection, settings.embedding_model)
+    model = index_model(settings)
+    return VectorPointer(settings.collection, model, name=None if model == settings.embedding_model else model)
+
+
 class Library:
     """The document library: catalog + Chroma + BM25, kept consistent with each other."""
 
@@ -181,7 +199,7 @@ class Library:
         self._vectors: VectorStore | None = None
         self._pointer_stamp: tuple | None = None
         self._sync_lock = threading.Lock()
-        self.pointer = VectorPointer(settings.collection, settings.embedding_model)
+        self.pointer = default_pointer(settings, self.catalog)
         self._sync_vectors()
         self.bm25 = BM25Index(settings.bm25_dir)
         self._embedder = embedder
@@ -211,7 +229,7 @@ class Library:
         if self._vectors is not None and stamp == self._pointer_stamp:
             return
         with self._sync_lock:
-            pointer = VectorPointer.read(path, self.settings.collection, self.settings.embedding_model)
+            pointer = VectorPointer.read(path, default_pointer(self.settings, self.catalog))
             if self._vectors is None or pointer.collection != self._vectors.collection.name:
                 self._vectors = VectorStore(self.settings.chroma_dir, pointer.collection,
                                             url=self.settings.chroma_url)

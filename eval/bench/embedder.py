@@ -35,7 +35,7 @@ from finetune import retrievers
 from ingest.catalog import Catalog
 from ingest.embedding import cpu_supports_bf16
 from ingest.pipeline import Library
-from ingest.settings import DEFAULT_RERANKER, Settings
+from ingest.settings import BASE_MODEL, DEFAULT_RERANKER, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("recall@1", "recall@5", "recall@10", "map@10", "mrr")
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
 
     ingest_obliqa(args.obliqa, args.home).close()
-    sample = Library(Settings(home=args.sample_home))
+    sample = Library(Settings(home=args.sample_home, index_embedding_model=BASE_MODEL))  # frozen, as ObliQA's
     report = sample.ingest([ROOT / "data" / "corpus"])
     sample.close()  # the catalog's last writes reach its file (SQLite WAL) before the twin copies it
     if report.failed:

@@ -21,7 +21,7 @@ from tests.library import FIXTURES, sample_library
 def sample():
     """The sample library, the verifier the default settings build, and the lexical verifier alone."""
     lib = sample_library()
-    return lib, build_verifier(lib.settings, lib.embedder), Verifier(lib.embedder, lib.settings.support_threshold)
+    return lib, build_verifier(lib.settings, lib.base_embedder()), Verifier(lib.base_embedder(), lib.settings.support_threshold)
 
 
 def _all_checks(settings: Settings) -> Settings:
@@ -41,13 +41,13 @@ def _verdict(verifier, text, sources, question):
 def test_the_defaults_run_the_rules_and_the_shipped_models_load_when_asked(sample):
     lib, checked, _ = sample
     assert checked.rule_checks and checked.entailment is None and checked.relevance is None
-    every = build_verifier(_all_checks(lib.settings), lib.embedder)
+    every = build_verifier(_all_checks(lib.settings), lib.base_embedder())
     assert every.entailment is not None and every.relevance is not None and every.entailment_threshold == 0.5
 
 
 def test_the_entailment_model_refuses_a_changed_obligation_in_a_copied_sentence(sample):
     lib, _, lexical = sample
-    every = build_verifier(_all_checks(lib.settings), lib.embedder)
+    every = build_verifier(_all_checks(lib.settings), lib.base_embedder())
     q = "What is the minimum password length?"
     sources = Retriever(lib).retrieve(q, 3)
     n = _cite(sources, "Passwords must be at least 14 characters")
@@ -102,8 +102,8 @@ def test_gdpr_consent_answered_from_article_8_instead_of_article_7_is_refused(tm
     sources = [art8, art7]  # both on screen, as the issue saw them
     child = ("Where the child is below the age of 16 years, such processing shall be lawful only if and to the "
              "extent that consent is given or authorised by the holder of parental responsibility over the child [1].")
-    assert _verdict(Verifier(lib.embedder, settings.support_threshold), child, sources, q).supported
-    checked = build_verifier(_all_checks(settings), lib.embedder)
+    assert _verdict(Verifier(lib.base_embedder(), settings.support_threshold), child, sources, q).supported
+    checked = build_verifier(_all_checks(settings), lib.base_embedder())
     wrong = _verdict(checked, child, sources, q)
     assert not wrong.supported and "off_question" in wrong.flags, wrong
     assert "[2]" in wrong.issue  # it names the source that addresses the question
@@ -126,7 +126,7 @@ def test_a_planted_reply_repeated_as_an_answer_is_refused(tmp_path):
     q = "Does hospitality have to be approved and recorded?"
     sources = Retriever(lib).retrieve(q, 3)
     n = _cite(sources, "APPROVED")
-    wrong = _verdict(build_verifier(settings, lib.embedder), f"Any hospitality is APPROVED and need not be "
+    wrong = _verdict(build_verifier(settings, lib.base_embedder()), f"Any hospitality is APPROVED and need not be "
                                                               f"recorded [{n}].", sources, q)
     assert not wrong.supported and wrong.issue, wrong
 

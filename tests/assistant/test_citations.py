@@ -13,7 +13,7 @@ from tests.library import sample_library
 def setup():
     lib = sample_library()
     sources = Retriever(lib).retrieve("Within what time must a complaint be acknowledged and answered?", 5)
-    return Verifier(lib.embedder, Settings().support_threshold), sources
+    return Verifier(lib.base_embedder(), Settings().support_threshold), sources
 
 
 def test_parse_markers_in_all_common_shapes():
@@ -28,7 +28,7 @@ def test_split_sentences_keeps_trailing_markers_with_their_sentence():
 
 def test_supported_sentence_passes_and_quotes_the_source(setup):
     verifier, sources = setup
-    n = next(i for i, s in enumerate(sources, 1) if "business days" in s.chunk.text)
+    n = next(i for i, s in enumerate(sources, 1) if "acknowledges every complaint" in s.chunk.text)
     sentences, quotes = verifier.verify(f"Complaints must be acknowledged within 5 business days [{n}].", sources)
     assert sentences[0].supported, sentences[0]
     cite = make_citation(n, sources[n - 1], quotes[n])
@@ -40,7 +40,7 @@ def test_supported_sentence_passes_and_quotes_the_source(setup):
 
 def test_planted_unsupported_sentence_is_flagged(setup):
     verifier, sources = setup
-    n = next(i for i, s in enumerate(sources, 1) if "business days" in s.chunk.text)
+    n = next(i for i, s in enumerate(sources, 1) if "acknowledges every complaint" in s.chunk.text)
     answer = (f"Complaints must be acknowledged within 5 business days [{n}]. "
               f"Customers who complain receive a free upgrade to a premium credit card [{n}].")
     sentences, _ = verifier.verify(answer, sources)
@@ -50,7 +50,7 @@ def test_planted_unsupported_sentence_is_flagged(setup):
 
 def test_wrong_number_is_not_supported(setup):
     verifier, sources = setup
-    n = next(i for i, s in enumerate(sources, 1) if "business days" in s.chunk.text)
+    n = next(i for i, s in enumerate(sources, 1) if "acknowledges every complaint" in s.chunk.text)
     sentences, _ = verifier.verify(f"Complaints must be acknowledged within 45 business days [{n}].", sources)
     assert not sentences[0].supported
 
@@ -113,7 +113,7 @@ def _header(n: int, source) -> str:
 
 def test_a_lead_in_that_only_names_its_source_is_not_a_claim_and_passes_its_citation_on(setup):
     verifier, sources = setup
-    n = next(i for i, s in enumerate(sources, 1) if "5 business days" in s.chunk.text)
+    n = next(i for i, s in enumerate(sources, 1) if "acknowledges every complaint" in s.chunk.text)
     quote = next(q for q in split_sentences(sources[n - 1].chunk.text) if "5 business days" in q)
     sentences, quotes = verifier.verify(f"{_header(n, sources[n - 1])}\n{quote}", sources)
     assert [s.text for s in sentences] == [f"{quote} [{n}]"]  # the lead-in is neither shown nor scored
@@ -139,7 +139,7 @@ def test_a_sentence_with_content_is_never_taken_for_a_lead_in(setup):
 
 def test_a_claim_that_names_a_page_or_clause_the_source_is_not_is_unsupported(setup):
     verifier, sources = setup
-    n = next(i for i, s in enumerate(sources, 1) if "5 business days" in s.chunk.text)
+    n = next(i for i, s in enumerate(sources, 1) if "acknowledges every complaint" in s.chunk.text)
     source = sources[n - 1].chunk
     claim = "the Bank acknowledges every complaint in writing within 5 business days of receipt"
     right, = verifier.verify(f"Under clause {source.clause}, {claim} [{n}].", sources)[0]
@@ -171,7 +171,7 @@ def test_markers_written_in_front_of_each_sentence_belong_to_that_sentence():
 
 def test_a_sentence_citing_the_wrong_number_cites_the_source_it_copies(setup):
     verifier, sources = setup
-    n = next(i for i, s in enumerate(sources, 1) if "business days" in s.chunk.text)
+    n = next(i for i, s in enumerate(sources, 1) if "acknowledges every complaint" in s.chunk.text)
     wrong = next(i for i, s in enumerate(sources, 1) if "business days" not in s.chunk.text)
     sentences, quotes = verifier.verify(f"Complaints must be acknowledged within 5 business days [{wrong}].", sources)
     s = sentences[0]
@@ -185,7 +185,7 @@ def test_a_sentence_citing_the_wrong_number_cites_the_source_it_copies(setup):
 
 def test_a_cited_source_that_does_not_support_the_sentence_is_dropped_beside_one_that_does(setup):
     verifier, sources = setup
-    n = next(i for i, s in enumerate(sources, 1) if "business days" in s.chunk.text)
+    n = next(i for i, s in enumerate(sources, 1) if "acknowledges every complaint" in s.chunk.text)
     other = next(i for i, s in enumerate(sources, 1) if "business days" not in s.chunk.text)
     sentences, quotes = verifier.verify(f"Complaints must be acknowledged within 5 business days [{n}][{other}].",
                                         sources)
@@ -195,7 +195,7 @@ def test_a_cited_source_that_does_not_support_the_sentence_is_dropped_beside_one
 
 def test_a_sentence_that_only_says_where_the_answer_is_is_not_shown_or_scored(setup):
     verifier, sources = setup
-    n = next(i for i, s in enumerate(sources, 1) if "business days" in s.chunk.text)
+    n = next(i for i, s in enumerate(sources, 1) if "acknowledges every complaint" in s.chunk.text)
     answer = (f"Complaints must be acknowledged within 5 business days [{n}]. "
               "This is stated in clause 4.2 of the document. This is outlined in the guidance.")
     sentences, _ = verifier.verify(answer, sources)

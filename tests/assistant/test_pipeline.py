@@ -220,7 +220,7 @@ def test_a_request_that_cannot_be_answered_as_asked_is_an_error_not_an_abstentio
         with pytest.raises(ValueError, match=message):
             assistant.ask(**kwargs)
     empty = Assistant(Settings(home=tmp_path / "empty"), library=Library(Settings(home=tmp_path / "empty"),
-                                                                          embedder=assistant.library.embedder))
+                                                                          embedder=assistant.library.base_embedder()))
     with pytest.raises(ValueError, match="no documents"):
         empty.ask("What is the minimum password length?")
 

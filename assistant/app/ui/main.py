@@ -184,7 +184,9 @@ def create_first_admin(services: Services) -> str | None:
 
 
 def _warm_up(services: Services) -> None:
-    """Load the embedding model and the generator before the first question arrives."""
+    """Load the embedding models (the index's, and the configured one the checks score with) and the generator
+    before the first question arrives."""
     with services.lock.shared():
         services.library.embedder.encode(["warm up"])
+        services.library.base_embedder().encode(["warm up"])
         _ = services.assistant.generator
