@@ -428,6 +428,10 @@ class Library:
         previous = self.catalog.get(document_id)
         if previous is not None and previous.status == "active":
             record.supersedes = previous.doc_key
+        if not self.settings.vectors_pointer_path.exists():
+            # record which model made the vectors, before the catalog has a document: from then on a home without
+            # the file is taken for a library from before it existed (default_pointer)
+            self.pointer.write(self.settings.vectors_pointer_path)
         self.catalog.add_pending(record, chunks)  # record.errors: the reading warnings only, not the notes below
         warnings = list(warnings)
         cut = sum(1 for c in chunks if c.extra.get("hard_split"))
@@ -438,8 +442,6 @@ class Library:
             warnings.append(f"taken as version {version} of '{document_id}' because its title matches "
                             f"{previous.file_name} (v{previous.version}); if it is a different document, delete "
                             f"this version and ingest the file again with --title")
-        if not self.settings.vectors_pointer_path.exists():  # record which model made the vectors from now on
-            self.pointer.write(self.settings.vectors_pointer_path)
         self.vectors.upsert(chunks, vectors)
         superseded = self.catalog.activate(record)
         in_force = self.catalog.get(document_id)
