@@ -27,6 +27,7 @@ from finetune.reranker_data import Candidate, MinedQuestion
 from finetune.reranker_train import validate_lists
 from finetune.train_loop import CHECKPOINT, ListTrainConfig, TrainError, train_loop  # noqa: F401 (CHECKPOINT: where a run resumes)
 from ingest.embedding import cpu_supports_bf16, resolve_embedding_model
+from ingest.settings import DEFAULT_EMBEDDING
 
 CARD = "card.json"
 FROZEN = "frozen.json"
@@ -163,10 +164,13 @@ def validate(model, val: list[MinedQuestion], depth: int) -> dict:
 
 
 def load_model(name: str, max_length: int):
-    """The sentence-transformers model `name` (the packaged default resolved to its folder), offline, on CPU."""
+    """The sentence-transformers model `name` (the packaged default or a shipped embedder resolved to its folder),
+    offline, on CPU, with float32 weights also when the folder stores bf16 (a shipped embedder trained further)."""
+    import torch  # lazy: torch takes ~2 s to import
     from sentence_transformers import SentenceTransformer  # lazy: sentence_transformers takes ~6 s to import
 
-    model = SentenceTransformer(resolve_embedding_model(name), device="cpu", local_files_only=True)
+    model = SentenceTransformer(resolve_embedding_model(name), device="cpu", local_files_only=True,
+                                model_kwargs={"dtype": torch.float32})
     model.max_seq_length = max_length
     return model
 
@@ -265,7 +269,8 @@ it is built with it (`index_embedding_model`, for new libraries) or re-embedded 
 register embedder FOLDER`, then `comply retrievers activate embedder NAME`); the verifier keeps the packaged
 all-MiniLM-L6-v2.
 
-- **Base model:** {card['base_model']} (the packaged all-MiniLM-L6-v2)
+- **Base model:** {card['base_model']} ({'the packaged all-MiniLM-L6-v2' if card['base_model'] == DEFAULT_EMBEDDING
+  else 'a fine-tuned embedder, trained further'})
 - **Data:** {data.get('dataset')} (sha256 `{data.get('dataset_sha256')}`), part `{data.get('part')}`:
   {card['train_questions']} questions, {card['train_rows']} rows of (question, gold passage, {cfg['negatives']}
   hard negative(s) from the fused top {cfg['negative_depth']} of comply's BM25 + dense retrievers over the ingested

@@ -119,7 +119,7 @@ def adapt_retriever(settings: Settings, out: Path, *, dataset: Path | None = Non
     ecard = train_embedder(lists.train, lists.val, work / "embedder", ecfg, data_sha256=lists.sha256,
                            progress=progress, resume=resume)
     ecard |= {"name": f"{name}-embedder", "kind": "sentence embedder (sentence-transformers SentenceTransformer, "
-              "mean pooling, unit vectors), float32", "questions": questions_info, **extra}
+              "mean pooling, unit vectors), weights in bf16", "questions": questions_info, **extra}
     report = held_out_report(report_lists, work / "reranker" / "best", work / "embedder" / "best", ecfg)
     rcard["report"], ecard["report"] = report, report
     reranker_out, embedder_out = out / f"{name}-reranker", out / f"{name}-embedder"

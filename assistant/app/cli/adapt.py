@@ -28,6 +28,7 @@ from assistant.app.cli.common import (
 from eval.datasets import DatasetError, load_obliqa, select_part
 from eval.machine import cpu_model
 from finetune.train_loop import TrainError
+from ingest.embedding import shipped_embedder
 
 adapt_app = typer.Typer(help="Adapt retrieval and verification to your documents: train the reranker, the embedder and the entailment check.", no_args_is_help=True)
 app.add_typer(adapt_app, name="adapt")
@@ -193,6 +194,11 @@ def retriever_cmd(
                                                           "data/rerankers/, e.g. minilm-obliqa, or a CrossEncoder "
                                                           "folder) instead of from the packaged all-MiniLM-L6-v2: "
                                                           "transfer from ObliQA when the questions are few.")] = None,
+    embedder_from: Annotated[str | None, typer.Option(help="Train the embedder further from this one (a name in "
+                                                          "data/embedders/, e.g. minilm-obliqa, the one new libraries "
+                                                          "are built with, or a sentence-transformers folder) instead "
+                                                          "of from the packaged all-MiniLM-L6-v2; the report's and "
+                                                          "the gate's 'frozen' baseline is then that model.")] = None,
     steps: StepsOpt = None,
     epochs: EpochsOpt = 1,
     register: Annotated[bool, typer.Option(help="Register both models in the retriever registry (activate them "
@@ -215,7 +221,9 @@ def retriever_cmd(
             reranker_config=RerankTrainConfig(epochs=epochs, max_steps=steps, seed=seed,
                                               **({"base_model": str(_reranker_from(reranker_from, as_json))}
                                                  if reranker_from else {})),
-            embedder_config=EmbedTrainConfig(epochs=epochs, max_steps=steps, seed=seed), progress=not as_json,
+            embedder_config=EmbedTrainConfig(epochs=epochs, max_steps=steps, seed=seed,
+                                             **({"base_model": _embedder_from(embedder_from, as_json)}
+                                                if embedder_from else {})), progress=not as_json,
             machine=_machine(), reproduce=_reproduce(s, "retriever"))
     except (DatasetError, ValueError, TrainError) as e:
         fail(str(e), as_json)
@@ -255,6 +263,18 @@ def _reranker_from(name: str, as_json: bool) -> Path:
         fail(f"--reranker-from {name}: no reranker there (a name in data/rerankers/ or a CrossEncoder folder)",
              as_json)
     return path.resolve()
+
+
+def _embedder_from(name: str, as_json: bool) -> str:
+    """A shipped embedder's name (kept as the name: cards then do not hold this checkout's path) or a
+    sentence-transformers folder (its absolute path); exit 1 naming it when there is neither."""
+    if shipped_embedder(name) is not None:
+        return name
+    path = Path(name).expanduser()
+    if not (path / "modules.json").is_file():
+        fail(f"--embedder-from {name}: no embedder there (a name in data/embedders/ or a sentence-transformers "
+             f"folder)", as_json)
+    return str(path.resolve())
 
 
 def _lists(s, dataset: Path, format: str, documents_dir: Path | None, part: str, val_part: str,
