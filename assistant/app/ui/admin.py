@@ -13,7 +13,7 @@ import pandas as pd
 
 from assistant.app import actions_admin
 from assistant.app.monitoring import plot_daily
-from assistant.app.ui.services import Services, audit_shown, refused
+from assistant.app.ui.services import Services, audit_shown, model_state_cell, refused, when_cell
 from assistant.app.users import ROLES, PermissionDenied, User, UserError
 from finetune import adapters as registry
 
@@ -26,14 +26,13 @@ ADAPTER_COLUMNS = ["Adapter", "Status", "Created (UTC)", "Base model", "Training
 
 def users_table(services: Services, users: list[User] | None = None) -> pd.DataFrame:
     """Every user (`users`, or the store's) with role and creation time (never a password or hash)."""
-    return pd.DataFrame([[u.name, u.role, u.created.replace("T", " ")[:19]]
+    return pd.DataFrame([[u.name, u.role, when_cell(u.created)]
                          for u in (services.users.list() if users is None else users)], columns=USER_COLUMNS)
 
 
 def adapters_table(services: Services) -> pd.DataFrame:
     """One row per registered adapter with what its card says."""
-    rows = [[a.name, "active" if a.active else ("DAMAGED: " + a.error if a.error else ""),
-             (a.created or "").replace("T", " ")[:19], a.base_model or "",
+    rows = [[a.name, model_state_cell(a.active, a.error), when_cell(a.created), a.base_model or "",
              a.dataset or "", "not evaluated" if a.citation_precision is None else f"{a.citation_precision:.3f}"]
             for a in registry.list_adapters(services.settings)]
     return pd.DataFrame(rows, columns=ADAPTER_COLUMNS)

@@ -9,7 +9,7 @@ from gradio.utils import get_upload_folder
 
 from assistant.app import actions
 from assistant.app.actions import add_documents, delete_document
-from assistant.app.ui.services import Services, audit_shown, parse_date, refused
+from assistant.app.ui.services import Services, audit_shown, parse_date, refused, when_cell
 from assistant.app.ui.uploads import remove_uploads
 from assistant.app.users import User, allowed
 from ingest.pipeline import IngestReport
@@ -23,7 +23,7 @@ COLUMNS = ["Title", "comply version", "Effective date", "Status", "Pages", "Pass
 def library_table(records: list[DocumentRecord]) -> pd.DataFrame:
     """The library as a table (the documents in force, or every version)."""
     rows = [[r.title, r.version, r.effective_date or "", r.status_word, r.pages, r.chunks,
-             r.file_name, r.document_id, r.ingested_at.replace("T", " ")[:19]] for r in records]
+             r.file_name, r.document_id, when_cell(r.ingested_at)] for r in records]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

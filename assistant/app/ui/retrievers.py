@@ -8,7 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from assistant.app import actions_admin
-from assistant.app.ui.services import Services, audit_shown, refused
+from assistant.app.ui.services import Services, audit_shown, model_state_cell, refused, when_cell
 from assistant.app.users import PermissionDenied
 from finetune import retrievers
 
@@ -21,8 +21,8 @@ def retrievers_table(services: Services) -> pd.DataFrame:
     def number(v):
         return "not measured" if v is None else f"{v:.3f}"
 
-    rows = [[m.kind, m.name, "active" if m.active else ("DAMAGED: " + m.error if m.error else ""), number(m.map10),
-             number(m.baseline_map10), m.dataset or "", (m.registered or "").replace("T", " ")[:19]]
+    rows = [[m.kind, m.name, model_state_cell(m.active, m.error), number(m.map10), number(m.baseline_map10),
+             m.dataset or "", when_cell(m.registered)]
             for m in retrievers.list_models(services.settings)]
     return pd.DataFrame(rows, columns=COLUMNS)
 

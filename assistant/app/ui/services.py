@@ -109,3 +109,13 @@ def refused(message: str, outputs: int) -> tuple:
     message = message[:1].upper() + message[1:] + ("" if message.endswith((".", "?", "!")) else ".")
     log.info("not done: %s", message)
     return f"⚠ {message}", *(gr.update(),) * (outputs - 1)
+
+
+def when_cell(iso: str | None) -> str:
+    """An ISO timestamp as a table shows it: "2026-12-06 19:05:00" (empty when there is none)."""
+    return (iso or "").replace("T", " ")[:19]
+
+
+def model_state_cell(active: bool, error: str | None) -> str:
+    """A registered model's state in a table: active, damaged (with why) or nothing."""
+    return "active" if active else ("DAMAGED: " + error if error else "")
