@@ -89,8 +89,8 @@ reranker: install
 	  --dataset $(SHARED)/obliqa/ObliQA_dev.json --documents-dir $(SHARED)/obliqa/StructuredRegulatoryDocuments \
 	  --out data/rerankers/minilm-obliqa
 
-# Train the embedder shipped in data/embedders/minilm-obliqa again (what new libraries are built with,
-# index_embedding_model): all-MiniLM-L6-v2 fine-tuned on ObliQA dev's train part, 2 epochs, with the reranker's mined
+# Train the embedder data/embedders/minilm-obliqa (git-ignored; new libraries are built with it when
+# COMPLY_INDEX_EMBEDDING_MODEL=minilm-obliqa): all-MiniLM-L6-v2 fine-tuned on ObliQA dev's train part, 2 epochs, with the reranker's mined
 # lists (make reranker first, or it mines them again); early stopping on the tune part; resumes; measured by
 # make bench-embedder. A short run: make embedder EMBEDDER_ARGS="--steps 40 --eval-every 20"
 EMBEDDER_ARGS ?= --epochs 2

@@ -164,8 +164,8 @@ def validate(model, val: list[MinedQuestion], depth: int) -> dict:
 
 
 def load_model(name: str, max_length: int):
-    """The sentence-transformers model `name` (the packaged default or a shipped embedder resolved to its folder),
-    offline, on CPU, with float32 weights also when the folder stores bf16 (a shipped embedder trained further)."""
+    """The sentence-transformers model `name` (the packaged default or a data/embedders/ name resolved to its folder),
+    offline, on CPU, with float32 weights also when the folder stores bf16 (a fine-tuned embedder trained further)."""
     import torch  # lazy: torch takes ~2 s to import
     from sentence_transformers import SentenceTransformer  # lazy: sentence_transformers takes ~6 s to import
 

@@ -10,8 +10,8 @@ Activating a reranker names it in ACTIVE: retrieval (with `rerank` on) and the r
 next question on (assistant/rerank.py `current_reranker`). Activating an embedder re-embeds the whole library into
 a new index generation and switches to it atomically (ingest/reembed.py): the active embedder is the one
 vectors.json names, so there is one truth. "base" is the configured model (embedding_model; for rerankers the
-reranker_model setting, by default the shipped one). An embedder shipped with comply (data/embedders/<name>, what a
-new library is built with) is found by its name without being registered, and listed as such.
+reranker_model setting, by default the shipped one). An embedder in data/embedders/<name> (`make embedder` writes
+one there; index_embedding_model may name it) is found by its name without being registered, and listed as such.
 
 Release gate, on the card's validation numbers (MAP@10 on the questions held out of training, measured by the
 training run against the model it started from on the same lists): refused, unless forced, when the candidate
@@ -33,7 +33,7 @@ from pathlib import Path
 
 from assistant.adapters import load_card
 from assistant.rerank import current_reranker, registry_reranker
-from ingest.embedding import SHIPPED_EMBEDDERS, shipped_embedder
+from ingest.embedding import EMBEDDERS_DIR, named_embedder
 from ingest.index import VectorPointer
 from ingest.pipeline import Library, default_pointer
 from ingest.reembed import reembed
@@ -45,7 +45,7 @@ BASE = BASE_MODEL
 ACTIVE = "ACTIVE"
 HISTORY = "history.jsonl"
 METRIC = "map@10"
-SHIPPED = "shipped with comply"  # the `registered` of an embedder in data/embedders/, not copied into the home
+IN_DATA = "in data/embedders"  # the `registered` of an embedder found there by name, not copied into the home
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -159,12 +159,12 @@ def active(settings: Settings, kind: str) -> str | None:
 
 
 def model_path(settings: Settings, kind: str, name: str) -> Path:
-    """The folder of a registered model, else of an embedder shipped with comply under that name (data/embedders/);
+    """The folder of a registered model, else of an embedder under that name in data/embedders/ (`make embedder`);
     RetrieverError when there is neither."""
     path = root(settings, kind) / name
     if _NAME.match(name) and name not in (ACTIVE, BASE) and (path / "config.json").is_file():
         return path
-    shipped = shipped_embedder(name) if kind == "embedder" and _NAME.match(name) else None
+    shipped = named_embedder(name) if kind == "embedder" and _NAME.match(name) else None
     if shipped is None:
         raise RetrieverError(f"no registered {kind} named '{name}' (see `comply retrievers list`)")
     return shipped
@@ -191,13 +191,13 @@ def list_models(settings: Settings, kind: str | None = None) -> list[RetrieverIn
     for k in (kind,) if kind else KINDS:
         folder = root(settings, k)
         own = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")) if folder.is_dir() else []
-        shipped = sorted(p for p in SHIPPED_EMBEDDERS.iterdir() if shipped_embedder(p.name) is not None
-                         and p.name not in {q.name for q in own}) if k == "embedder" and SHIPPED_EMBEDDERS.is_dir() else []
+        shipped = sorted(p for p in EMBEDDERS_DIR.iterdir() if named_embedder(p.name) is not None
+                         and p.name not in {q.name for q in own}) if k == "embedder" and EMBEDDERS_DIR.is_dir() else []
         if not own and not shipped:
             continue
         current = active(settings, k)
         registered = {e["name"]: e["time"] for e in history(settings, k) if e.get("action") == "register"}
-        registered.update({p.name: SHIPPED for p in shipped})
+        registered.update({p.name: IN_DATA for p in shipped})
         for path in own + shipped:
             try:
                 check_model(path, k)
@@ -304,9 +304,9 @@ def _switch(settings: Settings, kind: str, target: str | None, *, library: Libra
     library = library or Library(settings)
     try:
         path = None if target is None else model_path(settings, kind, target)
-        # a shipped embedder is named (vectors.json then survives moving the checkout); a registered one by path
+        # one in data/embedders/ is named (vectors.json then survives moving the checkout); a registered one by path
         model = (settings.embedding_model if path is None
-                 else target if path == shipped_embedder(target) else str(path.resolve()))
+                 else target if path == named_embedder(target) else str(path.resolve()))
         done = reembed(library, model, target, on_progress=on_progress)
     finally:
         if own:

