@@ -7,6 +7,11 @@ This file is the scheduler llama-cpp-python lacks (its C API, no private ops): e
 answer being written, plus a slice of any prompt still being read, into one batch, so a new question starts while
 others are still answering and no one waits for a whole answer (docs/architecture.md; measured in
 `make bench-generate`: on a compute-bound 2-core CPU it gives fairness, not throughput).
+
+A slot keeps what its last answer left in the KV cache, and a new prompt goes to the free slot that already holds
+the longest start of it: every answer's prompt opens with the same system rules and chat template, so those tokens
+are read once per slot, not once per answer (llama.cpp's server calls this prompt caching). Only the rest of the
+prompt is decoded; a follow-up turn that repeats the conversation so far reuses that too.
 """
 
 from __future__ import annotations
@@ -88,6 +93,8 @@ class BatchEngine:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.model.vocab)
         self._batch = llama_cpp.llama_batch_init(batch_tokens, 0, 1)
         self.peak_active = 0  # the most answers written at once so far
+        self.reused_tokens = 0  # prompt tokens found in a slot's cache instead of decoded, over all requests
+        self._held: list[list[int]] = [[] for _ in range(slots)]  # the tokens each slot's cache holds, in order
         self._pending: queue.Queue[_Request] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="llamacpp-engine", daemon=True)
         self._thread.start()
@@ -120,8 +127,8 @@ class BatchEngine:
                     request = self._pending.get(block=not active)
                 except queue.Empty:
                     break
-                seq = free.pop(0)
-                active[seq] = _Slot(seq, request)
+                slot = self._take(request, free)
+                active[slot.seq] = slot
             for seq in [s for s, slot in active.items() if slot.request.cancelled]:
                 self._release(active.pop(seq), free)
             if not active:
@@ -144,8 +151,23 @@ class BatchEngine:
             except Exception as e:  # noqa: BLE001 - every waiting answer must hear of it, or it waits forever
                 for slot in active.values():
                     slot.request.out.put(e)
-                    self._release(slot, free)
+                    self._release(slot, free, keep=False)  # what the failed step left in its cache is unknown
                 active.clear()
+
+    def _take(self, request: _Request, free: list[int]) -> _Slot:
+        """The free slot whose cache holds the longest start of the prompt, its cache cut to that start. At least
+        the prompt's last token is decoded again: its logits pick the first new token."""
+        prompt = request.prompt
+        seq = max(free, key=lambda s: (_common_prefix(self._held[s], prompt), -s))
+        free.remove(seq)
+        keep = min(_common_prefix(self._held[seq], prompt), len(prompt) - 1)
+        if keep and not self._c.llama_memory_seq_rm(self.context.memory, seq, keep, -1):
+            keep = 0  # this cache cannot drop a tail: start the slot empty
+        if not keep:
+            self._c.llama_memory_seq_rm(self.context.memory, seq, -1, -1)
+        del self._held[seq][keep:]
+        self.reused_tokens += keep
+        return _Slot(seq, request, fed=keep, pos=keep)
 
     def _fill(self, active: dict[int, _Slot]) -> list[tuple[int, _Slot]]:
         """Put one step into the batch: every answer's next token first, then prompt slices in arrival order.
@@ -158,6 +180,7 @@ class BatchEngine:
             batch.seq_id[n][0], batch.logits[n] = slot.seq, logits
             if logits:
                 rows.append((n, slot))
+            self._held[slot.seq].append(token)
             slot.pos += 1
             n += 1
 
@@ -173,10 +196,23 @@ class BatchEngine:
         batch.n_tokens = n
         return rows
 
-    def _release(self, slot: _Slot, free: list[int]) -> None:
-        self._c.llama_memory_seq_rm(self.context.memory, slot.seq, -1, -1)
+    def _release(self, slot: _Slot, free: list[int], keep: bool = True) -> None:
+        """Give the slot back; its cache stays for the next prompt that starts the same way, unless `keep` is off."""
+        if not keep:
+            self._c.llama_memory_seq_rm(self.context.memory, slot.seq, -1, -1)
+            self._held[slot.seq].clear()
         free.append(slot.seq)
         free.sort()
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """How many tokens `a` and `b` share from the start."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _silence_llama_log() -> None:

