@@ -257,7 +257,7 @@ def write_eval_jsonl(questions: list[GoldQuestion], path: Path) -> Path:
 
 
 def build_dataset(library: Library, questions: list[GoldQuestion], out: Path, config: DataConfig | None = None,
-                  *, name: str = "dataset", progress=None) -> dict:
+                  *, name: str = "dataset", part: str | None = None, progress=None) -> dict:
     """Split questions by id, build train.jsonl and val.jsonl (and val_questions.jsonl in the gold format for
     evaluation), and write manifest.json with counts, PII replacements and the data's sha256. Returns the manifest."""
     config = config or DataConfig()
@@ -266,17 +266,17 @@ def build_dataset(library: Library, questions: list[GoldQuestion], out: Path, co
     train_q, val_q = split(questions, config.val_fraction, config.seed)
     builder = ExampleBuilder(library, config)
     counts: dict[str, dict[str, int]] = {}
-    for part, qs in (("train", train_q), ("val", val_q)):
+    for side, qs in (("train", train_q), ("val", val_q)):
         stats = {"examples": 0, "abstain": 0, "gold_from_catalog": 0, "gold_not_found": 0}
-        with open(out / f"{part}.jsonl", "w", encoding="utf-8") as f:
-            for q in (progress(qs, part) if progress else qs):
+        with open(out / f"{side}.jsonl", "w", encoding="utf-8") as f:
+            for q in (progress(qs, side) if progress else qs):
                 ex = builder.build(q)
                 stats["examples"] += 1
                 stats["abstain"] += ex.abstain
                 stats["gold_from_catalog"] += ex.gold_found_by == "catalog"
                 stats["gold_not_found"] += q.answerable and ex.gold_found_by == "none"
                 f.write(ex.to_json() + "\n")
-        counts[part] = stats
+        counts[side] = stats
     write_eval_jsonl(val_q, out / "val_questions.jsonl")
     overlap = {q.id for q in train_q} & {q.id for q in val_q}
     if overlap:  # split() cannot do this; the check guards the promise that validation is never trained on
@@ -285,6 +285,7 @@ def build_dataset(library: Library, questions: list[GoldQuestion], out: Path, co
         "name": name,
         "sha256": sha256_files([out / "train.jsonl", out / "val.jsonl"]),
         "questions": len(questions),
+        "part": part,  # the fixed part of the gold set the questions came from (eval.datasets.PARTS), or None
         "train": counts["train"],
         "val": counts["val"],
         "config": {**asdict(config), "k": builder.k, "pii_kinds": list(config.pii_kinds)},

@@ -9,10 +9,10 @@ import pytest
 
 from assistant.citations import parse_markers
 from assistant.prompt import ABSTAIN_REPLIES, PROMPT_VERSION, build_messages
-from eval.datasets import load_dataset, load_jsonl, split
+from eval.datasets import load_dataset, load_jsonl, select_part, split
 from eval.metrics import ranked_item_from_chunk, relevant
 from finetune.dataset import DataConfig, ExampleBuilder, build_dataset, load_examples, sha256_files
-from tests.library import GOLD
+from tests.library import GOLD, copy_sample_home
 
 ABSTAIN_TEXT = ABSTAIN_REPLIES[PROMPT_VERSION]  # what new training data teaches the model to say
 
@@ -93,6 +93,27 @@ def test_split_never_leaks_and_the_manifest_hashes_the_data(questions, built):
     assert manifest["sha256"] == sha256_files([out / "train.jsonl", out / "val.jsonl"])
     assert json.loads((out / "manifest.json").read_text())["config"]["k"] == 3
     assert manifest["pii_replacements"] == {}
+
+
+def test_build_data_takes_one_fixed_part_of_the_gold_set(questions, tmp_path):
+    """`comply finetune build-data --part train` builds from that part alone (the tune and report parts an adapter
+    is chosen and reported on stay unseen) and records it in the manifest."""
+    from typer.testing import CliRunner  # here: only this test drives the CLI
+
+    from assistant.app.cli.main import app as cli
+
+    home, out = copy_sample_home(tmp_path / "home"), tmp_path / "data"
+    result = CliRunner().invoke(cli, ["--home", str(home), "finetune", "build-data", "--dataset", str(GOLD),
+                                      "--part", "train", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    built = [ex.id for side in ("train", "val") for ex in load_examples(out / f"{side}.jsonl")]
+    expected = [q.id for q in select_part(questions, "train")]
+    assert manifest["part"] == "train" and manifest["questions"] == len(expected)
+    assert sorted(built) == sorted(expected) and 0 < len(expected) < len(questions)
+    result = CliRunner().invoke(cli, ["--home", str(home), "finetune", "build-data", "--dataset", str(GOLD),
+                                      "--part", "holdout", "--out", str(tmp_path / "x"), "--json"])
+    assert result.exit_code == 1 and "part must be one of train, tune, report" in result.output
 
 
 def test_building_is_deterministic(library, questions):

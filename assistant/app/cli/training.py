@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from assistant.app.audit import AuditError
 from assistant.app.cli.common import JsonOpt, acting, app, cli_admin, emit, fail, open_services, settings
-from eval.datasets import DatasetError, load_dataset
+from eval.datasets import DatasetError, load_dataset, select_part
 
 finetune_app = typer.Typer(help="Build grounded training data, train a LoRA adapter, evaluate it.",
                            no_args_is_help=True)
@@ -45,6 +45,9 @@ def build_data(
     layout: Annotated[str, typer.Option(help="prompt: the top k retrieved, exactly as the assistant's prompt; "
                                              "raft: gold plus distractors, arranged by --order.")] = "prompt",
     order: Annotated[str, typer.Option(help="With --layout raft: retrieval (rank order) or shuffled.")] = "retrieval",
+    part: Annotated[str | None, typer.Option(help="Only one fixed part of the set: train, tune or report (as comply "
+                                                  "eval --part), so the parts an adapter is tuned and reported on "
+                                                  "are never trained on.")] = None,
     as_json: JsonOpt = False,
 ):
     """Build RAFT examples (train.jsonl, val.jsonl, val_questions.jsonl, manifest.json) from the loaded library."""
@@ -57,12 +60,14 @@ def build_data(
 
     try:
         questions = load_dataset(dataset, format, documents_dir=documents_dir)
+        if part:
+            questions = select_part(questions, part)
     except (DatasetError, ValueError) as e:
         fail(str(e), as_json)
     if limit:
         questions = questions[:limit]
     s = settings()
-    out = out or s.home / "finetune" / dataset.stem
+    out = out or s.home / "finetune" / (dataset.stem + (f"-{part}" if part else ""))
     library = Library(s)
     if not library.catalog.count_chunks():
         fail(f"the library in {s.home} is empty: ingest the documents the questions are about first", as_json)
@@ -71,7 +76,7 @@ def build_data(
                             order=order)
     except DataError as e:
         fail(str(e), as_json)
-    manifest = build_dataset(library, questions, out, config, name=dataset.stem,
+    manifest = build_dataset(library, questions, out, config, name=dataset.stem, part=part,
                              progress=None if as_json else _bar)
     library.close()
     manifest["out"] = str(out)
