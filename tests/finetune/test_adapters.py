@@ -99,6 +99,39 @@ def test_shipped_default_is_registered_and_activated_once(tmp_path, peft_folder)
     assert adapters.ensure_default(s, shipped) is None  # not empty any more: nothing happens
 
 
+def test_each_adapter_is_described_in_plain_words_from_its_card(tmp_path, peft_folder):
+    """What the Adapters tab tells a compliance lead: method, the change against the base model on the validation
+    questions (better or worse), training time and size, from the card; nothing invented where the card is silent."""
+    from assistant.app.ui.admin import AdaptersTab
+    from assistant.app.ui.services import Services
+
+    s = Settings(home=tmp_path / "home")
+    shipped = adapters.register(s, adapters.SHIPPED_DIR / "prompt-600-p0-r8")
+    card = adapters.read_card(shipped)
+    before, after = card["eval"]["before"], card["eval"]["after"]
+    said = adapters.describe(shipped)
+    assert said.startswith("LoRA r=8 (cut by SVD from r=16) on SmolLM2-135M-Instruct: ")
+    delta = after["citation_precision"] - before["citation_precision"]
+    assert (f"citation precision {before['citation_precision']:.2f} -> {after['citation_precision']:.2f} "
+            f"({delta:+.2f} better)") in said
+    assert f"on {after['n_questions']} validation questions" in said
+    assert f"{card['training']['seconds'] / 60:.0f} min of training on cpu" in said
+    assert f"{(shipped / adapters.WEIGHTS).stat().st_size / 1e6:.1f} MB" in said
+    worse = _add(s, peft_folder, "worse", None)
+    card = adapters.read_card(worse)
+    card["eval"] = {"before": {"false_refusal_rate": 0.10, "n_questions": 40},
+                    "after": {"false_refusal_rate": 0.25, "n_questions": 40}}
+    adapters.write_card(worse, card)
+    assert "false refusals 0.10 -> 0.25 (+0.15 worse) on 40 validation questions" in adapters.describe(worse)
+    assert "min of training" not in adapters.describe(worse)  # the card records no training
+    _add(s, peft_folder, "fresh", None)
+    assert adapters.describe(s.adapters_dir / "fresh").endswith("not evaluated yet (comply finetune evaluate); "
+                                                                 f"{(s.adapters_dir / 'fresh' / adapters.WEIGHTS).stat().st_size / 1e6:.1f} MB.")
+    summary = AdaptersTab(Services(s)).listing()[0]
+    assert f"- **prompt-600-p0-r8**: {adapters.describe(shipped)}" in summary
+    assert "- **fresh**: LoRA r=2 on SmolLM2-135M-Instruct: not evaluated yet" in summary
+
+
 def test_an_adapter_of_another_base_model_is_not_used(tmp_path, peft_folder):
     """The 135M adapter must not be applied to the 1.5B default: not activated on first start, refused when asked
     for, and an active one is left out (with the base model answering) after the generator changed."""
@@ -138,6 +171,7 @@ def test_cli_list_activate_rollback_json(tmp_path, peft_folder):
     code, listed = run("adapters", "list")
     assert [(a["name"], a["active"], a["citation_precision"]) for a in listed] == [("first", False, 0.8),
                                                                                    ("second", True, 0.6)]
+    assert listed[0]["summary"].startswith("LoRA r=2 on SmolLM2-135M-Instruct: citation precision 0.10 -> 0.80")
     assert run("adapters", "rollback")[1] == {"active": "first", "previous": "second"}
 
 

@@ -282,9 +282,9 @@ def adapters_list(as_json: JsonOpt = False):
     """The registered adapters; * marks the active one, and a damaged one says why it cannot be activated."""
     from finetune import adapters  # lazy: the training code takes ~0.5 s to import; other commands need none
 
-    rows = [asdict(a) for a in adapters.list_adapters(settings())]
+    rows = [{**asdict(a), "summary": adapters.describe(Path(a.path))} for a in adapters.list_adapters(settings())]
     text = "\n".join(f"{'*' if r['active'] else ' '} {r['name']:<28} precision {r['citation_precision']!s:<6} "
-                     f"{r['base_model'] or '-'}  {r['dataset'] or '-'}  {r['created'] or ''}"
+                     f"{r['base_model'] or '-'}  {r['dataset'] or '-'}  {r['created'] or ''}\n    {r['summary']}"
                      + (f"\n    DAMAGED: {r['error']}" if r["error"] else "") for r in rows)
     emit(rows, as_json, text or "(no adapters; the base model answers)")
 

@@ -68,6 +68,9 @@ class AdaptersTab:
                    (f"the adapter **{active}**." if active else "the base model (no adapter is active)."))
         if table.empty:
             summary += " No adapter is registered yet."
+        else:  # each candidate in plain words: what it changed against the base model, and what it cost
+            summary += "\n\n" + "\n".join(f"- **{a.name}**: {registry.describe(Path(a.path))}"
+                                           for a in registry.list_adapters(self.services.settings))
         return summary, table, gr.update(choices=list(table["Adapter"]))
 
     def on_load(self, request: gr.Request) -> tuple:
