@@ -53,6 +53,9 @@ class TrainConfig:
     seed: int = 0
     weight_decay: float = 0.0
     bf16: str = "auto"  # auto | on | off
+    # The frozen base weights: float32 (autocast casts them to bf16 in every forward when bf16 is on) or bfloat16
+    # (stored once in bf16, half the memory; the LoRA weights stay float32, as peft keeps them).
+    base_dtype: str = "float32"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -200,7 +203,9 @@ def train(settings: Settings, data_dir: Path, out: Path, config: TrainConfig | N
 
     device, bf16 = _device_and_bf16(settings, config)
     with quiet_loading():
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        if config.base_dtype not in ("float32", "bfloat16"):
+            raise TrainError(f"base_dtype must be float32 or bfloat16, not {config.base_dtype!r}")
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, config.base_dtype))
         lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                           target_modules=list(config.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(model, lora).to(device)

@@ -82,6 +82,20 @@ def test_a_few_steps_lower_the_loss(settings, data_dir, trained):
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
 
 
+def test_a_bf16_base_trains_float32_lora_weights_that_lower_the_loss(settings, data_dir, tmp_path):
+    """--base-dtype bfloat16: the frozen base is stored in bf16, the LoRA weights stay float32 and learn."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "adapter"
+    result = train(settings, data_dir, out, TrainConfig(**{**TINY, "base_dtype": "bfloat16"}), progress=False)
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    assert weights and {str(t.dtype) for t in weights.values()} == {"torch.float32"}
+    examples = load_examples(data_dir / "train.jsonl")
+    assert loss_on(settings, examples, adapter=str(out)) < loss_on(settings, examples) * 0.9, result.losses
+    with pytest.raises(TrainError, match="base_dtype must be float32 or bfloat16"):
+        train(settings, data_dir, tmp_path / "bad", TrainConfig(**{**TINY, "base_dtype": "float16"}), progress=False)
+
+
 def test_resume_continues_from_the_last_checkpoint(settings, data_dir, tmp_path):
     out = tmp_path / "adapter"
     config = TrainConfig(**{**TINY, "max_steps": 2, "save_every": 1})

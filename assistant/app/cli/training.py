@@ -120,6 +120,8 @@ def train_cmd(
     max_seq_len: Annotated[int, typer.Option(help="Longer examples are skipped.")] = 1024,
     save_every: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    base_dtype: Annotated[str, typer.Option(help="The frozen base weights: float32 or bfloat16 (half the memory; "
+                                                 "docs/finetuning.md).")] = "float32",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint.")] = False,
     activate_after: Annotated[bool, typer.Option("--activate", help="Activate it when done (release gate "
                                                                      "applies).")] = False,
@@ -138,7 +140,7 @@ def train_cmd(
     config = TrainConfig(rank=rank, alpha=alpha, dropout=dropout,
                          target_modules=tuple(m.strip() for m in target_modules.split(",") if m.strip()), lr=lr,
                          epochs=epochs, max_steps=steps, grad_accum=grad_accum, max_seq_len=max_seq_len,
-                         max_examples=max_examples, save_every=save_every, seed=seed)
+                         max_examples=max_examples, save_every=save_every, seed=seed, base_dtype=base_dtype)
     target = s.adapters_dir / name
     try:
         manifest = load_manifest(data)
