@@ -11,7 +11,7 @@ others are still answering and no one waits for a whole answer (docs/architectur
 A slot keeps what its last answer left in the KV cache, and a new prompt goes to the free slot that already holds
 the longest start of it: every answer's prompt opens with the same system rules and chat template, so those tokens
 are read once per slot, not once per answer (llama.cpp's server calls this prompt caching). Only the rest of the
-prompt is decoded; a follow-up turn that repeats the conversation so far reuses that too.
+prompt is decoded.
 """
 
 from __future__ import annotations
