@@ -77,13 +77,14 @@ def synthetic_prompts(count: int) -> list[tuple[str, list[Chunk]]]:
               "fair and not misleading, and must disclose in writing, before providing the service, the nature of the "
               "service, the fees and charges, any conflicts of interest and the complaints procedure. Records of such "
               "disclosures must be retained for at least six years from the date of the last transaction. ")
-    chunks = [Chunk(chunk_id=str(i), document_id="synthetic", version=1, title="Conduct of Business Rulebook",
-                    source_file="cob.txt", text=(clause * 3)[:SOURCE_CHARS], seq=i, clause=f"6.{i + 1}.1")
-              for i in range(5)]
     asks = ["What must an Authorised Person disclose to a Client before providing a service?",
             "How long must records of disclosures be retained?", "What must communications to a Client be?",
             "Who must take reasonable steps about communications?", "When must the fees be disclosed?"]
-    return [(asks[i % len(asks)], chunks) for i in range(count)]
+    # each prompt's sources open differently, so the engine's caches share only the system rules, as with ObliQA
+    return [(asks[n % len(asks)],
+             [Chunk(chunk_id=str(i), document_id="synthetic", version=1, title="Conduct of Business Rulebook",
+                    source_file="cob.txt", text=(f"Rule {n + 1}.{i + 1}. " + clause * 3)[:SOURCE_CHARS], seq=i,
+                    clause=f"{n + 6}.{i + 1}.1") for i in range(5)]) for n in range(count)]
 
 
 def time_tokens(gen: Generator, messages: list[dict], tokens: int) -> dict:
