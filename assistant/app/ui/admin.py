@@ -30,11 +30,11 @@ def users_table(services: Services, users: list[User] | None = None) -> pd.DataF
                          for u in (services.users.list() if users is None else users)], columns=USER_COLUMNS)
 
 
-def adapters_table(services: Services) -> pd.DataFrame:
-    """One row per registered adapter with what its card says."""
+def adapters_table(services: Services, listed: list[registry.AdapterInfo] | None = None) -> pd.DataFrame:
+    """One row per registered adapter (`listed`, or the registry's) with what its card says."""
     rows = [[a.name, model_state_cell(a.active, a.error), when_cell(a.created), a.base_model or "",
              a.dataset or "", "not evaluated" if a.citation_precision is None else f"{a.citation_precision:.3f}"]
-            for a in registry.list_adapters(services.settings)]
+            for a in (registry.list_adapters(services.settings) if listed is None else listed)]
     return pd.DataFrame(rows, columns=ADAPTER_COLUMNS)
 
 
@@ -62,15 +62,15 @@ class AdaptersTab:
 
     def listing(self) -> tuple:
         """Summary line, adapters table and picker choices."""
-        table = adapters_table(self.services)
+        listed = registry.list_adapters(self.services.settings)
+        table = adapters_table(self.services, listed)
         active = registry.active(self.services.settings)
         summary = (f"Base model: **{self.services.settings.generator_model}**. Answers use " +
                    (f"the adapter **{active}**." if active else "the base model (no adapter is active)."))
         if table.empty:
             summary += " No adapter is registered yet."
         else:  # each candidate in plain words: what it changed against the base model, and what it cost
-            summary += "\n\n" + "\n".join(f"- **{a.name}**: {registry.describe(Path(a.path))}"
-                                           for a in registry.list_adapters(self.services.settings))
+            summary += "\n\n" + "\n".join(f"- **{a.name}**: {registry.describe(Path(a.path))}" for a in listed)
         return summary, table, gr.update(choices=list(table["Adapter"]))
 
     def on_load(self, request: gr.Request) -> tuple:
