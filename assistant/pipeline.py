@@ -15,7 +15,7 @@ from assistant.adapters import adapter_base, check_adapter, check_base, prompt_v
 from assistant.citations import build_verifier, is_abstention, make_citation, valid_markers
 from assistant.gate import CitationGate
 from assistant.models import base_prompt_version
-from assistant.prompt import ABSTAIN_TEXT, PROMPT_VERSION, build_messages
+from assistant.prompt import ABSTAIN_TEXT, PROMPT_VERSION, build_messages, load_few_shot
 from assistant.retrieval import RetrievalFilter, Retriever
 from assistant.types import AbstainReason, Answer, Reading, Retrieved
 from assistant.words import parse_markers
@@ -165,6 +165,7 @@ class Assistant:
             check_adapter(Path(self.adapter))
             check_base(Path(self.adapter), settings)
         self.prompt_version = _prompt_version(settings, self.adapter)
+        self.examples = load_few_shot(settings.few_shot_file, settings.few_shot_count)
         self.min_confidence = min_confidence(settings, self.adapter)
         self.gate = citation_gate(settings, self.adapter)
         self._generator = None
@@ -227,7 +228,8 @@ class Assistant:
         # the conversation goes into the prompt only when it went into the search: a question that stands on its own
         # is answered alone, so the model is not led to repeat the previous answer
         context = history if query != question else None
-        messages = build_messages(question, [s.chunk for s in sources], context, version=self.prompt_version)
+        messages = build_messages(question, [s.chunk for s in sources], context, version=self.prompt_version,
+                                  examples=self.examples)
         pieces: list[str] = []
         first = None
         trace: list[tuple[int, float]] = []
@@ -241,6 +243,8 @@ class Assistant:
             yield Draft(piece, check.likely(written))
         raw = "".join(pieces).strip()
         timings["first_token_ms"] = first or _ms(t0)
+        # decoding speed: the tokens after the first, over the time they took
+        timings.update(decode_ms=round(_ms(t0) - timings["first_token_ms"], 1), generated_tokens=len(trace))
         confidence = answer_confidence(self.generator.tokenizer, trace, len(sources)) if trace else None
         answer = self._finish(question, raw, sources, timings, confidence, consensus)
         answer.timings["total_ms"] = _ms(t0)

@@ -6,8 +6,11 @@ instruction-like sentences are blanked first (assistant/injection.py).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from assistant.injection import neutralise
-from ingest.types import Chunk
+from ingest.types import Chunk, ComplyError
 
 ABSTAIN_TEXT = "The loaded documents do not answer this question."
 
@@ -71,14 +74,52 @@ def format_sources(chunks: list[Chunk], max_chars: int = 900) -> str:
 
 
 def build_messages(question: str, chunks: list[Chunk], history: list[tuple[str, str]] | None = None,
-                   version: int = PROMPT_VERSION) -> list[dict]:
+                   version: int = PROMPT_VERSION, examples: list[tuple[str, str]] | None = None) -> list[dict]:
     """Chat messages for the generator: system rules, then sources and question in one user turn. `version` picks
-    the wording (an adapter is given the version it was trained on)."""
+    the wording (an adapter is given the version it was trained on); `examples` (worked (prompt, answer) pairs,
+    see load_few_shot) go first as earlier turns."""
     system, instruction = PROMPTS[version]
     messages = [{"role": "system", "content": system}]
+    for shown, answer in examples or []:
+        messages += [{"role": "user", "content": shown}, {"role": "assistant", "content": answer}]
     for past_q, past_a in (history or [])[-2:]:
         messages.append({"role": "user", "content": past_q})
         messages.append({"role": "assistant", "content": past_a})
     user = f"{format_sources(chunks)}\n\nQuestion: {question.strip()}" + (f"\n{instruction}" if instruction else "")
     messages.append({"role": "user", "content": user})
     return messages
+
+
+class FewShotError(ComplyError):
+    """The few-shot file (setting few_shot_file) cannot be used: the file and the reason."""
+
+
+def load_few_shot(path: Path | None, count: int) -> list[tuple[str, str]]:
+    """The first `count` worked examples of a JSONL of training examples (`comply finetune build-data`'s
+    train.jsonl: {"messages": [system, user, assistant]}) as (user turn, answer) pairs; [] without a file."""
+    if path is None or count == 0:
+        return []
+    examples = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise FewShotError(f"few_shot_file {path} cannot be read ({e})") from e
+    for n, line in enumerate(lines, 1):
+        if len(examples) == count:
+            break
+        if not line.strip():
+            continue
+        try:
+            messages = json.loads(line)["messages"]
+            user = [m["content"] for m in messages if m["role"] == "user"][-1]
+            answer = messages[-1]["content"] if messages[-1]["role"] == "assistant" else None
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise FewShotError(f"few_shot_file {path}, line {n}: not a chat example with a user turn and an "
+                               f"assistant answer last ({e})") from e
+        if not isinstance(user, str) or not isinstance(answer, str):
+            raise FewShotError(f"few_shot_file {path}, line {n}: not a chat example with a user turn and an "
+                               "assistant answer last")
+        examples.append((user, answer))
+    if len(examples) < count:
+        raise FewShotError(f"few_shot_file {path} holds {len(examples)} examples; few_shot_count asks for {count}")
+    return examples

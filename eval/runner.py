@@ -209,10 +209,11 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
         "embedding_model": library.pointer.model,
         # the registry model the library was re-embedded with; absent for the configured model (as in older runs)
         **({"embedding_registry_name": library.pointer.name} if library.pointer.name else {}),
-        "settings": {name: getattr(settings, name) for name in (
+        "settings": {name: _plain(getattr(settings, name)) for name in (
             "candidates", "rrf_k", "chunk_tokens", *(() if retrieval_only else (
                 "top_k", "max_new_tokens", "abstain_threshold", "support_threshold", "generator_backend",
-                "prompt_version", "citation_realign_margin", "entailment_check", "entailment_model",
+                "prompt_version", "few_shot_file", "few_shot_count", "citation_realign_margin", "entailment_check",
+                "entailment_model",
                 "entailment_threshold", "entailment_max_new_words", "relevance_check", "relevance_margin",
                 "answer_margin")))},
         "index_generation": library.catalog.generation(),
@@ -517,6 +518,11 @@ def run_metadata(config: dict, library: Library, records: list[dict], *, resumed
 
 def _progress_bar(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="q", desc="eval", file=sys.stderr, disable=not enabled)
+
+
+def _plain(value):
+    """A setting as JSON holds it (paths as strings)."""
+    return str(value) if isinstance(value, Path) else value
 
 
 def _write_json(path: Path, data: dict) -> None:

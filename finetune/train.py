@@ -1,8 +1,10 @@
-"""LoRA fine-tuning of the generator on chat examples, with the loss on the assistant's target tokens only.
+"""Fine-tuning of the generator on chat examples, with the loss on the assistant's target tokens only: a LoRA (the
+default and what the product ships), peft's IA3 or prompt tuning, or full fine-tuning (METHODS; compared side by
+side by finetune/strategies.py).
 
 A lean loop (nanoGPT-style) rather than HF Trainer: one example per forward (no padding waste on a CPU), gradient
 accumulation to the configured batch, bf16 autocast on CUDA and on CPUs with native bf16, a tqdm bar with the
-loss, a checkpoint (adapter + optimizer + step) every `save_every` optimizer steps, and `resume=True` continuing
+loss, a checkpoint (trained weights + optimizer + step) every `save_every` optimizer steps, and `resume=True` continuing
 from the last checkpoint with the same data order. Seeds are fixed.
 """
 
@@ -27,6 +29,12 @@ from ingest.settings import Settings
 from ingest.types import ComplyError
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# What is trained: a LoRA (the product's adapters; the only kind llama.cpp runs), peft's IA3 (learned scaling vectors
+# on peft's default modules for the architecture), peft's prompt tuning (learned virtual tokens before the prompt),
+# or every weight of the model (full fine-tuning; the output is a model folder, not an adapter).
+METHODS = ("lora", "ia3", "prompt_tuning", "full")
+# Prompt tuning starts its virtual tokens from the embedding of this text (peft's TEXT init), not from noise.
+PROMPT_TUNING_INIT = "Answer only from the numbered sources and cite each fact as [n]."
 
 
 class TrainError(ComplyError):
@@ -56,6 +64,8 @@ class TrainConfig:
     # The frozen base weights: float32 (autocast casts them to bf16 in every forward when bf16 is on) or bfloat16
     # (stored once in bf16, half the memory; the LoRA weights stay float32, as peft keeps them).
     base_dtype: str = "float32"
+    method: str = "lora"  # METHODS; rank, alpha, dropout and target_modules are LoRA's
+    virtual_tokens: int = 20  # prompt tuning's learned tokens
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -79,6 +89,9 @@ class TrainResult:
     resumed_from: int | None = None
     device: str = "cpu"
     bf16: bool = False
+    method: str = "lora"
+    trainable_parameters: int = 0
+    total_parameters: int = 0
 
 
 def encode_example(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
@@ -160,21 +173,22 @@ def _last_checkpoint(out: Path) -> Path | None:
 
 def train(settings: Settings, data_dir: Path, out: Path, config: TrainConfig | None = None, *,
           resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train a LoRA adapter on `data_dir/train.jsonl` into `out` (a peft folder: adapter_config.json +
-    adapter_model.safetensors), checkpointing into `out/checkpoints/`. Returns what happened."""
+    """Train on `data_dir/train.jsonl` into `out`: a peft folder (adapter_config.json + adapter_model.safetensors)
+    for LoRA, IA3 and prompt tuning, a model folder (weights + tokenizer) for full fine-tuning; checkpointing into `out/checkpoints/`. Returns what happened."""
     import torch  # lazy: torch takes ~2 s to import
-    from peft import (  # lazy: peft takes ~4 s to import (it loads torch)
-        LoraConfig,
-        get_peft_model,
-        set_peft_model_state_dict,
-    )
-    from safetensors.torch import load_file  # lazy: safetensors.torch loads torch (~2 s)
     from transformers import (  # lazy: transformers takes ~2.5 s to import (it loads torch)
         AutoModelForCausalLM,
         AutoTokenizer,
     )
 
     config = config or TrainConfig()
+    if config.method not in METHODS:
+        raise TrainError(f"method must be one of {', '.join(METHODS)}, not {config.method!r}")
+    if config.base_dtype not in ("float32", "bfloat16"):
+        raise TrainError(f"base_dtype must be float32 or bfloat16, not {config.base_dtype!r}")
+    if config.method == "full" and config.base_dtype != "float32":
+        raise TrainError("full fine-tuning trains the base weights themselves: they stay float32 (AdamW steps on "
+                         "bfloat16 weights round away); drop base_dtype bfloat16")
     out = Path(out)
     if out.exists() and not resume and any(out.iterdir()):
         raise TrainError(f"{out} already exists; pass resume=True (--resume) to continue it, or pick a new name")
@@ -203,12 +217,8 @@ def train(settings: Settings, data_dir: Path, out: Path, config: TrainConfig | N
 
     device, bf16 = _device_and_bf16(settings, config)
     with quiet_loading():
-        if config.base_dtype not in ("float32", "bfloat16"):
-            raise TrainError(f"base_dtype must be float32 or bfloat16, not {config.base_dtype!r}")
         model = AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, config.base_dtype))
-        lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
-                          target_modules=list(config.target_modules), task_type="CAUSAL_LM")
-        model = get_peft_model(model, lora).to(device)
+        model = _trainable(model, config, base).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
@@ -216,7 +226,7 @@ def train(settings: Settings, data_dir: Path, out: Path, config: TrainConfig | N
     ckpt = _last_checkpoint(out) if resume else None
     if ckpt is not None:
         state = json.loads((ckpt / "state.json").read_text())
-        set_peft_model_state_dict(model, load_file(str(ckpt / "adapter_model.safetensors")))
+        _load_checkpoint_weights(model, ckpt, config.method)
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
         step, losses, seconds_before = state["step"], state["losses"], state["seconds"]
         resumed_from = step
@@ -243,13 +253,58 @@ def train(settings: Settings, data_dir: Path, out: Path, config: TrainConfig | N
     bar.close()
     seconds = seconds_before + time.perf_counter() - t0
     model.save_pretrained(out)
+    if config.method == "full":  # a model folder from_pretrained (and so the generator setting) can load as it is
+        tokenizer.save_pretrained(out)
     (out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2))
     done_here = step - (resumed_from or 0)
     return TrainResult(adapter_dir=str(out), steps=step, examples=len(encoded), skipped_too_long=skipped,
                        seconds=round(seconds, 1),
                        seconds_per_step=round((time.perf_counter() - t0) / done_here, 2) if done_here else None,
                        first_loss=losses[0] if losses else None, last_loss=losses[-1] if losses else None,
-                       losses=losses, resumed_from=resumed_from, device=device, bf16=bf16)
+                       losses=losses, resumed_from=resumed_from, device=device, bf16=bf16, method=config.method,
+                       trainable_parameters=sum(p.numel() for p in params),
+                       total_parameters=sum(p.numel() for p in model.parameters()))
+
+
+def _trainable(model, config: TrainConfig, base: str):
+    """The model with what `config.method` trains made trainable: a peft wrapper (LoRA, IA3, prompt tuning) around
+    the frozen base, or the model itself with every weight trainable (full)."""
+    if config.method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    from peft import (  # lazy: peft takes ~4 s to import (it loads torch)
+        IA3Config,
+        LoraConfig,
+        PromptTuningConfig,
+        PromptTuningInit,
+        get_peft_model,
+    )
+
+    if config.method == "lora":
+        peft_config = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                                 target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    elif config.method == "ia3":  # peft's default modules for the architecture (llama, qwen2: k, v, down_proj)
+        peft_config = IA3Config(task_type="CAUSAL_LM")
+    else:
+        peft_config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=config.virtual_tokens,
+                                         prompt_tuning_init=PromptTuningInit.TEXT,
+                                         prompt_tuning_init_text=PROMPT_TUNING_INIT, tokenizer_name_or_path=base)
+    return get_peft_model(model, peft_config)
+
+
+def _load_checkpoint_weights(model, ckpt: Path, method: str) -> None:
+    """Put a checkpoint's trained weights back into the model `_trainable` made."""
+    from safetensors.torch import load_file  # lazy: safetensors.torch loads torch (~2 s)
+
+    if method == "full":  # tied weights (the output layer of small models) are saved once and stay tied
+        unexpected = model.load_state_dict(load_file(str(ckpt / "model.safetensors")), strict=False).unexpected_keys
+        if unexpected:
+            raise TrainError(f"{ckpt}: checkpoint holds weights the model does not have: {unexpected[:3]}")
+        return
+    from peft import set_peft_model_state_dict  # lazy: peft takes ~4 s to import (it loads torch)
+
+    set_peft_model_state_dict(model, load_file(str(ckpt / "adapter_model.safetensors")))
 
 
 def _save_checkpoint(model, optimizer, out: Path, step: int, losses: list[float], seconds: float) -> Path:

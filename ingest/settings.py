@@ -113,6 +113,11 @@ class Settings(BaseSettings):
         default=None, ge=1, le=3,
         description="Prompt wording for a base model without an adapter (assistant/prompt.py PROMPTS); None: the "
                     "version measured for the model. An adapter always gets the version it was trained on.")
+    few_shot_file: Path | None = Field(
+        default=None, description="Prompt-only adaptation, no training: a JSONL of worked examples (`comply finetune "
+        "build-data`'s train.jsonl, chat messages ending in the answer); the first few_shot_count are shown to the "
+        "model as earlier turns before every question (each adds its sources' tokens to every prompt).")
+    few_shot_count: int = Field(default=2, ge=0, le=8, description="How many worked examples of few_shot_file.")
     citation_realign_margin: float | None = Field(
         default=0.15, ge=0.0,
         description="A sentence citing a source while another shown source supports it better by at least this much "

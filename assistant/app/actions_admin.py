@@ -201,6 +201,27 @@ def run_evaluation(services: Services, admin: User, dataset: Path, out: Path, *,
     return metrics
 
 
+def compare_adaptations(services: Services, admin: User, task, out: Path, *, progress: bool = True,
+                        say=print, context: dict | None = None) -> dict:
+    """Run (or continue) the adaptation comparison `task` (finetune.adaptation.Task) into `out`; returns its report.
+    Done only if the trail can record it, beside the answers in progress (the library lock shared), and recorded
+    as `adapt.compare` (task, rows done) whether it finished or stopped on an error."""
+    from finetune.adaptation import compare  # lazy: loads the training code (0.5 s)
+
+    services.permit(admin, "adapters", **(context or {}))
+    services.audit.ready("adapt.compare")  # fail closed: no comparison that the trail cannot record
+    record = {"dataset": Path(task.dataset).name, "out": str(out), "model": task.model,
+              "strategies": task.strategies, "sizes": task.sizes}
+    try:
+        with services.lock.shared():
+            report = compare(services.settings, services.library, task, out, progress=progress, say=say)
+    except Exception as e:
+        services.audit.append_after(admin.name, "adapt.compare", **record, error=str(e)[:300], **(context or {}))
+        raise
+    services.audit.append_after(admin.name, "adapt.compare", **record, rows=len(report["rows"]), **(context or {}))
+    return report
+
+
 def verify_audit(services: Services, admin: User, *, context: dict | None = None) -> AuditCheck:
     """Check the trail's hash chain and its signed anchor; the check and what it found are recorded as `audit.verify`
     (after it, so the records checked are the ones before it)."""

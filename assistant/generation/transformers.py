@@ -46,11 +46,12 @@ class TransformersGenerator(Generator):
                 # the CPU int4 kernel is fast with bf16 activations only (fp32 measured ~10x slower than plain fp32)
                 int4_decode = device == "cpu" and bf16 and Int4Decoder.supports(model, adapter)
             self.decoder = Int4Decoder(model, lora_tensors(adapter) if adapter else {}, dtype) if int4_decode else None
+            self.virtual = None  # prompt tuning's learned token embeddings, put before every prompt's
             if adapter:
-                from peft import PeftModel  # lazy: peft takes ~4 s to import (it loads torch)
-
-                model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+                model, self.virtual = _with_adapter(model, adapter)
         self.model = model.to(device=device, dtype=dtype).eval()
+        if self.virtual is not None:
+            self.virtual = self.virtual.to(device=device, dtype=dtype)
         self._cache = None
         self._lock = threading.Lock()  # one KV cache per generator: one completion at a time
 
@@ -80,9 +81,14 @@ class TransformersGenerator(Generator):
             if self.decoder:
                 self._cache = DynamicCache(config=self.model.config)
             else:  # sized for this completion: no per-token concatenation of growing key/value tensors
-                self._cache = StaticCache(config=self.model.config, max_cache_len=len(ids) + limit)
-            out = self.model(input_ids=torch.tensor([ids], device=self.device), cache=self._cache, use_cache=True,
-                             logits_to_keep=1)
+                virtual = 0 if self.virtual is None else self.virtual.shape[1]
+                self._cache = StaticCache(config=self.model.config, max_cache_len=virtual + len(ids) + limit)
+            inputs = torch.tensor([ids], device=self.device)
+            if self.virtual is None:
+                out = self.model(input_ids=inputs, cache=self._cache, use_cache=True, logits_to_keep=1)
+            else:
+                embeds = torch.cat([self.virtual, self.model.get_input_embeddings()(inputs)], dim=1)
+                out = self.model(inputs_embeds=embeds, cache=self._cache, use_cache=True, logits_to_keep=1)
             if self.decoder:
                 self.decoder.start(self._cache, len(ids) + limit)
                 self._cache = None
@@ -97,6 +103,25 @@ class TransformersGenerator(Generator):
             out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=self._cache,
                              use_cache=True)
             return out.logits[0, -1].float().cpu().numpy()
+
+
+def _with_adapter(model, adapter: str):
+    """The model with a peft adapter applied: merged into the weights (LoRA, IA3, any method peft can merge), or, for
+    prompt tuning, the base model and the learned virtual-token embeddings to put before each prompt."""
+    from peft import PeftModel  # lazy: peft takes ~4 s to import (it loads torch)
+
+    peft_model = PeftModel.from_pretrained(model, adapter)
+    config = peft_model.active_peft_config
+    if not config.is_prompt_learning:
+        return peft_model.merge_and_unload(), None
+    if config.peft_type != "PROMPT_TUNING":  # a str enum
+        raise GeneratorError(f"{adapter}: {config.peft_type} adapters cannot run here (of the prompt-learning "
+                             "methods, the transformers backend runs prompt tuning)")
+    import torch  # lazy: torch takes ~2 s to import
+
+    with torch.inference_mode():
+        virtual = peft_model.get_prompt(batch_size=1).detach().clone()
+    return peft_model.get_base_model(), virtual
 
 
 _LAYER_LINEAR = re.compile(r"model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)")

@@ -248,3 +248,30 @@ def test_the_prompt_wording_is_the_models_unless_a_version_is_set(tmp_path):
     assert _prompt_version(Settings(home=tmp_path, prompt_version=2), None) == 2
     system = build_messages("Q?", [], version=2)[0]["content"]
     assert system == PROMPTS[2][0] and system != build_messages("Q?", [], version=3)[0]["content"]
+
+
+def test_few_shot_examples_go_before_the_question_as_earlier_turns_and_a_bad_file_is_named(tmp_path):
+    from assistant.prompt import FewShotError, load_few_shot
+
+    examples = tmp_path / "train.jsonl"
+    lines = [{"id": f"q{i}", "messages": [{"role": "system", "content": "rules"},
+                                          {"role": "user", "content": f"Sources {i}\n\nQuestion: q{i}?"},
+                                          {"role": "assistant", "content": f"Answer {i} [1]."}]} for i in range(3)]
+    examples.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    shown = load_few_shot(examples, 2)
+    assert shown == [("Sources 0\n\nQuestion: q0?", "Answer 0 [1]."), ("Sources 1\n\nQuestion: q1?", "Answer 1 [1].")]
+    messages = build_messages("Real question?", [], examples=shown)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert "Question: Real question?" in messages[-1]["content"] and messages[2]["content"] == "Answer 0 [1]."
+    assert load_few_shot(None, 2) == [] and load_few_shot(examples, 0) == []
+    with pytest.raises(FewShotError, match="holds 3 examples; few_shot_count asks for 4"):
+        load_few_shot(examples, 4)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps({"messages": [{"role": "user", "content": "only a question"}]}) + "\n")
+    with pytest.raises(FewShotError, match="line 1: not a chat example"):
+        load_few_shot(broken, 1)
+    with pytest.raises(FewShotError, match="cannot be read"):
+        load_few_shot(tmp_path / "missing.jsonl", 1)
+    # the assistant reads the file once, when it is made: a bad file is an error then, not in the middle of an answer
+    with pytest.raises(FewShotError):
+        Assistant(Settings(home=sample_home(), few_shot_file=broken, few_shot_count=1), sample_library())

