@@ -158,7 +158,7 @@ class Assistant:
                  retrieval_mode: str = "hybrid"):
         self.settings = settings
         self.library = library or Library(settings)
-        self.retriever = Retriever(self.library, mode=retrieval_mode)
+        self.retriever = Retriever(self.library, mode=retrieval_mode, settings=settings)
         self.verifier = build_verifier(settings, self.library.base_embedder())  # calibrated on it
         self.adapter = resolve_adapter(settings, adapter)
         if self.adapter:  # a damaged or foreign adapter is a clear AdapterError here, not an error mid-answer

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from assistant.rerank import Reranker, load_reranker
 from assistant.types import Retrieved
 from ingest.pipeline import Library
+from ingest.settings import Settings
 
 MODES = ("hybrid", "dense", "bm25")
 
@@ -25,12 +26,15 @@ class RetrievalFilter:
 class Retriever:
     """Retrieves chunks from a Library; `mode` picks hybrid (default), dense or bm25 alone."""
 
-    def __init__(self, library: Library, mode: str = "hybrid", reranker: Reranker | None | bool = True):
-        """`reranker`: True loads the one the settings name (None when reranking is off), False never reranks."""
+    def __init__(self, library: Library, mode: str = "hybrid", reranker: Reranker | None | bool = True,
+                 settings: Settings | None = None):
+        """`reranker`: True loads the one the settings name (None when reranking is off), False never reranks.
+        `settings`: the query-time ones (top_k, candidates, rrf_k, rerank and its model) when they are not the
+        library's own, e.g. an evaluation of another configuration over a shared library."""
         if mode not in MODES:
             raise ValueError(f"retrieval mode must be one of {', '.join(MODES)}, not '{mode}'")
         self.library = library
-        self.settings = library.settings
+        self.settings = settings or library.settings
         self.mode = mode
         self.reranker = load_reranker(self.settings) if reranker is True else (reranker or None)
 

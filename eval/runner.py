@@ -122,7 +122,7 @@ def run_eval(settings: Settings, dataset: str | Path, out: str | Path, *, format
         todo = [q for q in questions if q.id not in records]
 
         if retrieval_only:
-            retriever = Retriever(library, mode=retrieval_mode)
+            retriever = Retriever(library, mode=retrieval_mode, settings=settings)
 
             def measure(q: GoldQuestion):
                 return _retrieve_one(retriever, q)

@@ -14,7 +14,6 @@ at once would only make both slower and their timings wrong.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -36,9 +35,10 @@ from eval.datasets import load_dataset, select_part
 from eval.intervals import bootstrap
 from eval.machine import cpu_model
 from eval.runner import RESULTS_FILE, read_results, run_eval
-from finetune import adapters
+from finetune import adapters, retrievers
 from finetune.dataset import DataConfig, build_dataset, load_manifest
 from finetune.train import TrainConfig, TrainError, train
+from ingest.pipeline import Library
 from ingest.settings import Settings
 from ingest.types import ComplyError
 
@@ -54,12 +54,18 @@ class CompareError(ComplyError):
 
 @dataclass(frozen=True)
 class Strategy:
-    """One way to adapt the generator. `train` holds the TrainConfig fields it sets (None: nothing is trained)."""
+    """One way to adapt the generator or the retriever. `train` holds the TrainConfig fields it sets (None: nothing
+    is trained here); `retriever` the trained retriever models it uses (their training is theirs: `comply adapt
+    reranker` / `embedder`, costs read from their cards); `retrieval_only` rows answer nothing; `adapter_of` reuses
+    that strategy's adapter trained on the most questions."""
 
     name: str
     label: str  # in plain words, for the report and the Adapters tab
     train: dict | None = None
     few_shot: int = 0  # worked examples put in the prompt
+    retriever: tuple[str, ...] = ()  # "embedder", "reranker"
+    retrieval_only: bool = False
+    adapter_of: str | None = None
 
 
 # Learning rates are the usual ones for each method (LoRA 5e-4 as comply's adapters; IA3 3e-3 as in its paper;
@@ -74,7 +80,16 @@ STRATEGIES = {s.name: s for s in (
     Strategy("prompt-tuning", "prompt tuning (20 learned tokens)",
              {"method": "prompt_tuning", "virtual_tokens": 20, "lr": 3e-2}),
     Strategy("full", "full fine-tuning (every weight)", {"method": "full", "lr": 5e-5}),
+    Strategy("retriever-frozen", "retrieval: packaged embedder, no reranker", retrieval_only=True),
+    Strategy("retriever-embedder", "retrieval: fine-tuned embedder", retriever=("embedder",), retrieval_only=True),
+    Strategy("retriever-reranker", "retrieval: packaged embedder + trained reranker", retriever=("reranker",),
+             retrieval_only=True),
+    Strategy("retriever-both", "retrieval: fine-tuned embedder + trained reranker", retriever=("embedder", "reranker"),
+             retrieval_only=True),
+    Strategy("lora-r16+retriever", "LoRA r=16 on the tuned retriever", retriever=("embedder", "reranker"),
+             adapter_of="lora-r16"),
 )}
+GENERATOR_STRATEGIES = ("base", "few-shot", "lora-r4", "lora-r16", "ia3", "prompt-tuning", "full")
 # What every training strategy shares: one pass over its examples, 4 per optimizer step.
 RECIPES = {
     "cpu": {"epochs": 1.0, "grad_accum": 4, "warmup_steps": 5, "max_seq_len": 1536, "save_every": 10},
@@ -96,13 +111,27 @@ class Task:
     recipe: str
     sizes: list[int | None]  # None = all training examples
     strategies: list[str]
+    reranker: str | None = None  # a trained CrossEncoder folder, for the rows that use one
+    embedder: str | None = None  # a trained sentence-transformers folder, for the rows that use one
     # how examples are built: the product's defaults (the sources the assistant would show), no validation split
     # (the evaluation part is the held-out set)
     data: dict = field(default_factory=lambda: {**asdict(DataConfig(val_fraction=0.0)),
                                                 "pii_kinds": list(DataConfig().pii_kinds)})
 
-    def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    def comparable(self) -> dict:
+        """What rows done before must share to be reused: all but the strategies and sizes (adding either to a
+        comparison reuses the rows it has; the training examples are built from the whole training part), the
+        retriever models counting only when set."""
+        return comparable(asdict(self))
+
+
+def comparable(task: dict) -> dict:
+    return {k: v for k, v in task.items()
+            if k not in ("strategies", "sizes") and not (k in ("reranker", "embedder") and v is None)}
+
+
+def _largest(sizes: list[int | None]) -> int | None:
+    return None if None in sizes else max(sizes)
 
 
 def row_id(strategy: str, size: int | None) -> str:
@@ -110,10 +139,15 @@ def row_id(strategy: str, size: int | None) -> str:
 
 
 def rows(task: Task) -> list[tuple[str, Strategy, int | None]]:
-    """(row id, strategy, size) in the order they run: the untrained ones once, then each size, small first."""
-    out = [(row_id(s, None), STRATEGIES[s], None) for s in task.strategies if STRATEGIES[s].train is None]
+    """(row id, strategy, size) in the order they run: retrieval alone, the untrained generators, each size small
+    first, then the rows built on the largest size's adapters."""
+    chosen = [STRATEGIES[s] for s in task.strategies]
+    out = [(row_id(s.name, None), s, None) for s in chosen if s.retrieval_only]
+    out += [(row_id(s.name, None), s, None) for s in chosen if s.train is None and not s.retrieval_only
+            and s.adapter_of is None]
     for size in sorted(task.sizes, key=lambda n: float("inf") if n is None else n):
-        out += [(row_id(s, size), STRATEGIES[s], size) for s in task.strategies if STRATEGIES[s].train is not None]
+        out += [(row_id(s.name, size), s, size) for s in chosen if s.train is not None]
+    out += [(s.name, s, _largest(task.sizes)) for s in chosen if s.adapter_of is not None]
     return out
 
 
@@ -125,13 +159,14 @@ class Grid:
         self.path = self.out / GRID
         if self.path.is_file():
             state = json.loads(self.path.read_text())
-            if state.get("task_key") != task.key():
+            if comparable(state.get("task") or {}) != task.comparable():
                 raise CompareError(f"{self.out} holds a comparison of another task ({state.get('task')}); choose a "
                                    "new --out folder or repeat that task's options")
+            state["task"] = asdict(task)
             self.state = state
         else:
             self.out.mkdir(parents=True, exist_ok=True)
-            self.state = {"task": asdict(task), "task_key": task.key(), "rows": {}}
+            self.state = {"task": asdict(task), "rows": {}}
             self.save()
 
     def row(self, rid: str) -> dict:
@@ -154,6 +189,17 @@ def check_task(task: Task) -> None:
         raise CompareError("sizes are positive numbers of training questions, or 'all'")
     if task.train_part == task.eval_part:
         raise CompareError(f"the evaluation part must not be the training part ({task.train_part})")
+    for name in task.strategies:
+        strategy = STRATEGIES[name]
+        for kind in strategy.retriever:
+            if strategy.adapter_of is None and getattr(task, kind) is None:
+                raise CompareError(f"{name} needs a trained {kind}: pass --{kind} (a folder, e.g. from `comply adapt "
+                                   f"{kind}`)")
+        if strategy.adapter_of and strategy.adapter_of not in task.strategies:
+            raise CompareError(f"{name} reuses {strategy.adapter_of}'s adapter: add {strategy.adapter_of} to the "
+                               "strategies")
+        if strategy.adapter_of and not (task.reranker or task.embedder):
+            raise CompareError(f"{name} needs a trained retriever: pass --reranker and/or --embedder")
 
 
 def compare(settings: Settings, library, task: Task, out: Path, *, progress: bool = True,
@@ -165,13 +211,32 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
     grid.state["machine"] = machine(settings)
     grid.state["model_name"] = model_display_name(settings)
     data_dir = _data(settings, library, task, grid, say, progress)
+    libraries = {"frozen": library}
     for rid, strategy, size in rows(task):
         row = grid.row(rid)
         row.update(strategy=strategy.name, label=strategy.label, size=size)
-        if row.get("eval"):
+        if row.get("eval"):  # done: its summary is read again from its run (the same answers)
+            run_dir = Path(row["eval"]["run"])
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            row["eval"] = _eval_summary(metrics, run_dir, row["eval"]["seconds"])
             continue
         say(f"[{rid}]")
-        adapter, row_settings = None, _row_settings(settings, strategy, data_dir)
+        adapter, row_settings = None, _row_settings(settings, strategy, data_dir, task)
+        row_library = library
+        if "embedder" in strategy.retriever and task.embedder:
+            if "tuned" not in libraries:
+                libraries["tuned"], grid.state["embedder_activation"] = _tuned_library(library, task, grid, say)
+                grid.save()
+            row_library = libraries["tuned"]
+        if strategy.retriever:
+            row["retriever_models"] = {kind: _retriever_cost(getattr(task, kind)) for kind in strategy.retriever
+                                       if getattr(task, kind)}
+        if strategy.adapter_of:
+            source = grid.row(row_id(strategy.adapter_of, size))
+            if not source.get("train"):
+                raise CompareError(f"{rid} reuses {row_id(strategy.adapter_of, size)}, which has not trained")
+            row["train"] = source["train"]
+            adapter = str(grid.out / "models" / row_id(strategy.adapter_of, size))
         if strategy.train is not None:
             skipped = _too_big(settings, strategy)
             if skipped:
@@ -191,13 +256,20 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
         run_dir = grid.out / "runs" / rid
         metrics = run_eval(row_settings, task.dataset, run_dir, format=task.format,
                            documents_dir=task.documents_dir, part=task.eval_part, limit=task.eval_questions,
-                           sample_seed=0, adapter=adapter or "none", library=library, progress=progress)
+                           sample_seed=0, adapter=adapter or "none", library=row_library, progress=progress,
+                           retrieval_only=strategy.retrieval_only)
         row["eval"] = _eval_summary(metrics, run_dir, time.perf_counter() - started)
-        row["serving"] = _serving(row_settings, adapter)
+        if not strategy.retrieval_only:
+            row["serving"] = _serving(row_settings, adapter)
+        row["machine"] = grid.state["machine"]
         grid.save()
+    for extra in libraries.values():
+        if extra is not library:
+            extra.close()
+    grid.save()
     from finetune.adaptation_report import write_report  # lazy: matplotlib, for the plots, is slow to import
 
-    return write_report(grid)
+    return write_report(grid, [rid for rid, _, _ in rows(task)])
 
 
 def machine(settings: Settings) -> dict:
@@ -217,9 +289,6 @@ def _data(settings: Settings, library, task: Task, grid: Grid, say, progress: bo
     questions = select_part(load_dataset(task.dataset, task.format, documents_dir=task.documents_dir),
                             task.train_part)
     random.Random(0).shuffle(questions)
-    largest = max((n for n in task.sizes if n is not None), default=None)
-    if None not in task.sizes and largest is not None:
-        questions = questions[:largest]
     say(f"building training examples from {len(questions)} questions of the {task.train_part} part")
     tmp = grid.out / "data.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -234,17 +303,42 @@ def _bar(desc: str):
     return lambda items, _side: tqdm(items, desc=desc, file=sys.stderr)
 
 
-def _row_settings(settings: Settings, strategy: Strategy, data_dir: Path) -> Settings:
+def _row_settings(settings: Settings, strategy: Strategy, data_dir: Path, task: Task) -> Settings:
     """The settings a row answers with: the base model's repetition penalty for every row (a fine-tuned copy of the
     model is a path the penalty table does not know); the training data's prompt wording for the few-shot and the
-    fully fine-tuned rows (peft rows get it from their card); the base row answers as the product runs that model."""
-    update: dict = {"repetition_penalty": repetition_penalty(settings)}
+    fully fine-tuned rows (peft rows get it from their card); the base row answers as the product runs that model.
+    The reranker is on only in the rows that use the trained one."""
+    update: dict = {"repetition_penalty": repetition_penalty(settings), "rerank": False}
+    if "reranker" in strategy.retriever and task.reranker:
+        update |= {"rerank": True, "reranker_model": task.reranker}
     if strategy.few_shot:
         update |= {"few_shot_file": data_dir / "train.jsonl", "few_shot_count": strategy.few_shot,
                    "prompt_version": PROMPT_VERSION}
     elif strategy.train is not None and strategy.train.get("method") == "full":
         update["prompt_version"] = PROMPT_VERSION
     return settings.model_copy(update=update)
+
+
+def _tuned_library(library, task: Task, grid: Grid, say) -> tuple:
+    """The library re-embedded with the trained embedder: a copy of the home's library in the grid's folder with
+    the embedder activated there (the home's own library is not changed); reused when it is already there."""
+    say(f"re-embedding a copy of the library with {task.embedder}")
+    home, activation = retrievers.twin_library(library.settings.home, Path(task.embedder), Path(task.embedder).name,
+                                               grid.out / "library-tuned-embedder")
+    return Library(Settings(home=home)), activation or grid.state.get("embedder_activation") or {}
+
+
+def _retriever_cost(folder: str) -> dict:
+    """What a trained retriever model cost and weighs, from its folder and card (`comply adapt reranker` /
+    `embedder` write the training time)."""
+    path = Path(folder)
+    card = retrievers.read_card(path)
+    weights = sum(f.stat().st_size for f in path.glob("*.safetensors"))
+    dtype_bytes = 2 if "bf16" in str(card.get("kind", "")) else 4
+    return {"name": card.get("name") or path.name, "path": str(path), "seconds": card.get("seconds"),
+            "steps": card.get("steps"), "parameters": weights // dtype_bytes,
+            "artefact_mb": round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 2),
+            "machine": (card.get("machine") or {}).get("cpu"), "reproduce": card.get("reproduce")}
 
 
 def _too_big(settings: Settings, strategy: Strategy) -> str | None:
@@ -327,8 +421,8 @@ def _eval_summary(metrics: dict, run_dir: Path, seconds: float) -> dict:
              if t.get("generated_tokens", 0) > 1 and t.get("decode_ms")]
     keep = ("n_questions", "n_answerable", "n_unanswerable", "n_citations", "citation_precision", "citation_recall",
             "false_refusal_rate", "refusal_rate", "false_answer_rate", "answer_correct_rate_answerable",
-            "support_rate", "recall@10", "map@10", "latency.first_token_ms.p50", "latency.total_ms.p50",
-            "latency.total_ms.p95")
+            "support_rate", "recall@1", "recall@10", "map@10", "latency.retrieval_ms.p50",
+            "latency.first_token_ms.p50", "latency.total_ms.p50", "latency.total_ms.p95")
     return {**{k: metrics.get(k) for k in keep},
             "decode_tokens_per_s_p50": round(statistics.median(rates), 2) if rates else None,
             "intervals": bootstrap(records), "run": str(run_dir), "seconds": round(seconds, 1)}

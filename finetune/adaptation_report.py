@@ -37,6 +37,8 @@ def plain_words(row: dict, base: dict | None) -> str:
                                   " on all training questions" if train else "")]
     if row.get("skipped"):
         return f"{words[0]}: not run ({row['skipped']})."
+    if row.get("strategy", "").startswith("retriever-"):
+        return _retrieval_words(row, ev)
     base_ev = (base or {}).get("eval") or {}
     changes = []
     for key, name in QUALITY:
@@ -51,13 +53,27 @@ def plain_words(row: dict, base: dict | None) -> str:
         words.append(f"{_seconds(train.get('seconds'))} of training on {train.get('device')}, "
                      f"{train.get('trainable_parameters', 0) / 1e6:.2f}M trainable parameters, "
                      f"{train.get('artefact_mb')} MB to keep")
+    words += [_model_cost(kind, m) for kind, m in (row.get("retriever_models") or {}).items()]
     return ": ".join(words[:2]) + ("; " + "; ".join(words[2:]) if len(words) > 2 else "") + "."
 
 
-def write_report(grid) -> dict:
-    """Write report.json, report.md and the plots into the grid's folder; return the report."""
+def _model_cost(kind: str, model: dict) -> str:
+    return (f"the {kind} {model.get('name')}: {_seconds(model.get('seconds'))} of training, "
+            f"{(model.get('parameters') or 0) / 1e6:.1f}M parameters, {model.get('artefact_mb')} MB")
+
+
+def _retrieval_words(row: dict, ev: dict) -> str:
+    words = (f"{row['label']}: Recall@1 {_fmt(ev.get('recall@1'))}, Recall@10 {_fmt(ev.get('recall@10'))}, "
+             f"MAP@10 {_fmt(ev.get('map@10'))}")
+    costs = [_model_cost(kind, m) for kind, m in (row.get("retriever_models") or {}).items()]
+    return words + ("; " + "; ".join(costs) if costs else "") + "."
+
+
+def write_report(grid, order: list[str]) -> dict:
+    """Write report.json, report.md and the plots into the grid's folder for the rows `order` names (the task's,
+    in their order); return the report."""
     state = grid.state
-    rows = [dict(rid=rid, **row) for rid, row in state["rows"].items()]
+    rows = [dict(rid=rid, **state["rows"][rid]) for rid in order if rid in state["rows"]]
     base = next((r for r in rows if r.get("strategy") == "base"), None)
     for r in rows:
         r["plain"] = plain_words(r, base)
@@ -86,8 +102,11 @@ def markdown(report: dict, plots: list[str]) -> str:
              "| row | trainable params | training | peak memory (MB) | size (MB) | first token p50 (ms) | decode tok/s "
              "| citation precision | citation recall | false refusals | Recall@10 | serving |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- |"]
+    retrieval = [r for r in report["rows"] if r.get("strategy", "").startswith("retriever-")]
     for r in report["rows"]:
         ev, train = r.get("eval") or {}, r.get("train") or {}
+        if r in retrieval:
+            continue
         if r.get("skipped"):
             lines.append(f"| {r['rid']} | not run: {r['skipped']} |" + " |" * 10)
             continue
@@ -97,6 +116,20 @@ def markdown(report: dict, plots: list[str]) -> str:
             f"{_fmt(ev.get('latency.first_token_ms.p50'), 0)} | {_fmt(ev.get('decode_tokens_per_s_p50'), 1)} | "
             f"{_with_interval(ev, 'citation_precision')} | {_with_interval(ev, 'citation_recall')} | "
             f"{_with_interval(ev, 'false_refusal_rate')} | {_fmt(ev.get('recall@10'))} | {r.get('serving', '-')} |")
+    if retrieval:
+        lines += ["", "Retrieval alone (the same questions; no answers):", "",
+                  "| row | Recall@1 | Recall@10 | MAP@10 | retrieval p50 (ms) | trained models |",
+                  "| --- | --- | --- | --- | ---: | --- |"]
+        for r in retrieval:
+            ev = r.get("eval") or {}
+            models = ", ".join(f"{m.get('name')} ({_seconds(m.get('seconds'))})"
+                               for m in (r.get("retriever_models") or {}).values()) or "-"
+            lines.append(f"| {r['rid']} | {_fmt(ev.get('recall@1'))} | {_with_interval(ev, 'recall@10')} | "
+                         f"{_with_interval(ev, 'map@10')} | {_fmt(ev.get('latency.retrieval_ms.p50'), 0)} | "
+                         f"{models} |")
+    elsewhere = [r["rid"] for r in report["rows"] if r.get("machine") and r["machine"] != machine]
+    if elsewhere:
+        lines += ["", "Measured on another machine (see report.json): " + ", ".join(elsewhere) + "."]
     lines += ["", "In plain words:", ""] + [f"- {r['plain']}" for r in report["rows"]]
     lines += [""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from assistant.adapters import load_card
 from assistant.rerank import current_reranker, registry_reranker
+from ingest.catalog import Catalog
 from ingest.embedding import EMBEDDERS_DIR, named_embedder
 from ingest.index import VectorPointer
 from ingest.pipeline import Library, default_pointer
@@ -342,3 +343,30 @@ def rollback(settings: Settings, kind: str, *, library: Library | None = None,
                       on_progress=on_progress)
     _append_history(settings, kind, {"action": "rollback", "name": previous, "previous": current, **outcome})
     return {"kind": kind, "active": previous, "previous": current, **outcome}
+
+
+TWIN_COPIED = ("catalog.sqlite3", "bm25", "files", "chroma", "vectors.json")  # the library, not models or runs
+
+
+def twin_library(frozen: Path, embedder: Path, name: str, home: Path,
+                 on_progress: Callable[[int, int], None] | None = None) -> tuple[Path, dict]:
+    """`home`: a copy of the library in the `frozen` home with `embedder` registered as `name` and activated there
+    (every chunk re-embedded, as `comply retrievers activate embedder` does); the frozen home is not changed.
+    Reused when it already serves that embedder. Returns the home and what the activation did ({} if reused)."""
+    settings = Settings(home=home)
+    if (home.is_dir() and active(settings, "embedder") == name
+            and Catalog(settings.catalog_path).count_chunks()):  # not Library: Chroma would hold files deleted below
+        if read_card(home / "retrievers" / "embedder" / name) == read_card(Path(embedder)):
+            return home, {}
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    for part in TWIN_COPIED:
+        source = Path(frozen) / part
+        if source.is_dir():
+            shutil.copytree(source, home / part)
+        elif source.is_file():
+            shutil.copy2(source, home / part)
+    register(settings, "embedder", Path(embedder), name)
+    reasons, _ = gate(settings, "embedder", name)
+    out = activate(settings, "embedder", name, force=True, on_progress=on_progress)
+    return home, {"seconds": out["seconds"], "chunks": out["chunks"], "gate": reasons or "passed"}

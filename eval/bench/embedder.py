@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -32,45 +31,24 @@ from eval.datasets import load_jsonl, load_obliqa, select_part
 from eval.machine import cpu_model
 from eval.metrics import evaluate_retrieval, ranked_item_from_chunk
 from finetune import retrievers
-from ingest.catalog import Catalog
 from ingest.embedding import cpu_supports_bf16
 from ingest.pipeline import Library
 from ingest.settings import BASE_MODEL, DEFAULT_RERANKER, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = ("recall@1", "recall@5", "recall@10", "map@10", "mrr")
-COPIED = ("catalog.sqlite3", "bm25", "files", "chroma", "vectors.json")  # the library, not models or runs
-
-
 def twin(frozen: Path, embedder: Path, name: str, log) -> tuple[Path, dict]:
-    """`<frozen>-embedder`: a copy of the frozen library with `embedder` registered and activated (re-embedded);
-    reused when it already serves that embedder. Returns the home and what the activation did (or {} if reused)."""
-    home = frozen.parent / f"{frozen.name}-embedder"
-    settings = Settings(home=home)
-    if (home.is_dir() and retrievers.active(settings, "embedder") == name
-            and Catalog(settings.catalog_path).count_chunks()):  # not Library: Chroma would hold files deleted below
-        card = json.loads((home / "retrievers" / "embedder" / name / "card.json").read_text())
-        if card == json.loads((embedder / "card.json").read_text()):
-            return home, {}
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    for part in COPIED:
-        source = frozen / part
-        if source.is_dir():
-            shutil.copytree(source, home / part)
-        elif source.is_file():
-            shutil.copy2(source, home / part)
-    retrievers.register(settings, "embedder", embedder, name)
-    reasons, _ = retrievers.gate(settings, "embedder", name)
-    bar = tqdm(desc=f"re-embedding {home.name}", unit="chunk", file=sys.stderr, disable=log is None)
+    """`<frozen>-embedder`: finetune.retrievers.twin_library beside the frozen home, with a progress bar."""
+    bar = tqdm(desc=f"re-embedding {frozen.name}-embedder", unit="chunk", file=sys.stderr, disable=log is None)
 
     def progress(done: int, total: int) -> None:
         bar.total, bar.n = total, done
         bar.refresh()
 
-    out = retrievers.activate(settings, "embedder", name, force=True, on_progress=progress)
-    bar.close()
-    return home, {"seconds": out["seconds"], "chunks": out["chunks"], "gate": reasons or "passed"}
+    try:
+        return retrievers.twin_library(frozen, embedder, name, frozen.parent / f"{frozen.name}-embedder", progress)
+    finally:
+        bar.close()
 
 
 def measure(lib: Library, questions, reranker: Reranker | None, desc: str, quiet: bool) -> dict:

