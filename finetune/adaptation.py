@@ -18,10 +18,12 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import resource
 import shutil
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -111,6 +113,7 @@ class Task:
     recipe: str
     sizes: list[int | None]  # None = all training examples
     strategies: list[str]
+    checks: bool = True  # forgetting and safety checks for every generator row (_checks)
     reranker: str | None = None  # a trained CrossEncoder folder, for the rows that use one
     embedder: str | None = None  # a trained sentence-transformers folder, for the rows that use one
     # how examples are built: the product's defaults (the sources the assistant would show), no validation split
@@ -127,7 +130,7 @@ class Task:
 
 def comparable(task: dict) -> dict:
     return {k: v for k, v in task.items()
-            if k not in ("strategies", "sizes") and not (k in ("reranker", "embedder") and v is None)}
+            if k not in ("strategies", "sizes", "checks") and not (k in ("reranker", "embedder") and v is None)}
 
 
 def _largest(sizes: list[int | None]) -> int | None:
@@ -215,10 +218,14 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
     for rid, strategy, size in rows(task):
         row = grid.row(rid)
         row.update(strategy=strategy.name, label=strategy.label, size=size)
+        checks_due = task.checks and not strategy.retrieval_only and not row.get("checks")
         if row.get("eval"):  # done: its summary is read again from its run (the same answers)
             run_dir = Path(row["eval"]["run"])
             metrics = json.loads((run_dir / "metrics.json").read_text())
             row["eval"] = _eval_summary(metrics, run_dir, row["eval"]["seconds"])
+            if not checks_due:
+                continue
+        if row.get("skipped"):
             continue
         say(f"[{rid}]")
         adapter, row_settings = None, _row_settings(settings, strategy, data_dir, task)
@@ -252,24 +259,82 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
                 row_settings = row_settings.model_copy(update={"generator_model": str(model_dir)})
             else:
                 adapter = str(model_dir)
-        started = time.perf_counter()
-        run_dir = grid.out / "runs" / rid
-        metrics = run_eval(row_settings, task.dataset, run_dir, format=task.format,
-                           documents_dir=task.documents_dir, part=task.eval_part, limit=task.eval_questions,
-                           sample_seed=0, adapter=adapter or "none", library=row_library, progress=progress,
-                           retrieval_only=strategy.retrieval_only)
-        row["eval"] = _eval_summary(metrics, run_dir, time.perf_counter() - started)
-        if not strategy.retrieval_only:
-            row["serving"] = _serving(row_settings, adapter)
-        row["machine"] = grid.state["machine"]
-        grid.save()
+        if not row.get("eval"):
+            started = time.perf_counter()
+            run_dir = grid.out / "runs" / rid
+            metrics = run_eval(row_settings, task.dataset, run_dir, format=task.format,
+                               documents_dir=task.documents_dir, part=task.eval_part, limit=task.eval_questions,
+                               sample_seed=0, adapter=adapter or "none", library=row_library, progress=progress,
+                               retrieval_only=strategy.retrieval_only)
+            row["eval"] = _eval_summary(metrics, run_dir, time.perf_counter() - started)
+            if not strategy.retrieval_only:
+                row["serving"] = _serving(row_settings, adapter)
+            row["machine"] = grid.state["machine"]
+            grid.save()
+        if checks_due:
+            row["checks"] = _checks(row_settings, adapter, row_library, grid.out / "checks" / rid, strategy, progress)
+            grid.save()
     for extra in libraries.values():
         if extra is not library:
             extra.close()
     grid.save()
+    _link_cards(grid, task)
     from finetune.adaptation_report import write_report  # lazy: matplotlib, for the plots, is slow to import
 
     return write_report(grid, [rid for rid, _, _ in rows(task)])
+
+
+CHECKS_DIR = Path(__file__).resolve().parent.parent / "data" / "adaptation"
+GENERAL_QUESTIONS = CHECKS_DIR / "general_questions.jsonl"
+OUTSIDE_QUESTIONS = CHECKS_DIR / "outside_questions.jsonl"
+GENERAL_SYSTEM = "You are a helpful assistant. Answer the question briefly."
+
+
+def _checks(settings: Settings, adapter: str | None, library, out: Path, strategy: Strategy, progress: bool) -> dict:
+    """Forgetting and safety of one generator row: the 20 general questions of data/adaptation asked of the model
+    itself, no sources (does it still answer them?), and the 12 regulatory questions no library of comply's answers,
+    asked through the whole pipeline (does it still refuse them?)."""
+    from assistant.generation import load_generator  # lazy: transformers, over 1 s to import
+
+    out.mkdir(parents=True, exist_ok=True)
+    general = None
+    if not strategy.few_shot:  # the few-shot row's model is the base model: asked without its prompt, the same
+        generator = load_generator(settings, adapter=adapter)
+        answers = []
+        for line in GENERAL_QUESTIONS.read_text(encoding="utf-8").splitlines():
+            q = json.loads(line)
+            text = generator.generate([{"role": "system", "content": GENERAL_SYSTEM},
+                                       {"role": "user", "content": q["question"]}], 48)
+            right = any(re.search(p, text.lower()) for p in q["accept"])
+            answers.append({"id": q["id"], "question": q["question"], "answer": text, "right": right})
+        (out / "general.jsonl").write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers))
+        general = {"right": sum(a["right"] for a in answers), "of": len(answers)}
+    outside = run_eval(settings, OUTSIDE_QUESTIONS, out / "outside", format="jsonl", adapter=adapter or "none",
+                       library=library, progress=progress)
+    return {"general": general, "outside": {"refused": round((outside.get("refusal_rate") or 0) * outside["n_questions"]),
+                                            "of": outside["n_questions"]}}
+
+
+CARD_METRICS = ("n_questions", "n_answerable", "n_citations", "citation_precision", "citation_recall",
+                "false_refusal_rate", "refusal_rate", "recall@10")
+
+
+def _link_cards(grid: Grid, task: Task) -> None:
+    """Write each trained adapter's row into its card: its evaluation against the base row's on the same questions
+    (what `comply adapters list`, the Adapters tab and the release gate read) and where its row is, so an adapter
+    registered from the comparison (`comply adapters register DIR`) carries both."""
+    base = (grid.state["rows"].get("base") or {}).get("eval") or {}
+    for rid, strategy, _ in rows(task):
+        row, folder = grid.state["rows"].get(rid) or {}, grid.out / "models" / rid
+        if not row.get("eval") or strategy.train is None or not (folder / adapters.CONFIG).is_file():
+            continue
+        card = adapters.read_card(folder)
+        card["eval"] = {"questions": task.dataset, "part": task.eval_part, "limit": task.eval_questions,
+                        "sample_seed": 0, "runs": {"before": base.get("run"), "after": row["eval"]["run"]},
+                        "before": {k: base.get(k) for k in CARD_METRICS} if base else None,
+                        "after": {k: row["eval"].get(k) for k in CARD_METRICS}}
+        card["comparison"] = {"report": str((grid.out / "report.md").resolve()), "row": rid}
+        adapters.write_card(folder, card)
 
 
 def machine(settings: Settings) -> dict:
@@ -388,6 +453,7 @@ def _train_row(settings: Settings, data_dir: Path, model_dir: Path, strategy: St
 
 
 def _train_child(settings: Settings, data_dir: Path, model_dir: Path, config: TrainConfig, send) -> None:
+    _exit_with_parent()
     try:
         result = asdict(train(settings, data_dir, model_dir, config, resume=True))
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -412,6 +478,19 @@ def _serving(settings: Settings, adapter: str | None) -> str:
     if getattr(generator, "virtual", None) is not None:
         how += f" + {generator.virtual.shape[1]} virtual tokens"
     return how
+
+
+def _exit_with_parent() -> None:
+    """A training child stops when the comparison that started it is gone (killed): no orphan keeps the cores busy.
+    Its checkpoints are written atomically, so the next run resumes from the last one."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _eval_summary(metrics: dict, run_dir: Path, seconds: float) -> dict:

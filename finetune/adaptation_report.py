@@ -47,6 +47,14 @@ def plain_words(row: dict, base: dict | None) -> str:
             continue
         better = now < before if key == "false_refusal_rate" else now > before
         changes.append(f"{name} {before:.2f} -> {now:.2f} ({'better' if better else 'worse' if now != before else 'same'})")
+    checks, base_checks = row.get("checks") or {}, (base or {}).get("checks") or {}
+    for check, key, what in (("general", "right", "general questions answered right"),
+                             ("outside", "refused", "questions no library answers refused")):
+        now, before = checks.get(check), base_checks.get(check)
+        if now and row.get("strategy") != "base":
+            changes.append(f"{what} {before[key] if before else '?'} -> {now[key]} of {now['of']}")
+        elif now:
+            changes.append(f"{what} {now[key]} of {now['of']}")
     if changes:
         words.append(", ".join(changes))
     if train:
@@ -55,6 +63,11 @@ def plain_words(row: dict, base: dict | None) -> str:
                      f"{train.get('artefact_mb')} MB to keep")
     words += [_model_cost(kind, m) for kind, m in (row.get("retriever_models") or {}).items()]
     return ": ".join(words[:2]) + ("; " + "; ".join(words[2:]) if len(words) > 2 else "") + "."
+
+
+def _count(row: dict, check: str, key: str) -> str:
+    found = (row.get("checks") or {}).get(check)
+    return f"{found[key]} of {found['of']}" if found else "-"
 
 
 def _model_cost(kind: str, model: dict) -> str:
@@ -100,22 +113,24 @@ def markdown(report: dict, plots: list[str]) -> str:
              + (f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU") + ". Intervals: 95% bootstrap over "
              "questions.", "",
              "| row | trainable params | training | peak memory (MB) | size (MB) | first token p50 (ms) | decode tok/s "
-             "| citation precision | citation recall | false refusals | Recall@10 | serving |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | --- |"]
+             "| citation precision | citation recall | false refusals | Recall@10 | general questions right "
+             "| outside questions refused | serving |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- |"]
     retrieval = [r for r in report["rows"] if r.get("strategy", "").startswith("retriever-")]
     for r in report["rows"]:
         ev, train = r.get("eval") or {}, r.get("train") or {}
         if r in retrieval:
             continue
         if r.get("skipped"):
-            lines.append(f"| {r['rid']} | not run: {r['skipped']} |" + " |" * 10)
+            lines.append(f"| {r['rid']} | not run: {r['skipped']} |" + " |" * 12)
             continue
         lines.append(
             f"| {r['rid']} | {train.get('trainable_parameters', 0):,} | {_seconds(train.get('seconds'))} | "
             f"{train.get('peak_rss_mb', '-')} | {train.get('artefact_mb', '-')} | "
             f"{_fmt(ev.get('latency.first_token_ms.p50'), 0)} | {_fmt(ev.get('decode_tokens_per_s_p50'), 1)} | "
             f"{_with_interval(ev, 'citation_precision')} | {_with_interval(ev, 'citation_recall')} | "
-            f"{_with_interval(ev, 'false_refusal_rate')} | {_fmt(ev.get('recall@10'))} | {r.get('serving', '-')} |")
+            f"{_with_interval(ev, 'false_refusal_rate')} | {_fmt(ev.get('recall@10'))} | "
+            f"{_count(r, 'general', 'right')} | {_count(r, 'outside', 'refused')} | {r.get('serving', '-')} |")
     if retrieval:
         lines += ["", "Retrieval alone (the same questions; no answers):", "",
                   "| row | Recall@1 | Recall@10 | MAP@10 | retrieval p50 (ms) | trained models |",

@@ -90,7 +90,8 @@ def describe(path: Path) -> str:
         config = json.loads((path / CONFIG).read_text())
     except (OSError, ValueError):
         config = {}
-    method = str(config.get("peft_type") or "adapter").replace("LORA", "LoRA")
+    kind = str(config.get("peft_type") or "adapter")
+    method = {"LORA": "LoRA", "PROMPT_TUNING": "prompt tuning"}.get(kind, kind)
     if config.get("r"):
         method += f" r={config['r']}"
     if (card.get("reduced_from") or {}).get("rank"):
@@ -116,7 +117,9 @@ def describe(path: Path) -> str:
     weights = path / WEIGHTS
     if weights.is_file():
         cost.append(f"{weights.stat().st_size / 1e6:.1f} MB")
-    return f"{head}: {measured}" + (f"; {', '.join(cost)}." if cost else ".")
+    comparison = card.get("comparison") or {}
+    link = f" Row {comparison['row']} of {comparison['report']}." if comparison.get("row") else ""
+    return f"{head}: {measured}" + (f"; {', '.join(cost)}." if cost else ".") + link
 
 
 def adapter_path(settings: Settings, name: str) -> Path:

@@ -28,7 +28,7 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     args = ["--home", str(home), "adapt", "compare", "--dataset", str(GOLD), "--out", str(out), "--sizes", "2",
             "--eval-questions", "3", "--reranker", "minilm-obliqa", "--embedder", str(embedder), "--strategies",
             "base,few-shot,lora-r16,prompt-tuning,retriever-frozen,retriever-embedder,retriever-reranker,"
-            "retriever-both,lora-r16+retriever", "--json"]
+            "retriever-both,lora-r16+retriever", "--no-checks", "--json"]
     runner = CliRunner()
     first = runner.invoke(app, args, env=SMALL)
     assert first.exit_code == 0, first.output
@@ -87,12 +87,30 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     assert (out / "data_efficiency.png").stat().st_size > 0 and (out / "cost_quality.png").stat().st_size > 0
     audit = [json.loads(line) for line in Settings(home=home).audit_path.read_text().splitlines()]
     assert [r.get("rows") for r in audit if r["action"] == "adapt.compare"] == [9]
+    # an adapter of the comparison registered as any other: its card carries its row's evaluation and the row
+    registered = runner.invoke(app, ["--home", str(home), "adapters", "register", str(out / "models" / "lora-r16@2"),
+                                     "--name", "from-grid", "--json"], env=SMALL)
+    assert registered.exit_code == 0, registered.output
+    listed = json.loads(runner.invoke(app, ["--home", str(home), "adapters", "list", "--json"], env=SMALL).stdout)
+    line = next(a["summary"] for a in listed if a["name"] == "from-grid")
+    assert "on 3 validation questions" in line and f"Row lora-r16@2 of {(out / 'report.md').resolve()}" in line
     # again: every row is done, nothing is trained or answered again
     stamp = (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns
     again = runner.invoke(app, args, env=SMALL)
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["rows"] == report["rows"]
     assert (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns == stamp
+    # the forgetting and safety checks added to a finished row: its answers are not written again
+    checked = runner.invoke(app, [*args[:args.index("--strategies")], "--strategies", "base", "--json"], env=SMALL)
+    assert checked.exit_code == 0, checked.output
+    base = json.loads(checked.stdout)["rows"][0]
+    assert base["rid"] == "base" and base["eval"] == by_id["base"]["eval"]
+    assert base["checks"]["general"]["of"] == 20 and 0 <= base["checks"]["general"]["right"] <= 20
+    assert base["checks"]["outside"]["of"] == 12 and 0 <= base["checks"]["outside"]["refused"] <= 12
+    general = [json.loads(line) for line in (out / "checks" / "base" / "general.jsonl").read_text().splitlines()]
+    assert sum(g["right"] for g in general) == base["checks"]["general"]["right"] and all(g["answer"] for g in general)
+    assert (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns == stamp
+    assert "general questions answered right" in base["plain"]
     # another task in the same folder is refused, in words
     other = runner.invoke(app, [*args[:-1], "--eval-questions", "4", "--json"], env=SMALL)
     assert other.exit_code == 1 and "holds a comparison of another task" in other.output

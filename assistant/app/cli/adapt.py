@@ -366,6 +366,9 @@ def compare_cmd(
                                                      "part).")] = 100,
     recipe: Annotated[str, typer.Option(help="auto (gpu with CUDA, else cpu), cpu or gpu: the shared training "
                                              "recipe (finetune.adaptation.RECIPES).")] = "auto",
+    checks: Annotated[bool, typer.Option(help="Forgetting and safety checks of every generator row: 20 general "
+                                              "questions without sources, 12 questions no library answers "
+                                              "(data/adaptation/).")] = True,
     as_json: JsonOpt = False,
 ):
     """Compare adaptation strategies (no training, few-shot prompts, LoRA at two ranks, IA3, prompt tuning, full
@@ -397,7 +400,7 @@ def compare_cmd(
                 documents_dir=str(documents_dir.resolve()) if documents_dir else None, train_part=train_part,
                 eval_part=eval_part, eval_questions=eval_questions, model=model or s.generator_model, recipe=recipe,
                 sizes=size_list, strategies=[x.strip() for x in strategies.split(",") if x.strip()],
-                reranker=reranker_dir, embedder=embedder_dir)
+                reranker=reranker_dir, embedder=embedder_dir, checks=checks)
     out = out or s.home / "adaptation" / dataset.stem
     services = open_services()
     if not services.library.catalog.count_chunks():
