@@ -46,7 +46,8 @@ def plain_words(row: dict, base: dict | None) -> str:
         if now is None or before is None or row.get("strategy") == "base":
             continue
         better = now < before if key == "false_refusal_rate" else now > before
-        changes.append(f"{name} {before:.2f} -> {now:.2f} ({'better' if better else 'worse' if now != before else 'same'})")
+        verdict = "same" if abs(now - before) < 0.005 else "better" if better else "worse"
+        changes.append(f"{name} {before:.2f} -> {now:.2f} ({verdict})")
     checks, base_checks = row.get("checks") or {}, (base or {}).get("checks") or {}
     for check, key, what in (("general", "right", "general questions answered right"),
                              ("outside", "refused", "questions no library answers refused")):
