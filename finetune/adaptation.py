@@ -35,7 +35,7 @@ from assistant.models import model_display_name, repetition_penalty, resolve_gen
 from assistant.prompt import PROMPT_VERSION
 from eval.datasets import load_dataset, select_part
 from eval.intervals import bootstrap
-from eval.machine import cpu_model
+from eval.machine import machine_facts
 from eval.runner import RESULTS_FILE, read_results, run_eval
 from finetune import adapters, retrievers
 from finetune.dataset import DataConfig, build_dataset, load_manifest
@@ -211,7 +211,7 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
     check_task(task)
     settings = settings.model_copy(update={"generator_model": task.model})
     grid = Grid(out, task)
-    grid.state["machine"] = machine(settings)
+    grid.state["machine"] = machine_facts(settings.device)
     grid.state["model_name"] = model_display_name(settings)
     data_dir = _data(settings, library, task, grid, say, progress)
     libraries = {"frozen": library}
@@ -242,7 +242,7 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
             source = grid.row(row_id(strategy.adapter_of, size))
             if not source.get("train"):
                 raise CompareError(f"{rid} reuses {row_id(strategy.adapter_of, size)}, which has not trained")
-            row["train"] = source["train"]
+            row["train"], row["adapter_of"] = source["train"], row_id(strategy.adapter_of, size)
             adapter = str(grid.out / "models" / row_id(strategy.adapter_of, size))
         if strategy.train is not None:
             skipped = _too_big(settings, strategy)
@@ -297,6 +297,7 @@ def _checks(settings: Settings, adapter: str | None, library, out: Path, strateg
     from assistant.generation import load_generator  # lazy: transformers, over 1 s to import
 
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     general = None
     if not strategy.few_shot:  # the few-shot row's model is the base model: asked without its prompt, the same
         generator = load_generator(settings, adapter=adapter)
@@ -309,10 +310,12 @@ def _checks(settings: Settings, adapter: str | None, library, out: Path, strateg
             answers.append({"id": q["id"], "question": q["question"], "answer": text, "right": right})
         (out / "general.jsonl").write_text("".join(json.dumps(a, ensure_ascii=False) + "\n" for a in answers))
         general = {"right": sum(a["right"] for a in answers), "of": len(answers)}
-    outside = run_eval(settings, OUTSIDE_QUESTIONS, out / "outside", format="jsonl", adapter=adapter or "none",
-                       library=library, progress=progress)
-    return {"general": general, "outside": {"refused": round((outside.get("refusal_rate") or 0) * outside["n_questions"]),
-                                            "of": outside["n_questions"]}}
+    run_eval(settings, OUTSIDE_QUESTIONS, out / "outside", format="jsonl", adapter=adapter or "none",
+             library=library, progress=progress)
+    outside = read_results(out / "outside" / RESULTS_FILE).values()
+    return {"general": general, "outside": {"refused": sum(bool(r.get("abstained")) for r in outside),
+                                            "of": len(outside)},
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 CARD_METRICS = ("n_questions", "n_answerable", "n_citations", "citation_precision", "citation_recall",
@@ -337,14 +340,6 @@ def _link_cards(grid: Grid, task: Task) -> None:
         adapters.write_card(folder, card)
 
 
-def machine(settings: Settings) -> dict:
-    import torch  # lazy: torch takes ~2 s to import
-
-    cuda = torch.cuda.is_available() and settings.device in ("auto", "cuda")
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name(0) if cuda else None}
-
-
 def _data(settings: Settings, library, task: Task, grid: Grid, say, progress: bool) -> Path:
     """Training examples from the training part, built once (shuffled with a fixed seed: the first N are a
     random N)."""
@@ -355,12 +350,15 @@ def _data(settings: Settings, library, task: Task, grid: Grid, say, progress: bo
                             task.train_part)
     random.Random(0).shuffle(questions)
     say(f"building training examples from {len(questions)} questions of the {task.train_part} part")
+    started = time.perf_counter()
     tmp = grid.out / "data.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     build_dataset(library, questions, tmp, DataConfig(**{**task.data, "pii_kinds": tuple(task.data["pii_kinds"])}),
                   name=Path(task.dataset).stem, part=task.train_part,
                   progress=_bar("data") if progress else None)
     os.replace(tmp, data_dir)
+    grid.state["data_seconds"] = round(time.perf_counter() - started, 1)
+    grid.save()
     return data_dir
 
 
@@ -398,12 +396,18 @@ def _retriever_cost(folder: str) -> dict:
     `embedder` write the training time)."""
     path = Path(folder)
     card = retrievers.read_card(path)
-    weights = sum(f.stat().st_size for f in path.glob("*.safetensors"))
+    weights = _bytes(path, "*.safetensors")
     dtype_bytes = 2 if "bf16" in str(card.get("kind", "")) else 4
     return {"name": card.get("name") or path.name, "path": str(path), "seconds": card.get("seconds"),
             "steps": card.get("steps"), "parameters": weights // dtype_bytes,
-            "artefact_mb": round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 2),
+            "artefact_mb": round(_bytes(path) / 2**20, 2),
             "machine": (card.get("machine") or {}).get("cpu"), "reproduce": card.get("reproduce")}
+
+
+def _bytes(folder: Path, pattern: str = "**/*", skip: str | None = None) -> int:
+    """The size of a folder's files matching `pattern` (all, below it, by default), without a file named `skip`;
+    0 for a folder that is not there (a hub id)."""
+    return sum(f.stat().st_size for f in folder.glob(pattern) if f.is_file() and f.name != skip)
 
 
 def _too_big(settings: Settings, strategy: Strategy) -> str | None:
@@ -413,8 +417,7 @@ def _too_big(settings: Settings, strategy: Strategy) -> str | None:
     if strategy.train.get("method") != "full" or torch.cuda.is_available():
         return None
     folder = Path(resolve_generator(settings))
-    size = sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else 0
-    params = size // 4  # the converted folders hold float32 weights
+    params = _bytes(folder, "*.safetensors") // 4  # the converted folders hold float32 weights
     if params > FULL_FT_CPU_LIMIT:
         return (f"full fine-tuning of {model_display_name(settings)} (~{params / 1e9:.1f}B parameters) needs a GPU: "
                 f"its weights, gradients and optimizer state take ~{params * 16 / 2**30:.0f} GB")
@@ -446,8 +449,7 @@ def _train_row(settings: Settings, data_dir: Path, model_dir: Path, strategy: St
                                   {k: v for k, v in result.items() if k != "losses"})
         adapters.write_card(model_dir, card)
     shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
-    result["artefact_mb"] = round(sum(f.stat().st_size for f in model_dir.rglob("*") if f.is_file()
-                                      and f.name != adapters.CARD) / 2**20, 2)
+    result["artefact_mb"] = round(_bytes(model_dir, skip=adapters.CARD) / 2**20, 2)
     result["loss_every_10_steps"] = result.pop("losses")[::10]
     return result
 
@@ -470,13 +472,12 @@ def _serving(settings: Settings, adapter: str | None) -> str:
 
     generator = load_generator(settings, adapter=adapter)
     how = generator.backend
-    if getattr(generator, "decoder", None) is not None:
-        how += ", int4 weights" + (" + LoRA unmerged" if adapter else "")
-    else:
-        how += f", {getattr(generator, 'dtype', 'native')} weights" + (" (adapter merged)" if adapter and getattr(
-            generator, "virtual", None) is None else "")
-    if getattr(generator, "virtual", None) is not None:
-        how += f" + {generator.virtual.shape[1]} virtual tokens"
+    decoder, virtual = getattr(generator, "decoder", None), getattr(generator, "virtual", None)
+    how += ", int4 weights" if decoder is not None else f", {getattr(generator, 'dtype', 'native')} weights"
+    if virtual is not None:
+        how += f" + {virtual.shape[1]} virtual tokens"
+    elif adapter:
+        how += " + LoRA unmerged" if decoder is not None and decoder.has_lora else " (adapter merged)"
     return how
 
 

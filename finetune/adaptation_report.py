@@ -27,7 +27,26 @@ def _with_interval(ev: dict, key: str) -> str:
 def _seconds(value) -> str:
     if value is None:
         return "-"
+    if value >= 3600:
+        return f"{int(value // 3600)} h {round(value % 3600 / 60):02d} min"
     return f"{value / 60:.1f} min" if value >= 60 else f"{value:.0f} s"
+
+
+def row_seconds(row: dict) -> float | None:
+    """The row's wall time on this machine: its training (not for a row reusing another's adapter), its answers
+    and its checks; None before it has answered."""
+    ev = row.get("eval") or {}
+    if ev.get("seconds") is None:
+        return None
+    train = 0.0 if row.get("adapter_of") else ((row.get("train") or {}).get("seconds") or 0.0)
+    return train + ev["seconds"] + ((row.get("checks") or {}).get("seconds") or 0.0)
+
+
+def grid_seconds(state: dict, rows: list[dict]) -> float:
+    """The whole grid's wall time: building the training examples, re-embedding the library for the trained
+    embedder, and every row."""
+    return ((state.get("data_seconds") or 0.0) + ((state.get("embedder_activation") or {}).get("seconds") or 0.0)
+            + sum(row_seconds(r) or 0.0 for r in rows))
 
 
 def plain_words(row: dict, base: dict | None) -> str:
@@ -91,7 +110,10 @@ def write_report(grid, order: list[str]) -> dict:
     base = next((r for r in rows if r.get("strategy") == "base"), None)
     for r in rows:
         r["plain"] = plain_words(r, base)
+    for r in rows:
+        r["wall_seconds"] = row_seconds(r)
     report = {"task": state["task"], "model_name": state.get("model_name"), "machine": state.get("machine"),
+              "wall_seconds": round(grid_seconds(state, rows), 1), "data_seconds": state.get("data_seconds"),
               "rows": rows}
     out = grid.out
     tmp = out / ".report.json.tmp"
@@ -113,17 +135,20 @@ def markdown(report: dict, plots: list[str]) -> str:
              f"recipe {task['recipe']}. Machine: {machine.get('cpu')}, {machine.get('cores')} cores"
              + (f", GPU {machine['gpu']}" if machine.get("gpu") else ", no GPU") + ". Intervals: 95% bootstrap over "
              "questions.", "",
+             f"Wall time of the grid: {_seconds(report.get('wall_seconds'))} (training examples built in "
+             f"{_seconds(report.get('data_seconds'))}, then each row's training, answers and checks: the last "
+             "column; the rows run one after another, and an interrupted grid continues where it stopped).", "",
              "| row | trainable params | training | peak memory (MB) | size (MB) | first token p50 (ms) | decode tok/s "
              "| citation precision | citation recall | false refusals | Recall@10 | general questions right "
-             "| outside questions refused | serving |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- |"]
+             "| outside questions refused | serving | wall time |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: |"]
     retrieval = [r for r in report["rows"] if r.get("strategy", "").startswith("retriever-")]
     for r in report["rows"]:
         ev, train = r.get("eval") or {}, r.get("train") or {}
         if r in retrieval:
             continue
         if r.get("skipped"):
-            lines.append(f"| {r['rid']} | not run: {r['skipped']} |" + " |" * 12)
+            lines.append(f"| {r['rid']} | not run: {r['skipped']} |" + " |" * 13)
             continue
         lines.append(
             f"| {r['rid']} | {train.get('trainable_parameters', 0):,} | {_seconds(train.get('seconds'))} | "
@@ -131,7 +156,8 @@ def markdown(report: dict, plots: list[str]) -> str:
             f"{_fmt(ev.get('latency.first_token_ms.p50'), 0)} | {_fmt(ev.get('decode_tokens_per_s_p50'), 1)} | "
             f"{_with_interval(ev, 'citation_precision')} | {_with_interval(ev, 'citation_recall')} | "
             f"{_with_interval(ev, 'false_refusal_rate')} | {_fmt(ev.get('recall@10'))} | "
-            f"{_count(r, 'general', 'right')} | {_count(r, 'outside', 'refused')} | {r.get('serving', '-')} |")
+            f"{_count(r, 'general', 'right')} | {_count(r, 'outside', 'refused')} | {r.get('serving', '-')} | "
+            f"{_seconds(r.get('wall_seconds'))} |")
     if retrieval:
         lines += ["", "Retrieval alone (the same questions; no answers):", "",
                   "| row | Recall@1 | Recall@10 | MAP@10 | retrieval p50 (ms) | trained models |",

@@ -1,11 +1,14 @@
 """The transformers backend: any HF model on CUDA or CPU; what training uses and checks an adapter with. On CPU a
-llama-architecture model decodes through `Int4Decoder` (int4 weights, the LoRA kept beside them unmerged)."""
+llama-architecture model decodes through `Int4Decoder` (int4 weights, a LoRA kept beside them unmerged, IA3 merged
+into them, prompt tuning's virtual tokens in the prompt's cache)."""
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -42,13 +45,20 @@ class TransformersGenerator(Generator):
             # on CUDA load directly in bf16 (a 7B model in fp32 would not fit); on CPU merge adapters in fp32, then cast
             model = AutoModelForCausalLM.from_pretrained(model_path,
                                                          dtype=dtype if device == "cuda" else torch.float32)
+            # a plain LoRA stays unmerged beside the int4 weights (its deltas exact, not rounded with the weights);
+            # IA3 and prompt tuning decode from the int4 weights of the model they leave: IA3 merged into it (a
+            # scaling of rows and columns), prompt tuning's unchanged base after its virtual tokens
+            lora, kind = _plain_lora(adapter), _peft_type(adapter)
             if int4_decode is None:
                 # the CPU int4 kernel is fast with bf16 activations only (fp32 measured ~10x slower than plain fp32)
-                int4_decode = device == "cpu" and bf16 and Int4Decoder.supports(model, adapter)
-            self.decoder = Int4Decoder(model, lora_tensors(adapter) if adapter else {}, dtype) if int4_decode else None
+                int4_decode = (device == "cpu" and bf16 and Int4Decoder.supports(model)
+                               and (not adapter or bool(lora) or kind in ("IA3", "PROMPT_TUNING")))
+            self.decoder = Int4Decoder(model, lora, dtype) if int4_decode and (lora or not adapter) else None
             self.virtual = None  # prompt tuning's learned token embeddings, put before every prompt's
             if adapter:
                 model, self.virtual = _with_adapter(model, adapter)
+                if int4_decode and self.decoder is None:
+                    self.decoder = Int4Decoder(model, {}, dtype)
         self.model = model.to(device=device, dtype=dtype).eval()
         if self.virtual is not None:
             self.virtual = self.virtual.to(device=device, dtype=dtype)
@@ -77,11 +87,11 @@ class TransformersGenerator(Generator):
             StaticCache,
         )
 
+        virtual = 0 if self.virtual is None else self.virtual.shape[1]
         with torch.inference_mode():
             if self.decoder:
                 self._cache = DynamicCache(config=self.model.config)
             else:  # sized for this completion: no per-token concatenation of growing key/value tensors
-                virtual = 0 if self.virtual is None else self.virtual.shape[1]
                 self._cache = StaticCache(config=self.model.config, max_cache_len=virtual + len(ids) + limit)
             inputs = torch.tensor([ids], device=self.device)
             if self.virtual is None:
@@ -90,7 +100,7 @@ class TransformersGenerator(Generator):
                 embeds = torch.cat([self.virtual, self.model.get_input_embeddings()(inputs)], dim=1)
                 out = self.model(inputs_embeds=embeds, cache=self._cache, use_cache=True, logits_to_keep=1)
             if self.decoder:
-                self.decoder.start(self._cache, len(ids) + limit)
+                self.decoder.start(self._cache, virtual + len(ids) + limit)
                 self._cache = None
             return out.logits[0, -1].float().cpu().numpy()
 
@@ -124,6 +134,25 @@ def _with_adapter(model, adapter: str):
     return peft_model.get_base_model(), virtual
 
 
+def _peft_type(adapter: str | None) -> str | None:
+    try:
+        return json.loads((Path(adapter) / "adapter_config.json").read_text()).get("peft_type") if adapter else None
+    except (OSError, ValueError):
+        return None
+
+
+def _plain_lora(adapter: str | None) -> dict[str, tuple]:
+    """The adapter's LoRA pairs when it is a plain LoRA on the decoder layers' linear modules (what Int4Decoder keeps
+    unmerged), else {} (no adapter, or one that is merged or put before the prompt)."""
+    if not adapter:
+        return {}
+    try:
+        modules = lora_tensors(adapter)
+    except GeneratorError:
+        return {}
+    return modules if all(_LAYER_LINEAR.fullmatch(m) for m in modules) else {}
+
+
 _LAYER_LINEAR = re.compile(r"model\.layers\.\d+\.(self_attn\.[qkvo]_proj|mlp\.(gate|up|down)_proj)")
 
 
@@ -137,8 +166,8 @@ class Int4Decoder:
     GROUP = 32
 
     @staticmethod
-    def supports(model, adapter: str | None) -> bool:
-        """True for a bias-free llama model, a torch with the CPU int4 kernel, and a plain LoRA adapter (or none)."""
+    def supports(model) -> bool:
+        """True for a bias-free llama model with plain rotary embeddings and a torch with the CPU int4 kernel."""
         import torch  # lazy: torch takes ~2 s to import
 
         config = model.config
@@ -148,15 +177,7 @@ class Int4Decoder:
         rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
         if rope.get("rope_type", "default") not in ("default", "linear", "llama3"):
             return False
-        if not hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu") or config.hidden_size % Int4Decoder.GROUP:
-            return False
-        if adapter:
-            try:
-                modules = lora_tensors(adapter)
-            except GeneratorError:
-                return False
-            return all(_LAYER_LINEAR.fullmatch(m) for m in modules)
-        return True
+        return hasattr(torch.ops.aten, "_weight_int4pack_mm_for_cpu") and not config.hidden_size % Int4Decoder.GROUP
 
     def __init__(self, model, lora: dict[str, tuple], dtype):
         config = model.config
@@ -182,6 +203,7 @@ class Int4Decoder:
         self.head = self._linear([model.lm_head], {}, [])
         rotary = model.model.rotary_emb
         self.inv_freq, self.rope_scale = rotary.inv_freq.float().clone(), float(rotary.attention_scaling)
+        self.has_lora = bool(lora)
         self.keys = self.values = None
         self.pos = 0
 

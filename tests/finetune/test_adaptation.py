@@ -52,7 +52,7 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     assert ranked("retriever-embedder") == ranked("retriever-frozen")  # the same weights re-embedded: the same lists
     assert ranked("retriever-reranker") != ranked("retriever-frozen")  # the reranker reordered them
     tuned = by_id["lora-r16+retriever"]
-    assert tuned["train"] == by_id["lora-r16@2"]["train"]  # the same adapter, not trained again
+    assert tuned["train"] == by_id["lora-r16@2"]["train"] and tuned["adapter_of"] == "lora-r16@2"  # not trained again
     assert set(tuned["retriever_models"]) == {"embedder", "reranker"}
     assert tuned["retriever_models"]["embedder"]["seconds"] == 12.5
     tuned_run = json.loads((out / "runs" / "lora-r16+retriever" / "run_config.json").read_text())
@@ -84,6 +84,9 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     assert few["run"]["settings"]["few_shot_file"] == str(out / "data" / "train.jsonl")
     markdown = (out / "report.md").read_text()
     assert all(f"| {rid} |" in markdown for rid in [*by_id, *retrieval]) and "95% bootstrap" in markdown
+    assert "Wall time of the grid" in markdown and report["data_seconds"] > 0
+    assert report["wall_seconds"] >= report["data_seconds"] + sum(r["wall_seconds"] for r in report["rows"]) - 0.1
+    assert by_id["lora-r16+retriever"]["wall_seconds"] == by_id["lora-r16+retriever"]["eval"]["seconds"]
     assert (out / "data_efficiency.png").stat().st_size > 0 and (out / "cost_quality.png").stat().st_size > 0
     audit = [json.loads(line) for line in Settings(home=home).audit_path.read_text().splitlines()]
     assert [r.get("rows") for r in audit if r["action"] == "adapt.compare"] == [9]
@@ -109,6 +112,10 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     assert base["checks"]["outside"]["of"] == 12 and 0 <= base["checks"]["outside"]["refused"] <= 12
     general = [json.loads(line) for line in (out / "checks" / "base" / "general.jsonl").read_text().splitlines()]
     assert sum(g["right"] for g in general) == base["checks"]["general"]["right"] and all(g["answer"] for g in general)
+    outside = [json.loads(line) for line in
+               (out / "checks" / "base" / "outside" / "results.jsonl").read_text().splitlines()]
+    assert base["checks"]["outside"]["refused"] == sum(bool(r["abstained"]) for r in outside)
+    assert base["checks"]["seconds"] > 0 and base["wall_seconds"] > base["eval"]["seconds"]
     assert (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns == stamp
     assert "general questions answered right" in base["plain"]
     # another task in the same folder is refused, in words

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import platform
 import random
 import re
 import shlex
@@ -26,7 +24,7 @@ from assistant.app.cli.common import (
     settings,
 )
 from eval.datasets import DatasetError, load_obliqa, select_part
-from eval.machine import cpu_model
+from eval.machine import machine_facts
 from finetune.train_loop import TrainError
 from ingest.embedding import named_embedder
 from ingest.types import ComplyError
@@ -101,7 +99,7 @@ def reranker_cmd(
         "name": out.name,
         "kind": "cross-encoder reranker (sentence-transformers CrossEncoder, one logit), weights in bf16",
         "data": lists.data,
-        "machine": _machine(),
+        "machine": machine_facts(),
         "reproduce": _reproduce(s, "reranker"),
     }
     export_bf16(work / "best", out, card)
@@ -167,7 +165,7 @@ def embedder_cmd(
         "name": out.name,
         "kind": "sentence embedder (sentence-transformers SentenceTransformer, mean pooling, unit vectors), bf16",
         "data": lists.data,
-        "machine": _machine(),
+        "machine": machine_facts(),
         "reproduce": _reproduce(s, "embedder"),
     }
     export(work / "best", out, card)
@@ -225,7 +223,7 @@ def retriever_cmd(
             embedder_config=EmbedTrainConfig(epochs=epochs, max_steps=steps, seed=seed,
                                              **({"base_model": _embedder_from(embedder_from, as_json)}
                                                 if embedder_from else {})), progress=not as_json,
-            machine=_machine(), reproduce=_reproduce(s, "retriever"))
+            machine=machine_facts(), reproduce=_reproduce(s, "retriever"))
     except (DatasetError, ValueError, TrainError) as e:
         fail(str(e), as_json)
     result = done.to_dict()
@@ -321,21 +319,6 @@ def _sha256(path: Path) -> str:
     from eval.runner import file_sha256  # lazy: loads the answering code (0.3 s)
 
     return file_sha256(path)
-
-
-def _machine() -> dict:
-    """Where a model was trained, for its card."""
-    return {"cpu": cpu_model(), "cores": _cores(), "torch_threads": _threads(), "python": platform.python_version()}
-
-
-def _threads() -> int:
-    import torch  # lazy: torch takes ~2 s to import
-
-    return torch.get_num_threads()
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @adapt_app.command("compare")
@@ -498,7 +481,7 @@ def entailment_cmd(
         "data": {"dataset": dataset.name, "dataset_sha256": _sha256(dataset), "part": part, "val_part": val_part,
                  "pairs_train_sha256": train_sha, "pairs_val_sha256": val_sha,
                  "reworded_train_pairs": sum(p.kind.startswith("reworded") for p in train_pairs)},
-        "machine": _machine(),
+        "machine": machine_facts(),
         "reproduce": "comply adapt entailment " + " ".join(shlex.quote(a) for a in argv
                                                            if a not in ("--fresh", "--json")),
     }
