@@ -122,6 +122,35 @@ def describe(path: Path) -> str:
     return f"{head}: {measured}" + (f"; {', '.join(cost)}." if cost else ".") + link
 
 
+def comparisons(listed: list[AdapterInfo]) -> list[dict]:
+    """The adaptation comparisons (`comply adapt compare`) that the cards of `listed` adapters link to, each once:
+    {"report": its report.md, "title", "rows": [(row id, plain words, names registered from that row)], "error"}.
+    A comparison whose report.json is gone or unreadable is listed with `error` saying so, and no rows."""
+    linked: dict[str, dict[str, list[str]]] = {}
+    for a in listed:
+        try:
+            comparison = read_card(Path(a.path)).get("comparison") or {}
+        except AdapterError:
+            continue
+        if comparison.get("report") and comparison.get("row"):
+            linked.setdefault(comparison["report"], {}).setdefault(comparison["row"], []).append(a.name)
+    out = []
+    for report, registered in linked.items():
+        entry = {"report": report, "title": None, "rows": [], "error": None}
+        try:
+            data = json.loads(Path(report).with_name("report.json").read_text(encoding="utf-8"))
+            task, machine = data["task"], data.get("machine") or {}
+            entry["title"] = (f"{Path(task['dataset']).name}, {data.get('model_name') or task['model']}, "
+                              f"{task['eval_questions']} questions of the {task['eval_part']} part, on "
+                              f"{machine.get('gpu') or machine.get('cpu')}")
+            entry["rows"] = [(r["rid"], r["plain"], registered.get(r["rid"], [])) for r in data["rows"]
+                             if r.get("plain")]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            entry["error"] = f"its report cannot be read ({e})"
+        out.append(entry)
+    return out
+
+
 def adapter_path(settings: Settings, name: str) -> Path:
     """The folder of a registered adapter; AdapterError when there is none."""
     path = settings.adapters_dir / name

@@ -97,6 +97,14 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     listed = json.loads(runner.invoke(app, ["--home", str(home), "adapters", "list", "--json"], env=SMALL).stdout)
     line = next(a["summary"] for a in listed if a["name"] == "from-grid")
     assert "on 3 validation questions" in line and f"Row lora-r16@2 of {(out / 'report.md').resolve()}" in line
+    # the Adapters tab shows the comparison it came from: every row in plain words, the registered one named
+    from assistant.app.ui.admin import AdaptersTab
+    from assistant.app.ui.services import Services
+
+    summary = AdaptersTab(Services(Settings(home=home))).listing()[0]
+    assert f"**Compared side by side** ({GOLD.name}, " in summary
+    assert f"- lora-r16@2 (registered as **from-grid**): {by_id['lora-r16@2']['plain']}" in summary
+    assert all(f"- {r['rid']}: {r['plain']}" in summary for r in report["rows"] if r["rid"] != "lora-r16@2")
     # again: every row is done, nothing is trained or answered again
     stamp = (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns
     again = runner.invoke(app, args, env=SMALL)

@@ -38,6 +38,21 @@ def adapters_table(services: Services, listed: list[registry.AdapterInfo] | None
     return pd.DataFrame(rows, columns=ADAPTER_COLUMNS)
 
 
+def comparisons_markdown(found: list[dict]) -> str:
+    """Each comparison a registered adapter came from, every strategy it measured in plain words, with the
+    adapters registered from its rows named (what the release gate then lets an admin activate)."""
+    parts = []
+    for c in found:
+        head = f"\n\n**Compared side by side** ({c['title'] or 'report'}; `{c['report']}`)"
+        if c["error"]:
+            parts.append(f"{head}: {c['error']}.")
+            continue
+        lines = [f"- {rid}" + (f" (registered as **{', '.join(names)}**)" if names else "") + f": {plain}"
+                 for rid, plain, names in c["rows"]]
+        parts.append(head + ":\n\n" + "\n".join(lines))
+    return "".join(parts)
+
+
 class AdaptersTab:
     """Builds the Adapters tab and holds its handlers."""
 
@@ -71,6 +86,7 @@ class AdaptersTab:
             summary += " No adapter is registered yet."
         else:  # each candidate in plain words: what it changed against the base model, and what it cost
             summary += "\n\n" + "\n".join(f"- **{a.name}**: {registry.describe(Path(a.path))}" for a in listed)
+            summary += comparisons_markdown(registry.comparisons(listed))
         return summary, table, gr.update(choices=list(table["Adapter"]))
 
     def on_load(self, request: gr.Request) -> tuple:
