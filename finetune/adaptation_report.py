@@ -169,7 +169,10 @@ def markdown(report: dict, plots: list[str]) -> str:
             lines.append(f"| {r['rid']} | {_fmt(ev.get('recall@1'))} | {_with_interval(ev, 'recall@10')} | "
                          f"{_with_interval(ev, 'map@10')} | {_fmt(ev.get('latency.retrieval_ms.p50'), 0)} | "
                          f"{models} |")
-    elsewhere = [r["rid"] for r in report["rows"] if r.get("machine") and r["machine"] != machine]
+    def hardware(m: dict) -> tuple:  # what a number depends on (not, say, the Python version recorded with it)
+        return tuple(m.get(k) for k in ("cpu", "cores", "gpu"))
+
+    elsewhere = [r["rid"] for r in report["rows"] if r.get("machine") and hardware(r["machine"]) != hardware(machine)]
     if elsewhere:
         lines += ["", "Measured on another machine (see report.json): " + ", ".join(elsewhere) + "."]
     lines += ["", "In plain words:", ""] + [f"- {r['plain']}" for r in report["rows"]]
