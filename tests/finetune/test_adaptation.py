@@ -149,3 +149,15 @@ def test_bad_options_are_refused_in_words(tmp_path):
                          (["--eval-part", "train"], "must not be the training part")):
         result = runner.invoke(app, ["--home", str(home), *base[2:], *extra], env=SMALL)
         assert result.exit_code == 1 and words in result.output, (extra, result.output)
+
+
+def test_rows_from_other_hardware_are_named_and_other_facts_do_not_count():
+    from finetune.adaptation_report import markdown
+
+    here = {"cpu": "Intel(R) Xeon(R) Processor", "cores": 2, "gpu": None, "python": "3.11.7"}
+    task = {"dataset": "d.json", "model": "m", "train_part": "train", "sizes": [50], "eval_questions": 10,
+            "eval_part": "report", "recipe": "cpu"}
+    rows = [{"rid": "base", "strategy": "base", "plain": "base.", "machine": {**here, "python": "3.12.1"}},
+            {"rid": "full@50", "strategy": "full", "plain": "full.", "machine": {**here, "cpu": "AMD EPYC 9B14"}}]
+    text = markdown({"task": task, "machine": here, "rows": rows}, [])
+    assert "Measured on another machine (see report.json): full@50." in text
