@@ -109,9 +109,7 @@ def write_report(grid, order: list[str]) -> dict:
     rows = [dict(rid=rid, **state["rows"][rid]) for rid in order if rid in state["rows"]]
     base = next((r for r in rows if r.get("strategy") == "base"), None)
     for r in rows:
-        r["plain"] = plain_words(r, base)
-    for r in rows:
-        r["wall_seconds"] = row_seconds(r)
+        r["plain"], r["wall_seconds"] = plain_words(r, base), row_seconds(r)
     report = {"task": state["task"], "model_name": state.get("model_name"), "machine": state.get("machine"),
               "wall_seconds": round(grid_seconds(state, rows), 1), "data_seconds": state.get("data_seconds"),
               "rows": rows}

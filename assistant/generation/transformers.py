@@ -48,11 +48,12 @@ class TransformersGenerator(Generator):
             # a plain LoRA stays unmerged beside the int4 weights (its deltas exact, not rounded with the weights);
             # IA3 and prompt tuning decode from the int4 weights of the model they leave: IA3 merged into it (a
             # scaling of rows and columns), prompt tuning's unchanged base after its virtual tokens
-            lora, kind = _plain_lora(adapter), _peft_type(adapter)
+            # the CPU int4 kernel is fast with bf16 activations only (fp32 measured ~10x slower than plain fp32)
+            wanted = (device == "cpu" and bf16) if int4_decode is None else int4_decode
+            lora, kind = (_plain_lora(adapter), _peft_type(adapter)) if wanted else ({}, None)  # read only if used
             if int4_decode is None:
-                # the CPU int4 kernel is fast with bf16 activations only (fp32 measured ~10x slower than plain fp32)
-                int4_decode = (device == "cpu" and bf16 and Int4Decoder.supports(model)
-                               and (not adapter or bool(lora) or kind in ("IA3", "PROMPT_TUNING")))
+                int4_decode = wanted and Int4Decoder.supports(model) and (not adapter or bool(lora)
+                                                                          or kind in ("IA3", "PROMPT_TUNING"))
             self.decoder = Int4Decoder(model, lora, dtype) if int4_decode and (lora or not adapter) else None
             self.virtual = None  # prompt tuning's learned token embeddings, put before every prompt's
             if adapter:
