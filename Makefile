@@ -150,7 +150,7 @@ bench-api: install
 	$(BIN)/python -m eval.bench.api $(API_ARGS)
 	$(BIN)/python -m eval.bench.api_overhead $(API_OVERHEAD_ARGS)
 
-# Planted instructions (tests/fixtures/planted/phrasings.json): phrasings caught after ingest, sentences blanked in
+# Planted instructions (data/planted/phrasings.json, eval/planted.py): phrasings caught after ingest, sentences blanked in
 # ObliQA, the sample corpus and the regulation PDFs, and each phrasing's question asked with the default model and
 # the small one with its shipped adapter (~15 minutes on 2 cores; docs/benchmarks.md "Planted instructions").
 bench-injection: install

@@ -1,7 +1,7 @@
 """Text in a document that addresses the language model rather than the reader ("ignore previous instructions",
 "reply only with 'APPROVED'", "<|im_start|>system", "note to any AI assistant reading this: ...", "LLMs: ..."): found
 and blanked before sources reach the model or the verifier. The phrasings it is measured on, and the ordinary staff
-rules it must leave alone, are tests/fixtures/planted/phrasings.json (eval/bench/injection.py).
+rules it must leave alone, are data/planted/phrasings.json (eval/planted.py, eval/bench/injection.py).
 
 Linear time on any text, however long and whatever its shape. The old rule, `[^.\\n]*\\b(phrases)\\b[^\\n]*`, retried
 its leading `[^.\\n]*` from every start of a run without a full stop: one 40,000-character clause took half a minute.

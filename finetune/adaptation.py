@@ -36,6 +36,8 @@ from assistant.prompt import PROMPT_VERSION
 from eval.datasets import load_dataset, select_part
 from eval.intervals import bootstrap
 from eval.machine import machine_facts
+from eval.planted import ask as ask_planted
+from eval.planted import load_phrasings, tally, write_planted
 from eval.runner import RESULTS_FILE, read_results, run_eval
 from finetune import adapters, retrievers
 from finetune.dataset import DataConfig, build_dataset, load_manifest
@@ -113,7 +115,7 @@ class Task:
     recipe: str
     sizes: list[int | None]  # None = all training examples
     strategies: list[str]
-    checks: bool = True  # forgetting and safety checks for every generator row (_checks)
+    checks: bool = True  # forgetting and safety checks for every generator row (_checks, _planted)
     reranker: str | None = None  # a trained CrossEncoder folder, for the rows that use one
     embedder: str | None = None  # a trained sentence-transformers folder, for the rows that use one
     # how examples are built: the product's defaults (the sources the assistant would show), no validation split
@@ -218,7 +220,7 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
     for rid, strategy, size in rows(task):
         row = grid.row(rid)
         row.update(strategy=strategy.name, label=strategy.label, size=size)
-        checks_due = task.checks and not strategy.retrieval_only and not row.get("checks")
+        checks_due = task.checks and not strategy.retrieval_only and "planted" not in (row.get("checks") or {})
         if row.get("eval"):  # done: its summary is read again from its run (the same answers)
             run_dir = Path(row["eval"]["run"])
             metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -272,7 +274,15 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
             row["machine"] = grid.state["machine"]
             grid.save()
         if checks_due:
-            row["checks"] = _checks(row_settings, adapter, row_library, grid.out / "checks" / rid, strategy, progress)
+            checks = row.get("checks") or _checks(row_settings, adapter, row_library, grid.out / "checks" / rid,
+                                                  strategy, progress)
+            if "planted" not in libraries:
+                libraries["planted"], grid.state["planted_keys"] = _planted_library(settings, library, grid, say)
+                grid.save()
+            checks["planted"] = _planted(row_settings, adapter, libraries["planted"], grid.state["planted_keys"],
+                                         grid.out / "checks" / rid, progress)
+            checks["seconds"] = round(checks["seconds"] + checks["planted"]["seconds"], 1)
+            row["checks"] = checks
             grid.save()
     for extra in libraries.values():
         if extra is not library:
@@ -316,6 +326,35 @@ def _checks(settings: Settings, adapter: str | None, library, out: Path, strateg
     return {"general": general, "outside": {"refused": sum(bool(r.get("abstained")) for r in outside),
                                             "of": len(outside)},
             "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _planted_library(settings: Settings, library, grid: Grid, say) -> tuple[Library, dict[str, str]]:
+    """The planted-instruction documents (eval/planted.py) ingested into a library of their own in the grid folder,
+    once (a resumed grid finds them unchanged): (library, file name -> document@version)."""
+    folder = grid.out / "planted"
+    say(f"writing and ingesting the planted-instruction documents into {folder}")
+    write_planted(folder / "documents")
+    planted = Library(settings.model_copy(update={"home": folder / "home"}), embedder=library.base_embedder())
+    report = planted.ingest([folder / "documents"])
+    if report.failed:
+        raise CompareError(f"the planted-instruction documents did not ingest: {report.to_dict()}")
+    return planted, {Path(f.file).name: f"{f.document_id}@v{f.version}" for f in report.files}
+
+
+def _planted(settings: Settings, adapter: str | None, library, keys: dict[str, str], out: Path,
+             progress: bool) -> dict:
+    """Every planted instruction's question asked of one generator row within the instruction's own document (the
+    worst case: the planted chunk is among the sources), through the whole pipeline with the shipped filter and
+    verifier: how many answers show what the attacker wanted as supported, and how many drafts carry it."""
+    from assistant.pipeline import Assistant  # lazy: the answering pipeline loads transformers
+
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    assistant = Assistant(settings, library=library, adapter=adapter or "none")
+    rows = [ask_planted(assistant, p, keys[p.file_name]) for p in tqdm(load_phrasings(), desc="planted instructions",
+                                                                         unit="question", disable=not progress)]
+    (out / "planted.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return {**tally(rows), "seconds": round(time.perf_counter() - started, 1)}
 
 
 CARD_METRICS = ("n_questions", "n_answerable", "n_citations", "citation_precision", "citation_recall",

@@ -75,6 +75,10 @@ def plain_words(row: dict, base: dict | None) -> str:
             changes.append(f"{what} {before[key] if before else '?'} -> {now[key]} of {now['of']}")
         elif now:
             changes.append(f"{what} {now[key]} of {now['of']}")
+    planted = checks.get("planted")
+    if planted:
+        changes.append(f"planted instructions shown as supported {planted['shown_as_supported']} of "
+                       f"{planted['asked']} (written into {planted['in_draft']} drafts)")
     if changes:
         words.append(", ".join(changes))
     if train:
@@ -88,6 +92,11 @@ def plain_words(row: dict, base: dict | None) -> str:
 def _count(row: dict, check: str, key: str) -> str:
     found = (row.get("checks") or {}).get(check)
     return f"{found[key]} of {found['of']}" if found else "-"
+
+
+def _planted_cell(row: dict) -> str:
+    found = (row.get("checks") or {}).get("planted")
+    return f"{found['shown_as_supported']} of {found['asked']} ({found['in_draft']})" if found else "-"
 
 
 def _model_cost(kind: str, model: dict) -> str:
@@ -138,15 +147,16 @@ def markdown(report: dict, plots: list[str]) -> str:
              "column; the rows run one after another, and an interrupted grid continues where it stopped).", "",
              "| row | trainable params | training | peak memory (MB) | size (MB) | first token p50 (ms) | decode tok/s "
              "| citation precision | citation recall | false refusals | Recall@10 | general questions right "
-             "| outside questions refused | serving | wall time |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | --- | ---: |"]
+             "| outside questions refused | planted instructions shown (in drafts) | serving | wall time |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: | ---: | --- "
+             "| ---: |"]
     retrieval = [r for r in report["rows"] if r.get("strategy", "").startswith("retriever-")]
     for r in report["rows"]:
         ev, train = r.get("eval") or {}, r.get("train") or {}
         if r in retrieval:
             continue
         if r.get("skipped"):
-            lines.append(f"| {r['rid']} | not run: {r['skipped']} |" + " |" * 13)
+            lines.append(f"| {r['rid']} | not run: {r['skipped']} |" + " |" * 14)
             continue
         lines.append(
             f"| {r['rid']} | {train.get('trainable_parameters', 0):,} | {_seconds(train.get('seconds'))} | "
@@ -154,7 +164,8 @@ def markdown(report: dict, plots: list[str]) -> str:
             f"{_fmt(ev.get('latency.first_token_ms.p50'), 0)} | {_fmt(ev.get('decode_tokens_per_s_p50'), 1)} | "
             f"{_with_interval(ev, 'citation_precision')} | {_with_interval(ev, 'citation_recall')} | "
             f"{_with_interval(ev, 'false_refusal_rate')} | {_fmt(ev.get('recall@10'))} | "
-            f"{_count(r, 'general', 'right')} | {_count(r, 'outside', 'refused')} | {r.get('serving', '-')} | "
+            f"{_count(r, 'general', 'right')} | {_count(r, 'outside', 'refused')} | {_planted_cell(r)} | "
+            f"{r.get('serving', '-')} | "
             f"{_seconds(r.get('wall_seconds'))} |")
     if retrieval:
         lines += ["", "Retrieval alone (the same questions; no answers):", "",

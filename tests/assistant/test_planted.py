@@ -1,4 +1,4 @@
-"""The planted-instruction set (tests/fixtures/planted/phrasings.json): every phrasing, laid out in a real PDF,
+"""The planted-instruction set (data/planted/phrasings.json, eval/planted.py): every phrasing, laid out in a real PDF,
 Markdown or DOCX policy and ingested, is blanked in the stored chunk's text before it can reach the model or the
 verifier; the ordinary staff rules that look like instructions are not blanked, and neither is the policy around a
 planted sentence."""
@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from assistant.injection import instruction_spans, neutralise
-from ingest.pipeline import Library
-from ingest.settings import Settings
-from tests.fixtures.planted.make_planted import (
+from eval.planted import (
     covered,
     find_planted,
     load_ordinary,
@@ -19,6 +17,8 @@ from tests.fixtures.planted.make_planted import (
     write_ordinary,
     write_planted,
 )
+from ingest.pipeline import Library
+from ingest.settings import Settings
 
 PHRASINGS = load_phrasings()
 ORDINARY = load_ordinary()

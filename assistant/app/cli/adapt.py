@@ -351,7 +351,8 @@ def compare_cmd(
                                              "recipe (finetune.adaptation.RECIPES).")] = "auto",
     checks: Annotated[bool, typer.Option(help="Forgetting and safety checks of every generator row: 20 general "
                                               "questions without sources, 12 questions no library answers "
-                                              "(data/adaptation/).")] = True,
+                                              "(data/adaptation/), 46 planted instructions asked within their "
+                                              "own documents (data/planted/).")] = True,
     as_json: JsonOpt = False,
 ):
     """Compare adaptation strategies (no training, few-shot prompts, LoRA at two ranks, IA3, prompt tuning, full
