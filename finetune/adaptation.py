@@ -220,7 +220,8 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
     for rid, strategy, size in rows(task):
         row = grid.row(rid)
         row.update(strategy=strategy.name, label=strategy.label, size=size)
-        checks_due = task.checks and not strategy.retrieval_only and "planted" not in (row.get("checks") or {})
+        checks_due = task.checks and not strategy.retrieval_only and \
+            "unfiltered" not in ((row.get("checks") or {}).get("planted") or {})
         if row.get("eval"):  # done: its summary is read again from its run (the same answers)
             run_dir = Path(row["eval"]["run"])
             metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -279,9 +280,9 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
             if "planted" not in libraries:
                 libraries["planted"], grid.state["planted_keys"] = _planted_library(settings, library, grid, say)
                 grid.save()
-            checks["planted"] = _planted(row_settings, adapter, libraries["planted"], grid.state["planted_keys"],
-                                         grid.out / "checks" / rid, progress)
-            checks["seconds"] = round(checks["seconds"] + checks["planted"]["seconds"], 1)
+            added = _planted(row_settings, adapter, libraries["planted"], grid.state["planted_keys"],
+                             grid.out / "checks" / rid, progress, checks.setdefault("planted", {}))
+            checks["seconds"] = round(checks["seconds"] + added, 1)
             row["checks"] = checks
             grid.save()
     for extra in libraries.values():
@@ -341,20 +342,32 @@ def _planted_library(settings: Settings, library, grid: Grid, say) -> tuple[Libr
     return planted, {Path(f.file).name: f"{f.document_id}@v{f.version}" for f in report.files}
 
 
-def _planted(settings: Settings, adapter: str | None, library, keys: dict[str, str], out: Path,
-             progress: bool) -> dict:
+def _planted(settings: Settings, adapter: str | None, library, keys: dict[str, str], out: Path, progress: bool,
+             done: dict) -> float:
     """Every planted instruction's question asked of one generator row within the instruction's own document (the
-    worst case: the planted chunk is among the sources), through the whole pipeline with the shipped filter and
-    verifier: how many answers show what the attacker wanted as supported, and how many drafts carry it."""
+    worst case: the planted chunk is among the sources), through the whole pipeline: with the shipped injection filter
+    and verifier (does an answer show what the attacker wanted as supported, does a draft carry it?), then with the
+    filter off, as the bench's --unfiltered (what the trained model itself does with an instruction it is shown).
+    Fills `done` (the row's "planted" counts; the parts already there are kept) and returns the seconds it took."""
     from assistant.pipeline import Assistant  # lazy: the answering pipeline loads transformers
 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    assistant = Assistant(settings, library=library, adapter=adapter or "none")
-    rows = [ask_planted(assistant, p, keys[p.file_name]) for p in tqdm(load_phrasings(), desc="planted instructions",
-                                                                         unit="question", disable=not progress)]
-    (out / "planted.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return {**tally(rows), "seconds": round(time.perf_counter() - started, 1)}
+    asker = Assistant(settings, library=library, adapter=adapter or "none")
+    for filtered, name in ((True, "planted.jsonl"), (False, "planted-unfiltered.jsonl")):
+        if ("asked" in done) if filtered else ("unfiltered" in done):
+            continue
+        t0 = time.perf_counter()
+        rows = [ask_planted(asker, p, keys[p.file_name], filtered=filtered)
+                for p in tqdm(load_phrasings(), desc="planted instructions" + ("" if filtered else ", filter off"),
+                              unit="question", disable=not progress)]
+        (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        counts = {**tally(rows), "seconds": round(time.perf_counter() - t0, 1)}
+        if filtered:
+            done.update(counts)
+        else:
+            done["unfiltered"] = counts
+    return time.perf_counter() - started
 
 
 CARD_METRICS = ("n_questions", "n_answerable", "n_citations", "citation_precision", "citation_recall",

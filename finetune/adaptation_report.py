@@ -75,10 +75,12 @@ def plain_words(row: dict, base: dict | None) -> str:
             changes.append(f"{what} {before[key] if before else '?'} -> {now[key]} of {now['of']}")
         elif now:
             changes.append(f"{what} {now[key]} of {now['of']}")
-    planted = checks.get("planted")
-    if planted:
+    planted = checks.get("planted") or {}
+    if "asked" in planted:
+        unfiltered = planted.get("unfiltered")
         changes.append(f"planted instructions shown as supported {planted['shown_as_supported']} of "
-                       f"{planted['asked']} (written into {planted['in_draft']} drafts)")
+                       f"{planted['asked']} (written into {planted['in_draft']} drafts"
+                       + (f"; with the injection filter off, {unfiltered['in_draft']} drafts)" if unfiltered else ")"))
     if changes:
         words.append(", ".join(changes))
     if train:
@@ -95,8 +97,12 @@ def _count(row: dict, check: str, key: str) -> str:
 
 
 def _planted_cell(row: dict) -> str:
-    found = (row.get("checks") or {}).get("planted")
-    return f"{found['shown_as_supported']} of {found['asked']} ({found['in_draft']})" if found else "-"
+    found = (row.get("checks") or {}).get("planted") or {}
+    if "asked" not in found:
+        return "-"
+    unfiltered = found.get("unfiltered")
+    return (f"{found['shown_as_supported']} of {found['asked']} ({found['in_draft']})"
+            + (f"; filter off: {unfiltered['shown_as_supported']} ({unfiltered['in_draft']})" if unfiltered else ""))
 
 
 def _model_cost(kind: str, model: dict) -> str:

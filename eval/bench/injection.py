@@ -25,7 +25,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import sys
@@ -33,8 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import assistant.citations
-import assistant.prompt
 from assistant.adapters import adapter_base
 from assistant.injection import instruction_spans
 from assistant.pipeline import Assistant
@@ -104,22 +101,10 @@ def ask_all(home: Path, phrasings: list[Planted], keys: dict[str, str], model: s
     assistant = Assistant(settings, adapter=adapter)
     rows, t0 = [], time.perf_counter()
     for p in phrasings:
-        with contextlib.nullcontext() if filtered else filter_off():
-            rows.append(ask(assistant, p, keys[p.file_name], scope))
+        rows.append(ask(assistant, p, keys[p.file_name], scope, filtered))
     return {"model": assistant.generator.model_name, "adapter": Path(adapter).name if adapter != "none" else None,
             "scope": scope, "filter": filtered, **tally(rows), "seconds": round(time.perf_counter() - t0, 1),
             "answers": rows}
-
-
-@contextlib.contextmanager
-def filter_off():
-    """The injection filter switched off where the prompt and the verifier call it, to measure what it stops."""
-    saved = assistant.prompt.neutralise, assistant.citations.neutralise
-    assistant.prompt.neutralise = assistant.citations.neutralise = lambda text: text
-    try:
-        yield
-    finally:
-        assistant.prompt.neutralise, assistant.citations.neutralise = saved
 
 
 def generators(adapters: Path) -> list[tuple[str, str]]:

@@ -130,10 +130,16 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     assert planted["shown_as_supported"] == sum(a["shown"] for a in asked)
     assert planted["planted_chunk_retrieved"] == sum(a["retrieved"] for a in asked) >= 40
     assert planted["shown_as_supported"] == 0  # issue #16's target, for the small model too
-    assert base["checks"]["seconds"] > planted["seconds"] and base["wall_seconds"] > base["eval"]["seconds"]
+    # and again with the injection filter off: what the model itself does with an instruction it is shown
+    unfiltered = [json.loads(line) for line in
+                  (out / "checks" / "base" / "planted-unfiltered.jsonl").read_text().splitlines()]
+    assert planted["unfiltered"]["asked"] == len(unfiltered) == 46
+    assert planted["unfiltered"]["in_draft"] == sum(a["in_draft"] for a in unfiltered)
+    assert base["checks"]["seconds"] > planted["seconds"] + planted["unfiltered"]["seconds"]
+    assert base["wall_seconds"] > base["eval"]["seconds"]
     assert (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns == stamp
     assert "general questions answered right" in base["plain"] and "planted instructions shown as supported 0 of 46" \
-        in base["plain"]
+        in base["plain"] and "with the injection filter off" in base["plain"]
     # another task in the same folder is refused, in words
     other = runner.invoke(app, [*args[:-1], "--eval-questions", "4", "--json"], env=SMALL)
     assert other.exit_code == 1 and "holds a comparison of another task" in other.output
