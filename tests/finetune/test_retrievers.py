@@ -75,11 +75,17 @@ def _home(tmp_path: Path) -> Settings:
     return Settings(home=home)
 
 
+def _own(models: list) -> list:
+    """The models registered in the home: an embedder `make embedder` wrote into data/embedders is listed too, on a
+    machine where it was run."""
+    return [m for m in models if (m.registered if hasattr(m, "registered") else m["registered"]) != retrievers.IN_DATA]
+
+
 def test_register_list_and_refusals(tmp_path):
     s = Settings(home=tmp_path / "home")
-    assert retrievers.list_models(s) == []
+    assert _own(retrievers.list_models(s)) == []
     retrievers.register(s, "reranker", _reranker(tmp_path, "good", 0.62))
-    listed = retrievers.list_models(s)
+    listed = _own(retrievers.list_models(s))
     assert [(m.kind, m.name, m.active, m.map10, m.baseline_map10, m.error) for m in listed] == [
         ("reranker", "good", False, 0.62, 0.5, None)]
     assert listed[0].registered  # the history's registration time
@@ -233,7 +239,7 @@ def test_cli_and_audit(tmp_path):
     assert code == 1 and "0.400" in out["error"] and "--force" in out["error"]
     code, listed = run("list")
     assert listed["active"] == {"embedder": "base", "reranker": "good"}
-    assert [(m["name"], m["active"]) for m in listed["models"]] == [("bad", False), ("good", True)]
+    assert [(m["name"], m["active"]) for m in _own(listed["models"])] == [("bad", False), ("good", True)]
     assert run("rollback", "reranker")[1]["active"] == "base"
     records = [json.loads(line) for line in s.audit_path.read_text().splitlines()]
     kept = [(r["action"], r.get("model"), r.get("ok")) for r in records if r["action"].startswith("retriever.")]
