@@ -528,6 +528,8 @@ def _serving(settings: Settings, adapter: str | None) -> str:
     how += ", int4 weights" if decoder is not None else f", {getattr(generator, 'dtype', 'native')} weights"
     if virtual is not None:
         how += f" + {virtual.shape[1]} virtual tokens"
+    elif getattr(generator, "lora_path", None):
+        how += " + LoRA GGUF unmerged"
     elif adapter:
         how += " + LoRA unmerged" if decoder is not None and decoder.has_lora else " (adapter merged)"
     return how

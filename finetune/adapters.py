@@ -52,6 +52,7 @@ class AdapterInfo:
     citation_precision: float | None  # on the validation split, with the adapter
     created: str | None
     error: str | None = None  # why it cannot be activated (damaged files; see check_adapter), None when sound
+    comparison: dict | None = None  # the card's link to its row of an adaptation comparison: {"report", "row"}
 
 
 def now() -> str:
@@ -128,10 +129,7 @@ def comparisons(listed: list[AdapterInfo]) -> list[dict]:
     A comparison whose report.json is gone or unreadable is listed with `error` saying so, and no rows."""
     linked: dict[str, dict[str, list[str]]] = {}
     for a in listed:
-        try:
-            comparison = read_card(Path(a.path)).get("comparison") or {}
-        except AdapterError:
-            continue
+        comparison = a.comparison if isinstance(a.comparison, dict) else {}
         if comparison.get("report") and comparison.get("row"):
             linked.setdefault(comparison["report"], {}).setdefault(comparison["row"], []).append(a.name)
     out = []
@@ -190,7 +188,7 @@ def list_adapters(settings: Settings) -> list[AdapterInfo]:
         out.append(AdapterInfo(name=path.name, path=str(path), active=path.name == current,
                                base_model=card.get("base_model"), dataset=(card.get("dataset") or {}).get("name"),
                                citation_precision=validation_precision(card), created=card.get("created"),
-                               error=error))
+                               error=error, comparison=card.get("comparison") or None))
     return out
 
 
