@@ -37,7 +37,7 @@ from eval.datasets import load_dataset, select_part
 from eval.intervals import bootstrap
 from eval.machine import machine_facts
 from eval.planted import ask as ask_planted
-from eval.planted import load_phrasings, tally, write_planted
+from eval.planted import document_keys, load_phrasings, tally, write_planted
 from eval.runner import RESULTS_FILE, read_results, run_eval
 from finetune import adapters, retrievers
 from finetune.dataset import DataConfig, build_dataset, load_manifest
@@ -339,7 +339,7 @@ def _planted_library(settings: Settings, library, grid: Grid, say) -> tuple[Libr
     report = planted.ingest([folder / "documents"])
     if report.failed:
         raise CompareError(f"the planted-instruction documents did not ingest: {report.to_dict()}")
-    return planted, {Path(f.file).name: f"{f.document_id}@v{f.version}" for f in report.files}
+    return planted, document_keys(report)
 
 
 def _planted(settings: Settings, adapter: str | None, library, keys: dict[str, str], out: Path, progress: bool,

@@ -36,7 +36,7 @@ from assistant.adapters import adapter_base
 from assistant.injection import instruction_spans
 from assistant.pipeline import Assistant
 from eval.machine import cpu_model
-from eval.planted import Planted, ask, covered, tally, write_ordinary, write_planted
+from eval.planted import Planted, ask, covered, document_keys, tally, write_ordinary, write_planted
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
 from ingest.readers import read_file
@@ -52,7 +52,7 @@ def ingest(home: Path, folders: list[Path]) -> tuple[Library, dict[str, str]]:
     report = library.ingest(folders)
     if report.failed:
         raise RuntimeError(f"ingest failed: {report.to_dict()}")
-    return library, {Path(f.file).name: f"{f.document_id}@v{f.version}" for f in report.files}
+    return library, document_keys(report)
 
 
 def caught(library: Library, keys: dict[str, str], phrasings: list[Planted], ordinary: list[Path]) -> dict:
@@ -89,8 +89,6 @@ def corpus_pages(corpus: Path) -> list[tuple[str, str]]:
     """(file/page, text) of every page of every file in the corpus folder."""
     return [(f"{path.name}/{page.number}", page.text) for path in sorted(corpus.iterdir()) if path.is_file()
             for page in read_file(path).pages]
-
-
 
 
 def ask_all(home: Path, phrasings: list[Planted], keys: dict[str, str], model: str, adapter: str, scope: str,

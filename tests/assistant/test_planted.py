@@ -4,13 +4,13 @@ verifier; the ordinary staff rules that look like instructions are not blanked, 
 planted sentence."""
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from assistant.injection import instruction_spans, neutralise
 from eval.planted import (
     covered,
+    document_keys,
     find_planted,
     load_ordinary,
     load_phrasings,
@@ -33,7 +33,7 @@ def ingested(tmp_path_factory, embedder) -> tuple[Library, dict[str, str]]:
     library = Library(Settings(home=folder / "home"), embedder=embedder)
     report = library.ingest([folder / "docs"])
     assert not report.failed, report.to_dict()
-    yield library, {Path(f.file).name: f"{f.document_id}@v{f.version}" for f in report.files}
+    yield library, document_keys(report)
     library.close()
 
 
