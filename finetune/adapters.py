@@ -366,7 +366,6 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
     energy (squared singular values) kept, and drops the evaluation and calibration of the original: they
     must be measured again on the new weights. A citation gate keeps its weights (they come from retrieval
     alone) with its threshold reset to 0 until it is calibrated again."""
-    import torch  # lazy: torch takes ~2 s to import
     from safetensors.torch import load_file, save_file  # lazy: safetensors.torch loads torch (~2 s)
 
     source = adapter_path(settings, name)
@@ -390,7 +389,7 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
                 out[key] = a  # e.g. modules_to_save: copied unchanged
             continue
         b = weights[key.replace(".lora_A.", ".lora_B.")]
-        u, s, vh = torch.linalg.svd(scale * b.double() @ a.double(), full_matrices=False)
+        u, s, vh = _low_rank_svd(scale * b.double(), a.double())
         kept.append(float((s[:rank] ** 2).sum() / (s ** 2).sum().clamp_min(1e-30)))
         root = s[:rank].sqrt()
         out[key] = (root[:, None] * vh[:rank]).to(a.dtype).contiguous()
@@ -413,6 +412,18 @@ def reduce_rank(settings: Settings, name: str, rank: int, new_name: str | None =
     write_card(tmp, card)
     os.replace(tmp, settings.adapters_dir / new_name)
     return settings.adapters_dir / new_name
+
+
+def _low_rank_svd(b, a):
+    """The thin SVD of the product b @ a (b: out x r, a: r x in) from QR factors of b and a^T and the SVD of an
+    r x r core, without forming the out x in product: b a = Qb (Rb Ra^T) Qa^T. Seconds for a 1.5B model's LoRA where
+    the SVD of each full product took 21 minutes on 2 cores."""
+    import torch  # lazy: torch takes ~2 s to import
+
+    qb, rb = torch.linalg.qr(b)
+    qa, ra = torch.linalg.qr(a.T)
+    u, s, vh = torch.linalg.svd(rb @ ra.T)
+    return qb @ u, s, vh @ qa.T
 
 
 def export(settings: Settings, name: str, dest: Path, *, bf16: bool = True) -> Path:
