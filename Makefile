@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-adaptation bench-adaptation-1.5b bench-security bench-api bench-rerank bench-embedder bench-scale bench-injection reranker embedder entailment sample-corpus clean
+.PHONY: install run demo test lint bench bench-ingest bench-retrieval bench-verifier bench-generate bench-memory bench-eval bench-finetune bench-adaptation bench-adaptation-1.5b bench-security bench-api bench-rerank bench-embedder bench-scale bench-injection bench-abstention reranker embedder entailment sample-corpus clean
 
 install: $(STAMP)
 
@@ -121,6 +121,16 @@ entailment: install
 	COMPLY_THREADS=$${COMPLY_THREADS:-1} $(BIN)/comply --home .comply-bench/obliqa adapt entailment \
 	  --dataset $(SHARED)/obliqa/ObliQA_dev.json --documents-dir $(SHARED)/obliqa/StructuredRegulatoryDocuments \
 	  --out data/entailment/minilm-nli
+
+# Abstaining before drafting: the cosine gate alone against cosine + the reranker's "no source addresses the question"
+# rule, chosen on ObliQA dev's tune part (answerable over ADGM, unanswerable over the sample manual), reported on the
+# report part, the outside questions and the sample gold set. ABSTAIN_ARGS=--write-card stores the chosen rule in the
+# reranker's card (where the assistant reads it).
+bench-abstention: install
+	$(OBLIQA_BASE) $(BIN)/comply --home .comply-bench/obliqa ingest $(SHARED)/obliqa/StructuredRegulatoryDocuments
+	$(OBLIQA_BASE) $(BIN)/comply --home .comply-bench/sample-retrieval ingest data/corpus
+	$(OBLIQA_BASE) $(BIN)/python -m eval.bench.abstention --obliqa $(SHARED)/obliqa --home .comply-bench/obliqa \
+	  --sample-home .comply-bench/sample-retrieval $(ABSTAIN_ARGS)
 
 bench-verifier: install
 	$(BIN)/python -m eval.bench.verification --checks three

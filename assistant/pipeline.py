@@ -16,6 +16,7 @@ from assistant.citations import build_verifier, is_abstention, make_citation, va
 from assistant.gate import CitationGate
 from assistant.models import base_prompt_version
 from assistant.prompt import ABSTAIN_TEXT, PROMPT_VERSION, build_messages, load_few_shot
+from assistant.rerank import abstain_rule, load_abstain_model
 from assistant.retrieval import RetrievalFilter, Retriever
 from assistant.types import AbstainReason, Answer, Reading, Retrieved
 from assistant.words import parse_markers
@@ -168,6 +169,7 @@ class Assistant:
         self.examples = load_few_shot(settings.few_shot_file, settings.few_shot_count)
         self.min_confidence = min_confidence(settings, self.adapter)
         self.gate = citation_gate(settings, self.adapter)
+        self.abstain_rule = abstain_rule(settings)
         self._generator = None
 
     @property
@@ -224,6 +226,14 @@ class Assistant:
             yield self._abstain(question, sources, timings, raw="",
                                 reason=AbstainReason.NO_SOURCES if not sources else AbstainReason.LOW_RELEVANCE)
             return
+        if self.abstain_rule and self.abstain_rule.asks(relevance):
+            t1 = time.perf_counter()
+            best = self._best_logit(query, sources)
+            timings["addressed_ms"] = _ms(t1)
+            if best is not None and best < self.abstain_rule.logit:
+                timings.update(first_token_ms=0.0, total_ms=_ms(t0))
+                yield self._abstain(question, sources, timings, raw="", reason=AbstainReason.NOT_ADDRESSED)
+                return
         yield Reading(len(sources), query)
         # the conversation goes into the prompt only when it went into the search: a question that stands on its own
         # is answered alone, so the model is not led to repeat the previous answer
@@ -249,6 +259,14 @@ class Assistant:
         answer = self._finish(question, raw, sources, timings, confidence, consensus)
         answer.timings["total_ms"] = _ms(t0)
         yield answer
+
+    def _best_logit(self, query: str, sources: list[Retrieved]) -> float | None:
+        """The reranker's best score of the sources for the query (the search query: a follow-up is judged with the
+        question it follows); the scores retrieval already has when it reranked with the same model."""
+        if all(s.rerank_score is not None for s in sources) and self.settings.rerank:
+            return max(s.rerank_score for s in sources)
+        model = load_abstain_model(self.settings)
+        return max(model.score(query, [s.chunk.text for s in sources])) if model else None
 
     def _finish(self, question: str, raw: str, sources: list[Retrieved], timings: dict,
                 confidence: float | None = None, consensus: bool | None = None) -> Answer:

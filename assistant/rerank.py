@@ -8,8 +8,10 @@ in bf16 on CPUs with native bf16 and on CUDA (the same rule as the embedder).
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.generation import quiet_loading
@@ -83,6 +85,55 @@ def load_relevance_model(settings: Settings) -> Reranker | None:
     """The reranker the verifier asks whether a cited source addresses the question (`relevance_check`), whether
     or not retrieval reranks with it; None when the check is off or the default model is not installed."""
     return _load(settings) if settings.relevance_check else None
+
+
+@dataclass(frozen=True)
+class AbstainRule:
+    """Abstain before drafting when no source addresses the question: a question whose best cosine relevance is
+    below `cosine` is asked of the reranker, and when no source shown scores `logit` or more, the model is not
+    asked. The thresholds belong to one reranker (its logits' scale): they live in its card.json (`abstain`),
+    chosen by `eval.bench.abstention` on ObliQA dev's tune part."""
+
+    logit: float
+    cosine: float
+
+    def asks(self, cosine: float) -> bool:
+        """Whether the reranker must be asked for a question of this best cosine relevance."""
+        return cosine < self.cosine
+
+    def refuses(self, cosine: float, best_logit: float) -> bool:
+        return self.asks(cosine) and best_logit < self.logit
+
+
+def card_rule(path: Path) -> dict:
+    """The `abstain` entry of a reranker folder's card.json ({} when there is none)."""
+    try:
+        card = json.loads((path / "card.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    rule = card.get("abstain") if isinstance(card, dict) else None
+    return rule if isinstance(rule, dict) else {}
+
+
+def abstain_rule(settings: Settings) -> AbstainRule | None:
+    """The rule these settings apply: `abstain_rerank` on, thresholds from the settings or else from the card of
+    the reranker in use; None when off, when the reranker is not installed or when its card calibrates none."""
+    if not settings.abstain_rerank:
+        return None
+    path = current_reranker(settings)
+    if not path.is_dir():
+        return None
+    card = card_rule(path)
+    logit = settings.abstain_rerank_logit if settings.abstain_rerank_logit is not None else card.get("logit")
+    cosine = settings.abstain_rerank_cosine if settings.abstain_rerank_cosine is not None else card.get("cosine")
+    if logit is None or cosine is None:
+        return None
+    return AbstainRule(logit=float(logit), cosine=float(cosine))
+
+
+def load_abstain_model(settings: Settings) -> Reranker | None:
+    """The reranker that `abstain_rule` asks (None when the rule is off)."""
+    return _load(settings) if abstain_rule(settings) else None
 
 
 def registry_reranker(settings: Settings) -> Path | None:

@@ -81,6 +81,7 @@ class AbstainReason(StrEnum):
 
     NO_SOURCES = "no_sources"  # nothing retrieved (an empty library, or a filter that leaves nothing)
     LOW_RELEVANCE = "low_relevance"  # the best passage is too far from the question to ask the model
+    NOT_ADDRESSED = "not_addressed"  # the reranker finds that no passage found addresses the question
     MODEL = "model"  # the model said the sources do not answer it
     LOW_CONFIDENCE = "low_confidence"  # drafted, but the model's confidence is below the minimum
     UNSUPPORTED = "unsupported"  # drafted, but no sentence is supported by the passage it cites
@@ -90,7 +91,8 @@ class AbstainReason(StrEnum):
     @property
     def withheld(self) -> bool:
         """An answer was drafted and then withheld by a check (as opposed to none written)."""
-        return self not in (AbstainReason.NO_SOURCES, AbstainReason.LOW_RELEVANCE, AbstainReason.MODEL)
+        return self not in (AbstainReason.NO_SOURCES, AbstainReason.LOW_RELEVANCE, AbstainReason.NOT_ADDRESSED,
+                            AbstainReason.MODEL)
 
 
 @dataclass

@@ -98,6 +98,7 @@ VERDICTS = (CORRECT, WRONG_CITATION, NO_CITATION, UNSUPPORTED, DIFFERS, WITHHELD
 ABSTAIN_WORDS = {
     "no_sources": "nothing was retrieved",
     "low_relevance": "the best passage found was too far from the question to ask the model",
+    "not_addressed": "the reranker found no passage that addresses the question, so the model was not asked",
     "model": "the model said the sources do not answer it",
     "low_confidence": "an answer was written, but the model was unsure of it",
     "unsupported": "an answer was written, but no sentence of it is stated in the passage it cites",

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from assistant.citations import valid_markers
 from assistant.pipeline import Assistant, citation_gate, min_confidence, resolve_adapter
-from assistant.rerank import DEFAULT_RERANKER, current_reranker
+from assistant.rerank import DEFAULT_RERANKER, abstain_rule, current_reranker
 from assistant.retrieval import MODES, Retriever
 from eval.correctness import Judge, load_judge
 from eval.datasets import PARTS_SEED, GoldQuestion, load_dataset, sample, select_part
@@ -220,6 +220,9 @@ def run_config(settings: Settings, library: Library, dataset: str | Path, *, for
         # the confidence gate in effect; absent when there is none (as in runs made before the gate existed)
         **({} if retrieval_only or not (gate := min_confidence(settings, adapter)) else {"min_confidence": gate}),
         **({"consensus_citations": True} if settings.consensus_citations and not retrieval_only else {}),
+        # the reranker's abstention rule in effect; absent when off (as in runs made before it)
+        **({} if retrieval_only or (rule := abstain_rule(settings)) is None else
+           {"abstain_rule": {"logit": rule.logit, "cosine": rule.cosine}}),
         **({} if retrieval_only else _gate_config(citation_gate(settings, adapter))),
         # the reranker in effect (its weights' hash and depth); absent without one (as in runs made before it)
         **({} if (rerank := rerank_config(settings)) is None else {"rerank": rerank}),

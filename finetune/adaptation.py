@@ -422,8 +422,11 @@ def _row_settings(settings: Settings, strategy: Strategy, data_dir: Path, task: 
     """The settings a row answers with: the base model's repetition penalty for every row (a fine-tuned copy of the
     model is a path the penalty table does not know); the training data's prompt wording for the few-shot and the
     fully fine-tuned rows (peft rows get it from their card); the base row answers as the product runs that model.
-    The reranker is on only in the rows that use the trained one."""
-    update: dict = {"repetition_penalty": repetition_penalty(settings), "rerank": False}
+    The reranker is on only in the rows that use the trained one. The reranker's abstention rule is off in every row:
+    its thresholds belong to the shipped reranker (a row with a reranker trained here would have none), and it
+    refuses most outside questions before any generator sees them, which would hide what training did to the
+    model's own refusals."""
+    update: dict = {"repetition_penalty": repetition_penalty(settings), "rerank": False, "abstain_rerank": False}
     if "reranker" in strategy.retriever and task.reranker:
         update |= {"rerank": True, "reranker_model": task.reranker}
     if strategy.few_shot:

@@ -160,6 +160,18 @@ class Settings(BaseSettings):
                                         "best sentence before the answer is flagged as not answering the question; "
                                         "unset = not checked.")
     abstain_threshold: float = Field(default=0.40, description="Best retrieval relevance below which we abstain.")
+    # The second retrieval-level abstention: a question whose best cosine is only moderate is also asked of the
+    # reranker, and when no source shown scores above the logit calibrated on the reranker's card (`abstain` in its
+    # card.json, chosen on ObliQA dev's tune part: `make bench-abstention`), no answer is drafted. It refuses
+    # questions the library does not answer that the cosine gate lets through (docs/benchmarks.md).
+    abstain_rerank: bool = Field(default=True, description="Abstain without drafting when the reranker finds that "
+                                 "no source addresses the question (the thresholds on the reranker's card; a "
+                                 "reranker without them is not asked).")
+    abstain_rerank_logit: float | None = Field(default=None, description="The reranker score (logit) the best "
+                                               "source must reach; unset = the reranker card's value.")
+    abstain_rerank_cosine: float | None = Field(default=None, ge=0.0, le=1.0, description="Only questions whose best "
+                                                "cosine relevance is below this are asked of the reranker; unset = "
+                                                "the reranker card's value.")
     min_confidence: float | None = Field(
         default=None, ge=0.0, le=1.0,
         description="Answer confidence (the model's probability of its answer up to its first citation) below which "

@@ -10,6 +10,7 @@ import pytest
 from assistant.app.ui.chat import answer_markdown, sources_html
 from assistant.pipeline import Assistant, retrieval_query
 from assistant.prompt import build_messages
+from assistant.rerank import abstain_rule
 from assistant.types import Answer, Reading
 from ingest.embedding import load_embedder
 from ingest.pipeline import Library
@@ -211,6 +212,43 @@ def test_follow_ups_are_searched_with_the_previous_question_and_new_topics_alone
     assert retrieval_query("And for administrators?", None) == "And for administrators?"
     # a short question that names its own topic is not a follow-up (it was answered with the previous topic's text)
     assert retrieval_query("What is the minimum password length?", history) == "What is the minimum password length?"
+
+
+CRYPTO = "What controls apply when the Bank holds crypto-assets in custody for clients?"  # no policy says
+
+
+def test_a_question_no_passage_addresses_is_refused_before_drafting_by_the_reranker_rule():
+    """The shipped reranker's card holds the rule (chosen by eval/bench/abstention.py on ObliQA's tune part). The
+    crypto-custody question passes the cosine gate (0.45 > 0.40: the manual has custody and client-asset words), but
+    no source scores near the rule's logit, so no answer is drafted; without the rule the model is asked."""
+    rule = abstain_rule(sample_library().settings)
+    assert rule is not None and rule.logit < 0 < rule.cosine < 1
+    ruled = Assistant(sample_library().settings, library=sample_library())
+    refused = ruled.ask(CRYPTO)
+    assert refused.abstained and refused.abstain_reason == "not_addressed", refused
+    assert refused.raw_answer == "" and refused.timings["first_token_ms"] == 0 and refused.timings["addressed_ms"] > 0
+    assert refused.sources and "do not answer" in refused.answer
+    assert "none of them addresses this question" in answer_markdown(refused)
+    asked = Assistant(sample_library(abstain_rerank=False).settings, library=sample_library(abstain_rerank=False))
+    drafted = asked.ask(CRYPTO)
+    assert drafted.abstain_reason != "not_addressed" and drafted.raw_answer, drafted
+
+
+def test_the_reranker_rule_judges_a_follow_up_with_its_question_and_the_settings_override_the_card():
+    history = [("What is the minimum password length?", "14 characters [1].")]
+    lib = sample_library(abstain_rerank_cosine=1.0)  # the reranker asked for every question
+    assistant = Assistant(lib.settings, library=lib)
+    assert assistant.abstain_rule.cosine == 1.0 and assistant.abstain_rule.logit == abstain_rule(lib.settings).logit
+    # the reranker reads the search query: the follow-up together with the password question it follows
+    follow_up = assistant.ask("And for administrators?", history=history)
+    assert follow_up.abstain_reason != "not_addressed" and "addressed_ms" in follow_up.timings, follow_up
+    # a logit no source reaches refuses even an answerable question; a rule off asks nothing of the reranker
+    strict = Assistant(sample_library(abstain_rerank_cosine=1.0, abstain_rerank_logit=50.0).settings,
+                       library=sample_library())
+    assert strict.ask("What is the minimum password length?").abstain_reason == "not_addressed"
+    off = Assistant(sample_library(abstain_rerank=False).settings, library=sample_library())
+    assert off.abstain_rule is None
+    assert "addressed_ms" not in off.ask("What is the minimum password length?").timings
 
 
 def test_a_request_that_cannot_be_answered_as_asked_is_an_error_not_an_abstention(assistant, tmp_path):

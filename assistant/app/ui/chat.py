@@ -77,6 +77,8 @@ VERDICT_WORDS = {"up": "👍 helpful", "down": "👎 not helpful"}
 
 # What the chat says under an abstention whose cause is not simply "the documents do not say".
 ABSTAIN_REASONS = {
+    AbstainReason.NOT_ADDRESSED: "Passages on nearby topics were found, but none of them addresses this question "
+                                 "(the relevance model's judgement), so no answer was drafted.",
     AbstainReason.NO_CONSENSUS: "Strict citations is on: an answer was written, but the passage it cites is not the "
                                 "one both searches (by meaning and by keywords) put first, so it is not shown. Untick "
                                 "\"Strict citations\" to see it.",
