@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from assistant.flat_cross import FlatCrossEncoder
 from assistant.generation import quiet_loading
 from ingest.embedding import pick_device, use_bf16
 from ingest.settings import DEFAULT_RERANKER, Settings
@@ -39,21 +40,29 @@ def resolve_reranker(name: str) -> Path:
 
 
 class Reranker:
-    """A CrossEncoder that scores pairs; `score(query, texts)` returns one float per text (higher = better)."""
+    """A CrossEncoder that scores pairs; `score(query, texts)` returns one float per text (higher = better). On CPU a
+    BERT with one output runs as `FlatCrossEncoder` (`flat=False`: always through sentence-transformers)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 32):
+    def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 32,
+                 flat: bool = True):
         import torch  # lazy: torch takes ~2 s to import
-        from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
 
         path = Path(path)
         if not (path / "config.json").is_file():
             raise RerankerError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size, self.bf16 = path, batch_size, bf16
-        # bf16 weights are read as they are stored (the shipped model) or cast; float32 otherwise
-        with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
-            self.model = CrossEncoder(str(path), device=device, local_files_only=True,
-                                      model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
-        self.model.eval()
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        # on CPU a BERT with one output runs as a flat pass, without importing sentence-transformers (~200 MiB)
+        self._flat = FlatCrossEncoder.load(path, dtype) if flat and device == "cpu" else None
+        self.model = None
+        if self._flat is None:
+            from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
+
+            # bf16 weights are read as they are stored (the shipped model) or cast; float32 otherwise
+            with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
+                self.model = CrossEncoder(str(path), device=device, local_files_only=True,
+                                          model_kwargs={"dtype": dtype})
+            self.model.eval()
         self._lock = threading.Lock()
 
     def score(self, query: str, texts: list[str]) -> list[float]:
@@ -62,6 +71,9 @@ class Reranker:
 
         if not texts:
             return []
+        if self._flat is not None:
+            with self._lock:
+                return self._flat.score(query, texts, self.batch_size)
         with self._lock, torch.inference_mode():
             scores = self.model.predict([(query, t) for t in texts], batch_size=self.batch_size,
                                         activation_fn=torch.nn.Identity(), show_progress_bar=False,

@@ -1,7 +1,7 @@
 """Sentence embeddings, computed by us (never by Chroma), batched, bf16 on CPUs that support it.
 
 On CPU, a sentence-transformers folder holding a plain BERT with mean pooling (the packaged all-MiniLM-L6-v2) runs
-through `_FlatBert`: its weights are read straight from the folder and the forward pass is written out flat, so
+through `FlatBert`: its weights are read straight from the folder and the forward pass is written out flat, so
 the query/key/value projections are one matrix multiply and bias, GELU and residual additions are fused into oneDNN's
 matrix multiplies; loading skips the sentence-transformers import (about 3 s). Any other model, or CUDA, goes
 through sentence-transformers. Either way texts are tokenized once and batched by token length:
@@ -68,7 +68,7 @@ class Embedder:
         self.batch_size = batch_size
         dtype = torch.bfloat16 if bf16 else torch.float32
         path = resolve_embedding_model(model)
-        self._bert = _FlatBert.load(Path(path), dtype) if device == "cpu" else None
+        self._bert = FlatBert.load(Path(path), dtype) if device == "cpu" else None
         if self._bert is not None:
             self.model = None
             self.tokenizer, self.max_tokens, self.dimension = (self._bert.tokenizer, self._bert.max_tokens,
@@ -115,7 +115,7 @@ class Embedder:
         def embed(batch: list[int]) -> None:
             with torch.inference_mode():
                 if self._bert is not None:
-                    vectors = self._bert(*_pad([ids[i] for i in batch], self.tokenizer.pad_token_id or 0))
+                    vectors = self._bert(*pad_ids([ids[i] for i in batch], self.tokenizer.pad_token_id or 0))
                 else:
                     vectors = self.model.encode([texts[i] for i in batch], batch_size=len(batch),
                                                 normalize_embeddings=True, convert_to_tensor=True)
@@ -179,7 +179,7 @@ def in_parallel(fn, batches: list[list[int]], after=None) -> None:
         torch.set_num_threads(threads)
 
 
-def _pad(rows: list[list[int]], pad_id: int):
+def pad_ids(rows: list[list[int]], pad_id: int):
     """Token id rows -> (ids, mask) tensors padded to the longest row."""
     import torch  # lazy: torch takes ~2 s to import
 
@@ -191,7 +191,7 @@ def _pad(rows: list[list[int]], pad_id: int):
     return ids, mask
 
 
-class _FlatBert:
+class FlatBert:
     """BERT encoder + mean pooling + L2 normalisation as one flat forward pass, for sentence-transformers folders
     holding exactly that (Transformer, mean Pooling, optional Normalize)."""
 
@@ -204,7 +204,8 @@ class _FlatBert:
         eps = config.get("layer_norm_eps", 1e-12)
         self.fused = _fused_linear_works(dtype)
         self.word, self.position = w["embeddings.word_embeddings.weight"], w["embeddings.position_embeddings.weight"]
-        self.token_type = w["embeddings.token_type_embeddings.weight"][0]
+        self.token_types = w["embeddings.token_type_embeddings.weight"]
+        self.token_type = self.token_types[0]
         self.norm = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
         self.layers = []
         for i in range(config["num_hidden_layers"]):
@@ -220,7 +221,7 @@ class _FlatBert:
             })
 
     @classmethod
-    def load(cls, folder: Path, dtype) -> _FlatBert | None:
+    def load(cls, folder: Path, dtype) -> FlatBert | None:
         """The flat pass for a local folder of that shape, or None (then sentence-transformers loads it)."""
         try:
             modules = [m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())]
@@ -269,8 +270,20 @@ class _FlatBert:
         import torch.nn.functional as F  # lazy: torch takes ~2 s to import
 
         batch, length = ids.shape
+        x = self.hidden_states(ids, mask)
+        weights = mask[..., None].float()
+        pooled = (x.view(batch, length, self.hidden).float() * weights).sum(1) / weights.sum(1)
+        return F.normalize(pooled, dim=-1)
+
+    def hidden_states(self, ids, mask, types=None):
+        """The encoder's last hidden states, (batch * length, hidden); `types` are the token type ids of a text pair
+        (segment 0, then 1), all 0 when not given."""
+        import torch.nn.functional as F  # lazy: torch takes ~2 s to import
+
+        batch, length = ids.shape
         heads, hidden = self.heads, self.hidden
-        x = F.embedding(ids, self.word) + self.position[:length] + self.token_type
+        token_type = self.token_type if types is None else F.embedding(types, self.token_types)
+        x = F.embedding(ids, self.word) + self.position[:length] + token_type
         x = F.layer_norm(x, (hidden,), *self.norm).view(batch * length, hidden)
         keys = mask[:, None, None, :]
         for p in self.layers:
@@ -280,9 +293,7 @@ class _FlatBert:
             x = F.layer_norm(self._linear(context, p["out"], residual=x), (hidden,), *p["norm1"])
             x = F.layer_norm(self._linear(self._linear(x, p["up"], "gelu"), p["down"], residual=x), (hidden,),
                              *p["norm2"])
-        weights = mask[..., None].float()
-        pooled = (x.view(batch, length, hidden).float() * weights).sum(1) / weights.sum(1)
-        return F.normalize(pooled, dim=-1)
+        return x
 
 
 @functools.cache

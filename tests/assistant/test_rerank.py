@@ -10,7 +10,7 @@ from assistant.retrieval import Retriever, blend
 from eval.datasets import load_jsonl
 from eval.metrics import ranked_item_from_chunk, relevant
 from ingest.settings import DEFAULT_RERANKER, Settings
-from tests.library import GOLD, sample_home, sample_library
+from tests.library import GOLD, ROOT, sample_home, sample_library
 
 SHIPPED = SHIPPED_DIR / DEFAULT_RERANKER
 
@@ -110,3 +110,27 @@ def test_only_the_top_depth_is_reranked_so_a_shorter_list_is_a_prefix_of_a_longe
     assert all(r.rerank_score is not None for r in twenty[:10])
     assert [r.fused_rank for r in twenty[10:]] == list(range(11, 21))
     assert all(r.rerank_score is None for r in twenty[10:])
+
+
+def test_the_flat_pass_scores_as_sentence_transformers_does_without_importing_it():
+    """On CPU the shipped reranker runs as assistant/flat_cross.py: the same logits as sentence-transformers'
+    CrossEncoder (float32: to rounding; bf16: within its precision), passages longer than the window included, and
+    the answering process never imports sentence-transformers for it (about 200 MiB of modules)."""
+    import subprocess
+    import sys
+
+    lib = sample_library()
+    texts = [c.text for c in lib.catalog.chunks_of(lib.catalog.documents()[0].doc_key)][:12]
+    texts.append(" ".join(texts))  # longer than the 192-token window: cut as the tokenizer cuts it
+    question = "How long is business email retained?"
+    for bf16, tolerance in ((False, 1e-3), (True, 0.1)):
+        flat = Reranker(SHIPPED, bf16=bf16, batch_size=4)
+        reference = Reranker(SHIPPED, bf16=bf16, batch_size=4, flat=False)
+        assert flat._flat is not None and reference._flat is None
+        got, want = flat.score(question, texts), reference.score(question, texts)
+        assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < tolerance, (bf16, got, want)
+    code = ("import sys; from assistant.rerank import Reranker, SHIPPED_DIR; "
+            "r = Reranker(SHIPPED_DIR / 'minilm-obliqa'); r.score('q', ['a passage']); "
+            "print('sentence_transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr
