@@ -18,6 +18,7 @@ import math
 import threading
 from pathlib import Path
 
+from assistant.flat_cross import FlatCrossEncoder
 from assistant.generation import quiet_loading
 from assistant.words import content_words
 from ingest.chunking import sentence_spans
@@ -85,18 +86,25 @@ def resolve_entailment(name: str) -> Path:
 class Entailment:
     """A one-logit CrossEncoder; `probs(pairs)` returns P(premise entails hypothesis) per (premise, hypothesis)."""
 
-    def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 16):
+    def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 16,
+                 flat: bool = True):
         import torch  # lazy: torch takes ~2 s to import
-        from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
 
         path = Path(path)
         if not (path / "config.json").is_file():
             raise EntailmentError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size = path, batch_size
-        with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
-            self.model = CrossEncoder(str(path), device=device, local_files_only=True,
-                                      model_kwargs={"dtype": torch.bfloat16 if bf16 else torch.float32})
-        self.model.eval()
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        # on CPU a BERT with one output runs as a flat pass, without importing sentence-transformers (~200 MiB)
+        self._flat = FlatCrossEncoder.load(path, dtype) if flat and device == "cpu" else None
+        self.model = None
+        if self._flat is None:
+            from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
+
+            with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
+                self.model = CrossEncoder(str(path), device=device, local_files_only=True,
+                                          model_kwargs={"dtype": dtype})
+            self.model.eval()
         card = path / "card.json"
         calibration = json.loads(card.read_text()).get("calibration", {}) if card.is_file() else {}
         self.threshold = float(calibration.get("threshold", 0.5))
@@ -111,8 +119,12 @@ class Entailment:
         todo = [pair for pair, o in zip(pairs, out, strict=True) if o is None]
         if todo:
             with self._lock, torch.inference_mode():
-                logits = self.model.predict(todo, batch_size=self.batch_size, activation_fn=torch.nn.Identity(),
-                                            show_progress_bar=False, convert_to_numpy=True)
+                if self._flat is not None:
+                    logits = self._flat.score_pairs(todo, self.batch_size)
+                else:
+                    logits = self.model.predict(todo, batch_size=self.batch_size,
+                                                activation_fn=torch.nn.Identity(), show_progress_bar=False,
+                                                convert_to_numpy=True)
             scored = iter(1.0 / (1.0 + math.exp(-float(x))) for x in logits)
             out = [o if o is not None else next(scored) for o in out]
         return out

@@ -1,5 +1,5 @@
-"""A BERT cross-encoder with one output (the reranker comply ships) as a flat forward pass, without
-sentence-transformers.
+"""A BERT cross-encoder with one output (the reranker and the entailment model comply ships) as a flat forward
+pass, without sentence-transformers.
 
 Hand-written because of a measurement: importing sentence-transformers' `CrossEncoder` into the answering process
 adds about 200 MiB of resident memory (it imports scipy, scikit-learn, pandas, peft and more) to score pairs with a
@@ -69,15 +69,21 @@ class FlatCrossEncoder(FlatBert):
         return F.linear(pooled, *self.classifier).float().view(batch)
 
     def score(self, query: str, texts: list[str], batch_size: int) -> list[float]:
-        """Logits of (query, text) for each text, in input order; pairs cut to the window (the longer side first,
-        as the tokenizer's default truncation does) and batched by length."""
+        """Logits of (query, text) for each text, in input order."""
+        return self.score_pairs([(query, t) for t in texts], batch_size)
+
+    def score_pairs(self, pairs: list[tuple[str, str]], batch_size: int) -> list[float]:
+        """Logits of each (first, second) pair, in input order; pairs cut to the window (the longer side first, as
+        the tokenizer's default truncation does) and batched by length."""
         import torch  # lazy: torch takes ~2 s to import
 
-        enc = self.tokenizer([query] * len(texts), list(texts), truncation=True, max_length=self.max_tokens,
-                             return_attention_mask=False)
+        if not pairs:
+            return []
+        enc = self.tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation=True,
+                             max_length=self.max_tokens, return_attention_mask=False)
         rows, kinds = enc["input_ids"], enc["token_type_ids"]
-        order = sorted(range(len(texts)), key=lambda i: len(rows[i]))
-        out = [0.0] * len(texts)
+        order = sorted(range(len(pairs)), key=lambda i: len(rows[i]))
+        out = [0.0] * len(pairs)
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]

@@ -5,11 +5,12 @@ import json
 
 import pytest
 
+from assistant.entailment import Entailment, resolve_entailment
 from assistant.rerank import SHIPPED_DIR, Reranker, RerankerError, load_reranker, resolve_reranker
 from assistant.retrieval import Retriever, blend
 from eval.datasets import load_jsonl
 from eval.metrics import ranked_item_from_chunk, relevant
-from ingest.settings import DEFAULT_RERANKER, Settings
+from ingest.settings import DEFAULT_ENTAILMENT, DEFAULT_RERANKER, Settings
 from tests.library import GOLD, ROOT, sample_home, sample_library
 
 SHIPPED = SHIPPED_DIR / DEFAULT_RERANKER
@@ -113,7 +114,7 @@ def test_only_the_top_depth_is_reranked_so_a_shorter_list_is_a_prefix_of_a_longe
 
 
 def test_the_flat_pass_scores_as_sentence_transformers_does_without_importing_it():
-    """On CPU the shipped reranker runs as assistant/flat_cross.py: the same logits as sentence-transformers'
+    """On CPU the shipped reranker (and the entailment model) runs as assistant/flat_cross.py: the same logits as sentence-transformers'
     CrossEncoder (float32: to rounding; bf16: within its precision), passages longer than the window included, and
     the answering process never imports sentence-transformers for it (about 200 MiB of modules)."""
     import subprocess
@@ -129,8 +130,15 @@ def test_the_flat_pass_scores_as_sentence_transformers_does_without_importing_it
         assert flat._flat is not None and reference._flat is None
         got, want = flat.score(question, texts), reference.score(question, texts)
         assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < tolerance, (bf16, got, want)
+    # the entailment model has the same shape: scored pairs of (passage, sentence)
+    pairs = [(t, "Business email is retained for 3 years.") for t in texts]
+    flat, reference = (Entailment(resolve_entailment(DEFAULT_ENTAILMENT), flat=f) for f in (True, False))
+    assert flat._flat is not None and reference._flat is None
+    assert max(abs(a - b) for a, b in zip(flat.probs(pairs), reference.probs(pairs), strict=True)) < 1e-3
     code = ("import sys; from assistant.rerank import Reranker, SHIPPED_DIR; "
+            "from assistant.entailment import Entailment, resolve_entailment; "
             "r = Reranker(SHIPPED_DIR / 'minilm-obliqa'); r.score('q', ['a passage']); "
+            "Entailment(resolve_entailment('minilm-nli')).probs([('a passage', 'a claim')]); "
             "print('sentence_transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
