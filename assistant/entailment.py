@@ -18,8 +18,7 @@ import math
 import threading
 from pathlib import Path
 
-from assistant.flat_cross import FlatCrossEncoder
-from assistant.generation import quiet_loading
+from assistant.flat_cross import load_pair_model
 from assistant.words import content_words
 from ingest.chunking import sentence_spans
 from ingest.embedding import pick_device, use_bf16
@@ -88,23 +87,13 @@ class Entailment:
 
     def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 16,
                  flat: bool = True):
-        import torch  # lazy: torch takes ~2 s to import
 
         path = Path(path)
         if not (path / "config.json").is_file():
             raise EntailmentError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size = path, batch_size
-        dtype = torch.bfloat16 if bf16 else torch.float32
         # on CPU a BERT with one output runs as a flat pass, without importing sentence-transformers (~200 MiB)
-        self._flat = FlatCrossEncoder.load(path, dtype) if flat and device == "cpu" else None
-        self.model = None
-        if self._flat is None:
-            from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
-
-            with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
-                self.model = CrossEncoder(str(path), device=device, local_files_only=True,
-                                          model_kwargs={"dtype": dtype})
-            self.model.eval()
+        self._flat, self.model = load_pair_model(path, device, bf16, flat)
         card = path / "card.json"
         calibration = json.loads(card.read_text()).get("calibration", {}) if card.is_file() else {}
         self.threshold = float(calibration.get("threshold", 0.5))

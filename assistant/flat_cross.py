@@ -17,7 +17,26 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from assistant.generation import quiet_loading
 from ingest.embedding import FlatBert, pad_ids
+
+
+def load_pair_model(path: Path, device: str, bf16: bool, flat: bool = True):
+    """(flat, model) for a one-output cross-encoder folder: the flat pass on CPU when the folder has its shape
+    (`model` None), else sentence-transformers' CrossEncoder (`flat` None), its bf16 weights read as stored or cast,
+    float32 otherwise."""
+    import torch  # lazy: torch takes ~2 s to import
+
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    fast = FlatCrossEncoder.load(path, dtype) if flat and device == "cpu" else None
+    if fast is not None:
+        return fast, None
+    from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
+
+    with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
+        model = CrossEncoder(str(path), device=device, local_files_only=True, model_kwargs={"dtype": dtype})
+    model.eval()
+    return None, model
 
 
 class FlatCrossEncoder(FlatBert):

@@ -14,8 +14,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from assistant.flat_cross import FlatCrossEncoder
-from assistant.generation import quiet_loading
+from assistant.flat_cross import load_pair_model
 from ingest.embedding import pick_device, use_bf16
 from ingest.settings import DEFAULT_RERANKER, Settings
 from ingest.types import ComplyError
@@ -45,24 +44,13 @@ class Reranker:
 
     def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 32,
                  flat: bool = True):
-        import torch  # lazy: torch takes ~2 s to import
 
         path = Path(path)
         if not (path / "config.json").is_file():
             raise RerankerError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size, self.bf16 = path, batch_size, bf16
-        dtype = torch.bfloat16 if bf16 else torch.float32
         # on CPU a BERT with one output runs as a flat pass, without importing sentence-transformers (~200 MiB)
-        self._flat = FlatCrossEncoder.load(path, dtype) if flat and device == "cpu" else None
-        self.model = None
-        if self._flat is None:
-            from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
-
-            # bf16 weights are read as they are stored (the shipped model) or cast; float32 otherwise
-            with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
-                self.model = CrossEncoder(str(path), device=device, local_files_only=True,
-                                          model_kwargs={"dtype": dtype})
-            self.model.eval()
+        self._flat, self.model = load_pair_model(path, device, bf16, flat)
         self._lock = threading.Lock()
 
     def score(self, query: str, texts: list[str]) -> list[float]:
