@@ -87,7 +87,6 @@ class Entailment:
 
     def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 16,
                  flat: bool = True):
-
         path = Path(path)
         if not (path / "config.json").is_file():
             raise EntailmentError(str(path), "is not a model folder (no config.json)")

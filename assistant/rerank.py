@@ -44,7 +44,6 @@ class Reranker:
 
     def __init__(self, path: str | Path, device: str = "cpu", bf16: bool = False, batch_size: int = 32,
                  flat: bool = True):
-
         path = Path(path)
         if not (path / "config.json").is_file():
             raise RerankerError(str(path), "is not a model folder (no config.json)")
@@ -132,8 +131,9 @@ def abstain_rule(settings: Settings) -> AbstainRule | None:
 
 
 def load_abstain_model(settings: Settings) -> Reranker | None:
-    """The reranker that `abstain_rule` asks (None when the rule is off)."""
-    return _load(settings) if abstain_rule(settings) else None
+    """The reranker that the rule of `abstain_rule(settings)` asks, loaded once per process (None when it is not
+    installed)."""
+    return _load(settings)
 
 
 def registry_reranker(settings: Settings) -> Path | None:
