@@ -92,7 +92,7 @@ class Entailment:
             raise EntailmentError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size = path, batch_size
         # on CPU a BERT with one output runs as a flat pass, without importing sentence-transformers (~200 MiB)
-        self._flat, self.model = load_pair_model(path, device, bf16, flat)
+        self.scorer = load_pair_model(path, device, bf16, flat)
         card = path / "card.json"
         calibration = json.loads(card.read_text()).get("calibration", {}) if card.is_file() else {}
         self.threshold = float(calibration.get("threshold", 0.5))
@@ -101,19 +101,12 @@ class Entailment:
     def probs(self, pairs: list[tuple[str, str]]) -> list[float]:
         """P(premise entails hypothesis) per pair; a hypothesis the premise contains word for word (case, spacing
         and the final full stop aside) is entailed without asking the model."""
-        import torch  # lazy: torch takes ~2 s to import
-
         out: list[float | None] = [1.0 if _contains(p, h) else None for p, h in pairs]
         todo = [pair for pair, o in zip(pairs, out, strict=True) if o is None]
         if todo:
-            with self._lock, torch.inference_mode():
-                if self._flat is not None:
-                    logits = self._flat.score_pairs(todo, self.batch_size)
-                else:
-                    logits = self.model.predict(todo, batch_size=self.batch_size,
-                                                activation_fn=torch.nn.Identity(), show_progress_bar=False,
-                                                convert_to_numpy=True)
-            scored = iter(1.0 / (1.0 + math.exp(-float(x))) for x in logits)
+            with self._lock:
+                logits = self.scorer.score_pairs(todo, self.batch_size)
+            scored = iter(1.0 / (1.0 + math.exp(-x)) for x in logits)
             out = [o if o is not None else next(scored) for o in out]
         return out
 

@@ -8,35 +8,57 @@ adds about 200 MiB of resident memory (it imports scipy, scikit-learn, pandas, p
 (`ingest.embedding.FlatBert`: fused oneDNN linear layers, the same code that embeds every chunk) with the pair's
 token types, then BERT's pooler (tanh over the first token) and the one-logit classifier, as
 `BertForSequenceClassification` computes them. Only that shape loads here (`load` returns None otherwise, and
-`assistant.rerank.Reranker` falls back to sentence-transformers, as it does on CUDA); its scores are checked
-against sentence-transformers' in tests/assistant/test_rerank.py.
+`load_pair_model` falls back to sentence-transformers, as it does on CUDA); its scores are checked against
+sentence-transformers' in tests/assistant/test_rerank.py.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol
 
 from assistant.generation import quiet_loading
 from ingest.embedding import FlatBert, pad_ids
 
 
-def load_pair_model(path: Path, device: str, bf16: bool, flat: bool = True):
-    """(flat, model) for a one-output cross-encoder folder: the flat pass on CPU when the folder has its shape
-    (`model` None), else sentence-transformers' CrossEncoder (`flat` None), its bf16 weights read as stored or cast,
-    float32 otherwise."""
+def load_pair_model(path: Path, device: str, bf16: bool, flat: bool = True) -> PairScorer:
+    """A one-output cross-encoder folder as a `PairScorer`: the flat pass on CPU when the folder has its shape, else
+    sentence-transformers' CrossEncoder; bf16 weights read as stored or cast, float32 otherwise."""
     import torch  # lazy: torch takes ~2 s to import
 
     dtype = torch.bfloat16 if bf16 else torch.float32
     fast = FlatCrossEncoder.load(path, dtype) if flat and device == "cpu" else None
     if fast is not None:
-        return fast, None
+        return fast
     from sentence_transformers import CrossEncoder  # lazy: sentence_transformers takes ~6 s to import
 
     with quiet_loading():  # no per-tensor progress bar in the CLI's output at every question
         model = CrossEncoder(str(path), device=device, local_files_only=True, model_kwargs={"dtype": dtype})
     model.eval()
-    return None, model
+    return CrossEncoderPairs(model)
+
+
+class PairScorer(Protocol):
+    def score_pairs(self, pairs: list[tuple[str, str]], batch_size: int) -> list[float]:
+        """Raw logits of each (first, second) pair, in input order."""
+
+
+class CrossEncoderPairs:
+    """sentence-transformers' CrossEncoder (CUDA, or a folder the flat pass does not load) as a `PairScorer`."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def score_pairs(self, pairs: list[tuple[str, str]], batch_size: int) -> list[float]:
+        import torch  # lazy: torch takes ~2 s to import
+
+        if not pairs:
+            return []
+        with torch.inference_mode():
+            logits = self.model.predict(pairs, batch_size=batch_size, activation_fn=torch.nn.Identity(),
+                                        show_progress_bar=False, convert_to_numpy=True)
+        return [float(x) for x in logits]
 
 
 class FlatCrossEncoder(FlatBert):
@@ -86,10 +108,6 @@ class FlatCrossEncoder(FlatBert):
         first = self.hidden_states(ids, mask, types).view(batch, length, self.hidden)[:, 0]
         pooled = torch.tanh(F.linear(first, *self.pooler))
         return F.linear(pooled, *self.classifier).float().view(batch)
-
-    def score(self, query: str, texts: list[str], batch_size: int) -> list[float]:
-        """Logits of (query, text) for each text, in input order."""
-        return self.score_pairs([(query, t) for t in texts], batch_size)
 
     def score_pairs(self, pairs: list[tuple[str, str]], batch_size: int) -> list[float]:
         """Logits of each (first, second) pair, in input order; pairs cut to the window (the longer side first, as

@@ -49,23 +49,13 @@ class Reranker:
             raise RerankerError(str(path), "is not a model folder (no config.json)")
         self.path, self.batch_size, self.bf16 = path, batch_size, bf16
         # on CPU a BERT with one output runs as a flat pass, without importing sentence-transformers (~200 MiB)
-        self._flat, self.model = load_pair_model(path, device, bf16, flat)
+        self.scorer = load_pair_model(path, device, bf16, flat)
         self._lock = threading.Lock()
 
     def score(self, query: str, texts: list[str]) -> list[float]:
         """Raw cross-encoder scores of (query, text) for each text, in input order."""
-        import torch  # lazy: torch takes ~2 s to import
-
-        if not texts:
-            return []
-        if self._flat is not None:
-            with self._lock:
-                return self._flat.score(query, texts, self.batch_size)
-        with self._lock, torch.inference_mode():
-            scores = self.model.predict([(query, t) for t in texts], batch_size=self.batch_size,
-                                        activation_fn=torch.nn.Identity(), show_progress_bar=False,
-                                        convert_to_numpy=True)
-        return [float(s) for s in scores]
+        with self._lock:
+            return self.scorer.score_pairs([(query, t) for t in texts], self.batch_size)
 
 
 @functools.lru_cache(maxsize=2)

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from assistant.entailment import Entailment, resolve_entailment
+from assistant.flat_cross import CrossEncoderPairs, FlatCrossEncoder
 from assistant.rerank import SHIPPED_DIR, Reranker, RerankerError, load_reranker, resolve_reranker
 from assistant.retrieval import Retriever, blend
 from eval.datasets import load_jsonl
@@ -127,13 +128,13 @@ def test_the_flat_pass_scores_as_sentence_transformers_does_without_importing_it
     for bf16, tolerance in ((False, 1e-3), (True, 0.1)):
         flat = Reranker(SHIPPED, bf16=bf16, batch_size=4)
         reference = Reranker(SHIPPED, bf16=bf16, batch_size=4, flat=False)
-        assert flat._flat is not None and reference._flat is None
+        assert isinstance(flat.scorer, FlatCrossEncoder) and isinstance(reference.scorer, CrossEncoderPairs)
         got, want = flat.score(question, texts), reference.score(question, texts)
         assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < tolerance, (bf16, got, want)
     # the entailment model has the same shape: scored pairs of (passage, sentence)
     pairs = [(t, "Business email is retained for 3 years.") for t in texts]
     flat, reference = (Entailment(resolve_entailment(DEFAULT_ENTAILMENT), flat=f) for f in (True, False))
-    assert flat._flat is not None and reference._flat is None
+    assert isinstance(flat.scorer, FlatCrossEncoder) and isinstance(reference.scorer, CrossEncoderPairs)
     assert max(abs(a - b) for a, b in zip(flat.probs(pairs), reference.probs(pairs), strict=True)) < 1e-3
     code = ("import sys; from assistant.rerank import Reranker, SHIPPED_DIR; "
             "from assistant.entailment import Entailment, resolve_entailment; "
