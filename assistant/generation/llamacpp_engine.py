@@ -65,6 +65,10 @@ class BatchEngine:
         llama_cpp.llama_backend_init()
         _silence_llama_log()
         model_params = llama_cpp.llama_model_default_params()
+        # read the weights into memory instead of mapping the file: on CPUs with AVX2 llama.cpp repacks most
+        # quantised matrices into its own interleaved layout (in anonymous memory), so with the file mapped the
+        # process held both copies, about 600 MiB more resident for the 1.5B (docs/benchmarks.md, "Memory")
+        model_params.load_mode = llama_cpp.LLAMA_LOAD_MODE_NONE
         try:
             self.model = _internals.LlamaModel(path_model=gguf, params=model_params, verbose=False)
         except ValueError as e:
