@@ -45,17 +45,19 @@ class PairScorer(Protocol):
 
 
 class CrossEncoderPairs:
-    """sentence-transformers' CrossEncoder (CUDA, or a folder the flat pass does not load) as a `PairScorer`."""
+    """sentence-transformers' CrossEncoder (CUDA, or a folder the flat pass does not load) as a `PairScorer`.
+    `autocast`: run the CPU forward pass under bf16 autocast (training code scoring a float32 model)."""
 
-    def __init__(self, model):
+    def __init__(self, model, autocast: bool = False):
         self.model = model
+        self.autocast = autocast
 
     def score_pairs(self, pairs: list[tuple[str, str]], batch_size: int) -> list[float]:
         import torch  # lazy: torch takes ~2 s to import
 
         if not pairs:
             return []
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             logits = self.model.predict(pairs, batch_size=batch_size, activation_fn=torch.nn.Identity(),
                                         show_progress_bar=False, convert_to_numpy=True)
         return [float(x) for x in logits]

@@ -15,6 +15,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from assistant.flat_cross import CrossEncoderPairs
 from finetune.entailment_data import ENTAILED, Pair
 from finetune.train_loop import train_loop
 from ingest.embedding import cpu_supports_bf16, resolve_embedding_model
@@ -67,12 +68,9 @@ def auc(probs: list[float], labels: list[int]) -> float:
 
 
 def predict(model, pairs: list[Pair], batch_size: int = 32) -> list[float]:
-    import torch  # lazy: torch takes ~2 s to import
-
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_supports_bf16()):
-        logits = model.predict([(p.premise, p.claim) for p in pairs], batch_size=batch_size,
-                               activation_fn=torch.nn.Identity(), show_progress_bar=False, convert_to_numpy=True)
-    return [1.0 / (1.0 + math.exp(-float(x))) for x in logits]
+    logits = CrossEncoderPairs(model, autocast=cpu_supports_bf16()).score_pairs(
+        [(p.premise, p.claim) for p in pairs], batch_size)
+    return [1.0 / (1.0 + math.exp(-x)) for x in logits]
 
 
 def evaluate(model, pairs: list[Pair], max_false_flags: float) -> dict:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from assistant.flat_cross import CrossEncoderPairs
 from eval.metrics import map_at_k, mrr, recall_at_k
 from finetune.reranker_data import MinedQuestion
 from finetune.train_loop import CHECKPOINT, ListTrainConfig, TrainError, train_loop  # noqa: F401 (CHECKPOINT: where a run resumes)
@@ -108,13 +109,10 @@ def _metrics(runs) -> dict:
 
 def cross_scorer(model, autocast: bool, batch_size: int = 32):
     """A `validate_lists` scorer: the cross-encoder's raw logit of (question, candidate)."""
-    import torch  # lazy: torch takes ~2 s to import
+    pairs = CrossEncoderPairs(model, autocast=autocast)
 
     def score(question: str, texts: list[str]) -> list[float]:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out = model.predict([(question, t) for t in texts], batch_size=batch_size,
-                                activation_fn=torch.nn.Identity(), show_progress_bar=False, convert_to_numpy=True)
-        return [float(x) for x in out]
+        return pairs.score_pairs([(question, t) for t in texts], batch_size)
     return score
 
 
