@@ -90,7 +90,7 @@ def recognise_clause(line: str) -> tuple[str | None, int | None, str | None]:
 
 
 def chunk_document(doc: SourceDocument, document_id: str, version: int, count_tokens: TokenCounter,
-                   budget: int = 256, min_tokens: int = 40, max_chars: int = 4000) -> list[Chunk]:
+                   budget: int = 256, min_tokens: int = 24, max_chars: int = 4000) -> list[Chunk]:
     """Split a document into citation-ready chunks of at most `budget` tokens (where sentences allow) and at most
     `max_chars` characters (always: a longer run without blanks is cut, and a chunk that starts inside one is marked
     `extra["hard_split"]`)."""
@@ -160,7 +160,8 @@ def _blocks(doc: SourceDocument) -> list[_Block]:
 
 
 def _boilerplate_lines(doc: SourceDocument) -> set[tuple[int, int]]:
-    """(page index, line index) of running headers and footers: a short line in the same place (one of the first or
+    """(page index, line index) of running headers and footers: a line of at most 200 characters (a firm's header,
+    "Bank plc | Policy title NCB-COM-001 Version 4.2", runs past 100) in the same place (one of the first or
     last three non-blank lines of its page) on at least half of 3+ pages, either the same text on each or text that
     differs only in a number that counts with the page ("Page 3 of 9"). A line that varies otherwise ("Fee: 100",
     "Fee: 200") is content. Nothing is dropped when that would leave no text at all."""
@@ -171,7 +172,7 @@ def _boilerplate_lines(doc: SourceDocument) -> set[tuple[int, int]]:
         lines = [(li, ln.strip()) for li, ln in enumerate(page.text.split("\n")) if ln.strip()]
         edge = {place: lines[place] for place in (0, 1, 2, -3, -2, -1) if -len(lines) <= place < len(lines)}
         for place, (li, text) in edge.items():
-            if len(text) <= 100 and _normalise(text):
+            if len(text) <= 200 and _normalise(text):
                 places[(place, _normalise(text))].append((pi, li, " ".join(text.split())))
     needed = max(3, len(doc.pages) // 2)
     drop: set[tuple[int, int]] = set()
@@ -311,12 +312,14 @@ def _split_long_sentence(text: str, start: int, end: int, budget: int,
 
 
 def _merge_small(drafts: list[_Draft], budget: int, min_tokens: int, max_chars: int) -> list[_Draft]:
-    """Fold headings and fragments into their neighbour on the same page; passages are never merged."""
+    """Fold headings and fragments into their neighbour on the same page; passages are never merged, and a short
+    clause is not carried over a heading into the next section (it stays a chunk of its own)."""
     out: list[_Draft] = []
     for d in drafts:
         prev = out[-1] if out else None
         if (prev is not None and not d.passage and not prev.passage and prev.page_index == d.page_index
                 and (prev.tokens < min_tokens or prev.is_heading) and prev.tokens + d.tokens <= budget
+                and not (d.is_heading and not prev.is_heading and prev.clause is not None)
                 and d.end - prev.start <= max_chars):
             had_clause = prev.clause is not None
             prev.end, prev.tokens = d.end, prev.tokens + d.tokens

@@ -401,7 +401,7 @@ class Library:
         version = self.catalog.next_version(document_id)
         budget = min(self.settings.chunk_tokens, self.embedder.max_tokens - 2)
         chunks = chunk_document(doc, document_id, version, self.embedder.count_tokens, budget=budget,
-                                max_chars=self.settings.max_chunk_chars)
+                                min_tokens=self.settings.chunk_min_tokens, max_chars=self.settings.max_chunk_chars)
         if not chunks:
             raise IngestError(path, "no text could be chunked")
         on_batch = None

@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     chroma_url: str | None = Field(default=None, description="http://host:port of a Chroma server; unset = embedded.")
     collection: str = "comply"
     chunk_tokens: int = Field(default=224, ge=16, description="Token budget per chunk (embedding-model tokens).")
+    # 24, not 40: at 40 a one-sentence clause was folded into the next ("4.4 ... reviews any counterparty" and "4.5
+    # Any gift ... to a public official" shared a chunk), and the question about the second found the first; on the
+    # sample manual MAP@10 0.787 -> 0.883 (docs/benchmarks.md "One clause, one chunk"). Below ~24 tokens the pieces
+    # are list fragments ("(a) ...;") that mean little alone.
+    chunk_min_tokens: int = Field(default=24, ge=1, description="A clause or fragment shorter than this (embedding "
+                                  "tokens) is merged with the next one on the same page; a heading always is.")
     max_chunk_chars: int = Field(default=4000, ge=200, le=1_000_000,
                                  description="Characters per chunk at most: a longer run without blanks (which the "
                                  "tokenizer counts as one token) is hard-split, and reported.")

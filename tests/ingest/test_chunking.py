@@ -131,12 +131,27 @@ def test_every_clause_line_is_cited_as_its_own_clause(embedder, budget):
 def test_a_chunk_of_several_short_clauses_is_named_by_its_first(embedder):
     doc = read_file(CORPUS / "data_retention_policy_v2.pdf")
     chunks = chunk_document(doc, "dr", 2, embedder.count_tokens, budget=DEFAULT_BUDGET)
-    customer = next(c for c in chunks if "4.2 Customer records" in c.text)
-    assert customer.text.startswith("4.2") and customer.clause == "4.2"
+    deletion = next(c for c in chunks if "6.3 Deletion runs automatically" in c.text)
+    assert deletion.text.startswith("6.3") and deletion.clause == "6.3"
     # the clauses merged after the first are recorded with their offsets, so a quote is cited by its own clause
-    transactions = customer.text.index("4.3 ")
-    assert [cid for _, cid in customer.extra["clauses"]][:2] == ["4.2", "4.3"]
-    assert (clause_at(customer, 0), clause_at(customer, transactions + 5)) == ("4.2", "4.3")
+    certificate = deletion.text.index("6.4 ")
+    assert [cid for _, cid in deletion.extra["clauses"]][:2] == ["6.3", "6.4"]
+    assert (clause_at(deletion, 0), clause_at(deletion, certificate + 5)) == ("6.3", "6.4")
+
+
+def test_a_one_sentence_clause_is_a_chunk_of_its_own(embedder):
+    """A clause of one full sentence is not folded into the next: "4.4 ... any counterparty" and "4.5 Any gift ...
+    to a public official" sharing a chunk made the question about the second find the first."""
+    doc = read_file(CORPUS / "gifts_entertainment_policy.pdf")
+    chunks = chunk_document(doc, "gifts", 1, embedder.count_tokens, budget=DEFAULT_BUDGET)
+    by_clause = {c.clause: c for c in chunks}
+    assert by_clause["4.4"].text.startswith("4.4 Compliance reviews any counterparty")
+    assert "public official" not in by_clause["4.4"].text
+    assert by_clause["4.5"].text.startswith("4.5 Any gift, entertainment or hospitality given to a public official")
+    assert "clauses" not in by_clause["4.4"].extra and "clauses" not in by_clause["4.5"].extra
+    # a short clause at the end of a section is not carried over the next section's heading
+    assert by_clause["5.3"].text.rstrip().endswith("from the date of the entry.")
+    assert by_clause["6.1"].text.startswith("Section 6 - Travel and Accommodation")
 
 
 def test_chunks_know_their_section_and_printed_page(embedder):
@@ -166,18 +181,20 @@ def test_markdown_heading_path_nests(embedder):
     doc = read_file(FIXTURES / "good" / "policy.md")
     chunks = chunk_document(doc, "coi", 1, embedder.count_tokens, budget=DEFAULT_BUDGET)
     dealing = next(c for c in chunks if "2.1 Employees must obtain pre-clearance" in c.text)
-    # The short clause 1.2 opens the chunk, so the chunk is named by it and its section; from the heading on, 2.1.
-    assert dealing.text.startswith("1.2 ")
-    assert dealing.heading_path == ["Conflicts of Interest Policy", "1. Purpose and Scope"]
-    assert dealing.page is None and dealing.clause == "1.2"
+    # The heading opens the chunk of the clause it introduces; the short clause 1.2 before it is not carried over.
+    assert dealing.text.startswith("## 2. Personal Account Dealing")
+    assert dealing.heading_path == ["Conflicts of Interest Policy", "2. Personal Account Dealing"]
+    assert dealing.page is None and dealing.clause == "2.1"
     assert clause_at(dealing, dealing.text.index("2.1 Employees")) == "2.1"
-    assert clause_at(dealing, dealing.text.index("## 2. Personal")) == "2.1"
+    scope = next(c for c in chunks if c.clause == "1.2")
+    assert scope.heading_path == ["Conflicts of Interest Policy", "1. Purpose and Scope"]
+    assert "## 2." not in scope.text
 
 
 def test_passage_records_become_one_chunk_each_never_merged(embedder):
     doc = read_file(FIXTURES / "good" / "passages.json")
-    chunks = chunk_document(doc, "rulebook", 1, embedder.count_tokens, budget=DEFAULT_BUDGET)
-    # Several passages are shorter than the 40-token merge threshold, yet each stays its own chunk.
+    # Passages shorter than the merge threshold (here 40 tokens) still stay one chunk each.
+    chunks = chunk_document(doc, "rulebook", 1, embedder.count_tokens, budget=DEFAULT_BUDGET, min_tokens=40)
     assert min(embedder.count_tokens([p.text for p in doc.pages])) < 40
     assert [c.passage_id for c in chunks] == [p.passage_id for p in doc.pages]
     assert [c.text for c in chunks] == [p.text for p in doc.pages]
