@@ -17,7 +17,7 @@ from assistant.gate import CitationGate
 from assistant.models import base_prompt_version
 from assistant.prompt import ABSTAIN_TEXT, PROMPT_VERSION, build_messages, load_few_shot
 from assistant.rerank import abstain_rule, load_abstain_model
-from assistant.retrieval import RetrievalFilter, Retriever
+from assistant.retrieval import RetrievalFilter, Retriever, dated_filter
 from assistant.types import AbstainReason, Answer, Reading, Retrieved
 from assistant.words import parse_markers
 from ingest.pipeline import Library
@@ -217,8 +217,18 @@ class Assistant:
         as_of = self._check_request(question, document_ids, as_of, k)
         t0 = time.perf_counter()
         query = retrieval_query(question, history)
-        flt = RetrievalFilter(document_ids=document_ids, as_of=as_of, include_superseded=include_superseded)
+        # a question that names its documents' date ("the policy in force in 2023") is answered from that date's
+        # versions when no as-of date was given; the answer says so
+        flt = dated_filter(query, RetrievalFilter(document_ids=document_ids, as_of=as_of,
+                                                  include_superseded=include_superseded))
         sources = self.retriever.retrieve(query, k or self.settings.top_k, flt)
+        for item in self._answer(question, query, history, sources, t0, consensus):
+            if isinstance(item, Answer) and flt.named is not None:
+                item.in_force = {"from": flt.named.start, "to": flt.named.end, "words": flt.named.words}
+            yield item
+
+    def _answer(self, question: str, query: str, history: list[tuple[str, str]] | None, sources: list[Retrieved],
+                t0: float, consensus: bool | None) -> Iterator[Draft | Reading | Answer]:
         relevance = self.retriever.relevance(question, sources)
         timings = {"retrieval_ms": _ms(t0)}
         if not sources or relevance < self.settings.abstain_threshold:

@@ -1,13 +1,14 @@
 """Hybrid retrieval: dense (Chroma) and BM25 candidates fused with reciprocal rank fusion, filtered by the catalog
-(active versions by default, a date's version with `as_of`, chosen documents); the fused top `rerank_depth` are
+(active versions by default, a date's version with `as_of` or the one the question names, chosen documents); the fused top `rerank_depth` are
 then reordered by the cross-encoder reranker when one is configured (assistant/rerank.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from assistant.rerank import Reranker, load_reranker
 from assistant.types import Retrieved
+from assistant.when import Period, named_period
 from ingest.pipeline import Library
 from ingest.settings import Settings
 
@@ -21,6 +22,20 @@ class RetrievalFilter:
     document_ids: list[str] | None = None
     as_of: str | None = None
     include_superseded: bool = False
+    since: str | None = None  # with as_of: every version in force at some time from `since` to `as_of`
+    named: Period | None = None  # the period the question named, when that is where as_of/since came from
+
+
+def dated_filter(question: str, flt: RetrievalFilter | None = None) -> RetrievalFilter:
+    """The filter, with the period the question names for its documents ("the policy in force in 2023") when no
+    date or version choice was given: the versions in force then are searched instead of today's."""
+    flt = flt or RetrievalFilter()
+    if flt.as_of or flt.include_superseded:
+        return flt
+    period = named_period(question)
+    if period is None:
+        return flt
+    return replace(flt, as_of=period.end, since=period.start, named=period)
 
 
 class Retriever:
@@ -47,9 +62,9 @@ class Retriever:
         reranker = self.reranker if rerank else None
         if reranker is not None:
             return self._reranked(query, k, flt, mode, reranker)
-        flt = flt or RetrievalFilter()
+        flt = dated_filter(query, flt)
         keys = self.library.catalog.searchable_keys(as_of=flt.as_of, include_superseded=flt.include_superseded,
-                                                    document_ids=flt.document_ids)
+                                                    document_ids=flt.document_ids, since=flt.since)
         if not keys or not query.strip():
             return []
         n = max(self.settings.candidates, k)

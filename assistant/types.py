@@ -116,6 +116,8 @@ class Answer:
     # gate on the adapter's card or without citations); below the gate's threshold an answer is withheld.
     citation_score: float | None = None
     abstain_reason: AbstainReason | None = None  # why an abstention
+    # the period the question named for its documents ({"from", "to", "words"}), whose versions were searched
+    in_force: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,6 +153,7 @@ class Answer:
             "confidence": self.confidence,
             "citation_score": self.citation_score,
             "abstain_reason": self.abstain_reason,
+            "in_force": self.in_force,
         }
 
     @classmethod
@@ -173,4 +176,5 @@ class Answer:
         return cls(record["question"], record["answer"], record["abstained"], sentences, citations, record["model"],
                    record["adapter"], dict(record["timings"]), sources, record["raw_answer"], record["confidence"],
                    record["citation_score"],
-                   AbstainReason(record["abstain_reason"]) if record["abstain_reason"] else None)
+                   AbstainReason(record["abstain_reason"]) if record["abstain_reason"] else None,
+                   record.get("in_force"))

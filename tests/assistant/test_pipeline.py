@@ -43,6 +43,18 @@ def test_unanswerable_question_abstains_and_shows_nearest_sources(assistant):
     assert answer.citations == [] and answer.sources
 
 
+def test_a_question_about_a_past_version_is_answered_from_it_and_says_so(assistant):
+    answer = assistant.ask("How long were customer records kept under the Data Retention Policy in force in 2023?")
+    assert answer.in_force == {"from": "2023-01-01", "to": "2023-12-31", "words": "in force in 2023"}
+    assert {s.version for s in answer.sources if s.document_id == "data-retention-policy"} == {1}
+    assert all(c.version == 1 for c in answer.citations if c.document_id == "data-retention-policy")
+    assert Answer.from_record(json.loads(json.dumps(answer.to_record()))).in_force == answer.in_force
+    assert "Searched the versions in force 2023-01-01 to 2023-12-31" in answer_markdown(answer)
+    today = assistant.ask("How long are customer records kept under the Data Retention Policy?")
+    assert today.in_force is None and "Searched the versions" not in answer_markdown(today)
+    assert {s.version for s in today.sources if s.document_id == "data-retention-policy"} == {2}
+
+
 def test_stream_yields_tokens_then_the_answer(assistant):
     items = list(assistant.stream("How long is business email retained?"))
     pieces = [i for i in items if isinstance(i, str)]

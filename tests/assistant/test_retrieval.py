@@ -52,6 +52,22 @@ def test_superseded_versions_are_excluded_unless_asked(retriever):
     assert {r.chunk.version for r in both if r.chunk.document_id == "data-retention-policy"} == {1, 2}
 
 
+def test_a_question_that_names_a_past_period_is_searched_in_the_versions_in_force_then(retriever):
+    asked = "How long were customer records kept under the Data Retention Policy in force in 2023?"
+    then = retriever.retrieve(asked, 5)
+    assert {r.chunk.version for r in then if r.chunk.document_id == "data-retention-policy"} == {1}
+    assert any("retained for 5 years after the end of the customer" in r.chunk.text for r in then)  # v1's 4.2
+    # the same question about today's policy is answered from version 2; a date given on purpose wins
+    today = retriever.retrieve("How long are customer records kept under the Data Retention Policy?", 5)
+    assert {r.chunk.version for r in today if r.chunk.document_id == "data-retention-policy"} == {2}
+    chosen = retriever.retrieve(asked, 5, RetrievalFilter(as_of="2025-06-01"))
+    assert {r.chunk.version for r in chosen if r.chunk.document_id == "data-retention-policy"} == {2}
+    # only versions in force at some time in 2023 are searched for it
+    in_2023 = retriever.library.catalog.searchable_keys(as_of="2023-12-31", since="2023-01-01")
+    assert in_2023 != retriever.library.catalog.searchable_keys()
+    assert {r.chunk.chunk_id.split("#")[0] for r in then} <= in_2023
+
+
 def test_document_filter(retriever):
     results = retriever.retrieve("How long is data retained?", 5,
                                  RetrievalFilter(document_ids=["anti-money-laundering-and-know-your-customer-policy"]))

@@ -95,6 +95,11 @@ def test_a_new_version_supersedes_the_old_one(new_library):
     assert library.catalog.searchable_keys(as_of="2024-06-01") == {f"{RETENTION}@v1"}
     assert library.catalog.searchable_keys(as_of="2025-06-01") == {f"{RETENTION}@v2"}
     assert library.catalog.searchable_keys(as_of="2022-06-01") == set()
+    # a period: every version in force at some time in it (v2 took effect on 2025-03-01)
+    assert library.catalog.searchable_keys(as_of="2025-12-31", since="2025-01-01") == {f"{RETENTION}@v1",
+                                                                                       f"{RETENTION}@v2"}
+    assert library.catalog.searchable_keys(as_of="2023-12-31", since="2023-01-01") == {f"{RETENTION}@v1"}
+    assert library.catalog.searchable_keys(as_of="2022-12-31", since="2022-01-01") == set()
     assert library.catalog.searchable_keys(include_superseded=True) == {f"{RETENTION}@v1", f"{RETENTION}@v2"}
     # Both versions stay in the indexes, so an as-of question can still be answered from v1.
     assert library.vectors.count(v1.doc_key) == v1.chunks > 0

@@ -64,7 +64,8 @@ def citations(answer: Answer) -> list[dict]:
 
 def comply_fields(answer: Answer) -> dict:
     """comply's extra fields on a completion and on the last chunk of a stream."""
-    return {"citations": citations(answer), "abstained": answer.abstained, "abstain_reason": answer.abstain_reason}
+    return {"citations": citations(answer), "abstained": answer.abstained, "abstain_reason": answer.abstain_reason,
+            "in_force": answer.in_force}
 
 
 def completion(answer: Answer, request_id: str, created: int) -> dict:

@@ -194,6 +194,10 @@ def ask(
 def format_answer(answer) -> str:
     """A readable answer: text, flagged sentences, then sources."""
     lines = []
+    if answer.in_force:
+        period = answer.in_force
+        when = period["from"] if period["from"] == period["to"] else f"{period['from']} to {period['to']}"
+        lines.append(f"(searched the versions in force {when}, as the question asks: \"{period['words']}\")")
     if answer.abstained:
         lines.append(answer.answer)
         if answer.abstain_reason not in (None, "model"):  # why the assistant withheld or did not ask the model

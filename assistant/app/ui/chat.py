@@ -96,7 +96,7 @@ def answer_markdown(answer: Answer, message: int | None = None, follow_up: str |
     """The answer as the chat shows it: sentences with [n] markers (links that open the source when the answer is
     chat message number `message`); unsupported ones flagged in words; a follow-up says it was searched with the
     previous question `follow_up`."""
-    head = follow_up_note(follow_up)
+    head = follow_up_note(follow_up) + in_force_note(answer)
     if answer.abstained:
         nearest = " The nearest passages are listed under Sources." if answer.sources else ""
         why = ABSTAIN_REASONS.get(answer.abstain_reason or "")
@@ -121,6 +121,16 @@ def cite_link(message: int, c: Citation) -> str:
     (shown on hover) says which document and page it opens."""
     title = html.escape(f"Open source {c.n}: {c.title}, {where(c)}", quote=True)
     return f"<a class='cite' href='{CITE_HREF.format(message=message, n=c.n)}' title='{title}'>[{c.n}]</a>"
+
+
+def in_force_note(answer: Answer) -> str:
+    """The line above an answer searched in the versions in force at a time its question named; empty otherwise."""
+    period = answer.in_force
+    if not period:
+        return ""
+    when = period["from"] if period["from"] == period["to"] else f"{period['from']} to {period['to']}"
+    return (f"*Searched the versions in force {when}, as the question asks (\"{html.escape(period['words'])}\"), "
+            "not only today's.*\n\n")
 
 
 def follow_up_note(previous: str | None) -> str:
