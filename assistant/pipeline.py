@@ -224,7 +224,7 @@ class Assistant:
         sources = self.retriever.retrieve(query, k or self.settings.top_k, flt)
         for item in self._answer(question, query, history, sources, t0, consensus):
             if isinstance(item, Answer) and flt.named is not None:
-                item.in_force = {"from": flt.named.start, "to": flt.named.end, "words": flt.named.words}
+                item.in_force = flt.named.record()
             yield item
 
     def _answer(self, question: str, query: str, history: list[tuple[str, str]] | None, sources: list[Retrieved],

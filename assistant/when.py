@@ -37,8 +37,14 @@ class Period:
     end: str
     words: str
 
-    def describe(self) -> str:
-        return self.start if self.start == self.end else f"{self.start} to {self.end}"
+    def record(self) -> dict:
+        """The answer's `in_force` field."""
+        return {"from": self.start, "to": self.end, "words": self.words}
+
+
+def describe(in_force: dict) -> str:
+    """An answer's `in_force` in words: "2023-01-01 to 2023-12-31", or the one day."""
+    return in_force["from"] if in_force["from"] == in_force["to"] else f"{in_force['from']} to {in_force['to']}"
 
 
 def named_period(question: str) -> Period | None:
@@ -84,4 +90,4 @@ def _checked(start: datetime.date, end: datetime.date, words: str) -> Period | N
     return Period(start.isoformat(), end.isoformat(), words)
 
 
-__all__ = ["Period", "named_period"]
+__all__ = ["Period", "describe", "named_period"]

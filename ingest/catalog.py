@@ -235,9 +235,10 @@ class Catalog:
                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1")
 
     def searchable_keys(self, as_of: str | None = None, include_superseded: bool = False,
-                        document_ids: Iterable[str] | None = None) -> set[str]:
+                        document_ids: Iterable[str] | None = None, since: str | None = None) -> set[str]:
         """doc_keys that retrieval may return: active versions by default; with `as_of` the version in force on
-        that date (latest effective date on or before it); superseded versions too when asked."""
+        that date (latest effective date on or before it), and with `since` as well every version in force at some
+        time from `since` to `as_of` (a month or a year); superseded versions too when asked."""
         wanted = set(document_ids) if document_ids else None
         keys: set[str] = set()
         by_doc: dict[str, list[DocumentRecord]] = {}
@@ -251,10 +252,12 @@ class Catalog:
             if include_superseded:
                 keys.update(v.doc_key for v in versions)
             elif as_of:
-                dated = [v for v in versions if (v.effective_date or v.ingested_at[:10]) <= as_of]
+                start = min(since or as_of, as_of)
+                dated = [v for v in versions if (v.effective_date or v.ingested_at[:10]) <= start]
                 if dated:
                     best = max(dated, key=lambda v: ((v.effective_date or v.ingested_at[:10]), v.version))
                     keys.add(best.doc_key)
+                keys.update(v.doc_key for v in versions if start < (v.effective_date or v.ingested_at[:10]) <= as_of)
             else:
                 keys.update(v.doc_key for v in versions if v.status == "active")
         return keys

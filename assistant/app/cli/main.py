@@ -27,6 +27,7 @@ from assistant.app.cli.common import (
     open_services,
 )
 from assistant.types import Answer
+from assistant.when import describe
 from ingest.types import plural, printable
 
 
@@ -195,9 +196,8 @@ def format_answer(answer) -> str:
     """A readable answer: text, flagged sentences, then sources."""
     lines = []
     if answer.in_force:
-        period = answer.in_force
-        when = period["from"] if period["from"] == period["to"] else f"{period['from']} to {period['to']}"
-        lines.append(f"(searched the versions in force {when}, as the question asks: \"{period['words']}\")")
+        lines.append(f"(searched the versions in force {describe(answer.in_force)}, as the question asks: "
+                     f"\"{answer.in_force['words']}\")")
     if answer.abstained:
         lines.append(answer.answer)
         if answer.abstain_reason not in (None, "model"):  # why the assistant withheld or did not ask the model

@@ -30,6 +30,7 @@ from assistant.app.users import User
 from assistant.pdf_view import SourceViewError, describe_place
 from assistant.pipeline import Draft, retrieval_query
 from assistant.types import AbstainReason, Answer, Citation, Reading
+from assistant.when import describe
 
 log = logging.getLogger(__name__)
 STREAM_CURSOR = " ▍"
@@ -128,8 +129,8 @@ def in_force_note(answer: Answer) -> str:
     period = answer.in_force
     if not period:
         return ""
-    when = period["from"] if period["from"] == period["to"] else f"{period['from']} to {period['to']}"
-    return (f"*Searched the versions in force {when}, as the question asks (\"{html.escape(period['words'])}\"), "
+    return (f"*Searched the versions in force {describe(period)}, as the question asks "
+            f"(\"{html.escape(period['words'])}\"), "
             "not only today's.*\n\n")
 
 
