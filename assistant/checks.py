@@ -61,13 +61,24 @@ _GIVES_QUANTITY = re.compile(
     r"week|day|quarter))\b", re.I)
 
 
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
 def missing_quantity(question: str, claims: list[str]) -> bool:
     """Whether the question asks how long, how many, how often, above what amount ... and no sentence of the
     answer gives a number or a word for one ("Passwords are not changed on a fixed schedule" for "What is the
-    minimum password length?")."""
-    # "under clause 4.2" or "page 3" gives no quantity
-    return bool(_ASKS_QUANTITY.search(question)) and not any(_GIVES_QUANTITY.search(_PLACE.sub(" ", c))
-                                                             for c in claims)
+    minimum password length?"). A number the question itself states is not an answer ("Under the policy in force in
+    2023, records were kept for as long as the Bank needed them" for "How long ... in force in 2023?")."""
+    if not _ASKS_QUANTITY.search(question):
+        return False
+    asked = set(_NUMBER.findall(question))
+
+    def gives(claim: str) -> bool:
+        # "under clause 4.2" or "page 3" gives no quantity, nor does the question's own "2023"
+        claim = _NUMBER.sub(lambda m: " " if m.group(0) in asked else m.group(0), _PLACE.sub(" ", claim))
+        return bool(_GIVES_QUANTITY.search(claim))
+
+    return not any(gives(c) for c in claims)
 
 
 # "Section 3 - Retention Principles 3.1 ", "4.2 ": the numbers of a heading or clause, not a quantity
