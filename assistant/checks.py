@@ -62,6 +62,14 @@ _GIVES_QUANTITY = re.compile(
 
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# A question about time (how long, how often, a deadline, a period) may be answered in words ("at once", "annually");
+# one that asks for an amount, a length or a threshold and nothing about time needs a number.
+_ABOUT_TIME = re.compile(r"\b(?:long|often|quickly|soon|frequently|when|time|times|deadline|period|periods|"
+                         r"frequency|retention|retained|kept|keep|advance|days?|weeks?|months?|years?|hours?)\b", re.I)
+_GIVES_NUMBER = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|"
+    r"twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|half|quarter|no (?:minimum|"
+    r"maximum|limit)|not (?:set|specified|stated|fixed))\b", re.I)
 
 
 def missing_quantity(question: str, claims: list[str]) -> bool:
@@ -72,11 +80,13 @@ def missing_quantity(question: str, claims: list[str]) -> bool:
     if not _ASKS_QUANTITY.search(question):
         return False
     asked = set(_NUMBER.findall(question))
+    # "What is the minimum password length?" is not answered by "... must be changed at once"
+    says = _GIVES_QUANTITY if _ABOUT_TIME.search(question) else _GIVES_NUMBER
 
     def gives(claim: str) -> bool:
         # "under clause 4.2" or "page 3" gives no quantity, nor does the question's own "2023"
         claim = _NUMBER.sub(lambda m: " " if m.group(0) in asked else m.group(0), _PLACE.sub(" ", claim))
-        return bool(_GIVES_QUANTITY.search(claim))
+        return bool(says.search(claim))
 
     return not any(gives(c) for c in claims)
 

@@ -169,6 +169,10 @@ def test_a_question_for_a_number_answered_without_one_is_flagged():
     from assistant.checks import missing_quantity, quantity_sentence
 
     assert missing_quantity("What is the minimum password length?", ["Passwords are not changed on a fixed schedule."])
+    # a word for a time is no length (the shipped 135M adapter's answer, shown as supported before)
+    assert missing_quantity("What is the minimum password length?", [
+        "Passwords are not changed on a fixed schedule, but must be changed at once if compromise is suspected."])
+    assert not missing_quantity("How quickly must a suspicion be reported?", ["It must be reported at once."])
     assert missing_quantity("How long must customer records be kept?",
                             ["Customer records must be kept for as long as the Bank needs them."])
     assert not missing_quantity("What is the minimum password length?", ["Passwords must be at least 14 characters."])

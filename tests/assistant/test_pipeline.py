@@ -183,12 +183,13 @@ def test_citation_gate_fitted_on_the_gold_set_withholds_an_answer_citing_a_weake
 
 def test_injected_instruction_in_a_document_does_not_change_the_answer(tmp_path):
     home = tmp_path / "home"
-    settings = Settings(home=home)
+    # five sources: the whole one-page policy, so the clause that carries the planted line reaches the model
+    settings = Settings(home=home, top_k=5)
     lib = Library(settings, embedder=load_embedder(settings))
     assert not lib.ingest([FIXTURES / "good" / "injected_policy.pdf"]).failed
     assistant = Assistant(settings, library=lib)
     q = "Who must pre-approve travel expenses over GBP 500?"
-    sources = assistant.retriever.retrieve(q, 3)
+    sources = assistant.retriever.retrieve(q, 5)
     assert any("ignore previous instructions" in s.chunk.text.lower() for s in sources)
     prompt = json.dumps(build_messages(q, [s.chunk for s in sources]))
     assert "ignore previous instructions" not in prompt.lower()

@@ -77,7 +77,9 @@ def test_reranking_puts_a_relevant_passage_first_where_hybrid_does_not(reranker)
         first[q.id] = (h, r)
     fixed = [qid for qid, (h, r) in first.items() if r and not h]
     assert fixed, first
-    assert sum(r for _, r in first.values()) >= sum(h for h, _ in first.values())
+    # Not better overall on this manual: since each clause is its own chunk, hybrid retrieval puts the gold clause
+    # first for 22 of 27 questions and the ObliQA-trained reranker for 19, which is why reranking is off by default
+    # (docs/benchmarks.md, "One clause, one chunk"); the reranker still finds some that hybrid misses.
 
 
 def test_settings_turn_reranking_off_or_point_at_any_folder(tmp_path):

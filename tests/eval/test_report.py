@@ -1,4 +1,5 @@
-"""Reports and run comparison on two real retrieval-only runs of the sample gold set (hybrid and BM25)."""
+"""Reports and run comparison on two real retrieval-only runs of the sample gold set and one more question (hybrid
+and BM25)."""
 
 import json
 
@@ -18,12 +19,23 @@ def is_png(path) -> bool:
     return data.startswith(PNG) and len(data) > 1000
 
 
+# A question about a superseded version that names no date: searched in today's versions only, its gold passage
+# (version 1's clause 4.2) cannot be found, so the runs have a question whose gold is missed.
+SUPERSEDED = {"id": "retention-customer-v1", "question": "How long were customer records kept under version 1.0 of the "
+              "Data Retention Policy?", "answerable": True, "answer": "5 years after the end of the customer "
+              "relationship.", "evidence": [{"document": "data_retention_policy_v1.pdf", "page": 2, "passage_id": "4.2",
+                                             "quote": "are retained for 5 years after the end of the customer"}]}
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     lib = sample_library()
     root = tmp_path_factory.mktemp("runs")
+    gold = root / "gold.jsonl"
+    gold.write_text(GOLD.read_text(encoding="utf-8").rstrip("\n") + "\n" + json.dumps(SUPERSEDED) + "\n",
+                    encoding="utf-8")
     for mode in ("hybrid", "bm25"):
-        run_eval(lib.settings, GOLD, root / mode, retrieval_only=True, retrieval_mode=mode, library=lib,
+        run_eval(lib.settings, gold, root / mode, retrieval_only=True, retrieval_mode=mode, library=lib,
                  progress=False)
     lib.close()
     return root
@@ -38,7 +50,7 @@ def test_the_report_has_the_metrics_their_definitions_the_worst_questions_and_va
     assert f"| recall@10 | {metrics['recall@10']:.3f} |" in report
     assert "evaluation.md#retrieval-metrics" in report and "evaluation.md#answer-metrics" in report
     assert "| citation_precision | - |" in report  # not measured without answers
-    assert "## Worst retrieval" in report and "retention-customer-2023" in report  # asks for a superseded policy
+    assert "## Worst retrieval" in report and "retention-customer-v1" in report  # asks for a superseded policy
     assert "## Per gold document" in report and "| aml_kyc_policy.pdf | 7 |" in report
     assert "## Answers that went wrong" not in report  # retrieval only
     for name in ("metrics.png", "latency.png", "per_document.png"):
@@ -56,7 +68,7 @@ def test_compare_gives_b_minus_a_for_every_shared_metric_in_aggregate_order(runs
     assert "recall@10" in rows and "latency.retrieval_ms.p95" in rows
     assert "citation_precision" not in rows  # None in both runs
     assert rows["recall@10"]["delta"] == pytest.approx(b["recall@10"] - a["recall@10"])
-    assert rows["n_questions"] == {"metric": "n_questions", "a": 35, "b": 35, "delta": 0}
+    assert rows["n_questions"] == {"metric": "n_questions", "a": 36, "b": 36, "delta": 0}
     assert result["a"]["label"] == "bm25 (retrieval only)" and result["b"]["label"] == "hybrid (retrieval only)"
 
     table = (tmp_path / "cmp" / "compare.md").read_text(encoding="utf-8")

@@ -97,7 +97,7 @@ def test_every_metric_and_latency_has_a_plain_meaning():
 def test_a_retrieval_only_run_says_where_the_gold_passage_was_found(runs):  # noqa: F811 (the fixture)
     records = {r["id"]: r for r in map(json.loads, (runs / "hybrid" / "results.jsonl").read_text().splitlines())}
     assert verdict(records["aml-cash-threshold"]) == (GOLD_FOUND, "gold passage at rank 1")
-    said, reason = verdict(records["retention-customer-2023"])  # asks for the superseded version
+    said, reason = verdict(records["retention-customer-v1"])  # asks for the superseded version, naming no date
     assert said == GOLD_MISSED and reason.startswith("no gold passage among the first 10 retrieved; first retrieved: ")
     assert verdict(records["none-crypto-custody"])[0] == NOT_JUDGED
 

@@ -114,11 +114,11 @@ def test_a_retrieval_run_shows_metrics_explained_and_a_table_to_filter_and_open(
     expect(table).to_contain_text("gold passage at rank 1")
     screenshot(page, "eval-retrieval-run")
 
-    # the question about a superseded version, and those about the PDF this home leaves out (tests/ui/conftest.py)
+    # the questions about the PDF this home leaves out (tests/ui/conftest.py)
     choose(page, "eval-verdict", re.compile(r"^gold missed \(\d+\)"))
     missed = int(re.search(r"gold missed \((\d+)\)", page.locator("#eval-verdict input").input_value()).group(1))
     expect_rows(table, missed)
-    expect(table).to_contain_text("retention-customer-2023")
+    expect(table).to_contain_text("gifts-public-official")
     assert all(text == "gold missed" for text in table.locator("[data-col='2']").all_inner_texts())
     choose(page, "eval-verdict", "All verdicts")
     expect_rows(table, 35)
