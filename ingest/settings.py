@@ -97,7 +97,8 @@ class Settings(BaseSettings):
     candidates: int = Field(default=100, ge=1, description="Candidates each retriever (dense, BM25) gives to the "
                             "fusion.")
     # Off by default: the shipped reranker (trained on ObliQA's ADGM rulebooks) lowers the sample manual's MAP@10
-    # 0.781 -> 0.735 and Recall@10 0.963 -> 0.926 (docs/benchmarks.md), and the issue allows no regression there.
+    # 0.781 -> 0.735 and Recall@10 0.963 -> 0.926 (docs/benchmarks.md), and with one clause per chunk 0.892 -> 0.758
+    # (Recall@1 0.815 -> 0.685); the issue allows no regression there.
     rerank: bool = Field(default=False, description="Rerank the fused candidates with the cross-encoder "
                          "reranker_model before the generator (skipped, with a note in the log, when the default "
                          "model is not installed).")
