@@ -1,6 +1,7 @@
 """Hybrid retrieval: dense (Chroma) and BM25 candidates fused with reciprocal rank fusion, filtered by the catalog
-(active versions by default, a date's version with `as_of` or the one the question names, chosen documents); the fused top `rerank_depth` are
-then reordered by the cross-encoder reranker when one is configured (assistant/rerank.py)."""
+(active versions by default, a date's version with `as_of` or those of the period the question names, chosen
+documents); the fused top `rerank_depth` are then reordered by the cross-encoder reranker when one is configured
+(assistant/rerank.py)."""
 
 from __future__ import annotations
 
