@@ -49,16 +49,17 @@ _ASKS_QUANTITY = re.compile(
     r"\b(?:what|which) (?:is|are) the (?:minimum|maximum|min|max|deadline|threshold|limit|time limit|period|"
     r"retention period|percentage|amount|frequency)\b|"
     r"\babove (?:what|which) (?:amount|value|level|threshold|sum)\b|\bwhat (?:percentage|amount|sum|level of)\b", re.I)
-# ... is answered with a number or words that say one.
+# ... is answered with a number or words that say one (an amount or a length: only numbers and number words).
+_NUMBER_WORDS = (r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|"
+                 r"(?:thir|four|fif|six|seven|eigh|nine)teen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|"
+                 r"hundred|thousand|million|half|quarter|no (?:minimum|maximum|limit)|not (?:set|specified|stated|fixed)")
+_GIVES_NUMBER = re.compile(rf"\d|\b(?:{_NUMBER_WORDS})\b", re.I)
 _GIVES_QUANTITY = re.compile(
-    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|"
-    r"twenty|thirty|forty|fifty|seventy|eighty|"
-    r"sixty|ninety|hundred|thousand|million|half|quarter|once|twice|annual(?:ly)?|yearly|quarterly|monthly|weekly|"
+    rf"\d|\b(?:{_NUMBER_WORDS}|once|twice|annual(?:ly)?|yearly|quarterly|monthly|weekly|"
     r"daily|hourly|(?:minute|hour|day|week|fortnight|month|quarter|year|decade)s?|immediately|promptly|at once|"
     r"without (?:undue )?delay|as soon as|same day|next day|"
     r"indefinitely|permanently|continual(?:ly)?|continuous(?:ly)?|regular(?:ly)?|periodic(?:ally)?|at all times|"
-    r"ongoing|no (?:minimum|maximum|limit)|not (?:set|specified|stated|fixed)|every (?:year|month|"
-    r"week|day|quarter))\b", re.I)
+    r"ongoing|every (?:year|month|week|day|quarter))\b", re.I)
 
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
@@ -66,10 +67,6 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # one that asks for an amount, a length or a threshold and nothing about time needs a number.
 _ABOUT_TIME = re.compile(r"\b(?:long|often|quickly|soon|frequently|when|time|times|deadline|period|periods|"
                          r"frequency|retention|retained|kept|keep|advance|days?|weeks?|months?|years?|hours?)\b", re.I)
-_GIVES_NUMBER = re.compile(
-    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|(?:thir|four|fif|six|seven|eigh|nine)teen|"
-    r"twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety|hundred|thousand|million|half|quarter|no (?:minimum|"
-    r"maximum|limit)|not (?:set|specified|stated|fixed))\b", re.I)
 
 
 def missing_quantity(question: str, claims: list[str]) -> bool:
