@@ -253,11 +253,13 @@ class Catalog:
                 keys.update(v.doc_key for v in versions)
             elif as_of:
                 start = min(since or as_of, as_of)
-                dated = [v for v in versions if (v.effective_date or v.ingested_at[:10]) <= start]
+                # a version without an effective date is in force from the day it was ingested
+                took_effect = {v.doc_key: v.effective_date or v.ingested_at[:10] for v in versions}
+                dated = [v for v in versions if took_effect[v.doc_key] <= start]
                 if dated:
-                    best = max(dated, key=lambda v: ((v.effective_date or v.ingested_at[:10]), v.version))
+                    best = max(dated, key=lambda v: (took_effect[v.doc_key], v.version))
                     keys.add(best.doc_key)
-                keys.update(v.doc_key for v in versions if start < (v.effective_date or v.ingested_at[:10]) <= as_of)
+                keys.update(v.doc_key for v in versions if start < took_effect[v.doc_key] <= as_of)
             else:
                 keys.update(v.doc_key for v in versions if v.status == "active")
         return keys
