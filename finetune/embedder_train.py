@@ -193,7 +193,10 @@ def train_embedder(train: list[MinedQuestion], val: list[MinedQuestion], work: P
     loss = MultipleNegativesRankingLoss(model, scale=config.scale)
     epoch_batches = [batches(rows(train, config, e), config.batch_questions) for e in range(config.epochs)]
     steps_per_epoch = len(epoch_batches[0])
-    total = steps_per_epoch * config.epochs
+    # each epoch's shuffle packs its rows into its own number of steps (first fit keeps a question's gold passages
+    # out of the other questions' steps), so the steps are counted over the epochs, not as epochs x the first one
+    schedule = [(epoch, index) for epoch, steps in enumerate(epoch_batches) for index in range(len(steps))]
+    total = len(schedule)
     if config.max_steps:
         total = min(total, config.max_steps)
     if total == 0:
@@ -201,7 +204,7 @@ def train_embedder(train: list[MinedQuestion], val: list[MinedQuestion], work: P
     frozen = _frozen(model, val, work, config, data_sha256)
 
     def loss_at(step: int):
-        epoch, index = divmod(step, steps_per_epoch)
+        epoch, index = schedule[step]
         return batch_loss(model, loss, epoch_batches[epoch][index], autocast)
 
     def check() -> tuple[dict, tuple]:

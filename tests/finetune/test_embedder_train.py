@@ -115,3 +115,15 @@ def test_training_checkpoints_resumes_and_saves_a_model_that_loads(mined, tmp_pa
     assert np.abs(trained - base).max() > 1e-3
     # comply's own embedder reads the folder as it is (what re-embedding the library will load)
     assert np.allclose(Embedder(str(out)).encode(texts), trained, atol=1e-4)
+
+
+def test_every_epoch_is_trained_however_many_steps_its_shuffle_packs_into(mined, tmp_path):
+    """First-fit packing gives each epoch's shuffle its own number of steps (here 6, 6 and 5): a run of 3 epochs
+    trains 17 steps. It once counted 3 x the first epoch's 6 and failed on its last step (IndexError), after
+    question generation and the reranker had run (`comply adapt retriever --epochs 2`)."""
+    config = EmbedTrainConfig(negatives=1, negative_depth=20, batch_questions=4, max_length=64, epochs=3,
+                              eval_every=100, eval_questions=2, eval_depth=5, checkpoint_every=100)
+    per_epoch = [len(batches(rows(mined[:20], config, e), config.batch_questions)) for e in range(3)]
+    assert len(set(per_epoch)) > 1  # the case under test: epochs of different lengths
+    card = train_embedder(mined[:20], mined[20:], tmp_path / "work", config, progress=False)
+    assert card["steps"] == sum(per_epoch)
