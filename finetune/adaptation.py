@@ -40,6 +40,7 @@ from eval.planted import ask as ask_planted
 from eval.planted import document_keys, load_phrasings, tally, write_planted
 from eval.runner import RESULTS_FILE, read_results, run_eval
 from finetune import adapters, retrievers
+from finetune.abstain_calibration import GENERAL_QUESTIONS, OUTSIDE_QUESTIONS
 from finetune.dataset import DataConfig, build_dataset, load_manifest
 from finetune.train import TrainConfig, TrainError, train
 from ingest.pipeline import Library
@@ -295,9 +296,6 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
     return write_report(grid, [rid for rid, _, _ in rows(task)])
 
 
-CHECKS_DIR = Path(__file__).resolve().parent.parent / "data" / "adaptation"
-GENERAL_QUESTIONS = CHECKS_DIR / "general_questions.jsonl"
-OUTSIDE_QUESTIONS = CHECKS_DIR / "outside_questions.jsonl"
 GENERAL_SYSTEM = "You are a helpful assistant. Answer the question briefly."
 
 

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from eval.datasets import load_dataset, select_part
 from eval.runner import file_sha256
+from finetune.abstain_calibration import calibrate_library, no_library_answers
 from finetune.embedder_train import EmbedTrainConfig, export, load_model, train_embedder
 from finetune.embedder_train import scorer as embedder_scorer
-from finetune.questions import generate_gold
+from finetune.questions import MIN_CHARS, generate_gold
 from finetune.reranker_data import fusion_key, mined_part, mined_parts
 from finetune.reranker_train import (
     RerankTrainConfig,
@@ -77,7 +78,7 @@ def adapt_retriever(settings: Settings, out: Path, *, dataset: Path | None = Non
         dataset = work / "questions.jsonl"
         stamp = work / "questions.json"
         key = {"generate": generate, "seed": seed, "round_trip_k": round_trip_k,
-               "generator": settings.generator_model}
+               "generator": settings.generator_model, "min_chars": MIN_CHARS}
         library = Library(settings)
         key["index_generation"] = library.catalog.generation()
         try:
@@ -122,6 +123,13 @@ def adapt_retriever(settings: Settings, out: Path, *, dataset: Path | None = Non
               "mean pooling, unit vectors), weights in bf16", "questions": questions_info, **extra}
     report = held_out_report(report_lists, work / "reranker" / "best", work / "embedder" / "best", ecfg)
     rcard["report"], ecard["report"] = report, report
+    # the reranker's own abstention rule (its logits have their own scale): without one on its card, activating it
+    # would switch the "no source addresses the question" rule off
+    rule = calibrate_library(settings, work / "reranker" / "best",
+                             select_part(gold, "tune") + select_part(gold, "report"), no_library_answers(),
+                             progress=progress)
+    if rule:
+        rcard["abstain"] = rule
     reranker_out, embedder_out = out / f"{name}-reranker", out / f"{name}-embedder"
     export_bf16(work / "reranker" / "best", reranker_out, rcard)
     export(work / "embedder" / "best", embedder_out, ecard)

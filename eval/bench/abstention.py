@@ -27,62 +27,19 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from assistant.rerank import AbstainRule, Reranker, current_reranker
-from assistant.retrieval import Retriever
-from eval.datasets import GoldQuestion, load_jsonl, load_obliqa, select_part
+from eval.datasets import load_jsonl, load_obliqa, select_part
 from eval.machine import cpu_model
-from eval.metrics import percentiles, ranked_item_from_chunk, relevant
+from eval.metrics import percentiles
+from finetune.abstain_calibration import OUTSIDE_QUESTIONS, choose, features, refused
 from ingest.embedding import cpu_supports_bf16
 from ingest.pipeline import Library
 from ingest.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTSIDE = ROOT / "data" / "adaptation" / "outside_questions.jsonl"
 SAMPLE_GOLD = ROOT / "data" / "gold" / "sample_gold.jsonl"
-COSINES = (0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70, 1.01)  # 1.01: the reranker asked for every question
-LOGITS = tuple(round(-3.0 + 0.2 * i, 1) for i in range(11))  # -3.0 .. -1.0
-
-
-def features(library: Library, settings: Settings, reranker: Reranker, questions: list[GoldQuestion],
-             answerable: bool | None, desc: str, quiet: bool) -> list[dict]:
-    """Per question: best cosine, best reranker logit over the sources the assistant would show, whether a gold
-    passage is among them, and whether the question is answerable in this library (None: as its gold says)."""
-    retriever = Retriever(library, settings=settings, reranker=False)
-    rows = []
-    for q in tqdm(questions, desc=desc, unit="q", file=sys.stderr, disable=quiet):
-        sources = retriever.retrieve(q.question, settings.top_k)
-        t0 = time.perf_counter()
-        logits = reranker.score(q.question, [s.chunk.text for s in sources])
-        ms = 1000 * (time.perf_counter() - t0)
-        ok = q.answerable if answerable is None else answerable
-        rows.append({"id": q.id, "answerable": ok, "cosine": retriever.relevance(q.question, sources),
-                     "logit": max(logits, default=-99.0), "ms": ms,
-                     "gold_shown": ok and any(relevant(ranked_item_from_chunk(s.chunk), q) for s in sources)})
-    return rows
-
-
-def refused(rows: list[dict], threshold: float, rule: AbstainRule | None) -> int:
-    """How many of these questions are not asked of the model (the cosine gate, then the rule)."""
-    return sum(r["cosine"] < threshold or (rule is not None and rule.refuses(r["cosine"], r["logit"])) for r in rows)
-
-
-def choose(answerable: list[dict], unanswerable: list[dict], threshold: float, max_false: float) -> dict:
-    """The grid pair refusing the most unanswerable questions while refusing at most `max_false` of the answerable."""
-    grid = []
-    for cosine in COSINES:
-        for logit in LOGITS:
-            rule = AbstainRule(logit=logit, cosine=cosine)
-            grid.append({"cosine": cosine, "logit": logit,
-                         "false_refusals": refused(answerable, threshold, rule) / len(answerable),
-                         "refusals_unanswerable": refused(unanswerable, threshold, rule) / len(unanswerable)})
-    allowed = [g for g in grid if g["false_refusals"] <= max_false + 1e-9]
-    best = max(allowed, key=lambda g: (round(g["refusals_unanswerable"], 6), -g["cosine"], -g["logit"]))
-    return {"chosen": best, "grid": grid}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     questions = load_obliqa(args.obliqa / "ObliQA_dev.json", documents_dir=args.obliqa / "StructuredRegulatoryDocuments")
     tune, report = (select_part(questions, p)[:args.limit] if args.limit else select_part(questions, p)
                     for p in ("tune", "report"))
-    outside, gold = load_jsonl(OUTSIDE), load_jsonl(SAMPLE_GOLD)
+    outside, gold = load_jsonl(OUTSIDE_QUESTIONS), load_jsonl(SAMPLE_GOLD)
     q = args.json
     sets = {
         "tune over ADGM (answerable)": features(adgm, adgm_settings, reranker, tune, True, "tune/ADGM", q),

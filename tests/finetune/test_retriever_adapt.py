@@ -11,7 +11,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from assistant.app.cli.main import app
+from assistant.rerank import card_rule
 from finetune import retrievers
+from finetune.abstain_calibration import COSINES, WIDE_LOGITS
 from ingest.embedding import resolve_embedding_model
 from ingest.settings import DEFAULT_EMBEDDING, Settings
 from tests.library import GOLD, sample_home
@@ -49,6 +51,11 @@ def test_generated_questions_train_report_register_and_resume(tmp_path):
         assert card["report"] == out["report"] and card["report"]["questions"] == q["parts"]["report"]
         assert card["base_model"].endswith("minilm-obliqa") == (kind == "reranker")
     assert json.loads((tmp_path / "firm" / "firm-embedder" / "card.json").read_text())["base_model"] == EMBEDDER_FOLDER
+    # the adapted reranker carries its own abstention rule (its logits' scale is not the shipped one's), chosen on
+    # this library's held-out questions against the questions no library answers; the assistant reads it from there
+    rule = card_rule(tmp_path / "firm" / "firm-reranker")
+    assert rule["cosine"] in COSINES and rule["logit"] in WIDE_LOGITS and rule["max_false_refusals"] == 0.0
+    assert "held-out generated questions" in rule["chosen_on"] and rule["tune_false_refusals"] == 0.0
     assert all(0.0 <= out["report"][k]["map@10"] <= 1.0 for k in ("fused", "reranker", "frozen_embedder",
                                                                    "trained_embedder"))
     assert out["registered"] == {"reranker": "firm-reranker", "embedder": "firm-embedder"}
