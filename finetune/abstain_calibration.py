@@ -73,7 +73,7 @@ def choose(answerable: list[dict], unanswerable: list[dict], threshold: float, m
 def calibrate_library(settings: Settings, reranker_path, answerable: list[GoldQuestion],
                       unanswerable: list[GoldQuestion], *, max_false: float = 0.0, progress: bool = True) -> dict:
     """The abstention rule of a reranker adapted to the library of `settings`, for its card's `abstain`: chosen on
-    `answerable` (the library's own held-out generated questions; only those whose chunk is among the sources the
+    `answerable` (the library's own held-out questions, generated or gold; only those whose chunk is among the sources the
     assistant shows count, as a question whose passage is not shown cannot be answered right anyway) against
     `unanswerable` (questions no library of comply's answers), over the wide logit grid. `max_false` 0: no
     held-out question whose passage is shown (and that the cosine gate lets through) may be refused. {} when there
@@ -93,7 +93,7 @@ def calibrate_library(settings: Settings, reranker_path, answerable: list[GoldQu
         return {}
     chosen = choose(shown, outside, settings.abstain_threshold, max_false, WIDE_LOGITS)["chosen"]
     return {"logit": chosen["logit"], "cosine": chosen["cosine"],
-            "chosen_on": f"this library: {len(shown)} held-out generated questions whose chunk is among the "
+            "chosen_on": f"this library: {len(shown)} held-out questions whose chunk is among the "
                          f"{settings.top_k} sources (answerable) against {len(outside)} questions no library "
                          "answers (data/adaptation; unanswerable), by `comply adapt retriever`",
             "max_false_refusals": max_false,

@@ -55,7 +55,7 @@ def test_generated_questions_train_report_register_and_resume(tmp_path):
     # this library's held-out questions against the questions no library answers; the assistant reads it from there
     rule = card_rule(tmp_path / "firm" / "firm-reranker")
     assert rule["cosine"] in COSINES and rule["logit"] in WIDE_LOGITS and rule["max_false_refusals"] == 0.0
-    assert "held-out generated questions" in rule["chosen_on"] and rule["tune_false_refusals"] == 0.0
+    assert "held-out questions" in rule["chosen_on"] and rule["tune_false_refusals"] == 0.0
     assert all(0.0 <= out["report"][k]["map@10"] <= 1.0 for k in ("fused", "reranker", "frozen_embedder",
                                                                    "trained_embedder"))
     assert out["registered"] == {"reranker": "firm-reranker", "embedder": "firm-embedder"}
