@@ -3,7 +3,7 @@ cosine is below `cosine`, abstain when no source scores `logit` or more.
 
 Used twice: `eval.bench.abstention` chooses the shipped ObliQA reranker's rule on ObliQA dev's tune part, and
 `comply adapt retriever` chooses the rule of a reranker adapted to a firm's library on that library's own held-out
-generated questions (answerable there) and the questions of data/adaptation that no library of comply's answers.
+questions (answerable there) and the questions of data/adaptation that no library of comply's answers.
 The thresholds belong to one reranker (its logits' scale), so each reranker's card carries its own.
 """
 
@@ -73,8 +73,8 @@ def choose(answerable: list[dict], unanswerable: list[dict], threshold: float, m
 def calibrate_library(settings: Settings, reranker_path, answerable: list[GoldQuestion],
                       unanswerable: list[GoldQuestion], *, max_false: float = 0.0, progress: bool = True) -> dict:
     """The abstention rule of a reranker adapted to the library of `settings`, for its card's `abstain`: chosen on
-    `answerable` (the library's own held-out questions, generated or gold; only those whose chunk is among the sources the
-    assistant shows count, as a question whose passage is not shown cannot be answered right anyway) against
+    `answerable` (the library's own held-out questions, generated or gold; only those whose chunk is among the
+    sources the assistant shows count, as a question whose passage is not shown cannot be answered right anyway) against
     `unanswerable` (questions no library of comply's answers), over the wide logit grid. `max_false` 0: no
     held-out question whose passage is shown (and that the cosine gate lets through) may be refused. {} when there
     is nothing to choose on."""
@@ -101,8 +101,12 @@ def calibrate_library(settings: Settings, reranker_path, answerable: list[GoldQu
             "tune_refusals_unanswerable": round(chosen["refusals_unanswerable"], 4)}
 
 
+def general_questions() -> list[dict]:
+    """The 20 general-knowledge questions of data/adaptation: id, question and `accept` (patterns of a right answer)."""
+    return [json.loads(line) for line in GENERAL_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def no_library_answers() -> list[GoldQuestion]:
     """The 12 regulatory questions and the 20 general-knowledge questions of data/adaptation, as unanswerable."""
-    general = [json.loads(line) for line in GENERAL_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
     return load_jsonl(OUTSIDE_QUESTIONS) + [GoldQuestion(id=g["id"], question=g["question"], answerable=False)
-                                            for g in general]
+                                            for g in general_questions()]

@@ -40,7 +40,7 @@ from eval.planted import ask as ask_planted
 from eval.planted import document_keys, load_phrasings, tally, write_planted
 from eval.runner import RESULTS_FILE, read_results, run_eval
 from finetune import adapters, retrievers
-from finetune.abstain_calibration import GENERAL_QUESTIONS, OUTSIDE_QUESTIONS
+from finetune.abstain_calibration import OUTSIDE_QUESTIONS, general_questions
 from finetune.dataset import DataConfig, build_dataset, load_manifest
 from finetune.train import TrainConfig, TrainError, train
 from ingest.pipeline import Library
@@ -311,8 +311,7 @@ def _checks(settings: Settings, adapter: str | None, library, out: Path, strateg
     if not strategy.few_shot:  # the few-shot row's model is the base model: asked without its prompt, the same
         generator = load_generator(settings, adapter=adapter)
         answers = []
-        for line in GENERAL_QUESTIONS.read_text(encoding="utf-8").splitlines():
-            q = json.loads(line)
+        for q in general_questions():
             text = generator.generate([{"role": "system", "content": GENERAL_SYSTEM},
                                        {"role": "user", "content": q["question"]}], 48)
             right = any(re.search(p, text.lower()) for p in q["accept"])
