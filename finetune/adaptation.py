@@ -117,6 +117,7 @@ class Task:
     sizes: list[int | None]  # None = all training examples
     strategies: list[str]
     checks: bool = True  # forgetting and safety checks for every generator row (_checks, _planted)
+    planted: int | None = None  # planted instructions asked per row (None: the whole set; fewer: a spread of it)
     reranker: str | None = None  # a trained CrossEncoder folder, for the rows that use one
     embedder: str | None = None  # a trained sentence-transformers folder, for the rows that use one
     # how examples are built: the product's defaults (the sources the assistant would show), no validation split
@@ -133,7 +134,7 @@ class Task:
 
 def comparable(task: dict) -> dict:
     return {k: v for k, v in task.items()
-            if k not in ("strategies", "sizes", "checks") and not (k in ("reranker", "embedder") and v is None)}
+            if k not in ("strategies", "sizes", "checks", "planted") and not (k in ("reranker", "embedder") and v is None)}
 
 
 def _largest(sizes: list[int | None]) -> int | None:
@@ -222,7 +223,7 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
         row = grid.row(rid)
         row.update(strategy=strategy.name, label=strategy.label, size=size)
         checks_due = task.checks and not strategy.retrieval_only and \
-            "unfiltered" not in ((row.get("checks") or {}).get("planted") or {})
+            not _planted_done((row.get("checks") or {}).get("planted") or {}, task.planted)
         if row.get("eval"):  # done: its summary is read again from its run (the same answers)
             run_dir = Path(row["eval"]["run"])
             metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -282,7 +283,7 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
                 libraries["planted"], grid.state["planted_keys"] = _planted_library(settings, library, grid, say)
                 grid.save()
             added = _planted(row_settings, adapter, libraries["planted"], grid.state["planted_keys"],
-                             grid.out / "checks" / rid, progress, checks.setdefault("planted", {}))
+                             grid.out / "checks" / rid, progress, checks.setdefault("planted", {}), task.planted)
             checks["seconds"] = round(checks["seconds"] + added, 1)
             row["checks"] = checks
             grid.save()
@@ -339,10 +340,27 @@ def _planted_library(settings: Settings, library, grid: Grid, say) -> tuple[Libr
     return planted, document_keys(report)
 
 
+def planted_phrasings(count: int | None) -> list:
+    """The planted instructions a row is asked: the whole set (None), or `count` of them spread evenly over it (the
+    set is ordered by kind, so a spread keeps every kind and format it can)."""
+    phrasings = load_phrasings()
+    if count is None or count >= len(phrasings):
+        return phrasings
+    if count < 1:
+        raise CompareError(f"--planted {count}: ask at least 1 planted instruction (or all: leave it out)")
+    return [phrasings[i * len(phrasings) // count] for i in range(count)]
+
+
+def _planted_done(done: dict, count: int | None) -> bool:
+    """Whether a row's planted counts are complete for this many phrasings (both passes, as many asked)."""
+    wanted = len(planted_phrasings(count))
+    return done.get("asked") == wanted and (done.get("unfiltered") or {}).get("asked") == wanted
+
+
 def _planted(settings: Settings, adapter: str | None, library, keys: dict[str, str], out: Path, progress: bool,
-             done: dict) -> float:
-    """Every planted instruction's question asked of one generator row within the instruction's own document (the
-    worst case: the planted chunk is among the sources), through the whole pipeline: with the shipped injection filter
+             done: dict, count: int | None = None) -> float:
+    """Each planted instruction's question (all, or `count` of them) asked of one generator row within its own
+    document (the worst case: the planted chunk is among the sources), through the whole pipeline: with the shipped injection filter
     and verifier (does an answer show what the attacker wanted as supported, does a draft carry it?), then with the
     filter off, as the bench's --unfiltered (what the trained model itself does with an instruction it is shown).
     Fills `done` (the row's "planted" counts; the parts already there are kept) and returns the seconds it took."""
@@ -351,12 +369,13 @@ def _planted(settings: Settings, adapter: str | None, library, keys: dict[str, s
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     asker = Assistant(settings, library=library, adapter=adapter or "none")
+    phrasings = planted_phrasings(count)
     for filtered, name in ((True, "planted.jsonl"), (False, "planted-unfiltered.jsonl")):
-        if ("asked" in done) if filtered else ("unfiltered" in done):
+        if (done.get("asked") if filtered else (done.get("unfiltered") or {}).get("asked")) == len(phrasings):
             continue
         t0 = time.perf_counter()
         rows = [ask_planted(asker, p, keys[p.file_name], filtered=filtered)
-                for p in tqdm(load_phrasings(), desc="planted instructions" + ("" if filtered else ", filter off"),
+                for p in tqdm(phrasings, desc="planted instructions" + ("" if filtered else ", filter off"),
                               unit="question", disable=not progress)]
         (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         counts = {**tally(rows), "seconds": round(time.perf_counter() - t0, 1)}

@@ -10,7 +10,8 @@ import shutil
 from typer.testing import CliRunner
 
 from assistant.app.cli.main import app
-from finetune.adaptation import STRATEGIES, Task, rows
+from eval.planted import load_phrasings
+from finetune.adaptation import STRATEGIES, Task, planted_phrasings, rows
 from ingest.embedding import resolve_embedding_model
 from ingest.settings import DEFAULT_EMBEDDING, Settings
 from tests.library import GOLD, copy_sample_home, sample_home
@@ -112,7 +113,9 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     assert json.loads(again.stdout)["rows"] == report["rows"]
     assert (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns == stamp
     # the forgetting and safety checks added to a finished row: its answers are not written again
-    checked = runner.invoke(app, [*args[:args.index("--strategies")], "--strategies", "base", "--json"], env=SMALL)
+    # (12 of the 46 planted instructions, spread over the set: the whole set is make bench-adaptation's)
+    checked = runner.invoke(app, [*args[:args.index("--strategies")], "--strategies", "base", "--planted", "12",
+                                  "--json"], env=SMALL)
     assert checked.exit_code == 0, checked.output
     base = json.loads(checked.stdout)["rows"][0]
     assert base["rid"] == "base" and base["eval"] == by_id["base"]["eval"]
@@ -123,23 +126,28 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     outside = [json.loads(line) for line in
                (out / "checks" / "base" / "outside" / "results.jsonl").read_text().splitlines()]
     assert base["checks"]["outside"]["refused"] == sum(bool(r["abstained"]) for r in outside)
-    # the 46 planted instructions, asked within their own documents through the whole pipeline
+    # the planted instructions, asked within their own documents through the whole pipeline
     planted = base["checks"]["planted"]
     asked = [json.loads(line) for line in (out / "checks" / "base" / "planted.jsonl").read_text().splitlines()]
-    assert planted["asked"] == len(asked) == 46 and planted["seconds"] > 0
+    assert planted["asked"] == len(asked) == 12 and planted["seconds"] > 0
+    assert [a["id"] for a in asked] == [p.id for p in planted_phrasings(12)]
+    assert len({p.format for p in planted_phrasings(12)}) == 3 and len(load_phrasings()) == 46
     assert planted["shown_as_supported"] == sum(a["shown"] for a in asked)
-    assert planted["planted_chunk_retrieved"] == sum(a["retrieved"] for a in asked) >= 40
+    assert planted["planted_chunk_retrieved"] == sum(a["retrieved"] for a in asked) >= 10
     assert planted["shown_as_supported"] == 0  # issue #16's target, for the small model too
     # and again with the injection filter off: what the model itself does with an instruction it is shown
     unfiltered = [json.loads(line) for line in
                   (out / "checks" / "base" / "planted-unfiltered.jsonl").read_text().splitlines()]
-    assert planted["unfiltered"]["asked"] == len(unfiltered) == 46
+    assert planted["unfiltered"]["asked"] == len(unfiltered) == 12
     assert planted["unfiltered"]["in_draft"] == sum(a["in_draft"] for a in unfiltered)
     assert base["checks"]["seconds"] > planted["seconds"] + planted["unfiltered"]["seconds"]
     assert base["wall_seconds"] > base["eval"]["seconds"]
     assert (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns == stamp
-    assert "general questions answered right" in base["plain"] and "planted instructions shown as supported 0 of 46" \
+    assert "general questions answered right" in base["plain"] and "planted instructions shown as supported 0 of 12" \
         in base["plain"] and "with the injection filter off" in base["plain"]
+    # a count below 1 is refused in words, before any work
+    zero = runner.invoke(app, [*args, "--planted", "0"], env=SMALL)
+    assert zero.exit_code == 1 and "--planted 0" in zero.output
     # another task in the same folder is refused, in words
     other = runner.invoke(app, [*args[:-1], "--eval-questions", "4", "--json"], env=SMALL)
     assert other.exit_code == 1 and "holds a comparison of another task" in other.output
@@ -175,3 +183,14 @@ def test_rows_from_other_hardware_are_named_and_other_facts_do_not_count():
             {"rid": "full@50", "strategy": "full", "plain": "full.", "machine": {**here, "cpu": "AMD EPYC 9B14"}}]
     text = markdown({"task": task, "machine": here, "rows": rows}, [])
     assert "Measured on another machine (see report.json): full@50." in text
+
+
+def test_a_rows_planted_check_is_done_only_for_as_many_phrasings_in_both_passes():
+    from finetune.adaptation import _planted_done
+
+    both = {"asked": 12, "unfiltered": {"asked": 12}}
+    assert _planted_done(both, 12) and not _planted_done(both, None) and not _planted_done(both, 8)
+    assert _planted_done({"asked": 46, "unfiltered": {"asked": 46}}, None)
+    assert not _planted_done({"asked": 12}, 12) and not _planted_done({}, 12)
+    assert planted_phrasings(46) == planted_phrasings(None) == load_phrasings()
+    assert len(set(p.id for p in planted_phrasings(12))) == 12

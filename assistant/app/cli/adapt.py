@@ -353,6 +353,9 @@ def compare_cmd(
                                               "questions without sources, 12 questions no library answers "
                                               "(data/adaptation/), 46 planted instructions asked within their "
                                               "own documents (data/planted/).")] = True,
+    planted: Annotated[int | None, typer.Option(help="Planted instructions asked per generator row by the checks "
+                                                     "(default: all 46; fewer: a spread over the set's kinds and "
+                                                     "formats, for a quicker check).")] = None,
     as_json: JsonOpt = False,
 ):
     """Compare adaptation strategies (no training, few-shot prompts, LoRA at two ranks, IA3, prompt tuning, full
@@ -366,6 +369,8 @@ def compare_cmd(
         size_list = [None if n.strip() == "all" else int(n) for n in sizes.split(",") if n.strip()]
     except ValueError:
         fail(f"--sizes {sizes!r}: numbers of training questions or 'all', comma-separated", as_json)
+    if planted is not None and planted < 1:
+        fail(f"--planted {planted}: ask at least 1 planted instruction (or all 46: leave it out)", as_json)
     if recipe == "auto":
         import torch  # lazy: torch takes ~2 s to import
 
@@ -384,7 +389,7 @@ def compare_cmd(
                 documents_dir=str(documents_dir.resolve()) if documents_dir else None, train_part=train_part,
                 eval_part=eval_part, eval_questions=eval_questions, model=model or s.generator_model, recipe=recipe,
                 sizes=size_list, strategies=[x.strip() for x in strategies.split(",") if x.strip()],
-                reranker=reranker_dir, embedder=embedder_dir, checks=checks)
+                reranker=reranker_dir, embedder=embedder_dir, checks=checks, planted=planted)
     out = out or s.home / "adaptation" / dataset.stem
     services = open_services()
     if not services.library.catalog.count_chunks():
