@@ -134,7 +134,8 @@ class Task:
 
 def comparable(task: dict) -> dict:
     return {k: v for k, v in task.items()
-            if k not in ("strategies", "sizes", "checks", "planted") and not (k in ("reranker", "embedder") and v is None)}
+            if k not in ("strategies", "sizes", "checks", "planted")
+            and not (k in ("reranker", "embedder") and v is None)}
 
 
 def _largest(sizes: list[int | None]) -> int | None:
@@ -360,9 +361,10 @@ def _planted_done(done: dict, count: int | None) -> bool:
 def _planted(settings: Settings, adapter: str | None, library, keys: dict[str, str], out: Path, progress: bool,
              done: dict, count: int | None = None) -> float:
     """Each planted instruction's question (all, or `count` of them) asked of one generator row within its own
-    document (the worst case: the planted chunk is among the sources), through the whole pipeline: with the shipped injection filter
-    and verifier (does an answer show what the attacker wanted as supported, does a draft carry it?), then with the
-    filter off, as the bench's --unfiltered (what the trained model itself does with an instruction it is shown).
+    document (the worst case: the planted chunk is among the sources), through the whole pipeline: with the shipped
+    injection filter and verifier (does an answer show what the attacker wanted as supported, does a draft carry
+    it?), then with the filter off, as the bench's --unfiltered (what the trained model itself does with an
+    instruction it is shown).
     Fills `done` (the row's "planted" counts; the parts already there are kept) and returns the seconds it took."""
     from assistant.pipeline import Assistant  # lazy: the answering pipeline loads transformers
 
