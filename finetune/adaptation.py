@@ -195,6 +195,8 @@ def check_task(task: Task) -> None:
         raise CompareError(f"recipe must be one of {', '.join(RECIPES)}, not {task.recipe!r}")
     if any(n is not None and n < 1 for n in task.sizes) or not task.sizes:
         raise CompareError("sizes are positive numbers of training questions, or 'all'")
+    if task.planted is not None and task.planted < 1:
+        raise CompareError(f"--planted {task.planted}: ask at least 1 planted instruction (or all: leave it out)")
     if task.train_part == task.eval_part:
         raise CompareError(f"the evaluation part must not be the training part ({task.train_part})")
     for name in task.strategies:
@@ -220,11 +222,12 @@ def compare(settings: Settings, library, task: Task, out: Path, *, progress: boo
     grid.state["model_name"] = model_display_name(settings)
     data_dir = _data(settings, library, task, grid, say, progress)
     libraries = {"frozen": library}
+    planted_wanted = len(planted_phrasings(task.planted))
     for rid, strategy, size in rows(task):
         row = grid.row(rid)
         row.update(strategy=strategy.name, label=strategy.label, size=size)
         checks_due = task.checks and not strategy.retrieval_only and \
-            not _planted_done((row.get("checks") or {}).get("planted") or {}, task.planted)
+            not _planted_done((row.get("checks") or {}).get("planted") or {}, planted_wanted)
         if row.get("eval"):  # done: its summary is read again from its run (the same answers)
             run_dir = Path(row["eval"]["run"])
             metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -347,14 +350,11 @@ def planted_phrasings(count: int | None) -> list:
     phrasings = load_phrasings()
     if count is None or count >= len(phrasings):
         return phrasings
-    if count < 1:
-        raise CompareError(f"--planted {count}: ask at least 1 planted instruction (or all: leave it out)")
     return [phrasings[i * len(phrasings) // count] for i in range(count)]
 
 
-def _planted_done(done: dict, count: int | None) -> bool:
-    """Whether a row's planted counts are complete for this many phrasings (both passes, as many asked)."""
-    wanted = len(planted_phrasings(count))
+def _planted_done(done: dict, wanted: int) -> bool:
+    """Whether a row's planted counts are complete for `wanted` phrasings (both passes, as many asked)."""
     return done.get("asked") == wanted and (done.get("unfiltered") or {}).get("asked") == wanted
 
 

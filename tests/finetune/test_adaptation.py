@@ -145,9 +145,6 @@ def test_a_small_grid_runs_reports_resumes_and_refuses_another_task(tmp_path):
     assert (out / "runs" / "base" / "results.jsonl").stat().st_mtime_ns == stamp
     assert "general questions answered right" in base["plain"] and "planted instructions shown as supported 0 of 12" \
         in base["plain"] and "with the injection filter off" in base["plain"]
-    # a count below 1 is refused in words, before any work
-    zero = runner.invoke(app, [*args, "--planted", "0"], env=SMALL)
-    assert zero.exit_code == 1 and "--planted 0" in zero.output
     # another task in the same folder is refused, in words
     other = runner.invoke(app, [*args[:-1], "--eval-questions", "4", "--json"], env=SMALL)
     assert other.exit_code == 1 and "holds a comparison of another task" in other.output
@@ -168,7 +165,8 @@ def test_bad_options_are_refused_in_words(tmp_path):
     shutil.copytree(sample_home(), home, ignore=shutil.ignore_patterns("models"))
     for extra, words in ((["--strategies", "base,qlora"], "unknown strategy 'qlora'"),
                          (["--sizes", "fifty"], "--sizes 'fifty'"),
-                         (["--eval-part", "train"], "must not be the training part")):
+                         (["--eval-part", "train"], "must not be the training part"),
+                         (["--planted", "0"], "--planted 0: ask at least 1 planted instruction")):
         result = runner.invoke(app, ["--home", str(home), *base[2:], *extra], env=SMALL)
         assert result.exit_code == 1 and words in result.output, (extra, result.output)
 
@@ -189,8 +187,8 @@ def test_a_rows_planted_check_is_done_only_for_as_many_phrasings_in_both_passes(
     from finetune.adaptation import _planted_done
 
     both = {"asked": 12, "unfiltered": {"asked": 12}}
-    assert _planted_done(both, 12) and not _planted_done(both, None) and not _planted_done(both, 8)
-    assert _planted_done({"asked": 46, "unfiltered": {"asked": 46}}, None)
+    assert _planted_done(both, 12) and not _planted_done(both, 46) and not _planted_done(both, 8)
+    assert _planted_done({"asked": 46, "unfiltered": {"asked": 46}}, len(planted_phrasings(None)))
     assert not _planted_done({"asked": 12}, 12) and not _planted_done({}, 12)
     assert planted_phrasings(46) == planted_phrasings(None) == load_phrasings()
     assert len(set(p.id for p in planted_phrasings(12))) == 12
